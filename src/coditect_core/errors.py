@@ -1,0 +1,212 @@
+"""Every exception coditect-core raises, in one tree.
+
+Callers branch on these types, never on message text. Errors from provider SDKs are mapped to
+this tree at the provider boundary (``raise LlmXxxError(...) from sdk_error``); no raw SDK
+exception escapes a provider. Messages never contain an API key.
+
+::
+
+    CoditectError
+    ├── LlmError                       anything that went wrong talking to a model
+    │   ├── LlmConfigurationError      bad settings, missing key, unknown provider (before any I/O)
+    │   │   └── LlmNotInstalledError   the provider's SDK extra is not installed
+    │   ├── LlmAuthenticationError     401: the key was refused
+    │   ├── LlmPermissionError         403: the key may not use this model or resource
+    │   ├── LlmRequestError            400/404/422: the request itself is wrong (incl. bad messages)
+    │   │   └── LlmContextLengthError  the prompt does not fit the model's context window
+    │   ├── LlmRateLimitError          429: slow down; ``retry_after`` seconds when the server said
+    │   ├── LlmTimeoutError            no answer within the timeout                      (retryable)
+    │   ├── LlmConnectionError         the connection failed or was reset                (retryable)
+    │   ├── LlmServerError             5xx, 529 overloaded                               (retryable)
+    │   ├── LlmContentFilterError      the provider refused or filtered the content
+    │   └── LlmResponseError           malformed, empty or truncated response            (retryable)
+    ├── ProjectFileError               a project file is invalid (names file, line, field, value)
+    ├── SchedulingError                bad task graph: unknown dependency, cycle, duplicate id
+    ├── AgentError                     an agent is unknown, disabled or misconfigured
+    └── StateError                     the state database is unusable, locked, or foreign
+        └── RunLockedError             another live run holds the project's lock
+
+Every ``LlmError`` carries ``provider`` (e.g. ``"openai-gpt"``), ``status_code`` (HTTP status
+where there was one) and ``retryable`` (whether the same call may succeed if tried again).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentError",
+    "CoditectError",
+    "LlmAuthenticationError",
+    "LlmConfigurationError",
+    "LlmConnectionError",
+    "LlmContentFilterError",
+    "LlmContextLengthError",
+    "LlmError",
+    "LlmNotInstalledError",
+    "LlmPermissionError",
+    "LlmRateLimitError",
+    "LlmRequestError",
+    "LlmResponseError",
+    "LlmServerError",
+    "LlmTimeoutError",
+    "ProjectFileError",
+    "RunLockedError",
+    "SchedulingError",
+    "StateError",
+]
+
+
+class CoditectError(Exception):
+    """Root of every error raised by coditect-core."""
+
+
+class LlmError(CoditectError):
+    """A call to a model failed.
+
+    ``retryable`` is a class default that an instance may override (a 408 request timeout is a
+    request error that may be retried, for example).
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.status_code = status_code
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        where = f"[{self.provider}] " if self.provider else ""
+        code = f" (HTTP {self.status_code})" if self.status_code is not None else ""
+        return f"{where}{self.message}{code}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructor arguments: pickle (Ray, multiprocessing) needs this.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[LlmError], message: str, state: dict[str, object]) -> LlmError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class LlmConfigurationError(LlmError):
+    """Settings are wrong or incomplete (missing key, bad model path, unknown provider).
+
+    Raised before any network traffic.
+    """
+
+
+class LlmNotInstalledError(LlmConfigurationError):
+    """The SDK a provider needs is not installed; the message names the extra to install."""
+
+
+class LlmAuthenticationError(LlmError):
+    """The provider refused the credentials (HTTP 401)."""
+
+
+class LlmPermissionError(LlmError):
+    """The credentials may not use this model or resource (HTTP 403)."""
+
+
+class LlmRequestError(LlmError):
+    """The request is invalid: bad messages, unknown model, bad parameter (HTTP 400/404/422)."""
+
+
+class LlmContextLengthError(LlmRequestError):
+    """The prompt (plus the requested completion) does not fit the model's context window."""
+
+
+class LlmRateLimitError(LlmError):
+    """The provider asked us to slow down (HTTP 429).
+
+    ``retry_after`` is the delay in seconds the server asked for, when it said one.
+    """
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status_code: int | None = 429,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, status_code=status_code, retryable=retryable)
+        self.retry_after = retry_after
+
+
+class LlmTimeoutError(LlmError):
+    """No complete answer arrived within the timeout."""
+
+    retryable = True
+
+
+class LlmConnectionError(LlmError):
+    """The connection could not be made, or was dropped mid-call."""
+
+    retryable = True
+
+
+class LlmServerError(LlmError):
+    """The provider failed on its side (HTTP 5xx, Anthropic's 529 overloaded)."""
+
+    retryable = True
+
+
+class LlmContentFilterError(LlmError):
+    """The provider refused or filtered the prompt or the completion."""
+
+
+class LlmResponseError(LlmError):
+    """The response could not be used: malformed body, no text, or a stream cut short."""
+
+    retryable = True
+
+
+class ProjectFileError(CoditectError):
+    """A project file is invalid. The message names the file, the line, the field and the value."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        where = path or "<project>"
+        if line is not None:
+            where += f":{line}"
+        super().__init__(f"{where}: {message}")
+
+
+class SchedulingError(CoditectError):
+    """The task graph cannot be scheduled: unknown dependency, duplicate id or cycle."""
+
+
+class AgentError(CoditectError):
+    """An agent is unknown, disabled, or its configuration is unusable."""
+
+
+class StateError(CoditectError):
+    """The state database cannot be used: corrupt, foreign, or from a newer version."""
+
+
+class RunLockedError(StateError):
+    """Another live process is running this project; a second run is refused."""

@@ -1,0 +1,98 @@
+"""Floor 1: talking to models. One contract (:class:`BaseLlm`), one module per backend.
+
+Provider classes are imported on first access, and none imports its SDK until it is used, so
+``import coditect_core.llm_abstractions`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    LlmAuthenticationError,
+    LlmConfigurationError,
+    LlmConnectionError,
+    LlmContentFilterError,
+    LlmContextLengthError,
+    LlmError,
+    LlmNotInstalledError,
+    LlmPermissionError,
+    LlmRateLimitError,
+    LlmRequestError,
+    LlmResponseError,
+    LlmServerError,
+    LlmTimeoutError,
+)
+from .base_llm import BaseLlm, CallParams, LlmResponse, LlmStream, StreamState, Usage
+from .keys import Secret, resolve_api_key
+from .messages import Message, Messages, normalize_messages
+from .registry import available_llms, create_llm, get_llm_class, register_llm, unregister_llm
+from .retry import NO_RETRY, RetryPolicy
+from .testing import FakeLlm
+
+if TYPE_CHECKING:
+    from .claude import Claude
+    from .command import CommandLlm
+    from .gemini import Gemini
+    from .gpt import Gpt, OpenAICompatible
+    from .local import LocalLlm
+
+__all__ = [
+    "NO_RETRY",
+    "BaseLlm",
+    "CallParams",
+    "Claude",
+    "CommandLlm",
+    "FakeLlm",
+    "Gemini",
+    "Gpt",
+    "LlmAuthenticationError",
+    "LlmConfigurationError",
+    "LlmConnectionError",
+    "LlmContentFilterError",
+    "LlmContextLengthError",
+    "LlmError",
+    "LlmNotInstalledError",
+    "LlmPermissionError",
+    "LlmRateLimitError",
+    "LlmRequestError",
+    "LlmResponse",
+    "LlmResponseError",
+    "LlmServerError",
+    "LlmStream",
+    "LlmTimeoutError",
+    "LocalLlm",
+    "Message",
+    "Messages",
+    "OpenAICompatible",
+    "RetryPolicy",
+    "Secret",
+    "StreamState",
+    "Usage",
+    "available_llms",
+    "create_llm",
+    "get_llm_class",
+    "normalize_messages",
+    "register_llm",
+    "resolve_api_key",
+    "unregister_llm",
+]
+
+_LAZY = {
+    "Claude": "claude",
+    "CommandLlm": "command",
+    "Gemini": "gemini",
+    "Gpt": "gpt",
+    "OpenAICompatible": "gpt",
+    "LocalLlm": "local",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

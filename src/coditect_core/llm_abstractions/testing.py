@@ -1,0 +1,121 @@
+"""``FakeLlm``: a scripted model for tests, yours and ours. No network, no key, deterministic.
+
+>>> llm = FakeLlm(["first reply", LlmRateLimitError("slow down", retry_after=0), "second"])
+>>> llm.generate_content("hi")
+'first reply'
+
+Each call takes the next item of ``replies``: a string is returned, an exception is raised (as
+one attempt; retryable ones are retried by the usual policy), a callable is called with the
+messages and its result used the same way. With the script exhausted, ``default`` answers
+(a callable of the messages, or a string). ``latency`` seconds pass before every reply.
+Every call is logged in ``calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .base_llm import BaseLlm, CallParams, LlmResponse, StreamState, Usage
+from .messages import Message
+from .retry import RetryPolicy
+
+__all__ = ["FakeCall", "FakeLlm"]
+
+Reply = str | BaseException | Callable[[list[Message]], "str | BaseException"]
+
+
+@dataclass(frozen=True, slots=True)
+class FakeCall:
+    """One call a :class:`FakeLlm` received."""
+
+    messages: list[Message]
+    params: CallParams
+
+
+def _echo(messages: list[Message]) -> str:
+    last = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+    return f"fake reply to: {last[:200]}"
+
+
+def _count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+class FakeLlm(BaseLlm):
+    """A model whose replies, failures and latency the test scripts."""
+
+    provider = "fake"
+    default_model = "fake-model"
+
+    def __init__(
+        self,
+        replies: Iterable[Reply] | None = None,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        latency: float = 0.0,
+        default: str | Callable[[list[Message]], str] = _echo,
+        chunk_size: int = 8,
+        retry: RetryPolicy | None = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(
+            model,
+            api_key,
+            retry=retry if retry is not None else RetryPolicy(initial_delay=0.0, max_delay=0.0),
+            **settings,
+        )
+        self.replies: deque[Reply] = deque(replies or ())
+        self.latency = latency
+        self.default = default
+        self.chunk_size = chunk_size
+        self.calls: list[FakeCall] = []
+        self.closed = 0
+
+    def _next_reply(self, messages: list[Message]) -> str:
+        item: Any = self.replies.popleft() if self.replies else self.default
+        if callable(item) and not isinstance(item, BaseException | type):
+            item = item(messages)
+        if isinstance(item, BaseException):
+            raise item
+        return str(item)
+
+    async def _generate(
+        self, client: Any, messages: list[Message], params: CallParams
+    ) -> LlmResponse:
+        self.calls.append(FakeCall(messages, params))
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        text = self._next_reply(messages)
+        if params.max_tokens is not None:
+            text = " ".join(text.split(" ")[: params.max_tokens])
+        prompt = sum(_count_tokens(m["content"]) for m in messages)
+        return LlmResponse(
+            text=text,
+            model=params.model,
+            usage=Usage(prompt, _count_tokens(text)),
+            finish_reason="stop",
+        )
+
+    async def _stream(
+        self, client: Any, messages: list[Message], params: CallParams, state: StreamState
+    ) -> AsyncIterator[str]:
+        response = await self._generate(client, messages, params)
+        state.usage, state.finish_reason, state.model = (
+            response.usage,
+            response.finish_reason,
+            response.model,
+        )
+        text = response.text
+        for i in range(0, len(text), self.chunk_size):
+            yield text[i : i + self.chunk_size]
+
+    async def _close_client(self, client: Any) -> None:
+        self.closed += 1
+
+    def _create_client(self) -> Any:
+        return object()
