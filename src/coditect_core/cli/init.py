@@ -1,0 +1,76 @@
+"""``coditect init``: scaffold a project file with a local agent and commented cloud agents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .output import ExitCode, err_console, fail
+
+__all__ = ["TEMPLATE", "register"]
+
+TEMPLATE = """\
+# A coditect project: agents, and tasks with their dependencies.
+# Run it with:  coditect run {filename}
+project: {name}
+defaults:
+  agent: local
+  max_concurrency: 2
+
+agents:
+  local:
+    type: local            # embedded SmolLM2-135M: no key, no network
+    max_tokens: 200
+  # claude:
+  #   type: anthropic-claude
+  #   model: claude-sonnet-4-5
+  #   api_key: "${{ANTHROPIC_API_KEY}}"
+  #   fallbacks: [gpt]
+  # gpt:
+  #   type: openai-gpt
+  #   model: gpt-4o-mini   # key from OPENAI_API_KEY
+  # gemini:
+  #   type: google-gemini
+  #   model: gemini-2.5-flash   # key from GEMINI_API_KEY
+  # ollama:
+  #   type: openai-compatible
+  #   base_url: http://localhost:11434/v1
+  #   model: llama3.2
+
+tasks:
+  - id: TASK-001
+    title: Outline the work
+    description: List the three most important steps to build this project.
+  - id: TASK-002
+    title: Plan the first step
+    description: Describe how to do the first step of the outline in detail.
+    dependencies: [TASK-001]
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init_command(
+        directory: Annotated[Path, typer.Argument(help="Where to create the project file.")] = Path(
+            "."
+        ),
+        name: Annotated[str, typer.Option(help="File name of the project file.")] = "coditect.yaml",
+        force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    ) -> None:
+        """Create a project file to start from.
+
+        Examples:
+
+          coditect init
+
+          coditect init my-project --name plan.yaml
+        """
+        target = directory / name
+        if target.exists() and not force:
+            fail(f"{target} already exists (use --force to overwrite it)", ExitCode.BAD_INPUT)
+        directory.mkdir(parents=True, exist_ok=True)
+        project = directory.resolve().name or "my-project"
+        target.write_text(TEMPLATE.format(name=project, filename=target), encoding="utf-8")
+        err_console().print(f"created {target}; run it with: coditect run {target}")
