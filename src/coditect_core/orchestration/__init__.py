@@ -1,0 +1,25 @@
+"""Floor 2: agents, tasks, execution and scheduling of a project's task graph.
+
+Importing this package imports no provider SDK.
+"""
+
+from __future__ import annotations
+
+from .agent_registry import AgentCapability, AgentConfig, AgentInterface, AgentRegistry, AgentType
+from .scheduler import find_cycle, validate_graph, validate_tasks
+from .task import AgentTask, ProjectPhase, TaskPriority, TaskStatus
+
+__all__ = [
+    "AgentCapability",
+    "AgentConfig",
+    "AgentInterface",
+    "AgentRegistry",
+    "AgentTask",
+    "AgentType",
+    "ProjectPhase",
+    "TaskPriority",
+    "TaskStatus",
+    "find_cycle",
+    "validate_graph",
+    "validate_tasks",
+]
