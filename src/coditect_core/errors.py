@@ -27,7 +27,8 @@ exception escapes a provider. Messages never contain an API key.
         └── RunLockedError             another live run holds the project's lock
 
 Every ``LlmError`` carries ``provider`` (e.g. ``"openai-gpt"``), ``status_code`` (HTTP status
-where there was one) and ``retryable`` (whether the same call may succeed if tried again).
+where there was one), ``retryable`` (whether the same call may succeed if tried again) and
+``attempts`` (how many requests were made before giving up).
 """
 
 from __future__ import annotations
@@ -56,7 +57,23 @@ __all__ = [
 
 
 class CoditectError(Exception):
-    """Root of every error raised by coditect-core."""
+    """Root of every error raised by coditect-core.
+
+    Errors pickle with all their attributes (Ray and multiprocessing send them between processes),
+    whatever their constructor's signature.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(
+    cls: type[CoditectError], args: tuple[object, ...], state: dict[str, object]
+) -> CoditectError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
 
 
 class LlmError(CoditectError):
@@ -67,6 +84,7 @@ class LlmError(CoditectError):
     """
 
     retryable: bool = False
+    attempts: int = 1  # set by the retry policy on the error it finally raises
 
     def __init__(
         self,
@@ -88,16 +106,13 @@ class LlmError(CoditectError):
         code = f" (HTTP {self.status_code})" if self.status_code is not None else ""
         return f"{where}{self.message}{code}"
 
-    def __reduce__(self) -> tuple[object, ...]:
-        # Keyword-only constructor arguments: pickle (Ray, multiprocessing) needs this.
-        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
-
-
-def _rebuild(cls: type[LlmError], message: str, state: dict[str, object]) -> LlmError:
-    err = cls.__new__(cls)
-    Exception.__init__(err, message)
-    err.__dict__.update(state)
-    return err
+    def __repr__(self) -> str:
+        extra = "".join(
+            f", {name}={getattr(self, name)!r}"
+            for name in ("provider", "status_code", "retry_after")
+            if getattr(self, name, None) is not None
+        )
+        return f"{type(self).__name__}({self.message!r}{extra})"
 
 
 class LlmConfigurationError(LlmError):

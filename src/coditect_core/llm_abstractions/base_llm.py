@@ -9,28 +9,34 @@ A provider subclass implements two small methods that map the wire format:
 plus ``_create_client`` and ``_map_error`` when it talks to an SDK. Everything else lives here,
 once: message validation, key lookup, retries (:mod:`.retry`), timeouts, timing, usage, error
 mapping to :mod:`coditect_core.errors`, key redaction, and the sync wrapper.
+
+``asyncio`` is imported inside the methods that run calls: it is half of this package's import
+time, and code that only imports the package (``coditect --help``) never needs it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from ..errors import LlmConfigurationError, LlmError, LlmResponseError, LlmTimeoutError
 from .keys import Secret, resolve_api_key
 from .messages import Message, Messages, normalize_messages
 from .retry import RetryPolicy, call_with_retry
 
+if TYPE_CHECKING:
+    import asyncio
+
 __all__ = ["BaseLlm", "CallParams", "LlmResponse", "LlmStream", "StreamState", "Usage"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ class CallParams:
     """Settings of one call: instance defaults overridden by the call's keyword arguments.
 
     ``options`` are the provider-specific extras passed straight through to the SDK call.
+    ``timeout`` bounds one attempt (for a stream: the wait for each delta).
     """
 
     model: str
@@ -113,7 +120,10 @@ class BaseLlm(ABC):
     ``api_key`` defaults to the first of the provider's ``api_key_env`` variables that is set; a
     provider whose ``api_key_env`` is empty needs no key. ``retry`` defaults to
     :class:`RetryPolicy()`. ``provider_options`` pass through to the SDK call, except those named
-    in ``client_options`` which go to the SDK client's constructor.
+    in ``client_options`` which go to the SDK client's constructor (``client_settings``).
+
+    The SDK client is made on first use, one per event loop (its connections belong to the loop
+    that opened them), and reused by every call on that loop until :meth:`aclose`.
     """
 
     provider: ClassVar[str] = "base"
@@ -169,7 +179,7 @@ class BaseLlm(ABC):
         close = getattr(client, "close", None) or getattr(client, "aclose", None)
         if close is not None:
             result = close()
-            if asyncio.iscoroutine(result):
+            if inspect.isawaitable(result):
                 await result
 
     @abstractmethod
@@ -207,62 +217,69 @@ class BaseLlm(ABC):
 
     async def generate_async(self, messages: Messages, **kwargs: Any) -> LlmResponse:
         """Send ``messages`` and return the whole :class:`LlmResponse`, retries included."""
+        import asyncio
+
         msgs = normalize_messages(messages, provider=self.provider)
         params = self._params(kwargs)
         client = self._get_client()
         started = time.monotonic()
-        attempts = 0
 
         async def once(attempt: int) -> LlmResponse:
-            nonlocal attempts
-            attempts = attempt
-            with self._mapped_errors():
-                async with asyncio.timeout(params.timeout):
-                    return await self._generate(client, msgs, params)
+            timeout = self._attempt_timeout(params.timeout, started)
+            with self._mapped_errors(timeout):
+                async with asyncio.timeout(timeout):
+                    response = await self._generate(client, msgs, params)
+            response.attempts = attempt
+            return response
 
         response = await call_with_retry(self.retry, once)
-        response.attempts = attempts
         response.latency_s = time.monotonic() - started
         response.provider = self.provider
-        logger.debug(
-            "%s %s: %d+%d tokens in %.3fs, %d attempt(s)",
-            self.provider,
-            response.model,
-            response.usage.prompt_tokens,
-            response.usage.completion_tokens,
-            response.latency_s,
-            attempts,
-        )
+        self._log_done(response)
         return response
 
     def stream_content_async(self, messages: Messages, **kwargs: Any) -> LlmStream:
         """Send ``messages`` and iterate over text deltas; ``.response`` holds usage at the end.
 
-        A failure before the first delta is retried like any call; after it, it is raised.
+        Messages are validated at once. A failure before the first delta is retried like any
+        call; after it, it is raised. To stop early, use ``async with`` or ``aclose()``.
         """
         msgs = normalize_messages(messages, provider=self.provider)
-        params = self._params(kwargs)
-        return LlmStream(self, msgs, params)
+        return LlmStream(self, msgs, self._params(kwargs))
 
     def generate_content(self, messages: Messages, **kwargs: Any) -> str:
-        """Synchronous :meth:`generate_content_async`, for scripts outside an event loop."""
-        return self._run_sync(self.generate_content_async(messages, **kwargs))
+        """Synchronous :meth:`generate_content_async`, for scripts outside an event loop.
+
+        Each call runs its own event loop, so its client (and connections) is closed after it.
+        """
+        return self._run_sync("generate_content", self.generate_content_async, messages, kwargs)
 
     async def aclose(self) -> None:
         """Close the SDK client. The instance can still be used: a new client is made."""
-        client, self._client, self._client_loop = self._client, None, None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await self._close_client(client)
+        import asyncio
 
-    async def __aenter__(self: T) -> T:
+        client, loop = self._client, self._client_loop
+        self._client, self._client_loop = None, None
+        if client is None:
+            return
+        if loop is not None and loop is not asyncio.get_running_loop():
+            # Its connections belong to another (usually finished) loop: they cannot be closed
+            # from here, and are dropped with the client.
+            logger.debug("%s: dropping a client made on another event loop", self.provider)
+            return
+        try:
+            await self._close_client(client)
+        except Exception as error:  # closing is best effort; the call results stand
+            logger.debug("%s: closing the client failed: %s", self.provider, self._redact(error))
+
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
+        where = f", base_url={self._redact(self.base_url)!r}" if self.base_url else ""
         return f"{type(self).__name__}(model={self.model!r}{where})"
 
     # ----------------------------------------------------------------- pipeline
@@ -277,85 +294,138 @@ class BaseLlm(ABC):
             options=options,
         )
 
+    def _attempt_timeout(self, timeout: float | None, started: float) -> float | None:
+        """The attempt's timeout, shortened so that it cannot run past the retry deadline."""
+        if self.retry.deadline is None:
+            return timeout
+        left = max(self.retry.deadline - (time.monotonic() - started), 0.0)
+        return left if timeout is None else min(timeout, left)
+
     def _get_client(self) -> Any:
         """The client for the running loop (clients hold connections bound to one loop)."""
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        import asyncio
+
+        loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
+            if self._client is not None:
+                logger.debug("%s: new event loop, new client", self.provider)
             with self._mapped_errors():
                 self._client = self._create_client()
             self._client_loop = loop
         return self._client
 
     @contextlib.contextmanager
-    def _mapped_errors(self) -> Iterator[None]:
-        """Turn any exception of a call into an :class:`LlmError` with the key redacted."""
+    def _mapped_errors(self, timeout: float | None = None) -> Iterator[None]:
+        """Turn any exception of a call into an :class:`LlmError` without the key in its text."""
         try:
             yield
         except LlmError as error:
-            self._redacted(error)
+            self._claim(error)
             raise
-        except TimeoutError as error:
-            raise LlmTimeoutError("no answer within the timeout", provider=self.provider) from error
         except Exception as error:
             mapped = self._map_error(error)
-            if mapped is None:
+            if mapped is None and isinstance(error, TimeoutError):
+                within = f" within {timeout:g}s" if timeout is not None else ""
+                mapped = LlmTimeoutError(f"no answer{within}")
+            elif mapped is None:
                 mapped = LlmResponseError(
-                    f"unexpected {type(error).__name__}: {error}",
-                    provider=self.provider,
-                    retryable=False,
+                    f"unexpected {type(error).__name__}: {error}", retryable=False
                 )
-            if mapped.provider is None:
-                mapped.provider = self.provider
-            raise self._redacted(mapped) from error
+            self._claim(mapped)
+            # The cause stays chained for debugging, unless it would show the key.
+            cause = error if self._redact_exception(error) else None
+            raise mapped from cause
 
-    def _redacted(self, error: LlmError) -> LlmError:
+    def _claim(self, error: LlmError) -> None:
+        """Name this provider on ``error`` and take the key out of its text."""
+        if error.provider is None:
+            error.provider = self.provider
+        error.message = self._redact(error.message)
+        error.args = tuple(self._redact(a) if isinstance(a, str) else a for a in error.args)
+
+    def _redact(self, text: object) -> str:
         key = self._api_key.get() if self._api_key else ""
-        if key and key in error.message:
-            error.message = error.message.replace(key, "***")
-            error.args = (error.message,)
-        return error
+        text = str(text)
+        return text.replace(key, "***") if key else text
 
-    def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _redact_exception(self, error: BaseException) -> bool:
+        """Redact ``error.args`` in place; ``False`` if the key still shows in its text."""
+        if not self._api_key:
+            return True
+        with contextlib.suppress(Exception):
+            error.args = tuple(self._redact(a) if isinstance(a, str) else a for a in error.args)
+        key = self._api_key.get()
+        with contextlib.suppress(Exception):
+            return key not in str(error) and key not in repr(error)
+        return False
+
+    def _log_done(self, response: LlmResponse) -> None:
+        logger.debug(
+            "%s %s: %d+%d tokens in %.3fs, %d attempt(s)",
+            self.provider,
+            response.model,
+            response.usage.prompt_tokens,
+            response.usage.completion_tokens,
+            response.latency_s,
+            response.attempts,
+        )
+
+    def _run_sync(
+        self,
+        method: str,
+        fn: Callable[..., Coroutine[Any, Any, _T]],
+        messages: Messages,
+        kwargs: dict[str, Any],
+    ) -> _T:
+        import asyncio
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             pass
         else:
-            coro.close()
             raise LlmConfigurationError(
-                "the sync call was made inside a running event loop: await the async method",
+                f"{method}() was called inside a running event loop, which it would block: "
+                f"use `await {method}_async(...)` there",
                 provider=self.provider,
             )
+        return asyncio.run(self._closing(fn(messages, **kwargs)))
 
-        async def run_and_close() -> T:
-            try:
-                return await coro
-            finally:
+    async def _closing(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Await ``coro``, then close the client it made on this (short-lived) loop."""
+        import asyncio
+
+        try:
+            return await coro
+        finally:
+            if self._client_loop is asyncio.get_running_loop():
                 await self.aclose()
-
-        return asyncio.run(run_and_close())
 
 
 class LlmStream:
-    """An async iterator of text deltas; after it is exhausted, ``response`` is the whole reply."""
+    """An async iterator of text deltas; after it is exhausted, ``response`` is the whole reply.
+
+    ``async with llm.stream_content_async(...) as stream`` closes the provider's stream (and its
+    connection) even when the loop stops early; so does ``await stream.aclose()``.
+    """
 
     def __init__(self, llm: BaseLlm, messages: list[Message], params: CallParams) -> None:
         self._llm = llm
         self._messages = messages
         self._params = params
-        self._iterator: AsyncIterator[str] | None = None
-        self._agen: Any = None
+        self._iterator: AsyncGenerator[str, None] | None = None
         self.response: LlmResponse | None = None
+
+    def __repr__(self) -> str:
+        state = "done" if self.response else "open"
+        return f"<LlmStream {self._llm!r} {state}>"
 
     @property
     def usage(self) -> Usage | None:
         """Token counts, known once the stream is exhausted."""
         return self.response.usage if self.response else None
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncGenerator[str, None]:
         if self._iterator is None:
             self._iterator = self._run()
         return self._iterator
@@ -363,51 +433,56 @@ class LlmStream:
     async def __anext__(self) -> str:
         return await self.__aiter__().__anext__()
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Stop the stream early and release its connection."""
-        if self._agen is not None:
-            with contextlib.suppress(Exception):
-                await self._agen.aclose()
         if self._iterator is not None:
-            await self._iterator.aclose()  # type: ignore[attr-defined]
+            await self._iterator.aclose()
 
-    async def _run(self) -> AsyncIterator[str]:
+    async def _open(
+        self, client: Any, attempt: int, started: float
+    ) -> tuple[AsyncGenerator[str, None], StreamState, str | None, int]:
+        """One attempt: start the provider's stream and wait for its first delta."""
+        import asyncio
+
+        llm, params = self._llm, self._params
+        state = StreamState()
+        agen: Any = llm._stream(client, self._messages, params, state)
+        timeout = llm._attempt_timeout(params.timeout, started)
+        try:
+            with llm._mapped_errors(timeout):
+                async with asyncio.timeout(timeout):
+                    first = await anext(agen, None)
+        except BaseException:
+            await _aclose(agen)
+            raise
+        return agen, state, first, attempt
+
+    async def _run(self) -> AsyncGenerator[str, None]:
+        import asyncio
+
         llm, params = self._llm, self._params
         client = llm._get_client()
         started = time.monotonic()
-
-        async def first_delta(attempt: int) -> tuple[Any, StreamState, str | None, int]:
-            state = StreamState()
-            agen = llm._stream(client, self._messages, params, state)
-            with llm._mapped_errors():
-                try:
-                    async with asyncio.timeout(params.timeout):
-                        first = await anext(agen)
-                except StopAsyncIteration:
-                    first = None
-                except BaseException:
-                    with contextlib.suppress(BaseException):
-                        await agen.aclose()
-                    raise
-            return agen, state, first, attempt
-
-        agen, state, first, attempts = await call_with_retry(llm.retry, first_delta)
-        self._agen = agen
+        agen, state, delta, attempts = await call_with_retry(
+            llm.retry, lambda attempt: self._open(client, attempt, started)
+        )
         parts: list[str] = []
-        if first:
-            parts.append(first)
-            yield first
-        if first is not None:
-            while True:
-                with llm._mapped_errors():
-                    try:
-                        async with asyncio.timeout(params.timeout):
-                            delta = await anext(agen)
-                    except StopAsyncIteration:
-                        break
+        try:
+            while delta is not None:
                 if delta:
                     parts.append(delta)
                     yield delta
+                with llm._mapped_errors(params.timeout):
+                    async with asyncio.timeout(params.timeout):
+                        delta = await anext(agen, None)
+        finally:
+            await _aclose(agen)
         self.response = LlmResponse(
             text="".join(parts),
             model=state.model or params.model,
@@ -417,3 +492,11 @@ class LlmStream:
             latency_s=time.monotonic() - started,
             provider=llm.provider,
         )
+        llm._log_done(self.response)
+
+
+async def _aclose(iterator: AsyncIterator[str]) -> None:
+    """Close a provider's stream if it can be closed (async generators can)."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()

@@ -1,7 +1,9 @@
 """API keys: the one lookup every provider uses, and a wrapper that never shows the key.
 
 The lookup order is: the explicit ``api_key`` argument, then each environment variable the
-provider names, in order. A missing key fails before any network traffic, naming the variables.
+provider names, in order (blank values count as unset). A missing key fails before any network
+traffic, naming the variables. A key found is registered with :mod:`coditect_core.redaction`, so
+the log filter masks it too.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import os
 from collections.abc import Sequence
 
 from ..errors import LlmConfigurationError
+from ..redaction import register_secret
 
 __all__ = ["Secret", "resolve_api_key"]
 
 
 class Secret:
-    """A string that never appears in ``repr``, ``str``, logs or pickles of its holders' reprs."""
+    """A string that shows as ``***`` in ``repr``, ``str`` and f-strings; ``get()`` reveals it."""
 
     __slots__ = ("_value",)
 
@@ -48,17 +51,10 @@ def resolve_api_key(
     provider: str,
 ) -> Secret:
     """Return the key to use, or raise :class:`LlmConfigurationError` saying how to set one."""
-    if isinstance(api_key, Secret):
-        if api_key:
-            return api_key
-    elif api_key:
-        return Secret(api_key)
-    for var in env_vars:
-        value = os.environ.get(var)
-        if value:
-            return Secret(value)
-    names = " or ".join(env_vars)
-    raise LlmConfigurationError(
-        f"no API key: set {names} in the environment, or pass api_key=",
-        provider=provider,
-    )
+    explicit = api_key.get() if isinstance(api_key, Secret) else api_key
+    for value in (explicit, *(os.environ.get(var) for var in env_vars)):
+        if value and value.strip():
+            register_secret(value.strip())
+            return Secret(value.strip())
+    where = f"set {' or '.join(env_vars)} in the environment, or " if env_vars else ""
+    raise LlmConfigurationError(f"no API key: {where}pass api_key=", provider=provider)

@@ -43,7 +43,7 @@ def normalize_messages(messages: Messages, *, provider: str | None = None) -> li
     """
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
-    if isinstance(messages, Mapping) or not isinstance(messages, Sequence):
+    if isinstance(messages, Mapping | bytes | bytearray) or not isinstance(messages, Sequence):
         raise LlmRequestError(
             f"messages must be a string or a list of {{'role', 'content'}} mappings, "
             f"not {type(messages).__name__}",
@@ -59,13 +59,17 @@ def normalize_messages(messages: Messages, *, provider: str | None = None) -> li
                 f"not {type(item).__name__}",
                 provider=provider,
             )
-        role = item.get("role")
+        if "role" not in item:
+            raise LlmRequestError(f"messages[{i}] has no 'role'", provider=provider)
+        role = item["role"]
         if role not in ROLES:
             raise LlmRequestError(
                 f"messages[{i}].role is {role!r}: expected one of {', '.join(ROLES)}",
                 provider=provider,
             )
-        content = item.get("content")
+        if "content" not in item:
+            raise LlmRequestError(f"messages[{i}] has no 'content'", provider=provider)
+        content = item["content"]
         if not isinstance(content, str):
             raise LlmRequestError(
                 f"messages[{i}].content must be a string, not {type(content).__name__}",
@@ -89,8 +93,8 @@ def split_system(messages: list[Message]) -> tuple[str | None, list[Message]]:
 def merge_consecutive(messages: list[Message]) -> list[Message]:
     """Join consecutive turns of the same role (blank line between), for strictly alternating APIs.
 
-    Leading assistant turns get an empty user turn before them, since such APIs must start with
-    the user.
+    If the first turn is the assistant's, a ``"(continue)"`` user turn is put before it, since such
+    APIs must start with the user (and refuse empty content). Call :func:`split_system` first.
     """
     merged: list[Message] = []
     for m in messages:

@@ -2,9 +2,11 @@
 
 A package adds a provider by declaring its class under the entry-point group
 ``coditect_core.llms`` (``myllm = "my_package.module:MyLlm"``), or at run time with
-:func:`register_llm`. Built-ins are registered by dotted path, so looking one up imports only its
-module, and no module imports its SDK until a call needs it. Picking a provider is a lookup, never
-an if/elif ladder.
+:func:`register_llm`. A plugin never replaces a built-in or a run-time registration of the same
+name (it is ignored, with a warning), so a name means the same class whatever was looked up
+first. Built-ins are registered by dotted path, so looking one up imports only its module, and
+no module imports its SDK until a call needs it. Picking a provider is a lookup, never an
+if/elif ladder.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ _registry: dict[str, type[BaseLlm] | str] = dict(_BUILTINS)
 _plugins_loaded = False
 
 
-def _check_class(name: str, obj: Any) -> type[BaseLlm]:
+def _check_class(name: str, obj: Any, target: str | None = None) -> type[BaseLlm]:
     if not (isinstance(obj, type) and issubclass(obj, BaseLlm)):
+        source = f" ({target})" if target else ""
         raise LlmConfigurationError(
-            f"provider {name!r} is {obj!r}, which is not a subclass of BaseLlm"
+            f"provider {name!r}{source} is {obj!r}, which is not a subclass of "
+            f"coditect_core.llm_abstractions.BaseLlm"
         )
     return obj
 
@@ -85,9 +89,12 @@ def _load_plugins() -> None:
     from importlib.metadata import entry_points  # costs ~20 ms: only when a lookup misses
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _registry and _registry[ep.name] != ep.value:
-            logger.warning("plugin %s=%s shadows the built-in provider", ep.name, ep.value)
-        _registry[ep.name] = ep.value
+        if ep.name not in _registry:
+            _registry[ep.name] = ep.value
+        elif _registry[ep.name] != ep.value:
+            logger.warning(
+                "ignoring plugin %s = %s: the name is already registered", ep.name, ep.value
+            )
 
 
 def _resolve(name: str, target: type[BaseLlm] | str) -> type[BaseLlm]:
@@ -100,7 +107,7 @@ def _resolve(name: str, target: type[BaseLlm] | str) -> type[BaseLlm]:
         raise LlmConfigurationError(
             f"provider {name!r} points at {target!r}, which cannot be imported: {error}"
         ) from error
-    cls = _check_class(name, obj)
+    cls = _check_class(name, obj, target)
     _registry[name] = cls
     return cls
 

@@ -2,25 +2,28 @@
 
 The SDKs' own retries are switched off, so the attempts counted here are every request made.
 Only errors whose ``retryable`` is true are retried; the policy stops at ``max_attempts`` or when
-the next wait would pass the overall ``deadline``.
+the next wait would pass the overall ``deadline``. The error finally raised records the number of
+attempts in ``attempts``.
+
+The loop is written out (a dozen lines) rather than built on tenacity: the wait chosen for a retry
+must be the same one that the deadline check sees, and Retry-After must replace the jitter.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from ..errors import LlmError, LlmRateLimitError
-
-if TYPE_CHECKING:
-    import tenacity
+from ..errors import LlmError
 
 __all__ = ["NO_RETRY", "RetryPolicy", "call_with_retry"]
 
-T = TypeVar("T")
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,7 @@ class RetryPolicy:
     ``max_attempts`` counts the first call (1 means no retry). The wait before retry *n* is a
     uniformly random time in ``[0, min(max_delay, initial_delay * multiplier**(n-1))]`` (full
     jitter), or the server's Retry-After when it gave one (capped at ``max_delay``).
-    ``deadline`` bounds the whole call including waits, in seconds.
+    ``deadline`` bounds the whole call including waits, in seconds (``None``: no bound).
     """
 
     max_attempts: int = 4
@@ -43,12 +46,21 @@ class RetryPolicy:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.initial_delay < 0 or self.max_delay < 0:
-            raise ValueError("delays must be >= 0")
+            raise ValueError("initial_delay and max_delay must be >= 0")
+        if self.multiplier < 1:
+            raise ValueError(f"multiplier must be >= 1, got {self.multiplier}")
+        if self.deadline is not None and self.deadline <= 0:
+            raise ValueError(f"deadline must be > 0 or None, got {self.deadline}")
 
     def backoff(self, attempt: int, error: BaseException | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        if isinstance(error, LlmRateLimitError) and error.retry_after is not None:
-            return min(max(error.retry_after, 0.0), self.max_delay)
+        """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+        A ``retry_after`` on the error (the server's Retry-After) wins over the jitter; either
+        way the wait is at most ``max_delay``.
+        """
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return min(max(float(retry_after), 0.0), self.max_delay)
         ceiling = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
         return random.uniform(0.0, ceiling)
 
@@ -56,42 +68,34 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
-def _is_retryable(error: BaseException) -> bool:
-    return isinstance(error, LlmError) and error.retryable
-
-
-async def call_with_retry(
-    policy: RetryPolicy,
-    fn: Callable[[int], Awaitable[T]],
-) -> T:
+async def call_with_retry(policy: RetryPolicy, fn: Callable[[int], Awaitable[_T]]) -> _T:
     """Await ``fn(attempt)`` until it succeeds or the policy gives up; re-raise the last error.
 
-    ``fn`` receives the 1-based attempt number so that results can report it.
+    ``fn`` receives the 1-based attempt number so that results can report it. Exceptions that are
+    not a retryable :class:`LlmError` propagate at once.
     """
-    import tenacity  # imported on the first call, not on `import coditect_core`
+    import asyncio  # see base_llm: kept off the package's import path
 
     started = time.monotonic()
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        return policy.backoff(state.attempt_number, error)
-
-    def stop(state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number >= policy.max_attempts:
-            return True
-        if policy.deadline is None:
-            return False
-        error = state.outcome.exception() if state.outcome else None
-        next_wait = policy.backoff(state.attempt_number, error)
-        return time.monotonic() - started + next_wait > policy.deadline
-
-    retrying = tenacity.AsyncRetrying(
-        stop=stop,
-        wait=wait,
-        retry=tenacity.retry_if_exception(_is_retryable),
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
-            return await fn(attempt.retry_state.attempt_number)
-    raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+    attempt = 1
+    while True:
+        try:
+            return await fn(attempt)
+        except LlmError as error:
+            error.attempts = attempt
+            if not error.retryable or attempt >= policy.max_attempts:
+                raise
+            delay = policy.backoff(attempt, error)
+            if policy.deadline is not None and (
+                time.monotonic() - started + delay > policy.deadline
+            ):
+                raise
+            logger.info(
+                "attempt %d/%d failed (%s); retrying in %.2fs",
+                attempt,
+                policy.max_attempts,
+                error,
+                delay,
+            )
+        await asyncio.sleep(delay)
+        attempt += 1

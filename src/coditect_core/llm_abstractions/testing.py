@@ -1,19 +1,28 @@
 """``FakeLlm``: a scripted model for tests, yours and ours. No network, no key, deterministic.
 
+>>> import asyncio
+>>> from coditect_core.errors import LlmRateLimitError
+>>> from coditect_core.llm_abstractions import FakeLlm
 >>> llm = FakeLlm(["first reply", LlmRateLimitError("slow down", retry_after=0), "second"])
 >>> llm.generate_content("hi")
 'first reply'
+>>> response = asyncio.run(llm.generate_async("again"))  # the 429 is retried
+>>> response.text, response.attempts
+('second', 2)
+>>> [call.messages[-1]["content"] for call in llm.calls]
+['hi', 'again', 'again']
 
-Each call takes the next item of ``replies``: a string is returned, an exception is raised (as
-one attempt; retryable ones are retried by the usual policy), a callable is called with the
-messages and its result used the same way. With the script exhausted, ``default`` answers
-(a callable of the messages, or a string). ``latency`` seconds pass before every reply.
-Every call is logged in ``calls``.
+Each attempt takes the next item of ``replies``: a string is returned, an exception (instance or
+class) is raised (retryable ones are retried by the usual policy, which takes the next item), a
+callable is called with the messages and its result used the same way. With the script
+exhausted, ``default`` answers (a string, or a callable of the messages; by default an echo of the
+last user message). ``latency`` seconds pass before every reply. Every attempt is logged in
+``calls`` (messages and :class:`CallParams`). Streams are cut into ``chunk_size`` characters.
+Retries wait no time unless ``retry`` says otherwise.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -25,7 +34,7 @@ from .retry import RetryPolicy
 
 __all__ = ["FakeCall", "FakeLlm"]
 
-Reply = str | BaseException | Callable[[list[Message]], "str | BaseException"]
+Reply = str | BaseException | type[BaseException] | Callable[[list[Message]], "str | BaseException"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +46,8 @@ class FakeCall:
 
 
 def _echo(messages: list[Message]) -> str:
-    last = next(m["content"] for m in reversed(messages) if m["role"] == "user")
-    return f"fake reply to: {last[:200]}"
+    user = [m["content"] for m in messages if m["role"] == "user"] or [messages[-1]["content"]]
+    return f"fake reply to: {user[-1][:200]}"
 
 
 def _count_tokens(text: str) -> int:
@@ -78,7 +87,9 @@ class FakeLlm(BaseLlm):
 
     def _next_reply(self, messages: list[Message]) -> str:
         item: Any = self.replies.popleft() if self.replies else self.default
-        if callable(item) and not isinstance(item, BaseException | type):
+        if isinstance(item, type) and issubclass(item, BaseException):
+            raise item(f"scripted {item.__name__}")
+        if callable(item) and not isinstance(item, BaseException):
             item = item(messages)
         if isinstance(item, BaseException):
             raise item
@@ -89,6 +100,8 @@ class FakeLlm(BaseLlm):
     ) -> LlmResponse:
         self.calls.append(FakeCall(messages, params))
         if self.latency:
+            import asyncio
+
             await asyncio.sleep(self.latency)
         text = self._next_reply(messages)
         if params.max_tokens is not None:
