@@ -6,6 +6,10 @@ Importing this package imports no provider SDK.
 from __future__ import annotations
 
 from .agent_registry import AgentCapability, AgentConfig, AgentInterface, AgentRegistry, AgentType
+from .executor import ExecutionResult, ExecutionStatus, TaskExecutor
+from .observer import EventLog, OrchestratorObserver
+from .orchestrator import ProjectOrchestrator, RunSummary
+from .prompts import UpstreamOutput
 from .scheduler import find_cycle, validate_graph, validate_tasks
 from .task import AgentTask, ProjectPhase, TaskPriority, TaskStatus
 
@@ -16,9 +20,17 @@ __all__ = [
     "AgentRegistry",
     "AgentTask",
     "AgentType",
+    "EventLog",
+    "ExecutionResult",
+    "ExecutionStatus",
+    "OrchestratorObserver",
+    "ProjectOrchestrator",
     "ProjectPhase",
+    "RunSummary",
+    "TaskExecutor",
     "TaskPriority",
     "TaskStatus",
+    "UpstreamOutput",
     "find_cycle",
     "validate_graph",
     "validate_tasks",

@@ -1,0 +1,506 @@
+"""``ProjectOrchestrator``: a project's tasks, run on its agents, in dependency order, in parallel.
+
+It owns the tasks and their latest results (in memory), a :class:`TaskExecutor` for the calls,
+and the run loop (:mod:`.run_loop`). Every status change of every task goes through one method,
+:meth:`ProjectOrchestrator._transition`, which awaits the observers
+(:class:`~coditect_core.orchestration.observer.OrchestratorObserver`): that is where a durable
+store plugs in, without touching :meth:`ProjectOrchestrator.run`.
+
+A run starts by resetting what an earlier run left unfinished (failed, blocked, interrupted or
+stale in-progress tasks go back to pending); tasks cancelled or completed by hand stay so.
+When a run is cancelled, the calls in flight are cancelled and their tasks recorded as
+CANCELLED (interrupted, so the next run takes them again); tasks never started stay PENDING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import AgentError, SchedulingError
+from .agent_registry import AgentRegistry
+from .executor import ExecutionResult, ExecutionStatus, TaskExecutor
+from .observer import OrchestratorObserver
+from .prompts import UpstreamOutput
+from .run_loop import RunLoop
+from .scheduler import ready_tasks, validate_tasks
+from .task import AgentTask, TaskStatus
+
+__all__ = ["ProjectOrchestrator", "RunSummary"]
+
+logger = logging.getLogger(__name__)
+
+_TASK_STATUS = {
+    ExecutionStatus.SUCCESS: TaskStatus.COMPLETED,
+    ExecutionStatus.FAILED: TaskStatus.FAILED,
+    ExecutionStatus.CANCELLED: TaskStatus.CANCELLED,
+    ExecutionStatus.AWAITING_HUMAN: TaskStatus.AWAITING_HUMAN,
+}
+_NOTED = (TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED, TaskStatus.AWAITING_HUMAN)
+_INTERRUPTED = "interrupted"  # task.metadata flag: cancelled because its run was
+
+
+@dataclass
+class RunSummary:
+    """How a run ended: every task's status, and whether the run itself was cut short."""
+
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    statuses: dict[str, TaskStatus]
+    cancelled: bool = False
+    stop_reason: str | None = None
+    error: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def ids(self, status: TaskStatus) -> list[str]:
+        """Task ids in ``status``, in definition order."""
+        return [tid for tid, s in self.statuses.items() if s is status]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of tasks per status (every status listed)."""
+        out = dict.fromkeys((s.value for s in TaskStatus), 0)
+        for status in self.statuses.values():
+            out[status.value] += 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        """Whether every task is completed."""
+        return all(s is TaskStatus.COMPLETED for s in self.statuses.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "duration_seconds": self.duration_seconds,
+            "ok": self.ok,
+            "cancelled": self.cancelled,
+            "stop_reason": self.stop_reason,
+            "error": self.error,
+            "counts": self.counts,
+            "statuses": {tid: s.value for tid, s in self.statuses.items()},
+            "usage": dict(self.usage),
+        }
+
+
+class ProjectOrchestrator:
+    """Tasks, agents and runs of one project.
+
+    ``results`` maps a task id to its latest :class:`ExecutionResult`; a store restoring a
+    project fills it (with ``tasks``) before :meth:`run`, so that completed tasks are skipped
+    and their outputs reach their dependents.
+    """
+
+    def __init__(
+        self,
+        registry: AgentRegistry | None = None,
+        executor: TaskExecutor | None = None,
+        *,
+        name: str = "project",
+        default_agent: str | None = None,
+        observers: Iterable[OrchestratorObserver] = (),
+    ) -> None:
+        if registry is None:
+            registry = executor.registry if executor is not None else AgentRegistry()
+        self.name = name
+        self.registry = registry
+        self.executor = executor or TaskExecutor(registry, default_agent=default_agent)
+        self.tasks: dict[str, AgentTask] = {}
+        self.results: dict[str, ExecutionResult] = {}
+        self._observers: list[OrchestratorObserver] = list(observers)
+        self._run: RunLoop | None = None
+        self._inflight: dict[str, asyncio.Task[Any]] = {}
+        self._cancel_requests: set[str] = set()
+
+    # ------------------------------------------------------------------ tasks
+
+    def add_observer(self, observer: OrchestratorObserver) -> None:
+        """Send every later event to ``observer`` too."""
+        self._observers.append(observer)
+
+    def add_task(self, task: AgentTask) -> AgentTask:
+        """Add ``task``; a duplicate id is refused. Dependencies are checked when run."""
+        if task.task_id in self.tasks:
+            raise SchedulingError(f"duplicate task id {task.task_id!r}")
+        if self._run is not None:
+            raise SchedulingError("tasks cannot be added while a run is active")
+        self.tasks[task.task_id] = task
+        return task
+
+    def add_tasks(self, tasks: Iterable[AgentTask]) -> list[AgentTask]:
+        """Add several tasks; nothing is added if one id is a duplicate."""
+        tasks = list(tasks)
+        seen = set(self.tasks)
+        for task in tasks:
+            if task.task_id in seen:
+                raise SchedulingError(f"duplicate task id {task.task_id!r}")
+            seen.add(task.task_id)
+        return [self.add_task(task) for task in tasks]
+
+    def get_task(self, task_id: str) -> AgentTask:
+        """The task ``task_id``; :class:`SchedulingError` if there is none."""
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            raise SchedulingError(f"unknown task {task_id!r}") from None
+
+    def get_result(self, task_id: str) -> ExecutionResult | None:
+        """The latest result of ``task_id``, if it ran."""
+        return self.results.get(task_id)
+
+    def get_ready_tasks(self) -> list[AgentTask]:
+        """Pending tasks whose dependencies all completed, most urgent first."""
+        return ready_tasks(list(self.tasks.values()))
+
+    def validate(self) -> list[str]:
+        """Check the graph (duplicates, unknown dependencies, cycles); its topological order."""
+        return validate_tasks(list(self.tasks.values()))
+
+    # ------------------------------------------------------------------ transitions
+
+    async def _transition(
+        self,
+        task: AgentTask,
+        new: TaskStatus,
+        *,
+        reason: str | None = None,
+        result: ExecutionResult | None = None,
+        agent: str | None = None,
+        model: str | None = None,
+        interface: str | None = None,
+    ) -> None:
+        """The one place a task's status changes: update the task, then tell the observers.
+
+        To IN_PROGRESS: ``task_started`` (with ``agent``/``model``/``interface``). With a
+        ``result``: ``attempt_finished``. Otherwise: ``task_status_changed``.
+        """
+        old = task.status
+        task.status = new
+        if new is TaskStatus.IN_PROGRESS:
+            task.started_at = datetime.now(UTC)
+            task.completed_at = None
+        elif new.is_final:
+            task.completed_at = (result.completed_at if result else None) or datetime.now(UTC)
+        if result is not None:
+            self.results[task.task_id] = result
+        if reason and new in _NOTED:
+            task.notes.append(reason)
+        if not self._observers:
+            return
+        for observer in self._observers:
+            if new is TaskStatus.IN_PROGRESS:
+                await observer.task_started(
+                    task, previous=old, agent=agent, model=model, interface=interface
+                )
+            elif result is not None:
+                await observer.attempt_finished(task, result, previous=old, reason=reason)
+            else:
+                await observer.task_status_changed(task, old, new, reason=reason)
+
+    def _upstream(self, task: AgentTask) -> list[UpstreamOutput]:
+        out = []
+        for dep in dict.fromkeys(task.dependencies):
+            result = self.results.get(dep)
+            if result is not None and result.output is not None:
+                out.append(UpstreamOutput(dep, self.tasks[dep].title, result.output))
+        return out
+
+    async def _execute_and_record(self, task: AgentTask, agent: str | None) -> ExecutionResult:
+        """Run ``task`` once: record its start, execute it, record the result and new status."""
+        tid = task.task_id
+        name, model, interface = agent or task.agent, None, None
+        try:
+            config = self.executor.resolve_agent(task, agent)
+            name, model, interface = config.name, config.model, config.interface.value
+        except AgentError:
+            pass  # execute() turns it into a FAILED result with the same message
+        upstream = self._upstream(task)
+        current = asyncio.current_task()
+        if current is not None:
+            self._inflight[tid] = current
+        try:
+            await self._transition(
+                task, TaskStatus.IN_PROGRESS, agent=name, model=model, interface=interface
+            )
+            result = await self.executor.execute(task, agent, upstream=upstream)
+        except asyncio.CancelledError:
+            by_user = tid in self._cancel_requests
+            self._cancel_requests.discard(tid)
+            if task.status is not TaskStatus.IN_PROGRESS:
+                raise  # cancelled before it started: it stays as it was
+            reason = "cancelled by user" if by_user else "interrupted: the run was cancelled"
+            result = ExecutionResult(
+                tid,
+                agent=name,
+                status=ExecutionStatus.CANCELLED,
+                started_at=task.started_at,
+                completed_at=datetime.now(UTC),
+                error=reason,
+                model=model,
+            )
+            if not by_user:
+                task.metadata[_INTERRUPTED] = True
+            await self._transition(task, TaskStatus.CANCELLED, reason=reason, result=result)
+            if not by_user:
+                raise
+            if current is not None:
+                current.uncancel()
+            return result
+        finally:
+            self._inflight.pop(tid, None)
+        new = _TASK_STATUS.get(result.status, TaskStatus.FAILED)
+        reason = None
+        if new is TaskStatus.FAILED:
+            reason = f"failed: {result.error}"
+        elif new is TaskStatus.AWAITING_HUMAN:
+            reason = "handed to a person: waiting to be completed by hand"
+        await self._transition(task, new, reason=reason, result=result)
+        return result
+
+    # ------------------------------------------------------------------ single tasks
+
+    async def execute_task(self, task_id: str, agent: str | None = None) -> ExecutionResult:
+        """Execute one task now (the plan's step 4.4) and record the result on it.
+
+        Its dependencies must have completed; ``agent`` overrides the task's agent.
+        """
+        task = self.get_task(task_id)
+        if task.status is TaskStatus.IN_PROGRESS:
+            raise SchedulingError(f"task {task_id!r} is already in progress")
+        unmet = []
+        for dep in task.dependencies:
+            if dep not in self.tasks:
+                raise SchedulingError(f"task {task_id!r} depends on unknown task {dep!r}")
+            if self.tasks[dep].status is not TaskStatus.COMPLETED:
+                unmet.append(f"{dep} ({self.tasks[dep].status.value})")
+        if unmet:
+            raise SchedulingError(
+                f"task {task_id!r} cannot start: dependencies not completed: {', '.join(unmet)}"
+            )
+        result = await self._execute_and_record(task, agent)
+        if self._run is not None:
+            await self._run.settle(task_id)
+            self._run.fill()
+        return result
+
+    def _check_by_hand(self, task: AgentTask, action: str, allowed: Sequence[TaskStatus]) -> None:
+        if task.status is TaskStatus.IN_PROGRESS:
+            raise SchedulingError(f"cannot {action} task {task.task_id!r}: it is in progress")
+        if self._run is not None and task.status not in allowed:
+            raise SchedulingError(
+                f"cannot {action} task {task.task_id!r} while a run is active: "
+                f"it is {task.status.value}"
+            )
+
+    async def complete_task(
+        self, task_id: str, output: str | None = None, *, note: str | None = None
+    ) -> ExecutionResult:
+        """Mark a task done by hand (e.g. one a person finished), with its ``output``."""
+        task = self.get_task(task_id)
+        if task.status is TaskStatus.COMPLETED:
+            raise SchedulingError(f"task {task_id!r} is already completed")
+        self._check_by_hand(task, "complete", (TaskStatus.PENDING, TaskStatus.AWAITING_HUMAN))
+        previous = self.results.get(task_id)
+        now = datetime.now(UTC)
+        result = ExecutionResult(
+            task_id,
+            agent=previous.agent if previous else None,
+            status=ExecutionStatus.SUCCESS,
+            started_at=previous.started_at if previous else now,
+            completed_at=now,
+            output=output,
+            metadata={"by_hand": True, **({"note": note} if note else {})},
+        )
+        if note:
+            task.notes.append(note)
+        await self._transition(task, TaskStatus.COMPLETED, reason=note, result=result)
+        if self._run is not None:
+            await self._run.settle(task_id)
+            self._run.fill()
+        return result
+
+    async def fail_task(self, task_id: str, error: str = "failed by hand") -> ExecutionResult:
+        """Mark a task failed by hand; its dependents are blocked if a run is active."""
+        task = self.get_task(task_id)
+        self._check_by_hand(task, "fail", (TaskStatus.PENDING, TaskStatus.AWAITING_HUMAN))
+        now = datetime.now(UTC)
+        result = ExecutionResult(
+            task_id,
+            status=ExecutionStatus.FAILED,
+            started_at=now,
+            completed_at=now,
+            error=error,
+            metadata={"by_hand": True},
+        )
+        await self._transition(task, TaskStatus.FAILED, reason=f"failed: {error}", result=result)
+        if self._run is not None:
+            await self._run.settle(task_id)
+        return result
+
+    async def cancel_task(self, task_id: str, reason: str = "cancelled by user") -> None:
+        """Cancel a task: a call in flight is cancelled; the task will not run again unless
+        reset by hand, and its pending dependents are blocked (in an active run)."""
+        task = self.get_task(task_id)
+        if task.status is TaskStatus.COMPLETED:
+            raise SchedulingError(f"task {task_id!r} is already completed")
+        if task.status is TaskStatus.CANCELLED:
+            return
+        inflight = self._inflight.get(task_id)
+        if inflight is not None and inflight is not asyncio.current_task():
+            self._cancel_requests.add(task_id)
+            inflight.cancel()
+            await asyncio.wait([inflight])
+            return
+        task.metadata.pop(_INTERRUPTED, None)
+        await self._transition(task, TaskStatus.CANCELLED, reason=reason)
+        if self._run is not None:
+            await self._run.settle(task_id)
+
+    # ------------------------------------------------------------------ runs
+
+    async def _prepare_run(self) -> None:
+        resets = {
+            TaskStatus.IN_PROGRESS: "reset: was in progress when an earlier run stopped",
+            TaskStatus.FAILED: "reset: failed in an earlier run, trying again",
+            TaskStatus.BLOCKED: "reset: blocked in an earlier run, checking again",
+        }
+        for task in self.tasks.values():
+            reason = resets.get(task.status)
+            if task.status is TaskStatus.CANCELLED and task.metadata.pop(_INTERRUPTED, False):
+                reason = "reset: interrupted in an earlier run"
+            if reason is not None:
+                await self._transition(task, TaskStatus.PENDING, reason=reason)
+
+    async def run(self, max_concurrency: int = 4, fail_fast: bool = False) -> RunSummary:
+        """Run every task that is not done, as soon as its dependencies have completed.
+
+        Higher priority first among ready tasks, at most ``max_concurrency`` at once. The
+        dependents of a failed task are BLOCKED and everything else still runs; with
+        ``fail_fast`` the first failure cancels the calls in flight and starts nothing more.
+        Raises :class:`SchedulingError` (before anything runs) for a bad graph. Cancelling the
+        run cancels the calls in flight and leaves every task in a truthful state.
+        """
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if self._run is not None:
+            raise SchedulingError("a run is already active on this orchestrator")
+        order = self.validate()
+        started, clock = datetime.now(UTC), time.monotonic()
+        loop = RunLoop(self, order, max_concurrency, fail_fast)
+        self._run = loop
+        cancelled = False
+        try:
+            await self._prepare_run()
+            for observer in self._observers:
+                await observer.run_started(
+                    self, max_concurrency=max_concurrency, fail_fast=fail_fast
+                )
+            await loop.start()
+            await loop.done
+        except asyncio.CancelledError:
+            cancelled = True
+            loop.stop("cancelled", cancel=True)
+            await loop.drain()
+            raise
+        except BaseException as error:
+            loop.error = loop.error or error
+            loop.stop("error", cancel=True)
+            await loop.drain()
+            raise
+        finally:
+            self._run = None
+            summary = self._summary(started, clock, loop, cancelled)
+            for observer in self._observers:
+                await observer.run_finished(self, summary)
+        if loop.error is not None:
+            raise loop.error
+        logger.info("run of %s finished: %s", self.name, summary.counts)
+        return summary
+
+    def _summary(
+        self, started: datetime, clock: float, loop: RunLoop, cancelled: bool
+    ) -> RunSummary:
+        return RunSummary(
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            duration_seconds=time.monotonic() - clock,
+            statuses={tid: t.status for tid, t in self.tasks.items()},
+            cancelled=cancelled,
+            stop_reason=loop.stop_reason,
+            error=repr(loop.error) if loop.error is not None else None,
+            usage=self._usage(),
+        )
+
+    def _usage(self) -> dict[str, int]:
+        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        for result in self.results.values():
+            if result.usage is not None:
+                for key, value in result.usage.to_dict().items():
+                    totals[key] += value
+        return totals
+
+    # ------------------------------------------------------------------ reporting
+
+    def generate_report(self) -> dict[str, Any]:
+        """A JSON-ready picture of the project: counts, progress, usage and every task."""
+        total = len(self.tasks)
+        counts = dict.fromkeys((s.value for s in TaskStatus), 0)
+        rows = []
+        for task in self.tasks.values():
+            counts[task.status.value] += 1
+            result = self.results.get(task.task_id)
+            rows.append(
+                {
+                    "task_id": task.task_id,
+                    "title": task.title,
+                    "status": task.status.value,
+                    "priority": task.priority.value,
+                    "phase": str(task.phase) if task.phase is not None else None,
+                    "dependencies": list(task.dependencies),
+                    "agent": (result.agent if result else None) or task.agent,
+                    "model": result.model if result else None,
+                    "started_at": task.started_at.isoformat() if task.started_at else None,
+                    "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+                    "duration_seconds": result.duration_seconds if result else None,
+                    "attempts": result.attempts if result else 0,
+                    "usage": result.usage.to_dict() if result and result.usage else None,
+                    "error": result.error if result else None,
+                    "handoff_prompt": (
+                        result.metadata.get("handoff_prompt")
+                        if result and task.status is TaskStatus.AWAITING_HUMAN
+                        else None
+                    ),
+                    "notes": list(task.notes),
+                }
+            )
+        done = counts[TaskStatus.COMPLETED.value]
+        return {
+            "project": self.name,
+            "generated_at": datetime.now(UTC).isoformat(),
+            "total_tasks": total,
+            "status_counts": counts,
+            "progress": done / total if total else 1.0,
+            "estimated_hours": sum(t.estimated_hours or 0.0 for t in self.tasks.values()),
+            "usage": self._usage(),
+            "tasks": rows,
+        }
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def aclose(self) -> None:
+        """Close the executor's LLM clients."""
+        await self.executor.aclose()
+
+    async def __aenter__(self) -> ProjectOrchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

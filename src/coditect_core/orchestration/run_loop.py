@@ -1,0 +1,164 @@
+"""The event-driven scheduler of one :meth:`ProjectOrchestrator.run`: no polling, no sleeps.
+
+A task is started the moment its last dependency completes (the completing task releases its
+dependents and refills the free slots itself), the most urgent ready task first, never more
+than ``max_concurrency`` at once. The dependents of a failed or cancelled task are blocked at
+once; everything else still runs. Private to the orchestrator: state changes go through its
+``_transition`` so that observers see every one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .scheduler import dependents_of, graph_of
+from .task import TaskStatus
+
+if TYPE_CHECKING:
+    from .orchestrator import ProjectOrchestrator
+
+__all__: list[str] = []
+
+logger = logging.getLogger(__name__)
+
+_DEAD = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.BLOCKED)
+
+
+class RunLoop:
+    """The state of one run: unmet-dependency counts, the ready heap, the tasks in flight."""
+
+    def __init__(
+        self,
+        orchestrator: ProjectOrchestrator,
+        order: Sequence[str],
+        max_concurrency: int,
+        fail_fast: bool,
+    ) -> None:
+        self.orch = orchestrator
+        self.tasks = orchestrator.tasks
+        self.order = order
+        self.max_concurrency = max_concurrency
+        self.fail_fast = fail_fast
+        self.position = {tid: i for i, tid in enumerate(self.tasks)}
+        self.dependents = dependents_of(graph_of(self.tasks.values()))
+        self.waiting: dict[str, int] = {}
+        self.heap: list[tuple[int, int, str]] = []
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.stopping = False
+        self.stop_reason: str | None = None
+        self.error: BaseException | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def _push(self, tid: str) -> None:
+        heapq.heappush(self.heap, (self.tasks[tid].priority.rank, self.position[tid], tid))
+
+    async def start(self) -> None:
+        """Count unmet dependencies, block what can never run, start what is ready."""
+        for tid in self.order:
+            task = self.tasks[tid]
+            if task.status is not TaskStatus.PENDING:
+                continue
+            unmet = 0
+            dead: str | None = None
+            for dep in set(task.dependencies):
+                status = self.tasks[dep].status
+                if status is TaskStatus.COMPLETED:
+                    continue
+                if status in _DEAD:
+                    dead = dep
+                    break
+                unmet += 1
+            if dead is not None:
+                await self.orch._transition(
+                    task,
+                    TaskStatus.BLOCKED,
+                    reason=f"blocked: depends on {dead}, which is {self.tasks[dead].status.value}",
+                )
+                continue
+            self.waiting[tid] = unmet
+            if unmet == 0:
+                self._push(tid)
+        self.fill()
+
+    def fill(self) -> None:
+        """Start ready tasks while slots are free; resolve ``done`` when nothing is left."""
+        while self.heap and len(self.running) < self.max_concurrency and not self.stopping:
+            tid = heapq.heappop(self.heap)[2]
+            if self.tasks[tid].status is not TaskStatus.PENDING:
+                continue  # completed, failed or cancelled by hand meanwhile
+            self.waiting.pop(tid, None)
+            self.running[tid] = asyncio.create_task(self._run_one(tid), name=f"coditect:{tid}")
+        if not self.running and (self.stopping or not self.heap) and not self.done.done():
+            self.done.set_result(None)
+
+    async def _run_one(self, tid: str) -> None:
+        task = self.tasks[tid]
+        try:
+            await self.orch._execute_and_record(task, None)
+            await self.settle(tid)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # an observer (the store) failed: the run cannot go on
+            logger.error("run stopped: recording task %s failed: %r", tid, error)
+            if self.error is None:
+                self.error = error
+            self.stop("error", cancel=True, spare=tid)
+        finally:
+            self.running.pop(tid, None)
+            self.fill()
+
+    async def settle(self, tid: str) -> None:
+        """React to ``tid`` reaching its status: release or block its dependents."""
+        status = self.tasks[tid].status
+        if status is TaskStatus.COMPLETED:
+            self.release(tid)
+        elif status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+            await self.block_descendants(tid)
+            if self.fail_fast and status is TaskStatus.FAILED and not self.stopping:
+                self.stop(f"fail_fast: task {tid} failed", cancel=True, spare=tid)
+
+    def release(self, tid: str) -> None:
+        """``tid`` completed: count it off its dependents, queue those now ready."""
+        for child in self.dependents.get(tid, ()):
+            left = self.waiting.get(child)
+            if left is None:
+                continue
+            left -= 1
+            self.waiting[child] = left
+            if left == 0 and self.tasks[child].status is TaskStatus.PENDING:
+                self._push(child)
+
+    async def block_descendants(self, tid: str) -> None:
+        """Every pending task downstream of ``tid`` becomes BLOCKED."""
+        stack = [tid]
+        while stack:
+            parent = stack.pop()
+            for child in self.dependents.get(parent, ()):
+                task = self.tasks[child]
+                if task.status is not TaskStatus.PENDING or child in self.running:
+                    continue
+                self.waiting.pop(child, None)
+                await self.orch._transition(
+                    task,
+                    TaskStatus.BLOCKED,
+                    reason=f"blocked: upstream task {tid} is {self.tasks[tid].status.value}",
+                )
+                stack.append(child)
+
+    def stop(self, reason: str, *, cancel: bool, spare: str | None = None) -> None:
+        """Start nothing more; with ``cancel``, cancel the tasks in flight (but ``spare``)."""
+        self.stopping = True
+        self.stop_reason = self.stop_reason or reason
+        if cancel:
+            for tid, running in list(self.running.items()):
+                if tid != spare:
+                    running.cancel()
+
+    async def drain(self) -> None:
+        """Wait for every task in flight to finish recording its state."""
+        while self.running:
+            await asyncio.gather(*list(self.running.values()), return_exceptions=True)
