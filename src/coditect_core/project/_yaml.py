@@ -1,0 +1,268 @@
+"""Read a project file's YAML safely: size limit, duplicate keys refused, a line for every field.
+
+``yaml.safe_load`` semantics (no Python objects, no custom tags), through a ``SafeLoader``
+subclass that refuses duplicate mapping keys (PyYAML silently keeps the last) and records the
+line of every mapping key and sequence item, so later errors can name ``file:line``. Anchors
+and aliases work; a document that aliases its way past :data:`MAX_VALUES` values (a "billion
+laughs" file) is refused before anything walks it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Hashable
+from typing import Any
+
+import yaml
+
+from ..errors import ProjectFileError
+
+__all__ = ["MAX_FILE_BYTES", "MAX_VALUES", "FieldPath", "LineMap", "format_path", "read_yaml"]
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_VALUES = 1_000_000
+
+FieldPath = tuple[Hashable, ...]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+
+
+def format_path(path: FieldPath) -> str:
+    """``("tasks", 3, "dependencies", 0)`` -> ``tasks[3].dependencies[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        elif isinstance(part, str) and _IDENT.match(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part!r}]"
+    return out or "<top level>"
+
+
+class LineMap:
+    """Field path -> 1-based line of the key (mapping entry) or item (sequence entry)."""
+
+    def __init__(self) -> None:
+        self._lines: dict[FieldPath, int] = {}
+
+    def add(self, path: FieldPath, line: int) -> None:
+        self._lines.setdefault(path, line)
+
+    def line(self, path: FieldPath) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while True:
+            try:
+                found = self._lines.get(path)
+            except TypeError:  # an unhashable part in a pydantic location
+                found = None
+            if found is not None or not path:
+                return found
+            path = path[:-1]
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, node: yaml.Node, first_line: int, line: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.node, self.first_line, self.line = key, node, first_line, line
+
+
+class _TooLargeError(Exception):
+    def __init__(self, message: str, node: yaml.Node) -> None:
+        super().__init__(message)
+        self.line = node.start_mark.line + 1
+
+
+# libyaml's parser when PyYAML was built with it (about 20x faster on a large file), else the
+# pure-Python one; the constructor is SafeConstructor either way: yaml.safe_load semantics.
+_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class ProjectLoader(_SafeBase):  # type: ignore[valid-type,misc]
+    """A safe loader that refuses duplicate keys and records where every field is."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.lines = LineMap()
+        self.node_paths: dict[int, FieldPath] = {}
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue  # keys merged from an anchor may be overridden: that is YAML
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, Hashable):
+                    continue  # SafeConstructor reports unhashable keys itself
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise _DuplicateKeyError(key, node, seen[key], line)
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+    def record(self, root: yaml.Node) -> None:
+        """Record lines and paths of ``root``'s tree; refuse alias bombs and recursive aliases."""
+        _count_values(root)
+        self.lines.add((), root.start_mark.line + 1)
+        stack: list[tuple[yaml.Node, FieldPath]] = [(root, ())]
+        while stack:
+            node, path = stack.pop()
+            if id(node) in self.node_paths:
+                continue  # an alias: its lines are where the anchor is
+            self.node_paths[id(node)] = path
+            if isinstance(node, yaml.MappingNode):
+                for key_node, value_node in node.value:
+                    if key_node.tag == _MERGE_TAG:
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    if isinstance(key, Hashable):
+                        self.lines.add((*path, key), key_node.start_mark.line + 1)
+                        stack.append((value_node, (*path, key)))
+            elif isinstance(node, yaml.SequenceNode):
+                for index, item in enumerate(node.value):
+                    self.lines.add((*path, index), item.start_mark.line + 1)
+                    stack.append((item, (*path, index)))
+
+
+def _count_values(root: yaml.Node) -> None:
+    """Count the values ``root`` expands to (aliases included) in time linear in the nodes."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise _TooLargeError("an alias refers to the value that contains it", node)
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        in_progress.discard(key)
+        sizes[key] = total
+        if total > MAX_VALUES:
+            raise _TooLargeError(
+                f"the document expands to more than {MAX_VALUES:,} values through aliases", node
+            )
+        return total
+
+    size(root)
+
+
+def _read_text(path: str) -> str:
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise ProjectFileError("no such file", path=path) from None
+    except OSError as error:
+        raise ProjectFileError(f"cannot read the file: {error.strerror}", path=path) from None
+    if size > MAX_FILE_BYTES:
+        raise ProjectFileError(
+            f"the file is {size / 1024 / 1024:.1f} MB; project files are limited to "
+            f"{MAX_FILE_BYTES // (1024 * 1024)} MB",
+            path=path,
+        )
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)  # it may have grown since the stat
+    except IsADirectoryError:
+        raise ProjectFileError("is a directory, not a project file", path=path) from None
+    except OSError as error:
+        raise ProjectFileError(f"cannot read the file: {error.strerror}", path=path) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ProjectFileError(
+            f"the file is over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit", path=path
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ProjectFileError(
+            f"the file is not UTF-8 text (byte {data[error.start]:#04x})", path=path, line=line
+        ) from None
+
+
+def _syntax_hint(text: str, mark: yaml.Mark | None) -> str:
+    if mark is None:
+        return ""
+    lines = text.splitlines()
+    if not 0 <= mark.line < len(lines):
+        return ""
+    line = lines[mark.line]
+    if mark.column > 0 and line[mark.column - 1 : mark.column + 1] == "${":
+        return '; a ${VAR} inside { } or [ ] must be quoted, e.g. {api_key: "${ANTHROPIC_API_KEY}"}'
+    if "\t" in line[: len(line) - len(line.lstrip())]:
+        return "; indent with spaces, not tabs"
+    return ""
+
+
+def _syntax_error(error: yaml.YAMLError, text: str, path: str) -> ProjectFileError:
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return ProjectFileError(f"invalid YAML: {error}", path=path)
+    mark = error.problem_mark or error.context_mark
+    problem = error.problem or "invalid YAML"
+    context = error.context or ""
+    started = ""
+    if error.context_mark is not None and error.context_mark is not mark:
+        started = f" started at line {error.context_mark.line + 1}"
+    if context and problem.startswith("but "):
+        problem = (
+            f"{context} ({started.strip()}), {problem}" if started else f"{context}, {problem}"
+        )
+    elif context:
+        problem = f"{problem} ({context}{started})"
+    if "expected <block end>" in problem or "did not find expected '-'" in problem:
+        problem += "; check the indentation of this line"
+    line = mark.line + 1 if mark is not None else None
+    return ProjectFileError(
+        f"invalid YAML: {problem}{_syntax_hint(text, mark)}", path=path, line=line
+    )
+
+
+def read_yaml(path: str | os.PathLike[str], text: str | None = None) -> tuple[Any, LineMap]:
+    """Parse the project file at ``path`` (or ``text``, named ``path``): its data and line map.
+
+    Raises :class:`ProjectFileError` (naming the file and the line) for a file over
+    :data:`MAX_FILE_BYTES` (checked before reading), a file that is not UTF-8, invalid YAML,
+    duplicate keys, unsafe tags, alias bombs, and an empty file.
+    """
+    name = os.fspath(path)
+    if text is None:
+        text = _read_text(name)
+    loader = ProjectLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise ProjectFileError(
+                "the file is empty; a project file needs at least 'agents' and 'tasks'",
+                path=name,
+            )
+        loader.record(root)
+        data = loader.construct_document(root)
+    except _DuplicateKeyError as error:
+        field = format_path((*loader.node_paths.get(id(error.node), ()), error.key))
+        parent = format_path(loader.node_paths.get(id(error.node), ()))
+        raise ProjectFileError(
+            f"{field}: duplicate key {error.key!r} in "
+            f"{'the top level' if parent == '<top level>' else parent} "
+            f"(first at line {error.first_line}); YAML would silently keep only the last one",
+            path=name,
+            line=error.line,
+            field=field,
+        ) from None
+    except yaml.YAMLError as error:
+        raise _syntax_error(error, text, name) from None
+    except _TooLargeError as error:
+        raise ProjectFileError(str(error), path=name, line=error.line) from None
+    except RecursionError:
+        raise ProjectFileError("the YAML is nested too deeply", path=name) from None
+    finally:
+        loader.dispose()
+    return data, loader.lines

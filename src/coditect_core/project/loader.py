@@ -1,0 +1,415 @@
+"""Load a project file: read and check it (:class:`ProjectFile`), then resolve it for one run
+(:class:`Project`: an ``AgentRegistry`` of ``AgentConfig`` and a list of ``AgentTask``).
+
+Two steps, because which environment variables must be set depends on the run::
+
+    project_file = read_project_file("project.yaml")         # shape, types, graph: no env
+    project = project_file.resolve(only=["TASK-002"], agent_override=None)
+
+:func:`load_project` does both. Resolving expands ``${VAR}`` in the agents' settings. A variable
+that is unset is an error only for an agent the run will use: one that runs a selected task
+(or the override agent), or reviews for one. A fallback whose variables are unset is dropped
+from the chain with a warning; an agent no selected task needs is left out of the registry and
+listed in :attr:`Project.unavailable_agents` with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..errors import AgentError, ProjectFileError
+from ..orchestration.agent_registry import AgentConfig, AgentRegistry
+from ..orchestration.task import AgentTask
+from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, read_yaml
+from .checks import agent_strings, check_project
+from .diagnostics import Problem, from_validation_error, raise_problems
+from .env import expand, expand_value
+from .schema import AgentSpec, BudgetSpec, DefaultsSpec, PriceSpec, ProjectSpec, ResourcesSpec
+
+__all__ = [
+    "AgentSettings",
+    "Project",
+    "ProjectFile",
+    "load_project",
+    "parse_project_file",
+    "read_project_file",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """An agent's limits and costs (read now; consumed by rate limiting, budgets and Ray)."""
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: int | None = None
+    max_concurrency: int | None = None
+    price: PriceSpec | None = None
+    fallback_on: str = "retryable"
+    resources: ResourcesSpec | None = None
+
+
+@dataclass(repr=False)
+class Project:
+    """A project ready to run: its agents, its tasks, and which of them this run executes."""
+
+    name: str
+    path: Path | None
+    description: str
+    defaults: DefaultsSpec
+    agents: AgentRegistry
+    tasks: list[AgentTask]
+    selected: list[str]
+    task_timeouts: dict[str, float]
+    agent_settings: dict[str, AgentSettings]
+    budget: BudgetSpec | None = None
+    runner: str = "local"
+    unavailable_agents: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def task(self, task_id: str) -> AgentTask:
+        """The task called ``task_id`` (``KeyError`` if there is none)."""
+        for task in self.tasks:
+            if task.task_id == task_id:
+                return task
+        raise KeyError(task_id)
+
+    def selected_tasks(self) -> list[AgentTask]:
+        """The tasks this run executes, in file order."""
+        chosen = set(self.selected)
+        return [task for task in self.tasks if task.task_id in chosen]
+
+    def graph(self) -> dict[str, list[str]]:
+        """Task id -> the ids it depends on."""
+        return {task.task_id: list(task.dependencies) for task in self.tasks}
+
+    def timeout_for(self, task_id: str) -> float | None:
+        """The task's own ``timeout``, else ``defaults.timeout``, else ``None``."""
+        return self.task_timeouts.get(task_id, self.defaults.timeout)
+
+    def __repr__(self) -> str:
+        return (
+            f"Project(name={self.name!r}, path={str(self.path) if self.path else None!r}, "
+            f"agents={self.agents.names()!r}, tasks={len(self.tasks)}, "
+            f"selected={len(self.selected)}, runner={self.runner!r})"
+        )
+
+
+def _closure(start: Iterable[str], edges: Mapping[str, list[str]]) -> dict[str, None]:
+    seen = dict.fromkeys(start)
+    stack = list(seen)
+    while stack:
+        for nxt in edges.get(stack.pop(), []):
+            if nxt not in seen:
+                seen[nxt] = None
+                stack.append(nxt)
+    return seen
+
+
+@dataclass(frozen=True, repr=False)
+class ProjectFile:
+    """A project file that has been read and checked, before any ``${VAR}`` is expanded."""
+
+    path: str
+    spec: ProjectSpec
+    lines: LineMap
+
+    @property
+    def name(self) -> str:
+        """``project:``, else the file name without its extension."""
+        return self.spec.project or Path(self.path).stem or "project"
+
+    @property
+    def task_ids(self) -> list[str]:
+        """Task ids in file order."""
+        return [task.id for task in self.spec.tasks]
+
+    def agent_of(self, task_id: str) -> str:
+        """The agent a task names, else ``defaults.agent``, else the only agent."""
+        task = next(task for task in self.spec.tasks if task.id == task_id)
+        return task.agent or self.spec.defaults.agent or next(iter(self.spec.agents))
+
+    def variables(self) -> dict[str, list[str]]:
+        """Agent name -> the environment variables its settings refer to (no defaults)."""
+        from .env import references
+
+        out: dict[str, list[str]] = {}
+        for name, agent in self.spec.agents.items():
+            found = [
+                ref.name
+                for _, text in agent_strings(name, agent)
+                for ref in references(text)
+                if ref.default is None
+            ]
+            out[name] = list(dict.fromkeys(found))
+        return out
+
+    def with_dependencies(self, task_ids: Iterable[str]) -> list[str]:
+        """``task_ids`` plus everything they depend on, directly or not, in file order."""
+        graph = {task.id: list(task.dependencies) for task in self.spec.tasks}
+        wanted = _closure(task_ids, graph)
+        return [tid for tid in graph if tid in wanted]
+
+    def _missing(self, name: str, environ: Mapping[str, str]) -> list[tuple[FieldPath, str]]:
+        missing = []
+        for path, text in agent_strings(name, self.spec.agents[name]):
+            missing.extend((path, var) for var in expand(text, environ)[1])
+        return missing
+
+    def _select(self, only: Iterable[str] | None) -> list[str]:
+        ids = self.task_ids
+        if only is None:
+            return ids
+        wanted = list(dict.fromkeys(only))
+        known = set(ids)
+        for tid in wanted:
+            if tid not in known:
+                close = difflib.get_close_matches(tid, ids, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ProjectFileError(
+                    f"task {tid!r} was selected to run but is not in the file{hint}",
+                    path=self.path,
+                )
+        chosen = set(wanted)
+        return [tid for tid in ids if tid in chosen]
+
+    def resolve(
+        self,
+        *,
+        only: Iterable[str] | None = None,
+        agent_override: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Project:
+        """The :class:`Project` for a run of ``only`` (task ids; ``None``: all tasks).
+
+        ``only`` is taken as given: pass the dependencies too if the run will execute them
+        (:meth:`with_dependencies`). ``agent_override`` runs every selected task on that
+        agent. ``environ`` defaults to ``os.environ``.
+        """
+        env = os.environ if environ is None else environ
+        agents = self.spec.agents
+        selected = self._select(only)
+        if agent_override is not None and agent_override not in agents:
+            close = difflib.get_close_matches(agent_override, list(agents), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ProjectFileError(
+                f"agent {agent_override!r} was chosen to run the tasks but is not defined"
+                f"{hint}; agents: {', '.join(agents)}",
+                path=self.path,
+            )
+        chosen = set(selected)
+        task_agent = {
+            tid: agent_override if agent_override and tid in chosen else self.agent_of(tid)
+            for tid in self.task_ids
+        }
+        why: dict[str, str] = {}
+        for tid in selected:
+            agent = task_agent[tid]
+            if agent_override is not None:
+                why.setdefault(agent, "runs every selected task")
+            why.setdefault(agent, f"runs task {tid!r}")
+        enabled = {name for name, spec in agents.items() if spec.enabled}
+        reviewers = {n: [a.reviewer] if a.reviewer else [] for n, a in agents.items()}
+        required = list(_closure((a for a in why if a in enabled), reviewers))
+        for name in required:
+            reviewer = agents[name].reviewer
+            if reviewer:
+                why.setdefault(reviewer, f"reviews for {name!r}")
+
+        missing = {name: self._missing(name, env) for name in agents}
+        problems = [
+            Problem(
+                path,
+                f"environment variable {var} is not set (agent {name!r} {why[name]})",
+                self.lines.line(path),
+            )
+            for name in required
+            for path, var in missing[name]
+        ]
+        raise_problems(problems, self.path)
+
+        usable = {name for name in agents if not missing[name]}
+        changed = True
+        while changed:  # an agent whose reviewer is unusable is unusable too
+            changed = False
+            for name in list(usable):
+                reviewer = agents[name].reviewer
+                if reviewer and reviewer not in usable:
+                    usable.discard(name)
+                    changed = True
+        unavailable: dict[str, str] = {}
+        for name in agents:
+            if name in usable:
+                continue
+            unset = list(dict.fromkeys(var for _, var in missing[name]))
+            unavailable[name] = (
+                f"{', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set"
+                if unset
+                else f"its reviewer {agents[name].reviewer!r} is unavailable"
+            )
+        warnings: list[str] = []
+        used = _closure(required, {n: [*a.fallbacks, *reviewers[n]] for n, a in agents.items()})
+        registry = AgentRegistry()
+        for name, spec in agents.items():
+            if name not in usable:
+                continue
+            fallbacks = []
+            for fallback in spec.fallbacks:
+                if fallback in usable:
+                    fallbacks.append(fallback)
+                elif name in used:
+                    warnings.append(
+                        f"agent {name!r}: fallback {fallback!r} is left out: "
+                        f"{unavailable[fallback]}"
+                    )
+            registry.register(self._agent_config(name, spec, fallbacks, env))
+        for warning in warnings:
+            logger.warning("%s: %s", self.path, warning)
+
+        defaults = self.spec.defaults
+        tasks = [
+            AgentTask(
+                task_id=task.id,
+                title=task.title,
+                description=task.description,
+                agent=task_agent[task.id],
+                priority=task.priority or defaults.priority,
+                phase=task.phase,
+                dependencies=list(task.dependencies),
+                deliverables=list(task.deliverables),
+                success_criteria=list(task.success_criteria),
+                tags=list(task.tags),
+                estimated_hours=task.estimated_hours,
+                metadata=copy.deepcopy(task.metadata),
+            )
+            for task in self.spec.tasks
+        ]
+        return Project(
+            name=self.name,
+            path=None if self.path.startswith("<") else Path(self.path),
+            description=self.spec.description,
+            defaults=defaults,
+            agents=registry,
+            tasks=tasks,
+            selected=selected,
+            task_timeouts={t.id: t.timeout for t in self.spec.tasks if t.timeout is not None},
+            agent_settings={
+                name: AgentSettings(
+                    requests_per_minute=spec.requests_per_minute,
+                    tokens_per_minute=spec.tokens_per_minute,
+                    max_concurrency=spec.max_concurrency,
+                    price=spec.price,
+                    fallback_on=spec.fallback_on,
+                    resources=spec.resources,
+                )
+                for name, spec in agents.items()
+            },
+            budget=self.spec.budget,
+            runner=self.spec.runner,
+            unavailable_agents=unavailable,
+            warnings=warnings,
+        )
+
+    def _agent_config(
+        self, name: str, spec: AgentSpec, fallbacks: list[str], env: Mapping[str, str]
+    ) -> AgentConfig:
+        def text(value: str | None) -> str | None:
+            return None if value is None else expand(value, env)[0]
+
+        try:
+            return AgentConfig(
+                name=name,
+                agent_type=spec.type,
+                interface=spec.interface,
+                model=text(spec.model),
+                api_key=text(spec.api_key),
+                base_url=text(spec.base_url),
+                system_prompt=text(spec.system_prompt),
+                temperature=spec.temperature,
+                max_tokens=spec.max_tokens,
+                timeout=spec.timeout,
+                capabilities=list(spec.capabilities),
+                fallbacks=fallbacks,
+                enabled=spec.enabled,
+                provider_options=expand_value(spec.options, env),
+                command=expand_value(spec.command, env),
+                reviewer=spec.reviewer,
+                provider=text(spec.provider),
+                description=text(spec.description) or "",
+            )
+        except AgentError as error:  # the checks should have caught it: say where anyway
+            at = ("agents", name)
+            raise ProjectFileError(
+                f"{format_path(at)}: {error}",
+                path=self.path,
+                line=self.lines.line(at),
+                field=format_path(at),
+            ) from None
+
+    def __repr__(self) -> str:
+        return (
+            f"ProjectFile(path={self.path!r}, project={self.name!r}, "
+            f"agents={list(self.spec.agents)!r}, tasks={len(self.spec.tasks)})"
+        )
+
+
+def parse_project_file(text: str, path: str | os.PathLike[str] = "<string>") -> ProjectFile:
+    """Check project-file ``text`` (``path`` names it in errors); no environment is read."""
+    name = os.fspath(path)
+    if len(text) > MAX_FILE_BYTES:
+        raise ProjectFileError("the text is over the 10 MB limit", path=name)
+    return _check(*read_yaml(name, text), name)
+
+
+def read_project_file(path: str | os.PathLike[str]) -> ProjectFile:
+    """Read and check the project file at ``path``; no environment is read.
+
+    Raises :class:`ProjectFileError` naming the file, line, field and bad value.
+    """
+    name = os.fspath(path)
+    return _check(*read_yaml(name), name)
+
+
+def load_project(
+    path: str | os.PathLike[str],
+    *,
+    only: Iterable[str] | None = None,
+    agent_override: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Project:
+    """:func:`read_project_file` then :meth:`ProjectFile.resolve`."""
+    return read_project_file(path).resolve(
+        only=only, agent_override=agent_override, environ=environ
+    )
+
+
+def _check(data: object, lines: LineMap, name: str) -> ProjectFile:
+    if data is None:
+        raise ProjectFileError(
+            "the file has no content; a project file needs at least 'agents' and 'tasks'",
+            path=name,
+            line=lines.line(()),
+        )
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"the value {data!r}"[:60]
+        raise ProjectFileError(
+            f"the top level must be a mapping with 'agents' and 'tasks', not {kind}",
+            path=name,
+            line=lines.line(()),
+        )
+    try:
+        spec = ProjectSpec.model_validate(data)
+    except ValidationError as error:
+        raise_problems(from_validation_error(error, data, lines), name)
+        raise  # unreachable: pydantic always reports at least one error
+    raise_problems(check_project(spec, lines), name)
+    return ProjectFile(path=name, spec=spec, lines=lines)

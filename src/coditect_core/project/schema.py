@@ -1,0 +1,184 @@
+"""The project file's shape, as pydantic models: field names, types and ranges, nothing more.
+
+Every model forbids unknown fields and is strict (``"3"`` is not a number, ``12`` is not a
+string). Checks that span fields (a task's agent exists, the graph has no cycle, a ``cli`` agent
+has a command) live in :mod:`.checks`, where they can name the exact field and line.
+
+Keys read now but consumed by later features: top-level ``budget`` and ``runner``; per agent
+``requests_per_minute``, ``tokens_per_minute``, ``max_concurrency``, ``price`` (USD per million
+tokens), ``fallback_on`` and ``resources`` (Ray).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+
+from ..orchestration.agent_registry import AgentCapability, AgentInterface, AgentType
+from ..orchestration.task import TaskPriority
+
+__all__ = [
+    "AgentSpec",
+    "BudgetSpec",
+    "DefaultsSpec",
+    "PriceSpec",
+    "ProjectSpec",
+    "ResourcesSpec",
+    "TaskSpec",
+    "model_at",
+]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+def _name(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not _NAME.match(value) or len(value) > 100:
+            raise ValueError(
+                f"{what} {value!r} must start with a letter or digit and use only letters, "
+                "digits, '_', '.' and '-' (at most 100 characters)"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _one_of(enum: type[StrEnum], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        allowed = [member.value for member in enum]
+        if value not in allowed:
+            raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+AgentName = Annotated[str, _name("agent name")]
+TaskId = Annotated[str, _name("task id")]
+NonEmptyStr = Annotated[str, AfterValidator(_not_blank)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+Priority = Annotated[str, _one_of(TaskPriority, "priority")]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PriceSpec(_Spec):
+    """What an agent's model costs, in USD per million tokens."""
+
+    input: NonNegative
+    output: NonNegative
+
+
+class ResourcesSpec(_Spec):
+    """What one call of the agent reserves on a Ray cluster."""
+
+    num_cpus: NonNegative | None = None
+    num_gpus: NonNegative | None = None
+
+
+class AgentSpec(_Spec):
+    """One entry under ``agents:``. String fields may use ``${VAR}`` and ``${VAR:-default}``."""
+
+    type: Annotated[str, _one_of(AgentType, "agent type")]
+    interface: Annotated[str, _one_of(AgentInterface, "interface")] = "api"
+    model: NonEmptyStr | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    base_url: NonEmptyStr | None = None
+    system_prompt: str | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: PositiveInt | None = None
+    timeout: Positive | None = None
+    capabilities: list[Annotated[str, _one_of(AgentCapability, "capability")]] = []
+    fallbacks: list[AgentName] = []
+    enabled: bool = True
+    command: Annotated[list[str], Field(min_length=1)] | None = None
+    reviewer: AgentName | None = None
+    provider: NonEmptyStr | None = None
+    description: str = ""
+    options: dict[str, JsonValue] = Field(default={}, repr=False)
+    # Read now, consumed by rate limiting, budgets, fallbacks and the Ray runner.
+    requests_per_minute: Positive | None = None
+    tokens_per_minute: PositiveInt | None = None
+    max_concurrency: PositiveInt | None = None
+    price: PriceSpec | None = None
+    fallback_on: Literal["retryable", "any"] = "retryable"
+    resources: ResourcesSpec | None = None
+
+
+class TaskSpec(_Spec):
+    """One entry under ``tasks:``. Text is taken literally (no ``${VAR}`` expansion)."""
+
+    id: TaskId
+    title: NonEmptyStr
+    description: str = ""
+    agent: AgentName | None = None
+    priority: Priority | None = None
+    phase: NonEmptyStr | None = None
+    dependencies: list[str] = []
+    deliverables: list[str] = []
+    success_criteria: list[str] = []
+    tags: list[str] = []
+    estimated_hours: NonNegative | None = None
+    timeout: Positive | None = None
+    metadata: dict[str, JsonValue] = {}
+
+
+class DefaultsSpec(_Spec):
+    """``defaults:``: what a task gets when it does not say."""
+
+    agent: AgentName | None = None
+    max_concurrency: PositiveInt = 4
+    timeout: Positive | None = None
+    priority: Priority = "medium"
+
+
+class BudgetSpec(_Spec):
+    """``budget:``: the run stops starting new calls once either limit is reached."""
+
+    max_cost_usd: NonNegative | None = None
+    max_tokens: PositiveInt | None = None
+
+
+class ProjectSpec(_Spec):
+    """The whole file."""
+
+    project: NonEmptyStr | None = None
+    description: str = ""
+    defaults: DefaultsSpec = DefaultsSpec()
+    agents: Annotated[dict[AgentName, AgentSpec], Field(min_length=1)]
+    tasks: Annotated[list[TaskSpec], Field(min_length=1)]
+    budget: BudgetSpec | None = None
+    runner: Literal["local", "ray"] = "local"
+
+
+def model_at(path: tuple[object, ...]) -> type[BaseModel] | None:
+    """The spec model of the mapping at ``path`` (``("tasks", 2)`` -> :class:`TaskSpec`)."""
+    match path:
+        case ():
+            return ProjectSpec
+        case ("defaults",):
+            return DefaultsSpec
+        case ("budget",):
+            return BudgetSpec
+        case ("tasks", int()):
+            return TaskSpec
+        case ("agents", str()):
+            return AgentSpec
+        case ("agents", str(), "price"):
+            return PriceSpec
+        case ("agents", str(), "resources"):
+            return ResourcesSpec
+    return None
