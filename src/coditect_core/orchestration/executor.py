@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from ..errors import AgentError, CoditectError
+from ..errors import AgentError, CoditectError, LlmError
 from ..llm_abstractions.base_llm import BaseLlm, LlmResponse, Usage
 from ..llm_abstractions.command import CommandLlm, run_process
 from ..llm_abstractions.registry import get_llm_class
@@ -226,6 +226,11 @@ class TaskExecutor:
             )
         return llm_class
 
+    def get_llm(self, agent: str | AgentConfig) -> BaseLlm:
+        """The LLM instance an agent's calls go through (its command backend for a cli agent)."""
+        config = self.registry.get(agent) if isinstance(agent, str) else agent
+        return self._get_llm(config, via_command=config.interface is AgentInterface.CLI)
+
     def _get_llm(self, agent: AgentConfig, *, via_command: bool = False) -> BaseLlm:
         """The agent's LLM instance, created on first use and reused (one per agent)."""
         key = (agent.name, via_command)
@@ -322,6 +327,8 @@ class TaskExecutor:
         self, result: ExecutionResult, error: BaseException, agent: AgentConfig | None
     ) -> None:
         result.status = ExecutionStatus.FAILED
+        if isinstance(error, LlmError):
+            result.attempts += error.attempts
         text = (
             str(error) if isinstance(error, CoditectError) else f"{type(error).__name__}: {error}"
         )

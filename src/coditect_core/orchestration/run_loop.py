@@ -13,7 +13,7 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .scheduler import dependents_of, graph_of
 from .task import TaskStatus
@@ -47,7 +47,8 @@ class RunLoop:
         self.dependents = dependents_of(graph_of(self.tasks.values()))
         self.waiting: dict[str, int] = {}
         self.heap: list[tuple[int, int, str]] = []
-        self.running: dict[str, asyncio.Task[None]] = {}
+        self.running: dict[str, asyncio.Task[None]] = {}  # task id -> the worker running it
+        self.workers: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.stop_reason: str | None = None
         self.error: BaseException | None = None
@@ -84,31 +85,57 @@ class RunLoop:
                 self._push(tid)
         self.fill()
 
+    def _pop_ready(self) -> str | None:
+        """The most urgent ready task still pending (others were handled by hand meanwhile)."""
+        heap, tasks = self.heap, self.tasks
+        while heap:
+            tid = heapq.heappop(heap)[2]
+            if tasks[tid].status is TaskStatus.PENDING:
+                self.waiting.pop(tid, None)
+                return tid
+        return None
+
     def fill(self) -> None:
-        """Start ready tasks while slots are free; resolve ``done`` when nothing is left."""
-        while self.heap and len(self.running) < self.max_concurrency and not self.stopping:
-            tid = heapq.heappop(self.heap)[2]
-            if self.tasks[tid].status is not TaskStatus.PENDING:
-                continue  # completed, failed or cancelled by hand meanwhile
-            self.waiting.pop(tid, None)
-            self.running[tid] = asyncio.create_task(self._run_one(tid), name=f"coditect:{tid}")
-        if not self.running and (self.stopping or not self.heap) and not self.done.done():
+        """Start a worker per ready task while slots are free; resolve ``done`` when idle."""
+        while self.heap and len(self.workers) < self.max_concurrency and not self.stopping:
+            tid = self._pop_ready()
+            if tid is None:
+                break
+            worker = asyncio.create_task(self._worker(tid), name=f"coditect:{tid}")
+            self.workers.add(worker)
+        if not self.workers and (self.stopping or not self.heap) and not self.done.done():
             self.done.set_result(None)
 
-    async def _run_one(self, tid: str) -> None:
-        task = self.tasks[tid]
+    async def _worker(self, tid: str | None) -> None:
+        """Run ``tid``, then the next ready task, and so on; exit when nothing is ready.
+
+        A worker holds one of the ``max_concurrency`` slots. Taking the next task itself (rather
+        than spawning a new asyncio task for it) keeps a chain's hand-over to one step.
+        """
+        me = asyncio.current_task()
+        assert me is not None
         try:
-            await self.orch._execute_and_record(task, None)
-            await self.settle(tid)
+            while tid is not None:
+                self.running[tid] = me
+                try:
+                    await self.orch._execute_and_record(self.tasks[tid], None)
+                    await self.settle(tid)
+                finally:
+                    del self.running[tid]
+                if self.stopping:
+                    break
+                tid = self._pop_ready()
+                if self.heap:
+                    self.fill()  # more ready than this worker can take: use free slots
         except asyncio.CancelledError:
             raise
         except Exception as error:  # an observer (the store) failed: the run cannot go on
-            logger.error("run stopped: recording task %s failed: %r", tid, error)
+            logger.error("run stopped: recording a task failed: %r", error)
             if self.error is None:
                 self.error = error
-            self.stop("error", cancel=True, spare=tid)
+            self.stop("error", cancel=True, spare=me)
         finally:
-            self.running.pop(tid, None)
+            self.workers.discard(me)
             self.fill()
 
     async def settle(self, tid: str) -> None:
@@ -119,7 +146,7 @@ class RunLoop:
         elif status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             await self.block_descendants(tid)
             if self.fail_fast and status is TaskStatus.FAILED and not self.stopping:
-                self.stop(f"fail_fast: task {tid} failed", cancel=True, spare=tid)
+                self.stop(f"fail_fast: task {tid} failed", cancel=True, spare=self.running.get(tid))
 
     def release(self, tid: str) -> None:
         """``tid`` completed: count it off its dependents, queue those now ready."""
@@ -149,16 +176,16 @@ class RunLoop:
                 )
                 stack.append(child)
 
-    def stop(self, reason: str, *, cancel: bool, spare: str | None = None) -> None:
-        """Start nothing more; with ``cancel``, cancel the tasks in flight (but ``spare``)."""
+    def stop(self, reason: str, *, cancel: bool, spare: asyncio.Task[Any] | None = None) -> None:
+        """Start nothing more; with ``cancel``, cancel the workers (but ``spare``)."""
         self.stopping = True
         self.stop_reason = self.stop_reason or reason
         if cancel:
-            for tid, running in list(self.running.items()):
-                if tid != spare:
-                    running.cancel()
+            for worker in list(self.workers):
+                if worker is not spare:
+                    worker.cancel()
 
     async def drain(self) -> None:
-        """Wait for every task in flight to finish recording its state."""
-        while self.running:
-            await asyncio.gather(*list(self.running.values()), return_exceptions=True)
+        """Wait for every worker to finish recording its task's state."""
+        while self.workers:
+            await asyncio.gather(*list(self.workers), return_exceptions=True)

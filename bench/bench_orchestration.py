@@ -1,0 +1,131 @@
+"""Scheduling overhead of ``ProjectOrchestrator.run``: measured makespan against the ideal one.
+
+Two graphs on ``FakeLlm`` (through the whole stack: orchestrator, executor, prompts, BaseLlm
+pipeline), in one run:
+
+* ``wide``: 10,000 independent tasks, 20 ms latency each, at concurrency 200. Ideal makespan:
+  10,000 / 200 x 20 ms = 1.0 s. Target: measured / ideal <= 1.10.
+* ``chain``: 1,000 tasks each depending on the previous one, 1 ms latency. Ideal makespan:
+  1,000 x 1 ms = 1.0 s. Target: measured / ideal <= 1.30.
+
+    python bench/bench_orchestration.py [--reps 3] [--profile wide|chain]
+
+Prints one JSON line per figure (the best of ``--reps`` runs, and the median). ``--profile``
+runs one graph under cProfile and prints the top functions instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import json
+import pstats
+import statistics
+import time
+from typing import Any
+
+from coditect_core.orchestration import (
+    AgentConfig,
+    AgentRegistry,
+    AgentTask,
+    ProjectOrchestrator,
+    TaskStatus,
+)
+
+CASES: dict[str, dict[str, Any]] = {
+    "wide": {"tasks": 10_000, "latency": 0.020, "concurrency": 200, "chain": False, "target": 1.10},
+    "chain": {"tasks": 1_000, "latency": 0.001, "concurrency": 4, "chain": True, "target": 1.30},
+}
+
+
+def ideal_makespan(case: dict[str, Any]) -> float:
+    if case["chain"]:
+        return case["tasks"] * case["latency"]
+    waves = -(-case["tasks"] // case["concurrency"])
+    return waves * case["latency"]
+
+
+def build(case: dict[str, Any]) -> ProjectOrchestrator:
+    registry = AgentRegistry(
+        [
+            AgentConfig(
+                "fake",
+                "custom",
+                provider="fake",
+                provider_options={"latency": case["latency"]},
+            )
+        ]
+    )
+    orchestrator = ProjectOrchestrator(registry, name="bench", default_agent="fake")
+    n = case["tasks"]
+    orchestrator.add_tasks(
+        AgentTask(
+            f"T{i:05d}",
+            f"task {i}",
+            "Do the thing.",
+            dependencies=[f"T{i - 1:05d}"] if case["chain"] and i else [],
+        )
+        for i in range(n)
+    )
+    return orchestrator
+
+
+async def run_once(case: dict[str, Any]) -> float:
+    orchestrator = build(case)
+    gc.collect()
+    started = time.perf_counter()
+    summary = await orchestrator.run(max_concurrency=case["concurrency"])
+    elapsed = time.perf_counter() - started
+    await orchestrator.aclose()
+    if summary.counts[TaskStatus.COMPLETED.value] != case["tasks"]:
+        raise SystemExit(f"not every task completed: {summary.counts}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--profile", choices=sorted(CASES))
+    args = parser.parse_args()
+
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        asyncio.run(run_once(CASES[args.profile]))
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        return
+
+    for name, case in CASES.items():
+        ideal = ideal_makespan(case)
+        times = [asyncio.run(run_once(case)) for _ in range(args.reps)]
+        best = min(times)
+        for figure, value in (
+            ("ratio_best", best / ideal),
+            ("ratio_median", statistics.median(times) / ideal),
+        ):
+            print(
+                json.dumps(
+                    {
+                        "bench": "orchestration",
+                        "case": name,
+                        "figure": figure,
+                        "value": round(value, 4),
+                        "target": f"<= {case['target']:.2f}",
+                        "measured_s": round(
+                            best if figure == "ratio_best" else statistics.median(times), 4
+                        ),
+                        "ideal_s": ideal,
+                        "tasks": case["tasks"],
+                        "latency_s": case["latency"],
+                        "concurrency": case["concurrency"],
+                        "reps": args.reps,
+                    }
+                )
+            )
+
+
+if __name__ == "__main__":
+    main()
