@@ -295,3 +295,55 @@ def test_read_from_disk_reports_the_path(tmp_path: Path) -> None:
     assert project_file.path == str(path)
     assert project_file.name == "plan"
     assert load_project(path, environ={}).path == path
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected", "missing"),
+    [
+        ("${A}", {"A": "1"}, "1", []),
+        ("x${A}y${B}z", {"A": "1", "B": "2"}, "x1y2z", []),
+        ("${A:-dflt}", {}, "dflt", []),
+        ("${A:-dflt}", {"A": ""}, "dflt", []),  # like a shell: empty takes the default
+        ("${A:-}", {}, "", []),
+        ("${A}", {"A": ""}, "", []),  # set but empty is not missing
+        ("${A}-${B}", {}, "-", ["A", "B"]),
+        ("$${A} and $A", {"A": "1"}, "${A} and $A", []),
+        ("${A:-http://h:1/v1}", {}, "http://h:1/v1", []),
+    ],
+)
+def test_expand(text: str, env: dict[str, str], expected: str, missing: list[str]) -> None:
+    from coditect_core.project.env import expand
+
+    assert expand(text, env) == (expected, missing)
+
+
+@pytest.mark.parametrize("text", ["${A", "${}", "${1A}", "${A B}", "${A:default}", "${A-x}"])
+def test_malformed_reference(text: str) -> None:
+    from coditect_core.project.env import VariableSyntaxError, references
+
+    with pytest.raises(VariableSyntaxError, match="malformed variable reference"):
+        references(text)
+
+
+def test_unquoted_variable_in_a_flow_sequence_gets_the_hint() -> None:
+    text = "agents:\n  cli: {type: custom, interface: cli, command: [${BIN}, -p]}\ntasks: []\n"
+    with pytest.raises(ProjectFileError, match=r"must be quoted") as caught:
+        parse_project_file(text)
+    assert caught.value.line == 2
+
+
+def test_importing_the_loader_imports_no_sdk() -> None:
+    import json
+    import subprocess
+    import sys
+
+    sdks = ["openai", "anthropic", "google.genai", "llama_cpp", "ray"]
+    code = (
+        "import json, sys\nimport coditect_core.project_file\n"
+        f"print(json.dumps([m for m in {sdks!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
