@@ -347,3 +347,31 @@ def test_importing_the_loader_imports_no_sdk() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+def test_disabled_and_review_chains_decide_what_is_required() -> None:
+    text = """\
+defaults: {agent: local}
+agents:
+  local: {type: local}
+  idle: {type: openai-gpt, api_key: "${IDLE_KEY}", enabled: false}
+  writer: {type: local, interface: hybrid, reviewer: critic}
+  critic: {type: openai-gpt, api_key: "${CRITIC_KEY}"}
+tasks:
+  - {id: T1, title: a}
+  - {id: T2, title: b, agent: idle}
+  - {id: T3, title: c, agent: writer}
+"""
+    project_file = parse_project_file(text)
+    # T2's agent is disabled, so the run will not call it: its key is not required
+    project = project_file.resolve(only=["T1", "T2"], environ={})
+    assert project.unavailable_agents == {
+        "idle": "IDLE_KEY is not set",
+        "writer": "its reviewer 'critic' is unavailable",
+        "critic": "CRITIC_KEY is not set",
+    }
+    assert project.agents.names() == ["local"]
+    with pytest.raises(ProjectFileError, match="CRITIC_KEY is not set"):
+        project_file.resolve(only=["T3"], environ={})
+    project = project_file.resolve(only=["T3"], environ={"CRITIC_KEY": "c"})
+    assert project.agents.get("writer").reviewer == "critic"

@@ -70,9 +70,10 @@ def show_value(value: Any, path: FieldPath = ()) -> str:
 def _quote_hint(value: Any, path: FieldPath) -> str:
     if is_secret_path(path):
         return ""
-    if isinstance(value, bool | int | float | date):
-        shown = str(value).lower() if isinstance(value, bool) else str(value)
-        return f'; quote it to make it a string: "{shown}"'
+    if isinstance(value, bool):
+        return "; YAML reads yes/no/on/off/true/false as a boolean: put the word in quotes"
+    if isinstance(value, int | float | date):
+        return f'; quote it to make it a string: "{value}"'
     return ""
 
 
@@ -151,7 +152,10 @@ def _path_of(loc: Sequence[Any], data: Any) -> FieldPath:
         last = index == len(loc) - 1
         in_dict = isinstance(node, dict) and isinstance(part, Hashable) and part in node
         in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if in_dict or in_list:
+        if in_dict:
+            part = next(key for key in node if key == part)  # pydantic turns False into 0
+            node = node[part]
+        elif in_list:
             node = node[part]
         elif not (last and part != "[key]" and isinstance(node, dict)):
             continue  # not a field; a missing field (the last step) is kept

@@ -208,72 +208,17 @@ class ProjectFile:
             )
         chosen = set(selected)
         task_agent = {
-            tid: agent_override if agent_override and tid in chosen else self.agent_of(tid)
+            tid: agent_override
+            if agent_override is not None and tid in chosen
+            else self.agent_of(tid)
             for tid in self.task_ids
         }
         why: dict[str, str] = {}
         for tid in selected:
-            agent = task_agent[tid]
             if agent_override is not None:
-                why.setdefault(agent, "runs every selected task")
-            why.setdefault(agent, f"runs task {tid!r}")
-        enabled = {name for name, spec in agents.items() if spec.enabled}
-        reviewers = {n: [a.reviewer] if a.reviewer else [] for n, a in agents.items()}
-        required = list(_closure((a for a in why if a in enabled), reviewers))
-        for name in required:
-            reviewer = agents[name].reviewer
-            if reviewer:
-                why.setdefault(reviewer, f"reviews for {name!r}")
-
-        missing = {name: self._missing(name, env) for name in agents}
-        problems = [
-            Problem(
-                path,
-                f"environment variable {var} is not set (agent {name!r} {why[name]})",
-                self.lines.line(path),
-            )
-            for name in required
-            for path, var in missing[name]
-        ]
-        raise_problems(problems, self.path)
-
-        usable = {name for name in agents if not missing[name]}
-        changed = True
-        while changed:  # an agent whose reviewer is unusable is unusable too
-            changed = False
-            for name in list(usable):
-                reviewer = agents[name].reviewer
-                if reviewer and reviewer not in usable:
-                    usable.discard(name)
-                    changed = True
-        unavailable: dict[str, str] = {}
-        for name in agents:
-            if name in usable:
-                continue
-            unset = list(dict.fromkeys(var for _, var in missing[name]))
-            unavailable[name] = (
-                f"{', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set"
-                if unset
-                else f"its reviewer {agents[name].reviewer!r} is unavailable"
-            )
-        warnings: list[str] = []
-        used = _closure(required, {n: [*a.fallbacks, *reviewers[n]] for n, a in agents.items()})
-        registry = AgentRegistry()
-        for name, spec in agents.items():
-            if name not in usable:
-                continue
-            fallbacks = []
-            for fallback in spec.fallbacks:
-                if fallback in usable:
-                    fallbacks.append(fallback)
-                elif name in used:
-                    warnings.append(
-                        f"agent {name!r}: fallback {fallback!r} is left out: "
-                        f"{unavailable[fallback]}"
-                    )
-            registry.register(self._agent_config(name, spec, fallbacks, env))
-        for warning in warnings:
-            logger.warning("%s: %s", self.path, warning)
+                why.setdefault(agent_override, "runs every selected task")
+            why.setdefault(task_agent[tid], f"runs task {tid!r}")
+        registry, unavailable, warnings = self._registry(why, env)
 
         defaults = self.spec.defaults
         tasks = [
@@ -318,6 +263,69 @@ class ProjectFile:
             unavailable_agents=unavailable,
             warnings=warnings,
         )
+
+    def _registry(
+        self, why: dict[str, str], env: Mapping[str, str]
+    ) -> tuple[AgentRegistry, dict[str, str], list[str]]:
+        """The usable agents, the unusable ones with the reason, and warnings for the run.
+
+        ``why`` maps the agents that run selected tasks to the reason; it gains their reviewers.
+        Those agents (if enabled) must have every variable set, or this raises.
+        """
+        agents = self.spec.agents
+        reviewers = {n: [a.reviewer] if a.reviewer else [] for n, a in agents.items()}
+        required = list(_closure((a for a in why if agents[a].enabled), reviewers))
+        for name in required:
+            for reviewer in reviewers[name]:
+                why.setdefault(reviewer, f"reviews for {name!r}")
+        missing = {name: self._missing(name, env) for name in agents}
+        problems = [
+            Problem(
+                path,
+                f"environment variable {var} is not set (agent {name!r} {why[name]})",
+                self.lines.line(path),
+            )
+            for name in required
+            for path, var in missing[name]
+        ]
+        raise_problems(problems, self.path)
+
+        usable = {name for name in agents if not missing[name]}
+        changed = True
+        while changed:  # an agent whose reviewer is unusable is unusable too
+            changed = False
+            for name in list(usable):
+                if any(reviewer not in usable for reviewer in reviewers[name]):
+                    usable.discard(name)
+                    changed = True
+        unavailable: dict[str, str] = {}
+        for name in agents:
+            if name not in usable:
+                unset = list(dict.fromkeys(var for _, var in missing[name]))
+                unavailable[name] = (
+                    f"{', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set"
+                    if unset
+                    else f"its reviewer {agents[name].reviewer!r} is unavailable"
+                )
+        warnings: list[str] = []
+        used = _closure(required, {n: [*a.fallbacks, *reviewers[n]] for n, a in agents.items()})
+        registry = AgentRegistry()
+        for name, spec in agents.items():
+            if name not in usable:
+                continue
+            fallbacks = []
+            for fallback in spec.fallbacks:
+                if fallback in usable:
+                    fallbacks.append(fallback)
+                elif name in used:
+                    warnings.append(
+                        f"agent {name!r}: fallback {fallback!r} is left out: "
+                        f"{unavailable[fallback]}"
+                    )
+            registry.register(self._agent_config(name, spec, fallbacks, env))
+        for warning in warnings:
+            logger.warning("%s: %s", self.path, warning)
+        return registry, unavailable, warnings
 
     def _agent_config(
         self, name: str, spec: AgentSpec, fallbacks: list[str], env: Mapping[str, str]
