@@ -1,0 +1,330 @@
+"""The three vendor wire formats the stub server speaks: request reading, replies, errors.
+
+Shapes follow the real APIs: OpenAI chat completions (JSON and SSE chunks ending in
+``data: [DONE]``), Anthropic messages (JSON and the message_start ... message_stop event
+sequence) and Gemini generateContent (candidates / usageMetadata, SSE without a terminator).
+Everything here is pure: a request body in, bytes out. :mod:`stub_server` does the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "FORMATS",
+    "Reply",
+    "error_body",
+    "error_headers",
+    "malformed_body",
+    "reply_body",
+    "reply_events",
+    "reply_for",
+    "route",
+]
+
+FORMATS = ("openai", "anthropic", "gemini")
+
+_GEMINI_PATH = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")
+
+# Vendor-neutral finish reasons, and what each vendor calls them. Others pass through raw.
+_FINISH = {
+    "openai": {"stop": "stop", "length": "length", "content_filter": "content_filter"},
+    "anthropic": {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"},
+    "gemini": {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"},
+}
+
+_ERROR_NAMES = {
+    # status: (openai type, anthropic type, gemini status)
+    400: ("invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT"),
+    401: ("invalid_request_error", "authentication_error", "UNAUTHENTICATED"),
+    403: ("permission_error", "permission_error", "PERMISSION_DENIED"),
+    404: ("invalid_request_error", "not_found_error", "NOT_FOUND"),
+    413: ("invalid_request_error", "request_too_large", "INVALID_ARGUMENT"),
+    422: ("invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT"),
+    429: ("requests", "rate_limit_error", "RESOURCE_EXHAUSTED"),
+    500: ("server_error", "api_error", "INTERNAL"),
+    502: ("server_error", "api_error", "UNAVAILABLE"),
+    503: ("server_error", "api_error", "UNAVAILABLE"),
+    504: ("server_error", "api_error", "DEADLINE_EXCEEDED"),
+    529: ("server_error", "overloaded_error", "UNAVAILABLE"),
+}
+
+_DEFAULT_MESSAGES = {
+    400: "Invalid request.",
+    401: "Incorrect API key provided.",
+    403: "You do not have access to this model.",
+    404: "The model does not exist or you do not have access to it.",
+    429: "Rate limit reached. Please try again later.",
+    500: "The server had an error while processing your request.",
+    503: "The service is temporarily unavailable.",
+    529: "Overloaded",
+}
+
+
+def route(method: str, path: str) -> tuple[str, str | None, bool] | None:
+    """``(format, model from the path, stream from the path)`` for a vendor endpoint, else None."""
+    if method != "POST":
+        return None
+    if path.endswith("/chat/completions"):
+        return "openai", None, False
+    if path.endswith("/v1/messages"):
+        return "anthropic", None, False
+    match = _GEMINI_PATH.search(path)
+    if match:
+        return "gemini", match.group(1), match.group(2) == "streamGenerateContent"
+    return None
+
+
+def _text_of(content: Any) -> str:
+    """The text of a message content: a string, a list of text blocks, or Gemini parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        content = content.get("parts", [content])
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _turns(fmt: str, body: dict[str, Any]) -> list[tuple[str, str]]:
+    """(role, text) of every turn of a request, system prompt included."""
+    turns: list[tuple[str, str]] = []
+    if fmt == "gemini":
+        system = body.get("systemInstruction") or body.get("system_instruction")
+        if system:
+            turns.append(("system", _text_of(system)))
+        for item in body.get("contents") or []:
+            turns.append((str(item.get("role", "user")), _text_of(item)))
+        return turns
+    if fmt == "anthropic" and body.get("system"):
+        turns.append(("system", _text_of(body["system"])))
+    for item in body.get("messages") or []:
+        if isinstance(item, dict):
+            turns.append((str(item.get("role", "user")), _text_of(item.get("content"))))
+    return turns
+
+
+def tokens(text: str) -> int:
+    """A deterministic, plausible token count (about four characters per token)."""
+    return max(1, (len(text) + 3) // 4)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the stub answers: text, token counts, vendor-neutral finish reason, model name."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+    model: str = "stub-model"
+
+
+def reply_for(
+    fmt: str,
+    body: dict[str, Any],
+    model: str | None,
+    text: str | None = None,
+    finish_reason: str | None = None,
+) -> Reply:
+    """The reply to a request: ``text`` if given, else derived from the last user message."""
+    turns = _turns(fmt, body)
+    if text is None:
+        last = next((t for role, t in reversed(turns) if role == "user"), "")
+        text = f"stub reply to: {last[:40]}"
+    prompt = sum(tokens(t) + 3 for _, t in turns) or 1
+    return Reply(
+        text=text,
+        prompt_tokens=prompt,
+        completion_tokens=tokens(text),
+        finish_reason=finish_reason or "stop",
+        model=model or str(body.get("model") or "stub-model"),
+    )
+
+
+def _finish(fmt: str, reason: str) -> str:
+    return _FINISH[fmt].get(reason, reason)
+
+
+def _deltas(text: str) -> list[str]:
+    """The text cut into one-word deltas (whitespace kept), so that a stream has several."""
+    parts = re.findall(r"\S+\s*|\s+", text)
+    return parts or [""]
+
+
+def reply_body(fmt: str, reply: Reply, seq: int) -> dict[str, Any]:
+    """The non-streaming JSON body of a reply."""
+    p, c = reply.prompt_tokens, reply.completion_tokens
+    if fmt == "openai":
+        return {
+            "id": f"chatcmpl-stub{seq}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": reply.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": _finish(fmt, reply.finish_reason),
+                }
+            ],
+            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+            "system_fingerprint": "fp_stub",
+        }
+    if fmt == "anthropic":
+        return {
+            "id": f"msg_stub{seq}",
+            "type": "message",
+            "role": "assistant",
+            "model": reply.model,
+            "content": [{"type": "text", "text": reply.text}] if reply.text else [],
+            "stop_reason": _finish(fmt, reply.finish_reason),
+            "stop_sequence": None,
+            "usage": {"input_tokens": p, "output_tokens": c},
+        }
+    return _gemini_chunk(reply, reply.text, final=True, seq=seq)
+
+
+def _gemini_chunk(reply: Reply, text: str, *, final: bool, seq: int) -> dict[str, Any]:
+    candidate: dict[str, Any] = {
+        "content": {"parts": [{"text": text}], "role": "model"},
+        "index": 0,
+    }
+    if final:
+        candidate["finishReason"] = _finish("gemini", reply.finish_reason)
+    p, c = reply.prompt_tokens, reply.completion_tokens if final else 0
+    return {
+        "candidates": [candidate],
+        "usageMetadata": {
+            "promptTokenCount": p,
+            "candidatesTokenCount": c,
+            "totalTokenCount": p + c,
+        },
+        "modelVersion": reply.model,
+        "responseId": f"stub{seq}",
+    }
+
+
+def _sse(data: Any, event: str | None = None, sep: str = "\n\n") -> bytes:
+    head = f"event: {event}\n" if event else ""
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"{head}data: {payload}{sep}".encode()
+
+
+def reply_events(fmt: str, reply: Reply, seq: int, body: dict[str, Any]) -> list[bytes]:
+    """The SSE events of a streamed reply, each one ready to write as one chunk."""
+    deltas = _deltas(reply.text)
+    p, c = reply.prompt_tokens, reply.completion_tokens
+    if fmt == "openai":
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        base = {
+            "id": f"chatcmpl-stub{seq}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": reply.model,
+            "system_fingerprint": "fp_stub",
+        }
+        extra = {"usage": None} if include_usage else {}
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return _sse({**base, "choices": [choice], **extra})
+
+        events = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
+        events += [chunk({"content": d}, None) for d in deltas]
+        events.append(chunk({}, _finish(fmt, reply.finish_reason)))
+        if include_usage:
+            usage = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+            events.append(_sse({**base, "choices": [], "usage": usage}))
+        events.append(_sse("[DONE]"))
+        return events
+    if fmt == "anthropic":
+        start = {
+            "id": f"msg_stub{seq}",
+            "type": "message",
+            "role": "assistant",
+            "model": reply.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": p, "output_tokens": 1},
+        }
+        events = [
+            _sse({"type": "message_start", "message": start}, "message_start"),
+            _sse(
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+                "content_block_start",
+            ),
+            _sse({"type": "ping"}, "ping"),
+        ]
+        for d in deltas:
+            delta = {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": d},
+            }
+            events.append(_sse(delta, "content_block_delta"))
+        events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+        stop = {"stop_reason": _finish(fmt, reply.finish_reason), "stop_sequence": None}
+        events.append(
+            _sse(
+                {"type": "message_delta", "delta": stop, "usage": {"output_tokens": c}},
+                "message_delta",
+            )
+        )
+        events.append(_sse({"type": "message_stop"}, "message_stop"))
+        return events
+    last = len(deltas) - 1
+    return [
+        _sse(_gemini_chunk(reply, d, final=i == last, seq=seq), sep="\r\n\r\n")
+        for i, d in enumerate(deltas)
+    ]
+
+
+def error_body(
+    fmt: str,
+    code: int,
+    message: str | None = None,
+    error_code: str | None = None,
+    retry_after: float | None = None,
+) -> dict[str, Any]:
+    """An error body shaped like the vendor's. ``error_code`` overrides the vendor's code/type."""
+    names = _ERROR_NAMES.get(
+        code, ("server_error" if code >= 500 else "invalid_request_error",) * 2 + ("UNKNOWN",)
+    )
+    text = message or _DEFAULT_MESSAGES.get(code, f"HTTP {code}")
+    if fmt == "openai":
+        return {"error": {"message": text, "type": names[0], "param": None, "code": error_code}}
+    if fmt == "anthropic":
+        return {"type": "error", "error": {"type": error_code or names[1], "message": text}}
+    error: dict[str, Any] = {"code": code, "message": text, "status": error_code or names[2]}
+    if retry_after is not None:
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after:g}s"}
+        ]
+    return {"error": error}
+
+
+def error_headers(fmt: str, retry_after: float | None) -> dict[str, str]:
+    """Retry-After headers as OpenAI and Anthropic send them (Gemini says it in the body)."""
+    if retry_after is None or fmt == "gemini":
+        return {}
+    whole = int(retry_after) if retry_after == int(retry_after) else int(retry_after) + 1
+    return {"retry-after-ms": str(int(retry_after * 1000)), "retry-after": str(whole)}
+
+
+def malformed_body(fmt: str, stream: bool) -> bytes:
+    """A body that is not valid JSON (or an SSE event whose data is not)."""
+    if stream:
+        event = "event: content_block_delta\n" if fmt == "anthropic" else ""
+        return f'{event}data: {{"choices": [{{"delta": {{"content": "x"\n\n'.encode()
+    return b'{"id": "broken", "choices": [{"message": {"content": "trunc'
