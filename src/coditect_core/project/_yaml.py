@@ -26,6 +26,7 @@ MAX_VALUES = 1_000_000
 FieldPath = tuple[Hashable, ...]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
 
@@ -118,7 +119,11 @@ class ProjectLoader(_SafeBase):  # type: ignore[valid-type,misc]
                 for key_node, value_node in node.value:
                     if key_node.tag == _MERGE_TAG:
                         continue
-                    key = self.construct_object(key_node, deep=True)
+                    key = (
+                        key_node.value
+                        if key_node.tag == _STR_TAG  # the common case, without a constructor
+                        else self.construct_object(key_node, deep=True)
+                    )
                     if isinstance(key, Hashable):
                         self.lines.add((*path, key), key_node.start_mark.line + 1)
                         stack.append((value_node, (*path, key)))

@@ -135,8 +135,11 @@ class ProjectFile:
 
     def agent_of(self, task_id: str) -> str:
         """The agent a task names, else ``defaults.agent``, else the only agent."""
-        task = next(task for task in self.spec.tasks if task.id == task_id)
-        return task.agent or self.spec.defaults.agent or next(iter(self.spec.agents))
+        return self._agents_of_tasks()[task_id]
+
+    def _agents_of_tasks(self) -> dict[str, str]:
+        fallback = self.spec.defaults.agent or next(iter(self.spec.agents))
+        return {task.id: task.agent or fallback for task in reversed(self.spec.tasks)}
 
     def variables(self) -> dict[str, list[str]]:
         """Agent name -> the environment variables its settings refer to (no defaults)."""
@@ -207,12 +210,9 @@ class ProjectFile:
                 path=self.path,
             )
         chosen = set(selected)
-        task_agent = {
-            tid: agent_override
-            if agent_override is not None and tid in chosen
-            else self.agent_of(tid)
-            for tid in self.task_ids
-        }
+        task_agent = self._agents_of_tasks()
+        if agent_override is not None:
+            task_agent.update(dict.fromkeys(chosen, agent_override))
         why: dict[str, str] = {}
         for tid in selected:
             if agent_override is not None:
