@@ -213,6 +213,14 @@ def _syntax_error(error: yaml.YAMLError, text: str, path: str) -> ProjectFileErr
         return ProjectFileError(f"invalid YAML: {error}", path=path)
     mark = error.problem_mark or error.context_mark
     problem = error.problem or "invalid YAML"
+    if problem.startswith("could not determine a constructor for the tag"):
+        tag = problem.rpartition(" ")[2].replace("tag:yaml.org,2002:", "!!")
+        line = mark.line + 1 if mark is not None else None
+        return ProjectFileError(
+            f"the tag {tag} is not allowed: a project file holds plain data only",
+            path=path,
+            line=line,
+        )
     context = error.context or ""
     started = ""
     if error.context_mark is not None and error.context_mark is not mark:

@@ -54,11 +54,11 @@ class _Checker:
     def add(self, path: FieldPath, message: str) -> None:
         self.problems.append(Problem(path, message, self.lines.line(path)))
 
-    def agent_ref(self, path: FieldPath, name: str, what: str) -> None:
+    def agent_ref(self, path: FieldPath, name: str) -> None:
         if name not in self.spec.agents:
             self.add(
                 path,
-                f"{what} unknown agent {name!r}{_did_you_mean(name, self.spec.agents)}; "
+                f"unknown agent {name!r}{_did_you_mean(name, self.spec.agents)}; "
                 f"agents: {_known(self.spec.agents)}",
             )
 
@@ -73,7 +73,7 @@ class _Checker:
                 elif fallback in seen:
                     self.add(path, f"fallback {fallback!r} is listed twice")
                 else:
-                    self.agent_ref(path, fallback, "fallback is")
+                    self.agent_ref(path, fallback)
                 seen.add(fallback)
             if agent.interface in _NEEDS_COMMAND and not agent.command:
                 self.add(
@@ -98,7 +98,7 @@ class _Checker:
                 elif agent.reviewer == name:
                     self.add((*at, "reviewer"), f"agent {name!r} cannot review its own drafts")
                 else:
-                    self.agent_ref((*at, "reviewer"), agent.reviewer, "reviewer is")
+                    self.agent_ref((*at, "reviewer"), agent.reviewer)
             if (
                 agent.type == "custom"
                 and agent.interface in ("api", "hybrid")
@@ -122,7 +122,7 @@ class _Checker:
     def tasks(self) -> None:
         spec = self.spec
         if spec.defaults.agent is not None:
-            self.agent_ref(("defaults", "agent"), spec.defaults.agent, "defaults.agent is")
+            self.agent_ref(("defaults", "agent"), spec.defaults.agent)
         first: dict[str, int] = {}
         for index, task in enumerate(spec.tasks):
             if task.id in first:
@@ -139,7 +139,7 @@ class _Checker:
             at: FieldPath = ("tasks", index)
             label = f" (task {task.id!r})"
             if task.agent is not None:
-                self.agent_ref((*at, "agent"), task.agent, "agent is")
+                self.agent_ref((*at, "agent"), task.agent)
             elif spec.defaults.agent is None and len(spec.agents) > 1:
                 self.add(
                     at,
