@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 import traceback
 from collections.abc import AsyncIterator, Iterable
@@ -148,6 +150,15 @@ async def test_response_fields() -> None:
     assert response.usage == Usage(3, 2, 5)
     assert (response.finish_reason, response.attempts) == ("stop", 1)
     assert response.latency_s >= 0
+    assert json.loads(json.dumps(response.to_dict())) == {
+        "text": "hello",
+        "model": "probe-1",
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        "finish_reason": "stop",
+        "attempts": 1,
+        "latency_s": response.latency_s,
+        "provider": "probe",
+    }
     assert await Probe(["plain"]).generate_content_async("hi") == "plain"
 
 
@@ -243,6 +254,15 @@ async def test_key_is_redacted_from_llm_errors_raised_by_the_provider() -> None:
         await llm.generate_async("hi")
     assert "Incorrect API key provided: ***" in str(info.value)
     assert_no_key(info.value)
+
+
+async def test_retry_log_lines_do_not_show_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    llm = Probe([LlmServerError(f"upstream echoed {KEY}"), "ok"])
+    with caplog.at_level(logging.DEBUG, logger="coditect_core"):
+        assert (await llm.generate_async("hi")).attempts == 2
+    assert "retrying" in caplog.text
+    assert "upstream echoed ***" in caplog.text
+    assert KEY not in caplog.text
 
 
 async def test_cause_that_would_show_the_key_is_dropped() -> None:

@@ -22,7 +22,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from ..errors import LlmConfigurationError, LlmError, LlmResponseError, LlmTimeoutError
@@ -59,11 +59,7 @@ class Usage:
         )
 
     def to_dict(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
+        return asdict(self)
 
 
 @dataclass(slots=True)
@@ -79,15 +75,8 @@ class LlmResponse:
     provider: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "model": self.model,
-            "usage": self.usage.to_dict(),
-            "finish_reason": self.finish_reason,
-            "attempts": self.attempts,
-            "latency_s": self.latency_s,
-            "provider": self.provider,
-        }
+        """Plain JSON-ready data (``usage`` as a nested dict)."""
+        return asdict(self)
 
 
 @dataclass(slots=True)
