@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -299,7 +299,11 @@ class TaskExecutor:
         )
         config: AgentConfig | None = None
         try:
-            if isinstance(upstream, Mapping):
+            if isinstance(upstream, dict) or (
+                upstream
+                and not isinstance(upstream, list | tuple)
+                and isinstance(upstream, Mapping)
+            ):
                 upstream = upstream_from_mapping(upstream)
             config = self.resolve_agent(task, agent)
             result.agent = config.name
@@ -311,8 +315,8 @@ class TaskExecutor:
         except Exception as error:  # a bug or an unmapped failure: still only this task's
             logger.exception("unexpected error executing task %s", task.task_id)
             self._fail(result, error, config)
-        result.completed_at = datetime.now(UTC)
-        result.duration_seconds = time.monotonic() - started
+        result.duration_seconds = elapsed = time.monotonic() - started
+        result.completed_at = result.started_at + timedelta(seconds=elapsed)  # type: ignore[operator]
         return result
 
     @staticmethod

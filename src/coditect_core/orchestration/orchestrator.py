@@ -28,7 +28,7 @@ from .executor import ExecutionResult, ExecutionStatus, TaskExecutor
 from .observer import OrchestratorObserver
 from .prompts import UpstreamOutput
 from .run_loop import RunLoop
-from .scheduler import ready_tasks, validate_tasks
+from .scheduler import graph_of, ready_tasks, validate_graph, validate_tasks
 from .task import AgentTask, TaskStatus
 
 __all__ = ["ProjectOrchestrator", "RunSummary"]
@@ -42,6 +42,7 @@ _TASK_STATUS = {
     ExecutionStatus.AWAITING_HUMAN: TaskStatus.AWAITING_HUMAN,
 }
 _NOTED = (TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED, TaskStatus.AWAITING_HUMAN)
+_FINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
 _INTERRUPTED = "interrupted"  # task.metadata flag: cancelled because its run was
 
 
@@ -187,7 +188,7 @@ class ProjectOrchestrator:
         if new is TaskStatus.IN_PROGRESS:
             task.started_at = datetime.now(UTC)
             task.completed_at = None
-        elif new.is_final:
+        elif new in _FINAL:
             task.completed_at = (result.completed_at if result else None) or datetime.now(UTC)
         if result is not None:
             self.results[task.task_id] = result
@@ -392,9 +393,10 @@ class ProjectOrchestrator:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if self._run is not None:
             raise SchedulingError("a run is already active on this orchestrator")
-        order = self.validate()
+        graph = graph_of(self.tasks.values())  # ids are unique: add_task refuses duplicates
+        order = validate_graph(graph)
         started, clock = datetime.now(UTC), time.monotonic()
-        loop = RunLoop(self, order, max_concurrency, fail_fast)
+        loop = RunLoop(self, graph, order, max_concurrency, fail_fast)
         self._run = loop
         cancelled = False
         try:
@@ -440,12 +442,14 @@ class ProjectOrchestrator:
         )
 
     def _usage(self) -> dict[str, int]:
-        totals = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        prompt = completion = total = 0
         for result in self.results.values():
-            if result.usage is not None:
-                for key, value in result.usage.to_dict().items():
-                    totals[key] += value
-        return totals
+            usage = result.usage
+            if usage is not None:
+                prompt += usage.prompt_tokens
+                completion += usage.completion_tokens
+                total += usage.total_tokens
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
     # ------------------------------------------------------------------ reporting
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .scheduler import dependents_of, graph_of
+from .scheduler import dependents_of
 from .task import TaskStatus
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class RunLoop:
     def __init__(
         self,
         orchestrator: ProjectOrchestrator,
+        graph: Mapping[str, Sequence[str]],
         order: Sequence[str],
         max_concurrency: int,
         fail_fast: bool,
@@ -43,8 +44,8 @@ class RunLoop:
         self.order = order
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
-        self.position = {tid: i for i, tid in enumerate(self.tasks)}
-        self.dependents = dependents_of(graph_of(self.tasks.values()))
+        self.key = {tid: (t.priority.rank, i) for i, (tid, t) in enumerate(self.tasks.items())}
+        self.dependents = dependents_of(graph)
         self.waiting: dict[str, int] = {}
         self.heap: list[tuple[int, int, str]] = []
         self.running: dict[str, asyncio.Task[None]] = {}  # task id -> the worker running it
@@ -55,7 +56,7 @@ class RunLoop:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def _push(self, tid: str) -> None:
-        heapq.heappush(self.heap, (self.tasks[tid].priority.rank, self.position[tid], tid))
+        heapq.heappush(self.heap, (*self.key[tid], tid))
 
     async def start(self) -> None:
         """Count unmet dependencies, block what can never run, start what is ready."""

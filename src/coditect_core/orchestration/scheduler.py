@@ -104,7 +104,9 @@ def topological_order(deps: Graph) -> list[str]:
     Unknown dependencies are ignored; nodes on a cycle are left out (validate first).
     """
     index = {tid: i for i, tid in enumerate(deps)}
-    waiting = {tid: sum(1 for d in set(needs) if d in index) for tid, needs in deps.items()}
+    waiting = {
+        tid: len({d for d in needs if d in index}) if needs else 0 for tid, needs in deps.items()
+    }
     dependents = dependents_of(deps)
     heap = [index[tid] for tid, n in waiting.items() if n == 0]
     heapq.heapify(heap)
