@@ -18,7 +18,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from .observer import OrchestratorObserver
 from .prompts import UpstreamOutput
 from .run_loop import RunLoop
 from .scheduler import graph_of, ready_tasks, validate_graph, validate_tasks
+from .summary import RunSummary, build_report, total_usage
 from .task import AgentTask, TaskStatus
 
 __all__ = ["ProjectOrchestrator", "RunSummary"]
@@ -44,52 +44,6 @@ _TASK_STATUS = {
 _NOTED = (TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED, TaskStatus.AWAITING_HUMAN)
 _FINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
 _INTERRUPTED = "interrupted"  # task.metadata flag: cancelled because its run was
-
-
-@dataclass
-class RunSummary:
-    """How a run ended: every task's status, and whether the run itself was cut short."""
-
-    started_at: datetime
-    finished_at: datetime
-    duration_seconds: float
-    statuses: dict[str, TaskStatus]
-    cancelled: bool = False
-    stop_reason: str | None = None
-    error: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)
-
-    def ids(self, status: TaskStatus) -> list[str]:
-        """Task ids in ``status``, in definition order."""
-        return [tid for tid, s in self.statuses.items() if s is status]
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Number of tasks per status (every status listed)."""
-        out = dict.fromkeys((s.value for s in TaskStatus), 0)
-        for status in self.statuses.values():
-            out[status.value] += 1
-        return out
-
-    @property
-    def ok(self) -> bool:
-        """Whether every task is completed."""
-        return all(s is TaskStatus.COMPLETED for s in self.statuses.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat(),
-            "duration_seconds": self.duration_seconds,
-            "ok": self.ok,
-            "cancelled": self.cancelled,
-            "stop_reason": self.stop_reason,
-            "error": self.error,
-            "counts": self.counts,
-            "statuses": {tid: s.value for tid, s in self.statuses.items()},
-            "usage": dict(self.usage),
-        }
 
 
 class ProjectOrchestrator:
@@ -442,60 +396,13 @@ class ProjectOrchestrator:
         )
 
     def _usage(self) -> dict[str, int]:
-        prompt = completion = total = 0
-        for result in self.results.values():
-            usage = result.usage
-            if usage is not None:
-                prompt += usage.prompt_tokens
-                completion += usage.completion_tokens
-                total += usage.total_tokens
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+        return total_usage(self.results)
 
     # ------------------------------------------------------------------ reporting
 
     def generate_report(self) -> dict[str, Any]:
         """A JSON-ready picture of the project: counts, progress, usage and every task."""
-        total = len(self.tasks)
-        counts = dict.fromkeys((s.value for s in TaskStatus), 0)
-        rows = []
-        for task in self.tasks.values():
-            counts[task.status.value] += 1
-            result = self.results.get(task.task_id)
-            rows.append(
-                {
-                    "task_id": task.task_id,
-                    "title": task.title,
-                    "status": task.status.value,
-                    "priority": task.priority.value,
-                    "phase": str(task.phase) if task.phase is not None else None,
-                    "dependencies": list(task.dependencies),
-                    "agent": (result.agent if result else None) or task.agent,
-                    "model": result.model if result else None,
-                    "started_at": task.started_at.isoformat() if task.started_at else None,
-                    "completed_at": task.completed_at.isoformat() if task.completed_at else None,
-                    "duration_seconds": result.duration_seconds if result else None,
-                    "attempts": result.attempts if result else 0,
-                    "usage": result.usage.to_dict() if result and result.usage else None,
-                    "error": result.error if result else None,
-                    "handoff_prompt": (
-                        result.metadata.get("handoff_prompt")
-                        if result and task.status is TaskStatus.AWAITING_HUMAN
-                        else None
-                    ),
-                    "notes": list(task.notes),
-                }
-            )
-        done = counts[TaskStatus.COMPLETED.value]
-        return {
-            "project": self.name,
-            "generated_at": datetime.now(UTC).isoformat(),
-            "total_tasks": total,
-            "status_counts": counts,
-            "progress": done / total if total else 1.0,
-            "estimated_hours": sum(t.estimated_hours or 0.0 for t in self.tasks.values()),
-            "usage": self._usage(),
-            "tasks": rows,
-        }
+        return build_report(self.name, self.tasks, self.results)
 
     # ------------------------------------------------------------------ lifetime
 

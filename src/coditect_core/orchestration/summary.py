@@ -1,0 +1,120 @@
+"""How a run ended (``RunSummary``) and the JSON report of a project (``build_report``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .execution_result import ExecutionResult
+from .task import AgentTask, TaskStatus
+
+__all__ = ["RunSummary", "build_report", "total_usage"]
+
+
+@dataclass
+class RunSummary:
+    """How a run ended: every task's status, and whether the run itself was cut short."""
+
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    statuses: dict[str, TaskStatus]
+    cancelled: bool = False
+    stop_reason: str | None = None
+    error: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def ids(self, status: TaskStatus) -> list[str]:
+        """Task ids in ``status``, in definition order."""
+        return [tid for tid, s in self.statuses.items() if s is status]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of tasks per status (every status listed)."""
+        out = dict.fromkeys((s.value for s in TaskStatus), 0)
+        for status in self.statuses.values():
+            out[status.value] += 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        """Whether every task is completed."""
+        return all(s is TaskStatus.COMPLETED for s in self.statuses.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "duration_seconds": self.duration_seconds,
+            "ok": self.ok,
+            "cancelled": self.cancelled,
+            "stop_reason": self.stop_reason,
+            "error": self.error,
+            "counts": self.counts,
+            "statuses": {tid: s.value for tid, s in self.statuses.items()},
+            "usage": dict(self.usage),
+        }
+
+
+def total_usage(results: Mapping[str, ExecutionResult]) -> dict[str, int]:
+    """Token counts summed over ``results``."""
+    prompt = completion = total = 0
+    for result in results.values():
+        usage = result.usage
+        if usage is not None:
+            prompt += usage.prompt_tokens
+            completion += usage.completion_tokens
+            total += usage.total_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
+def build_report(
+    name: str,
+    tasks: Mapping[str, AgentTask],
+    results: Mapping[str, ExecutionResult],
+) -> dict[str, Any]:
+    """A JSON-ready picture of a project: counts, progress, usage and every task."""
+    total = len(tasks)
+    counts = dict.fromkeys((s.value for s in TaskStatus), 0)
+    rows = []
+    for task in tasks.values():
+        counts[task.status.value] += 1
+        result = results.get(task.task_id)
+        rows.append(
+            {
+                "task_id": task.task_id,
+                "title": task.title,
+                "status": task.status.value,
+                "priority": task.priority.value,
+                "phase": str(task.phase) if task.phase is not None else None,
+                "dependencies": list(task.dependencies),
+                "agent": (result.agent if result else None) or task.agent,
+                "model": result.model if result else None,
+                "started_at": task.started_at.isoformat() if task.started_at else None,
+                "completed_at": task.completed_at.isoformat() if task.completed_at else None,
+                "duration_seconds": result.duration_seconds if result else None,
+                "attempts": result.attempts if result else 0,
+                "usage": result.usage.to_dict() if result and result.usage else None,
+                "error": result.error if result else None,
+                "handoff_prompt": (
+                    result.metadata.get("handoff_prompt")
+                    if result and task.status is TaskStatus.AWAITING_HUMAN
+                    else None
+                ),
+                "notes": list(task.notes),
+            }
+        )
+    done = counts[TaskStatus.COMPLETED.value]
+    return {
+        "project": name,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "total_tasks": total,
+        "status_counts": counts,
+        "progress": done / total if total else 1.0,
+        "estimated_hours": sum(t.estimated_hours or 0.0 for t in tasks.values()),
+        "usage": total_usage(results),
+        "tasks": rows,
+    }
