@@ -5,15 +5,14 @@ Only errors whose ``retryable`` is true are retried; the policy stops at ``max_a
 the next wait would pass the overall ``deadline``. The error finally raised records the number of
 attempts in ``attempts``.
 
-The loop is written out (a dozen lines) rather than built on tenacity: the wait chosen for a retry
-must be the same one that the deadline check sees, and Retry-After must replace the jitter.
+Built on tenacity: its ``wait`` runs before its ``stop``, so the one jitter sample drawn for a
+retry is both the wait slept and the wait the deadline check (``stop_before_delay``) sees.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -74,28 +73,40 @@ async def call_with_retry(policy: RetryPolicy, fn: Callable[[int], Awaitable[_T]
     ``fn`` receives the 1-based attempt number so that results can report it. Exceptions that are
     not a retryable :class:`LlmError` propagate at once.
     """
-    import asyncio  # see base_llm: kept off the package's import path
+    import tenacity  # kept off the package's import path
 
-    started = time.monotonic()
-    attempt = 1
-    while True:
-        try:
-            return await fn(attempt)
-        except LlmError as error:
+    def retryable(error: BaseException) -> bool:
+        if isinstance(error, LlmError):
             error.attempts = attempt
-            if not error.retryable or attempt >= policy.max_attempts:
-                raise
-            delay = policy.backoff(attempt, error)
-            if policy.deadline is not None and (
-                time.monotonic() - started + delay > policy.deadline
-            ):
-                raise
-            logger.info(
-                "attempt %d/%d failed (%s); retrying in %.2fs",
-                attempt,
-                policy.max_attempts,
-                error,
-                delay,
-            )
-        await asyncio.sleep(delay)
-        attempt += 1
+            return error.retryable
+        return False
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return policy.backoff(state.attempt_number, error)
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.info(
+            "attempt %d/%d failed (%s); retrying in %.2fs",
+            state.attempt_number,
+            policy.max_attempts,
+            error,
+            state.upcoming_sleep,
+        )
+
+    stop = tenacity.stop_after_attempt(policy.max_attempts)
+    if policy.deadline is not None:
+        stop = stop | tenacity.stop_before_delay(policy.deadline)
+    attempt = 0
+    async for trying in tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(retryable),
+        wait=wait,
+        stop=stop,
+        before_sleep=log_retry,
+        reraise=True,
+    ):
+        with trying:
+            attempt = trying.retry_state.attempt_number
+            return await fn(attempt)
+    raise AssertionError("unreachable: tenacity returns or re-raises")  # pragma: no cover
