@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Annotated, Any
 
@@ -58,6 +57,8 @@ def register(app: typer.Typer) -> None:
 
           echo "Summarise this" | coditect ask -
         """
+        import asyncio
+
         from ..errors import LlmConfigurationError, LlmError
         from ..llm_abstractions import create_llm
 
