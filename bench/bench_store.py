@@ -1,0 +1,117 @@
+"""What the durable state store costs a run: 2,000 zero-latency tasks, with the store and without.
+
+Drives the real stack: ``ProjectOrchestrator`` with a ``FakeLlm`` agent (zero latency) on 2,000
+independent tasks, its transitions recorded through ``StoreObserver`` into
+
+* ``store``: a :class:`StateStore` on disk (a fresh file in a temporary directory: WAL,
+  ``synchronous=NORMAL``, one writer thread, every transition committed before the run goes on),
+* ``null``: the same observer writing into :class:`NullRecorder` (keeps nothing),
+
+in the same process, alternating, ``--reps`` times per concurrency. Prints one JSON line per
+figure: tasks/s of each (median over the repetitions) and the ratio store/null (median of the
+per-repetition ratios; target >= 0.8).
+
+    python bench/bench_store.py [--tasks 2000] [--reps 5] [--concurrency 4 64 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from coditect_core.orchestration import (
+    AgentConfig,
+    AgentRegistry,
+    AgentTask,
+    ProjectOrchestrator,
+    TaskStatus,
+)
+from coditect_core.orchestration.state.observer import StoreObserver, run_status
+from coditect_core.orchestration.store import NullRecorder, StateStore
+
+
+def build(tasks: int) -> ProjectOrchestrator:
+    registry = AgentRegistry(
+        [AgentConfig("fake", "custom", provider="fake", provider_options={"latency": 0.0})]
+    )
+    orchestrator = ProjectOrchestrator(registry, name="bench-store", default_agent="fake")
+    orchestrator.add_tasks(
+        AgentTask(f"T{i:05d}", f"task {i}", "Do the thing.") for i in range(tasks)
+    )
+    return orchestrator
+
+
+async def run_once(recorder: Any, tasks: int, concurrency: int) -> float:
+    """Seconds for ``ProjectOrchestrator.run`` alone (store run begun before, finished after)."""
+    orchestrator = build(tasks)
+    run = await recorder.begin_run(orchestrator.name, options={"max_concurrency": concurrency})
+    observer = StoreObserver(recorder, run.run_id)
+    await observer.define(orchestrator)
+    orchestrator.add_observer(observer)
+    gc.collect()
+    started = time.perf_counter()
+    summary = await orchestrator.run(max_concurrency=concurrency)
+    elapsed = time.perf_counter() - started
+    await recorder.finish_run(run.run_id, run_status(summary))
+    await orchestrator.aclose()
+    if summary.counts[TaskStatus.COMPLETED.value] != tasks:
+        raise SystemExit(f"not every task completed: {summary.counts}")
+    return elapsed
+
+
+async def measure(tasks: int, concurrency: int, reps: int) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"null": [], "store": []}
+    for rep in range(reps):
+        order = ("null", "store") if rep % 2 == 0 else ("store", "null")
+        for kind in order:
+            with tempfile.TemporaryDirectory() as tmp:
+                if kind == "null":
+                    out[kind].append(await run_once(NullRecorder(), tasks, concurrency))
+                    continue
+                store = StateStore.open(Path(tmp) / ".coditect" / "state.db")
+                try:
+                    out[kind].append(await run_once(store, tasks, concurrency))
+                    done = store.snapshot("bench-store").counts.get("completed", 0)
+                finally:
+                    await store.aclose()
+                if done != tasks:
+                    raise SystemExit(f"the store recorded {done} completed tasks, not {tasks}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 64, 200])
+    args = parser.parse_args()
+    for concurrency in args.concurrency:
+        times = asyncio.run(measure(args.tasks, concurrency, args.reps))
+        ratios = [n / s for n, s in zip(times["null"], times["store"], strict=True)]
+        common = {"bench": "store", "tasks": args.tasks, "concurrency": concurrency}
+        for kind in ("null", "store"):
+            rate = args.tasks / statistics.median(times[kind])
+            print(json.dumps({**common, "figure": f"{kind}_tasks_per_s", "value": round(rate, 1)}))
+        print(
+            json.dumps(
+                {
+                    **common,
+                    "figure": "ratio",
+                    "value": round(statistics.median(ratios), 3),
+                    "target": ">= 0.8",
+                    "ratios": [round(r, 3) for r in ratios],
+                    "reps": args.reps,
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The state store's single writer thread: one connection, group commit, nothing acknowledged early.
+
+Every write is an *operation*: a function of a :class:`~.bulk.Batch` (rows to write, and the
+connection) that returns a value, with no effect outside the database. Callers queue operations
+and wait for them; the thread takes everything queued so far (up to :data:`MAX_BATCH`), runs it
+in one transaction, commits, and only then answers each caller. An answer therefore always
+means "committed", which is what the orchestrator's ordering rules need ("recorded as started
+before the call goes out"; "committed before any dependent starts"), while concurrent tasks
+share a commit instead of paying one each. If an operation fails, the batch is rolled back and
+its operations are re-run one transaction each, so that one bad write fails alone.
+
+An operation marked *solo* runs alone and manages its own transaction (it may have effects
+outside the database, like taking a lock, that must not be replayed).
+
+Async callers get an ``asyncio`` future settled on their own loop (one wake-up per loop and
+batch, not one per operation); sync callers block on a ``concurrent.futures`` future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...errors import StateError
+from .bulk import Batch
+
+__all__ = ["MAX_BATCH", "Operation", "Writer"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+
+Operation = Callable[[Batch], Any]
+
+
+@dataclass(slots=True)
+class _Item:
+    op: Operation
+    solo: bool
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[Any] | concurrent.futures.Future[Any]
+
+
+_STOP = object()
+
+
+class Writer:
+    """Runs operations on ``conn`` in a dedicated thread, committing in groups."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        on_rollback: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._path = path
+        self._on_rollback = on_rollback
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"coditect-state-writer:{path.name}", daemon=True
+        )
+        self._thread.start()
+
+    async def call(self, op: Operation, *, solo: bool = False) -> Any:
+        """Run ``op`` in the writer thread; return its result once it is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._put(_Item(op, solo, loop, future))
+        return await future
+
+    def call_sync(self, op: Operation, *, solo: bool = False) -> Any:
+        """:meth:`call` for synchronous code (never from inside a running event loop's thread
+        if that loop also awaits writes: it would block them)."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._put(_Item(op, solo, None, future))
+        return future.result()
+
+    def close(self) -> None:
+        """Finish the queued operations, then stop the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _put(self, item: _Item) -> None:
+        if self._closed:
+            raise StateError(f"{self._path}: the state store is closed")
+        self._queue.put(item)
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: _Item | None = None
+        stop = False
+        while not stop:
+            first = pending if pending is not None else self._queue.get()
+            pending = None
+            if first is _STOP:
+                break
+            assert isinstance(first, _Item)
+            batch = [first]
+            if not first.solo:
+                while len(batch) < MAX_BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is _STOP:
+                        stop = True
+                        break
+                    assert isinstance(nxt, _Item)
+                    if nxt.solo:
+                        pending = nxt
+                        break
+                    batch.append(nxt)
+            outcomes = self._run_solo(first) if first.solo else self._run_batch(batch)
+            _deliver(batch, outcomes)
+        if pending is not None:  # a solo item queued right before the stop
+            _deliver([pending], self._run_solo(pending))
+
+    def _run_solo(self, item: _Item) -> list[tuple[bool, Any]]:
+        try:
+            return [(True, item.op(Batch(self._conn)))]
+        except BaseException as e:
+            if self._conn.in_transaction:
+                self._rollback()
+            return [(False, self._wrap(e))]
+
+    def _run_batch(self, batch: list[_Item]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = Batch(conn)
+            results = [item.op(rows) for item in batch]
+            rows.flush()
+            conn.execute("COMMIT")
+            return [(True, r) for r in results]
+        except BaseException as e:
+            self._rollback()
+            if len(batch) == 1:
+                return [(False, self._wrap(e))]
+        # One failed: replay each alone so that the others still commit.
+        outcomes: list[tuple[bool, Any]] = []
+        for item in batch:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                rows = Batch(conn)
+                result = item.op(rows)
+                rows.flush()
+                conn.execute("COMMIT")
+                outcomes.append((True, result))
+            except BaseException as e:
+                self._rollback()
+                outcomes.append((False, self._wrap(e)))
+        return outcomes
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if self._on_rollback is not None:
+            try:
+                self._on_rollback(conn)
+            except sqlite3.Error:
+                logger.exception("%s: could not refresh caches after a rollback", self._path)
+
+    def _wrap(self, error: BaseException) -> BaseException:
+        if isinstance(error, sqlite3.Error):
+            wrapped = StateError(f"{self._path}: state database error: {error}")
+            wrapped.__cause__ = error
+            return wrapped
+        return error
+
+
+def _deliver(batch: list[_Item], outcomes: list[tuple[bool, Any]]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, tuple[bool, Any]]]] = {}
+    for item, outcome in zip(batch, outcomes, strict=True):
+        if item.loop is None:
+            ok, value = outcome
+            future = item.future
+            assert isinstance(future, concurrent.futures.Future)
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        else:
+            by_loop.setdefault(item.loop, []).append((item, outcome))
+    for loop, pairs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, pairs)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            logger.debug("state writer: a caller's event loop closed before its answer")
+
+
+def _settle(pairs: list[tuple[_Item, tuple[bool, Any]]]) -> None:
+    for item, (ok, value) in pairs:
+        future = item.future
+        if future.done():  # cancelled by its caller; the write stands regardless
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

@@ -1,0 +1,409 @@
+"""``StateStore``: the durable record of a project's runs, tasks and attempts, in SQLite.
+
+One file per project by default (:func:`default_state_path`: ``<project dir>/.coditect/state.db``,
+mode 0600), opened with :meth:`StateStore.open`. It keeps projects, runs (start, end, status,
+options), tasks (content hash, current status, last output), every status transition of every
+task, and every attempt (agent, model, interface, times, status, error, tokens, latency, cost,
+output). File format, identity checks and migrations: :mod:`.state.schema`.
+
+Writes are ``async`` and go through one writer thread (:mod:`.state.writer`): the event loop never
+blocks on SQLite, and an awaited write has been *committed* when it returns. The orchestrator's
+rules follow by awaiting in order: ``await store.task_started(...)`` before the call goes out,
+``await store.task_finished(...)`` before any dependent starts. WAL with ``synchronous=NORMAL``:
+a committed write survives the death of the process (SIGKILL included); only an OS crash or power
+loss may lose the last commits (``synchronous="FULL"`` closes that too, at a cost).
+
+A run (:meth:`~StateStore.begin_run` ... :meth:`~StateStore.finish_run`) holds the project's run
+lock (:mod:`.state.lock`): a second live run is refused with :class:`RunLockedError`, and a lock
+whose holder died is taken over. Beginning a run first marks what the dead run left in flight:
+its attempts become ``interrupted``, its in-progress tasks ``pending`` again, and the run itself
+``interrupted``. ``restart=True`` begins a run that resets every task to ``pending``; earlier runs,
+attempts and transitions stay in the history. Resume decisions: :mod:`.state.plan`.
+
+Readers (``status`` from another process included) use their own connection and see one
+consistent snapshot per call. Every text value is scrubbed of known secrets before it is written
+(:mod:`.state.scrub`). :class:`NullRecorder` has the same write interface and keeps nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import StateError
+from ..llm_abstractions.keys import Secret
+from .state.bulk import Batch
+from .state.legacy import ImportReport, import_op, load_project_state
+from .state.lock import LockHolder, RunLock, lock_path_for
+from .state.ops import ActiveRun, Ops, coerce_task_status
+from .state.plan import SuccessRecord
+from .state.records import (
+    AttemptOutcome,
+    AttemptRecord,
+    AttemptStatus,
+    ProjectSnapshot,
+    RunInfo,
+    RunRecord,
+    TaskEvent,
+    read_attempts,
+    read_runs,
+    read_snapshot,
+    read_succeeded,
+    read_task_history,
+)
+from .state.schema import open_database
+from .state.scrub import Scrubber
+from .state.writer import Writer
+from .task import TaskStatus
+
+__all__ = ["NullRecorder", "StateStore", "default_state_path"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def default_state_path(project_dir: str | os.PathLike[str]) -> Path:
+    """Where a project's state lives by default: ``<project dir>/.coditect/state.db``."""
+    return Path(project_dir) / ".coditect" / "state.db"
+
+
+class StateStore:
+    """The state database of one or more projects. Create with :meth:`open`; close when done
+    (``close()``, ``await aclose()``, or use it as a context manager)."""
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection | None,
+        reader: sqlite3.Connection,
+        scrubber: Scrubber,
+    ) -> None:
+        self.path = path
+        self.readonly = conn is None
+        self._reader = reader
+        self._read_lock = threading.Lock()
+        self._scrubber = scrubber
+        self._active: dict[int, ActiveRun] = {}  # touched only by the writer thread and close()
+        self._ops = Ops(scrubber, self._active)
+        self._writer = Writer(conn, path, self._ops.reload) if conn is not None else None
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        synchronous: str = "NORMAL",
+        check_integrity: bool = True,
+        secrets: Iterable[str | Secret] = (),
+    ) -> StateStore:
+        """Open (create, migrate) the state database at ``path``.
+
+        Raises :class:`StateError` naming the path for a corrupt or foreign file, or one from a
+        newer coditect-core; such a file is left exactly as it was. ``readonly`` never creates
+        or writes (for ``status``). ``secrets`` are extra values to scrub from every write.
+        """
+        path = Path(path)
+        conn = None
+        if not readonly:
+            conn = open_database(path, synchronous=synchronous, check_integrity=check_integrity)
+        try:
+            reader = open_database(
+                path, readonly=True, check_integrity=readonly and check_integrity
+            )
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        return cls(path, conn, reader, Scrubber(secrets))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop writing: runs still open are finished as ``interrupted`` (their in-flight
+        attempts too), locks are released, connections closed. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            for run_id in list(self._active):
+                try:
+                    self._writer.call_sync(self._ops.finish_run(run_id, "interrupted"), solo=True)
+                except StateError:
+                    logger.exception("%s: could not finish run %d on close", self.path, run_id)
+            self._writer.close()
+            self._writer._conn.close()
+        with self._read_lock:
+            self._reader.close()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> StateStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def add_secrets(self, *secrets: str | Secret | None) -> None:
+        """Register more values to scrub (e.g. the agents' API keys)."""
+        self._scrubber.add(*secrets)
+
+    # -- runs --------------------------------------------------------------------------------
+
+    async def begin_run(
+        self,
+        project: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        restart: bool = False,
+    ) -> RunInfo:
+        """Take the project's run lock and record a new run.
+
+        Raises :class:`RunLockedError` while another live run holds the project. Marks what a
+        dead run left in flight as interrupted. ``restart`` resets every task to ``pending``.
+        """
+        lock = RunLock(lock_path_for(self.path, project), project)
+        return await self._call(
+            self._ops.begin_run(
+                project,
+                dict(options or {}),
+                restart,
+                lock,
+                os.getpid(),
+                socket.gethostname(),
+                time.time(),
+            ),
+            solo=True,
+        )
+
+    async def finish_run(self, run_id: int, status: str = "succeeded") -> None:
+        """Record the end of a run (``succeeded``, ``failed``, ``waiting``, ``interrupted``...)
+        and release its lock. Attempts still in flight become ``interrupted``."""
+        await self._call(self._ops.finish_run(run_id, str(status)), solo=True)
+
+    # -- tasks and attempts ------------------------------------------------------------------
+
+    async def define_tasks(self, run_id: int, hashes: Mapping[str, str]) -> None:
+        """Record the project's tasks as they are defined now, with their content hashes
+        (:func:`~.state.plan.task_content_hash`). New tasks start ``pending``; known ones keep
+        their status (and the hash recorded at their last success)."""
+        await self._call(self._ops.define_tasks(run_id, dict(hashes)))
+
+    async def task_started(
+        self,
+        run_id: int,
+        task_id: str,
+        *,
+        agent: str | None = None,
+        model: str | None = None,
+        interface: str | None = None,
+        note: str | None = None,
+    ) -> int:
+        """The task goes ``in_progress`` and its first attempt begins; returns the attempt id.
+        Await it before the call goes out."""
+        return await self._call(
+            self._ops.task_started(run_id, task_id, agent, model, interface, note, time.time())
+        )
+
+    async def attempt_started(
+        self,
+        run_id: int,
+        task_id: str,
+        *,
+        agent: str | None = None,
+        model: str | None = None,
+        interface: str | None = None,
+    ) -> int:
+        """Another attempt of a task already in progress (a fallback agent); its id."""
+        return await self._call(
+            self._ops.attempt_started(run_id, task_id, agent, model, interface, time.time())
+        )
+
+    async def attempt_finished(self, attempt_id: int, outcome: AttemptOutcome) -> None:
+        """Record how an attempt ended."""
+        await self._call(self._ops.attempt_finished(attempt_id, outcome, time.time()))
+
+    async def task_finished(
+        self,
+        run_id: int,
+        task_id: str,
+        status: TaskStatus | str,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+        note: str | None = None,
+        attempt_id: int | None = None,
+        attempt: AttemptOutcome | None = None,
+    ) -> None:
+        """The task reaches ``status`` (``completed`` records a success with the task's content
+        hash); with ``attempt_id`` and ``attempt``, that attempt ends in the same transaction.
+        Await it before any dependent starts."""
+        await self._call(
+            self._ops.task_finished(
+                run_id,
+                task_id,
+                coerce_task_status(status),
+                output,
+                error,
+                note,
+                attempt_id,
+                attempt,
+                time.time(),
+            )
+        )
+
+    async def set_task_status(
+        self, run_id: int, task_id: str, status: TaskStatus | str, *, note: str | None = None
+    ) -> None:
+        """Any other transition (``blocked``, ``cancelled``, ``awaiting_human``...)."""
+        await self.task_finished(run_id, task_id, status, note=note)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def load_succeeded(self, project: str) -> dict[str, SuccessRecord]:
+        """:meth:`succeeded_tasks`, read without blocking the event loop."""
+        if self._writer is None:
+            return await asyncio.to_thread(self.succeeded_tasks, project)
+        return await self._call(lambda batch: read_succeeded(batch.conn, project))
+
+    def succeeded_tasks(self, project: str) -> dict[str, SuccessRecord]:
+        """Tasks whose current status is ``completed``: content hash at success, success
+        sequence number and output (what :func:`~.state.plan.plan_resume` needs)."""
+        return self._read(lambda conn: read_succeeded(conn, project))
+
+    def snapshot(self, project: str) -> ProjectSnapshot:
+        """Runs, tasks and in-flight attempts of ``project``, from one consistent snapshot."""
+        return self._read(lambda conn: read_snapshot(conn, project))
+
+    def runs(self, project: str) -> list[RunRecord]:
+        return self._read(lambda conn: read_runs(conn, project))
+
+    def task_history(self, project: str, task_id: str) -> list[TaskEvent]:
+        """Every status transition of a task, oldest first."""
+        return self._read(lambda conn: read_task_history(conn, project, task_id))
+
+    def attempts(
+        self,
+        project: str,
+        *,
+        task_id: str | None = None,
+        run_id: int | None = None,
+        status: AttemptStatus | str | None = None,
+    ) -> list[AttemptRecord]:
+        return self._read(
+            lambda conn: read_attempts(
+                conn,
+                project,
+                task_id=task_id,
+                run_id=run_id,
+                status=None if status is None else str(status),
+            )
+        )
+
+    def import_project_state(
+        self, path: str | os.PathLike[str], *, project: str | None = None
+    ) -> ImportReport:
+        """Import the original orchestrator's ``project_state.json`` (format version 2) as
+        ``project`` (default: the file's ``project_id``). The file is verified first (checksum,
+        version, metrics): a bad one raises :class:`StateError` and nothing is written. See
+        :mod:`.state.legacy`."""
+        state = load_project_state(path)
+        name = project or state.project_id
+        if not name:
+            raise StateError(f"{state.path}: the file names no project_id; pass project=")
+        lock = RunLock(lock_path_for(self.path, name), name)
+        return self.call_sync(import_op(state, name, self._scrubber, lock), solo=True)
+
+    def lock_holder(self, project: str) -> LockHolder | None:
+        """Who runs ``project`` now, as far as can be told (advisory; for display)."""
+        return RunLock(lock_path_for(self.path, project), project).holder()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _call(self, op: Callable[[Batch], T], *, solo: bool = False) -> T:
+        if self._writer is None:
+            raise StateError(f"{self.path}: opened read-only")
+        return await self._writer.call(op, solo=solo)
+
+    def call_sync(self, op: Callable[[Batch], T], *, solo: bool = False) -> T:
+        """Run a write operation from synchronous code (importers, the CLI)."""
+        if self._writer is None:
+            raise StateError(f"{self.path}: opened read-only")
+        return self._writer.call_sync(op, solo=solo)
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._read_lock:
+            if self._closed:
+                raise StateError(f"{self.path}: the state store is closed")
+            conn = self._reader
+            try:
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise StateError(f"{self.path}: cannot read the state database: {e}") from e
+
+
+class NullRecorder:
+    """The store's write interface, keeping nothing: for runs without state, and as the
+    baseline of the store's benchmark."""
+
+    path = None
+
+    def __init__(self) -> None:
+        self._next_id = 0
+
+    def _id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    async def begin_run(self, project: str, **_: Any) -> RunInfo:
+        return RunInfo(self._id(), project, time.time())
+
+    async def finish_run(self, run_id: int, status: str = "succeeded") -> None:
+        return None
+
+    async def define_tasks(self, run_id: int, hashes: Mapping[str, str], *_: Any) -> None:
+        return None
+
+    async def task_started(self, run_id: int, task_id: str, **_: Any) -> int:
+        return self._id()
+
+    async def attempt_started(self, run_id: int, task_id: str, **_: Any) -> int:
+        return self._id()
+
+    async def attempt_finished(self, attempt_id: int, outcome: AttemptOutcome) -> None:
+        return None
+
+    async def task_finished(self, run_id: int, task_id: str, status: Any, **_: Any) -> None:
+        return None
+
+    async def set_task_status(self, run_id: int, task_id: str, status: Any, **_: Any) -> None:
+        return None
+
+    async def load_succeeded(self, project: str) -> dict[str, SuccessRecord]:
+        return {}
+
+    async def aclose(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
