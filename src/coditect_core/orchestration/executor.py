@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import AgentError, CoditectError, LlmError
@@ -237,8 +237,8 @@ class TaskExecutor:
         except Exception as error:  # a bug or an unmapped failure: still only this task's
             logger.exception("unexpected error executing task %s", task.task_id)
             self._fail(result, error, config)
-        result.duration_seconds = elapsed = time.monotonic() - started
-        result.completed_at = result.started_at + timedelta(seconds=elapsed)  # type: ignore[operator]
+        result.duration_seconds = time.monotonic() - started
+        result.completed_at = datetime.now(UTC)
         return result
 
     @staticmethod

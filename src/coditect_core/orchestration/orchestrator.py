@@ -27,7 +27,7 @@ from .executor import ExecutionResult, ExecutionStatus, TaskExecutor
 from .observer import OrchestratorObserver
 from .prompts import UpstreamOutput
 from .run_loop import RunLoop
-from .scheduler import graph_of, ready_tasks, validate_graph, validate_tasks
+from .scheduler import ready_tasks, validate_graph, validate_tasks
 from .summary import RunSummary, build_report, total_usage
 from .task import AgentTask, TaskStatus
 
@@ -161,6 +161,8 @@ class ProjectOrchestrator:
                 await observer.task_status_changed(task, old, new, reason=reason)
 
     def _upstream(self, task: AgentTask) -> list[UpstreamOutput]:
+        if not task.dependencies:
+            return []
         out = []
         for dep in dict.fromkeys(task.dependencies):
             result = self.results.get(dep)
@@ -171,12 +173,13 @@ class ProjectOrchestrator:
     async def _execute_and_record(self, task: AgentTask, agent: str | None) -> ExecutionResult:
         """Run ``task`` once: record its start, execute it, record the result and new status."""
         tid = task.task_id
-        name, model, interface = agent or task.agent, None, None
-        try:
-            config = self.executor.resolve_agent(task, agent)
-            name, model, interface = config.name, config.model, config.interface.value
-        except AgentError:
-            pass  # execute() turns it into a FAILED result with the same message
+        name, model, interface = agent or task.agent or self.executor.default_agent, None, None
+        if self._observers:  # only they need to know the agent before the call
+            try:
+                config = self.executor.resolve_agent(task, agent)
+                name, model, interface = config.name, config.model, config.interface.value
+            except AgentError:
+                pass  # execute() turns it into a FAILED result with the same message
         upstream = self._upstream(task)
         current = asyncio.current_task()
         if current is not None:
@@ -347,7 +350,8 @@ class ProjectOrchestrator:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if self._run is not None:
             raise SchedulingError("a run is already active on this orchestrator")
-        graph = graph_of(self.tasks.values())  # ids are unique: add_task refuses duplicates
+        # Ids are unique (add_task refuses duplicates); the lists are only read.
+        graph = {tid: task.dependencies for tid, task in self.tasks.items()}
         order = validate_graph(graph)
         started, clock = datetime.now(UTC), time.monotonic()
         loop = RunLoop(self, graph, order, max_concurrency, fail_fast)

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .scheduler import dependents_of
 from .task import TaskStatus
 
 if TYPE_CHECKING:
@@ -26,6 +25,16 @@ __all__: list[str] = []
 logger = logging.getLogger(__name__)
 
 _DEAD = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.BLOCKED)
+
+
+def _dependents(graph: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """task id -> the tasks that depend on it, listed once each; tasks without any are absent."""
+    out: dict[str, list[str]] = {}
+    for tid, needs in graph.items():
+        if needs:
+            for dep in dict.fromkeys(needs):
+                out.setdefault(dep, []).append(tid)
+    return out
 
 
 class RunLoop:
@@ -45,7 +54,7 @@ class RunLoop:
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
         self.key = {tid: (t.priority.rank, i) for i, (tid, t) in enumerate(self.tasks.items())}
-        self.dependents = dependents_of(graph)
+        self.dependents = _dependents(graph)
         self.waiting: dict[str, int] = {}
         self.heap: list[tuple[int, int, str]] = []
         self.running: dict[str, asyncio.Task[None]] = {}  # task id -> the worker running it

@@ -6,7 +6,6 @@ to the ids it depends on (``{"B": ["A"]}``: B runs after A).
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -84,10 +83,11 @@ def validate_graph(deps: Graph) -> list[str]:
         for dep in needs:
             if dep not in deps:
                 raise SchedulingError(f"task {tid!r} depends on unknown task {dep!r}")
-    cycle = find_cycle(deps)
-    if cycle is not None:
-        raise SchedulingError(f"dependency cycle: {' -> '.join(cycle)}")
-    return topological_order(deps)
+    order = topological_order(deps)
+    if len(order) < len(deps):  # Kahn's algorithm leaves out exactly the nodes on or after a cycle
+        cycle = find_cycle(deps)
+        raise SchedulingError(f"dependency cycle: {' -> '.join(cycle or ())}")
+    return order
 
 
 def validate_tasks(tasks: Sequence[AgentTask]) -> list[str]:
@@ -99,26 +99,30 @@ def validate_tasks(tasks: Sequence[AgentTask]) -> list[str]:
 
 
 def topological_order(deps: Graph) -> list[str]:
-    """Dependencies before dependents, ties in the order of ``deps`` (Kahn's algorithm).
+    """Dependencies before dependents (Kahn's algorithm), deterministic for a given ``deps``:
+    tasks ready from the start in the order of ``deps``, then in the order they become ready.
 
-    Unknown dependencies are ignored; nodes on a cycle are left out (validate first).
+    Unknown dependencies are ignored; nodes on a cycle (and after one) are left out.
     """
-    index = {tid: i for i, tid in enumerate(deps)}
-    waiting = {
-        tid: len({d for d in needs if d in index}) if needs else 0 for tid, needs in deps.items()
-    }
-    dependents = dependents_of(deps)
-    heap = [index[tid] for tid, n in waiting.items() if n == 0]
-    heapq.heapify(heap)
+    waiting: dict[str, int] = {}
     order: list[str] = []
-    names = list(deps)
-    while heap:
-        tid = names[heapq.heappop(heap)]
-        order.append(tid)
-        for child in dependents.get(tid, ()):
+    for tid, needs in deps.items():
+        if needs:
+            waiting[tid] = len({d for d in needs if d in deps})
+            if not waiting[tid]:
+                order.append(tid)
+        else:
+            order.append(tid)
+    if len(order) == len(deps):
+        return order  # no dependencies at all (or only unknown ones)
+    dependents = dependents_of(deps)
+    i = 0
+    while i < len(order):
+        for child in dependents[order[i]]:
             waiting[child] -= 1
             if waiting[child] == 0:
-                heapq.heappush(heap, index[child])
+                order.append(child)
+        i += 1
     return order
 
 
