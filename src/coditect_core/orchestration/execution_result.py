@@ -32,7 +32,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-@dataclass
+@dataclass(slots=True)
 class ExecutionResult:
     """What one execution of a task produced. ``usage`` sums every model call it made."""
 

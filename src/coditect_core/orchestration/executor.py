@@ -52,6 +52,7 @@ __all__ = ["ExecutionResult", "ExecutionStatus", "TaskExecutor"]
 logger = logging.getLogger(__name__)
 
 _CAPABILITY_VALUES = frozenset(c.value for c in AgentCapability)
+_INTERFACE_NAMES = {i: i.value for i in AgentInterface}
 
 Upstream = Sequence[UpstreamOutput] | Mapping[str, str] | None
 
@@ -230,7 +231,7 @@ class TaskExecutor:
             config = self.resolve_agent(task, agent)
             result.agent = config.name
             interface = self._interface(mode) if mode is not None else config.interface
-            result.metadata["interface"] = interface.value
+            result.metadata["interface"] = _INTERFACE_NAMES[interface]
             await self._handlers[interface](task, config, result, upstream or ())
         except (CoditectError, ValueError, OSError) as error:
             self._fail(result, error, config)
