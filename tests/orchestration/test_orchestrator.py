@@ -406,3 +406,29 @@ async def test_fail_task_by_hand_and_a_second_concurrent_run_is_refused() -> Non
         orch.add_task(AgentTask("z", "t"))
     summary = await asyncio.wait_for(run, 10)
     assert summary.ok  # x was reset and run again, y followed
+
+
+async def test_cancel_task_stops_a_single_execution_and_a_pending_task() -> None:
+    tracker = Tracker()
+    orch = orchestrator(tracker, delays={"long": 30.0})
+    orch.add_tasks(
+        [
+            AgentTask("long", "t"),
+            AgentTask("waiting", "t"),
+            AgentTask("child", "t", dependencies=["waiting"]),
+        ]
+    )
+    call = asyncio.create_task(orch.execute_task("long"))
+    for _ in range(500):
+        if "long" in tracker.starts:
+            break
+        await asyncio.sleep(0.01)
+    await orch.cancel_task("long")
+    result = await asyncio.wait_for(call, 5)  # returned, not raised: the user asked for it
+    assert result.status is ExecutionStatus.CANCELLED
+    assert orch.get_task("long").status is X
+    await orch.cancel_task("waiting", "not needed any more")
+    assert orch.get_task("waiting").notes == ["not needed any more"]
+    summary = await orch.run()
+    assert summary.statuses == {"long": X, "waiting": X, "child": B}
+    assert orch.get_task("child").notes == ["blocked: depends on waiting, which is cancelled"]

@@ -192,8 +192,8 @@ class ProjectOrchestrator:
         except asyncio.CancelledError:
             by_user = tid in self._cancel_requests
             self._cancel_requests.discard(tid)
-            if task.status is not TaskStatus.IN_PROGRESS:
-                raise  # cancelled before it started: it stays as it was
+            if not by_user and task.status is not TaskStatus.IN_PROGRESS:
+                raise  # interrupted before it started: it stays as it was
             reason = "cancelled by user" if by_user else "interrupted: the run was cancelled"
             result = ExecutionResult(
                 tid,
