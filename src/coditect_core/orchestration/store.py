@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from ..errors import StateError
 from ..llm_abstractions.keys import Secret
-from .state.bulk import Batch
+from .state.bulk import Batch, install
 from .state.legacy import ImportReport, import_op, load_project_state
 from .state.lock import LockHolder, RunLock, lock_path_for
 from .state.ops import ActiveRun, Ops, coerce_task_status
@@ -116,6 +116,7 @@ class StateStore:
         conn = None
         if not readonly:
             conn = open_database(path, synchronous=synchronous, check_integrity=check_integrity)
+            install(conn)
         try:
             reader = open_database(
                 path, readonly=True, check_integrity=readonly and check_integrity

@@ -48,7 +48,6 @@ _ATTEMPT_ALIASES = {
 }
 _IN_PROGRESS = TaskStatus.IN_PROGRESS.value
 _PENDING = TaskStatus.PENDING.value
-_COMPLETED = TaskStatus.COMPLETED.value
 
 
 def coerce_attempt_status(value: Any) -> AttemptStatus:
@@ -155,7 +154,6 @@ class Ops:
                 (run.project_id, task_id, _PENDING, now),
             )
             ref = run.refs[task_id] = int(cur.lastrowid or 0)
-            batch.touch(ref)
             batch.event(ref, run.run_id, _PENDING, now, "new task")
         return ref
 
@@ -267,10 +265,9 @@ class Ops:
             run = self._run(run_id)
             s = self._scrub.text
             ref = self._ref(batch, run, s(task_id) or "", now)
-            batch.touch(ref)
-            batch.event(ref, run_id, _IN_PROGRESS, now, s(note))
-            batch.start_task(ref, _IN_PROGRESS, now)
-            return batch.attempt(run_id, ref, s(agent), s(model), s(interface), now)
+            return batch.start(
+                ref, run_id, _IN_PROGRESS, now, s(note), s(agent), s(model), s(interface)
+            )
 
         return op
 
@@ -287,7 +284,7 @@ class Ops:
             run = self._run(run_id)
             s = self._scrub.text
             ref = self._ref(batch, run, s(task_id) or "", now)
-            return batch.attempt(run_id, ref, s(agent), s(model), s(interface), now)
+            return batch.attempt(ref, run_id, now, s(agent), s(model), s(interface))
 
         return op
 
@@ -326,14 +323,12 @@ class Ops:
             run = self._run(run_id)
             s = self._scrub.text
             ref = self._ref(batch, run, s(task_id) or "", now)
-            batch.touch(ref)
             if attempt is not None and attempt_id is not None and attempt_status is not None:
                 self._finish_attempt(batch, attempt_id, attempt_status, attempt, now)
-            event_id = batch.event(ref, run_id, status.value, now, s(note))
-            if completed:
-                batch.complete_task(ref, _COMPLETED, now, s(output), event_id)
-            else:
-                batch.other_task(ref, status.value, now, s(output), s(error))
+            batch.finish_task(
+                ref, run_id, status.value, now, s(note), s(output), None if completed else s(error),
+                completed=completed,
+            )  # fmt: skip
 
         return op
 
@@ -347,18 +342,9 @@ class Ops:
     ) -> None:
         s = self._scrub.text
         batch.finish_attempt(
-            (
-                attempt_id,
-                status.value,
-                now,
-                s(o.error),
-                o.prompt_tokens,
-                o.completion_tokens,
-                o.latency_s,
-                o.cost,
-                s(o.output),
-            )
-        )
+            attempt_id, status.value, now, s(o.error), o.prompt_tokens, o.completion_tokens,
+            o.latency_s, o.cost, s(o.output),
+        )  # fmt: skip
 
 
 def _final_attempt_status(outcome: AttemptOutcome) -> AttemptStatus:
