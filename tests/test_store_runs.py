@@ -317,3 +317,53 @@ async def test_null_recorder_has_the_write_interface() -> None:
     assert await recorder.load_succeeded("proj") == {}
     await recorder.finish_run(run.run_id)
     await recorder.aclose()
+
+
+async def test_event_loop_keeps_running_while_a_write_waits(db: Path) -> None:
+    async with StateStore.open(db) as store:
+        run = await store.begin_run("proj")
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock for a while
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        ticking = asyncio.create_task(ticker())
+        write = asyncio.create_task(store.task_started(run.run_id, "T"))
+        await asyncio.sleep(0.3)
+        assert not write.done()  # the writer thread waits (busy timeout) ...
+        assert ticks >= 10  # ... and the event loop does not
+        blocker.execute("COMMIT")
+        blocker.close()
+        await asyncio.wait_for(write, 10)
+        ticking.cancel()
+        assert store.snapshot("proj").counts == {"in_progress": 1}
+        await store.finish_run(run.run_id)
+
+
+async def test_a_rolled_back_batch_does_not_leave_stale_task_rows(db: Path) -> None:
+    async with StateStore.open(db) as store:
+        run = await store.begin_run("proj")
+        # Same loop turn, so one batch: the new task's row is rolled back with the bad write,
+        # then both are replayed alone.
+        started, failed = await asyncio.gather(
+            store.task_started(run.run_id, "NEW"),
+            store.attempt_finished(123_456, AttemptOutcome("failed")),
+            return_exceptions=True,
+        )
+        assert isinstance(started, int)
+        assert isinstance(failed, StateError)
+        await store.task_finished(
+            run.run_id, "NEW", "completed", attempt_id=started, attempt=AttemptOutcome("succeeded")
+        )
+        await store.finish_run(run.run_id)
+        assert set(store.succeeded_tasks("proj")) == {"NEW"}
+        assert [e.status for e in store.task_history("proj", "NEW")] == [
+            "pending",
+            "in_progress",
+            "completed",
+        ]

@@ -142,7 +142,6 @@ class StateStore:
                 except StateError:
                     logger.exception("%s: could not finish run %d on close", self.path, run_id)
             self._writer.close()
-            self._writer._conn.close()
         with self._read_lock:
             self._reader.close()
 

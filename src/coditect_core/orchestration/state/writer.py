@@ -98,12 +98,13 @@ class Writer:
         return future.result()
 
     def close(self) -> None:
-        """Finish the queued operations, then stop the thread. Idempotent."""
+        """Finish the queued operations, stop the thread, close the connection. Idempotent."""
         if self._closed:
             return
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join()
+        self._conn.close()
 
     def _put(self, item: _Item) -> None:
         if self._closed:
