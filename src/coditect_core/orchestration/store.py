@@ -20,9 +20,18 @@ its attempts become ``interrupted``, its in-progress tasks ``pending`` again, an
 ``interrupted``. ``restart=True`` begins a run that resets every task to ``pending``; earlier runs,
 attempts and transitions stay in the history. Resume decisions: :mod:`.state.plan`.
 
-Readers (``status`` from another process included) use their own connection and see one
-consistent snapshot per call. Every text value is scrubbed of known secrets before it is written
-(:mod:`.state.scrub`). :class:`NullRecorder` has the same write interface and keeps nothing.
+Concurrent writes share commits: the writer takes everything queued, writes it in one
+transaction (a few statements, :mod:`.state.bulk`), commits, then answers every caller; a failing
+write is replayed alone and fails alone. Readers (``status`` from another process included) use
+their own connection and see one consistent snapshot per call. The store keeps only what it is
+given, and scrubs every text value of known secrets before writing it (:mod:`.state.scrub`:
+values of ``*_API_KEY``/``*_TOKEN``/``*_SECRET`` variables read at open and at each
+:meth:`~StateStore.begin_run`, plus :meth:`~StateStore.add_secrets`). The original
+orchestrator's ``project_state.json`` can be imported (:meth:`~StateStore.import_project_state`).
+
+Recording a :class:`ProjectOrchestrator` run: :class:`~.state.observer.StoreObserver` (the
+orchestrator routes every transition through its observers). :class:`NullRecorder` has the
+store's write interface and keeps nothing.
 """
 
 from __future__ import annotations
@@ -43,8 +52,9 @@ from ..llm_abstractions.keys import Secret
 from .state.bulk import Batch, install
 from .state.legacy import ImportReport, import_op, load_project_state
 from .state.lock import LockHolder, RunLock, lock_path_for
+from .state.observer import StoreObserver
 from .state.ops import ActiveRun, Ops, coerce_task_status
-from .state.plan import SuccessRecord
+from .state.plan import ResumePlan, SuccessRecord, plan_resume, task_content_hash
 from .state.records import (
     AttemptOutcome,
     AttemptRecord,
@@ -64,7 +74,21 @@ from .state.scrub import Scrubber
 from .state.writer import Writer
 from .task import TaskStatus
 
-__all__ = ["NullRecorder", "StateStore", "default_state_path"]
+__all__ = [
+    "AttemptOutcome",
+    "AttemptStatus",
+    "ImportReport",
+    "NullRecorder",
+    "ProjectSnapshot",
+    "ResumePlan",
+    "RunInfo",
+    "StateStore",
+    "StoreObserver",
+    "SuccessRecord",
+    "default_state_path",
+    "plan_resume",
+    "task_content_hash",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
