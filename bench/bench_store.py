@@ -13,7 +13,10 @@ of the per-repetition ratios; target >= 0.8), and, because wall time on a shared
 noisy, the same ratio in CPU seconds of the whole process (both threads: the store's writer
 thread included), ``cpu_ratio``.
 
-    python bench/bench_store.py [--tasks 2000] [--reps 5] [--concurrency 4 64 200]
+    python bench/bench_store.py [--tasks 2000] [--reps 5] [--concurrency 4 64 200] [--latency 0]
+
+``--latency`` gives the fake model a latency in seconds (0 by default: the figure the target is
+for, where the store's bookkeeping competes with nothing but the orchestrator's own).
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ from coditect_core.orchestration.state.observer import StoreObserver, run_status
 from coditect_core.orchestration.store import NullRecorder, StateStore
 
 
-def build(tasks: int) -> ProjectOrchestrator:
+def build(tasks: int, latency: float = 0.0) -> ProjectOrchestrator:
     registry = AgentRegistry(
-        [AgentConfig("fake", "custom", provider="fake", provider_options={"latency": 0.0})]
+        [AgentConfig("fake", "custom", provider="fake", provider_options={"latency": latency})]
     )
     orchestrator = ProjectOrchestrator(registry, name="bench-store", default_agent="fake")
     orchestrator.add_tasks(
@@ -50,10 +53,12 @@ def build(tasks: int) -> ProjectOrchestrator:
     return orchestrator
 
 
-async def run_once(recorder: Any, tasks: int, concurrency: int) -> tuple[float, float]:
+async def run_once(
+    recorder: Any, tasks: int, concurrency: int, latency: float = 0.0
+) -> tuple[float, float]:
     """Wall and process CPU seconds of ``ProjectOrchestrator.run`` alone (the store run is
     begun before and finished after)."""
-    orchestrator = build(tasks)
+    orchestrator = build(tasks, latency)
     run = await recorder.begin_run(orchestrator.name, options={"max_concurrency": concurrency})
     observer = StoreObserver(recorder, run.run_id)
     await observer.define(orchestrator)
@@ -69,18 +74,20 @@ async def run_once(recorder: Any, tasks: int, concurrency: int) -> tuple[float, 
     return elapsed, cpu
 
 
-async def measure(tasks: int, concurrency: int, reps: int) -> dict[str, list[tuple[float, float]]]:
+async def measure(
+    tasks: int, concurrency: int, reps: int, latency: float
+) -> dict[str, list[tuple[float, float]]]:
     out: dict[str, list[tuple[float, float]]] = {"null": [], "store": []}
     for rep in range(reps):
         order = ("null", "store") if rep % 2 == 0 else ("store", "null")
         for kind in order:
             with tempfile.TemporaryDirectory() as tmp:
                 if kind == "null":
-                    out[kind].append(await run_once(NullRecorder(), tasks, concurrency))
+                    out[kind].append(await run_once(NullRecorder(), tasks, concurrency, latency))
                     continue
                 store = StateStore.open(Path(tmp) / ".coditect" / "state.db")
                 try:
-                    out[kind].append(await run_once(store, tasks, concurrency))
+                    out[kind].append(await run_once(store, tasks, concurrency, latency))
                     done = store.snapshot("bench-store").counts.get("completed", 0)
                 finally:
                     await store.aclose()
@@ -94,13 +101,19 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 64, 200])
+    parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args()
     for concurrency in args.concurrency:
-        times = asyncio.run(measure(args.tasks, concurrency, args.reps))
+        times = asyncio.run(measure(args.tasks, concurrency, args.reps, args.latency))
         pairs = list(zip(times["null"], times["store"], strict=True))
         ratios = [n[0] / s[0] for n, s in pairs]
         cpu_ratios = [n[1] / s[1] for n, s in pairs]
-        common = {"bench": "store", "tasks": args.tasks, "concurrency": concurrency}
+        common = {
+            "bench": "store",
+            "tasks": args.tasks,
+            "concurrency": concurrency,
+            "latency_s": args.latency,
+        }
         for kind in ("null", "store"):
             rate = args.tasks / statistics.median(t[0] for t in times[kind])
             print(json.dumps({**common, "figure": f"{kind}_tasks_per_s", "value": round(rate, 1)}))

@@ -88,17 +88,18 @@ def mark_interrupted(conn: sqlite3.Connection, pid: int, now: float, note: str) 
     """Attempts in flight become ``interrupted``, in-progress tasks ``pending`` (with a history
     entry), open runs ``interrupted``. Call only while holding the project's run lock. Returns
     the number of attempts marked."""
+    open_runs = "SELECT id FROM runs WHERE project_id = ? AND status = 'running'"
     cur = conn.execute(
         "UPDATE attempts SET status = 'interrupted', finished_at = ?, error = coalesce(error, ?) "
-        "WHERE status = 'running' AND task_ref IN (SELECT id FROM tasks WHERE project_id = ?)",
+        f"WHERE status = 'running' AND run_id IN ({open_runs})",
         (now, note, pid),
     )
     marked = cur.rowcount
     conn.execute(
         "INSERT INTO task_events(task_ref, run_id, status, at, note) "
-        "SELECT t.id, (SELECT max(a.run_id) FROM attempts a WHERE a.task_ref = t.id), ?, ?, ? "
-        "FROM tasks t WHERE t.project_id = ? AND t.status = ?",
-        (_PENDING, now, note, pid, _IN_PROGRESS),
+        f"SELECT id, (SELECT max(id) FROM ({open_runs})), ?, ?, ? "
+        "FROM tasks WHERE project_id = ? AND status = ?",
+        (pid, _PENDING, now, note, pid, _IN_PROGRESS),
     )
     conn.execute(
         "UPDATE tasks SET status = ?, updated_at = ? WHERE project_id = ? AND status = ?",

@@ -10,6 +10,12 @@ version can be read from the header without parsing the schema.
 written to it, a file that is not SQLite, an SQLite file that is not ours (no or another
 ``application_id``), a corrupt one, and one written by a newer coditect-core. Times are stored as
 Unix seconds (REAL, UTC); JSON columns hold compact JSON text.
+
+``task_events`` and ``attempts`` are append-mostly logs written on every transition, so they have
+no secondary index: each one would cost every transition a b-tree insert (about a fifth of the
+writer's time in ``bench/bench_store.py``), while the queries that would use it (one task's
+history, recovery after a crash) are rare and a scan of a few hundred thousand rows takes tens of
+milliseconds. Their foreign keys still hold (rows are never deleted, keys never change).
 """
 
 from __future__ import annotations
@@ -84,7 +90,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             at        REAL NOT NULL,
             note      TEXT
         );
-        CREATE INDEX task_events_by_task ON task_events(task_ref);
         CREATE TABLE attempts (
             id                 INTEGER PRIMARY KEY,
             run_id             INTEGER NOT NULL REFERENCES runs(id),
@@ -102,7 +107,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             cost               REAL,
             output             TEXT
         );
-        CREATE INDEX attempts_by_task ON attempts(task_ref);
         """,
     ),
 )
