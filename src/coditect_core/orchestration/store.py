@@ -140,8 +140,9 @@ class StateStore:
         conn = None
         if not readonly:
             conn = open_database(path, synchronous=synchronous, check_integrity=check_integrity)
-            install(conn)
         try:
+            if conn is not None:
+                install(conn)
             reader = open_database(
                 path, readonly=True, check_integrity=readonly and check_integrity
             )

@@ -2,6 +2,7 @@
 
 * :mod:`.schema`   the file format: identity checks, schema, numbered migrations
 * :mod:`.writer`   the single writer thread and its group commit
+* :mod:`.bulk`     a batch's transitions as rows, written by TEMP triggers in one statement
 * :mod:`.ops`      the write operations (run begin/finish, task and attempt transitions)
 * :mod:`.records`  the records handed back, and the read queries
 * :mod:`.lock`     the per-project run lock (``flock``), taken over from dead holders
