@@ -128,8 +128,12 @@ class RunLoop:
             while tid is not None:
                 self.running[tid] = me
                 try:
-                    await self.orch._execute_and_record(self.tasks[tid], None)
-                    await self.settle(tid)
+                    task = self.tasks[tid]
+                    await self.orch._execute_and_record(task, None)
+                    if task.status is TaskStatus.COMPLETED:
+                        self.release(tid)  # the common case, without a coroutine
+                    else:
+                        await self.settle(tid)
                 finally:
                     del self.running[tid]
                 if self.stopping:
