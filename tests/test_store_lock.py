@@ -64,6 +64,7 @@ def holder(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
 async def test_second_live_run_is_refused_naming_pid_and_host(holder) -> None:
     proc, db = holder
     with StateStore.open(db) as store:
+        assert store.recovered == []  # a live run's attempts are left in flight
         with pytest.raises(RunLockedError) as info:
             await store.begin_run("proj")
         message = str(info.value)
@@ -86,21 +87,40 @@ async def test_lock_of_a_sigkilled_holder_is_taken_over(holder) -> None:
     proc.wait(timeout=10)
     assert not pid_alive(proc.pid)
     with StateStore.open(db) as store:
+        # Opening marks what the dead run left in flight, taking its lock over to do so.
+        (recovery,) = store.recovered
+        assert recovery.project == "proj"
+        assert recovery.interrupted_attempts == 1
+        assert f"PID {proc.pid}" in (recovery.previous_holder or "")
         assert store.lock_holder("proj") is None  # the dead PID no longer counts
-        run = await store.begin_run("proj")
-        assert run.took_over_from is not None
-        assert f"PID {proc.pid}" in run.took_over_from
-        assert run.interrupted_attempts == 1
         (attempt,) = store.attempts("proj", task_id="A")
         assert attempt.status == "interrupted"
         assert attempt.finished_at is not None
         runs = store.runs("proj")
-        assert [r.status for r in runs] == ["interrupted", "running"]
+        assert [r.status for r in runs] == ["interrupted"]
         assert runs[0].pid == proc.pid
         tasks = {t.task_id: t.status for t in store.snapshot("proj").tasks}
         assert tasks == {"A": "pending", "B": "pending"}
         statuses = [e.status for e in store.task_history("proj", "A")]
         assert statuses == ["pending", "in_progress", "pending"]
+        run = await store.begin_run("proj")
+        assert run.interrupted_attempts == 0
+        assert run.took_over_from is None
+        await store.finish_run(run.run_id)
+    with StateStore.open(db) as again:
+        assert again.recovered == []
+
+
+async def test_begin_run_takes_over_from_a_holder_that_died_after_open(holder) -> None:
+    proc, db = holder
+    with StateStore.open(db) as store:
+        assert store.recovered == []
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        run = await store.begin_run("proj")
+        assert f"PID {proc.pid}" in (run.took_over_from or "")
+        assert run.interrupted_attempts == 1
+        assert [r.status for r in store.runs("proj")] == ["interrupted", "running"]
         await store.finish_run(run.run_id)
 
 

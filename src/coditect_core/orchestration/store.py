@@ -15,10 +15,12 @@ loss may lose the last commits (``synchronous="FULL"`` closes that too, at a cos
 
 A run (:meth:`~StateStore.begin_run` ... :meth:`~StateStore.finish_run`) holds the project's run
 lock (:mod:`.state.lock`): a second live run is refused with :class:`RunLockedError`, and a lock
-whose holder died is taken over. Beginning a run first marks what the dead run left in flight:
-its attempts become ``interrupted``, its in-progress tasks ``pending`` again, and the run itself
-``interrupted``. ``restart=True`` begins a run that resets every task to ``pending``; earlier runs,
-attempts and transitions stay in the history. Resume decisions: :mod:`.state.plan`.
+whose holder died is taken over. What a dead run left in flight is marked when the store is next
+opened for writing (for every project whose lock is free; :attr:`StateStore.recovered`), and
+again when a run begins (its holder may die in between): its attempts become ``interrupted``,
+its in-progress tasks ``pending`` again, and the run itself ``interrupted``. ``restart=True``
+begins a run that resets every task to ``pending``; earlier runs, attempts and transitions stay
+in the history. Resume decisions: :mod:`.state.plan`.
 
 Concurrent writes share commits: the writer takes everything queued, writes it in one
 transaction (a few statements, :mod:`.state.bulk`), commits, then answers every caller; a failing
@@ -60,6 +62,7 @@ from .state.records import (
     AttemptRecord,
     AttemptStatus,
     ProjectSnapshot,
+    Recovery,
     RunInfo,
     RunRecord,
     TaskEvent,
@@ -80,6 +83,7 @@ __all__ = [
     "ImportReport",
     "NullRecorder",
     "ProjectSnapshot",
+    "Recovery",
     "ResumePlan",
     "RunInfo",
     "StateStore",
@@ -119,6 +123,8 @@ class StateStore:
         self._ops = Ops(scrubber, self._active)
         self._writer = Writer(conn, path, self._ops.reload) if conn is not None else None
         self._closed = False
+        self.recovered: list[Recovery] = []
+        """What opening found left in flight by dead runs, and marked interrupted."""
 
     @classmethod
     def open(
@@ -135,6 +141,8 @@ class StateStore:
         Raises :class:`StateError` naming the path for a corrupt or foreign file, or one from a
         newer coditect-core; such a file is left exactly as it was. ``readonly`` never creates
         or writes (for ``status``). ``secrets`` are extra values to scrub from every write.
+        Opening for writing marks what dead runs left in flight as interrupted (projects whose
+        run lock is free only; see :attr:`recovered`). Synchronous: file checks and migrations.
         """
         path = Path(path)
         conn = None
@@ -150,7 +158,17 @@ class StateStore:
             if conn is not None:
                 conn.close()
             raise
-        return cls(path, conn, reader, Scrubber(secrets))
+        store = cls(path, conn, reader, Scrubber(secrets))
+        if store._writer is not None:
+            try:
+                store.recovered = store._writer.call_sync(
+                    store._ops.recover(lambda name: RunLock(lock_path_for(path, name), name)),
+                    solo=True,
+                )
+            except BaseException:
+                store.close()
+                raise
+        return store
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ...errors import StateError
+from ...errors import RunLockedError, StateError
 from ..task import TaskStatus
 from .bulk import Batch
 from .lock import RunLock
-from .records import AttemptOutcome, AttemptStatus, RunInfo, project_id
+from .records import AttemptOutcome, AttemptStatus, Recovery, RunInfo, project_id
 from .scrub import Scrubber
 
 __all__ = [
@@ -47,6 +47,7 @@ _ATTEMPT_ALIASES = {
     "timeout": AttemptStatus.FAILED,
 }
 _IN_PROGRESS = TaskStatus.IN_PROGRESS.value
+_DIED = "interrupted: its run ended (process died or stopped) first"
 _PENDING = TaskStatus.PENDING.value
 
 
@@ -160,6 +161,44 @@ class Ops:
 
     # -- runs (solo) -------------------------------------------------------------------------
 
+    def recover(self, lock_for: Callable[[str], RunLock]) -> Op:
+        """Mark what dead runs left in flight, for every project whose run lock is free (a
+        project with a live run is left alone: its attempts really are in flight)."""
+
+        def op(batch: Batch) -> list[Recovery]:
+            conn = batch.conn
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT p.name FROM runs r JOIN projects p ON p.id = r.project_id "
+                    "WHERE r.status = 'running'"
+                )
+            ]
+            found = []
+            for name in names:
+                lock = lock_for(name)
+                try:
+                    previous = lock.acquire()
+                except RunLockedError:
+                    continue
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        pid = project_id(conn, name)
+                        marked = (
+                            0 if pid is None else mark_interrupted(conn, pid, time.time(), _DIED)
+                        )
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        _rollback(conn)
+                        raise
+                finally:
+                    lock.release()
+                found.append(Recovery(name, marked, previous.describe() if previous else None))
+            return found
+
+        return op
+
     def begin_run(
         self,
         project: str,
@@ -177,9 +216,7 @@ class Ops:
                 self._scrub.refresh()
                 conn.execute("BEGIN IMMEDIATE")
                 proj = ensure_project(conn, project, now)
-                marked = mark_interrupted(
-                    conn, proj, now, "interrupted: its run ended (process died or stopped) first"
-                )
+                marked = mark_interrupted(conn, proj, now, _DIED)
                 cur = conn.execute(
                     "INSERT INTO runs(project_id, started_at, status, options, pid, host) "
                     "VALUES (?, ?, 'running', ?, ?, ?)",

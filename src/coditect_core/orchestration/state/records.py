@@ -19,6 +19,7 @@ __all__ = [
     "AttemptRecord",
     "AttemptStatus",
     "ProjectSnapshot",
+    "Recovery",
     "RunInfo",
     "RunRecord",
     "TaskEvent",
@@ -66,6 +67,16 @@ class RunInfo:
     """Attempts of earlier runs found in flight and marked ``interrupted`` when this run began."""
     took_over_from: str | None = None
     """The dead holder whose run lock this run took over, described, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What opening a store found left by a dead run of a project, and marked interrupted."""
+
+    project: str
+    interrupted_attempts: int
+    previous_holder: str | None
+    """The dead process that held the project's run lock, described, if it said who it was."""
 
 
 @dataclass(frozen=True, slots=True)
