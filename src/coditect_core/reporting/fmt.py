@@ -1,0 +1,79 @@
+"""How report figures read as text: durations, token counts, costs, times, clipped text."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from .model import Figures
+
+__all__ = ["clip", "clock", "cost", "count", "duration", "usd", "when"]
+
+
+def duration(seconds: float | None) -> str:
+    """``0.42 s``, ``12.3 s``, ``4 m 05 s``, ``2 h 03 m``; an em dash for nothing."""
+    if seconds is None:
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} m"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours:02d} h"
+
+
+def count(n: int | None) -> str:
+    """``12,345``; an em dash for unknown."""
+    return "—" if n is None else f"{n:,}"
+
+
+def usd(value: float) -> str:
+    """Dollars with two significant digits below a cent (``$0.000036``), cents above."""
+    if value == 0:
+        return "$0"
+    if value < 0.01:
+        decimals = min(1 - math.floor(math.log10(value)), 8)
+        return f"${value:.{decimals}f}"
+    return f"${value:,.2f}" if value >= 1 else f"${value:.3f}"
+
+
+def cost(figures: Figures | float | None, *, detail: bool = True) -> str:
+    """A cost as text. ``unknown`` when no price was known; ``$1.23 + unknown (4)`` when the
+    costs of 4 attempts are unknown: a partial sum never passes for the whole. ``detail=False``
+    leaves the count out."""
+    if figures is None:
+        return "unknown"
+    if not isinstance(figures, Figures):
+        return usd(figures)
+    status = figures.cost_status
+    if status == "unknown":
+        return "unknown"
+    if status == "partial":
+        more = f" ({figures.cost_unknown})" if detail else ""
+        return f"{usd(figures.cost_known_usd)} + unknown{more}"
+    return usd(figures.cost_known_usd)
+
+
+def when(ts: float | None) -> str:
+    """A UNIX time in local time, ``2025-01-31 14:05:09 UTC``."""
+    if ts is None:
+        return "—"
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def clock(ts: float | None) -> str:
+    """A UNIX time as local ``HH:MM:SS``."""
+    return "—" if ts is None else datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+def clip(text: str, limit: int) -> tuple[str, int]:
+    """``text`` cut to ``limit`` characters, and how many were cut."""
+    if len(text) <= limit:
+        return text, 0
+    return text[:limit], len(text) - limit

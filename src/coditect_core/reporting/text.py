@@ -1,0 +1,130 @@
+"""The report as Markdown (for terminals and pull requests) and as JSON (for programs)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from . import fmt
+from .model import ReportData, TaskRow
+
+__all__ = ["md_escape", "render_json", "render_markdown"]
+
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|])")
+_PLAIN_ID = re.compile(r"[\w.-]+")
+_ERROR_CHARS = 300
+
+
+def md_escape(text: str) -> str:
+    """``text`` safe inside a Markdown table cell: one line, special characters escaped (a
+    title like ``<script>`` shows as text, never as HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> list[str]:
+    right = right or set()
+    align = ["---:" if i in right else "---" for i in range(len(headers))]
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    out.extend("| " + " | ".join(row) + " |" for row in rows)
+    return out
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items()) or "none"
+
+
+def _task_row(t: TaskRow) -> list[str]:
+    f = t.figures
+    agents = ", ".join(t.agents) if t.attempts else (t.agent or "—")
+    return [
+        f"`{t.task_id}`" if _PLAIN_ID.fullmatch(t.task_id) else md_escape(t.task_id),
+        md_escape(t.title) or "—",
+        t.status.replace("_", " "),
+        md_escape(agents),
+        str(f.attempts),
+        *(
+            [fmt.duration(f.busy_s), fmt.count(f.prompt_tokens), fmt.count(f.completion_tokens),
+             fmt.cost(f)]
+            if f.attempts
+            else ["—"] * 4
+        ),
+    ]  # fmt: skip
+
+
+def render_markdown(report: ReportData) -> str:
+    """Runs, agents and tasks as Markdown tables, then the problems (failures and blocks)."""
+    t = report.totals
+    scope = f"run {report.run_id}" if report.run_id is not None else f"{len(report.runs)} run(s)"
+    lines = [
+        f"# Report: {md_escape(report.project)}",
+        "",
+        f"Generated {fmt.when(report.generated_at)} · {scope} · {len(report.tasks)} tasks "
+        f"({_counts(report.status_counts)})",
+        "",
+        f"**Attempts** {t.attempts} ({t.retries} retries, {t.fallbacks} fallbacks) · "
+        f"**Wall time** {fmt.duration(report.wall_s)} · **Busy** {fmt.duration(t.busy_s)} · "
+        f"**Tokens** {fmt.count(t.prompt_tokens)} in / {fmt.count(t.completion_tokens)} out · "
+        f"**Cost** {fmt.cost(t)}",
+        "",
+        "## Runs",
+        "",
+    ]
+    lines += _table(
+        ["Run", "Started", "Wall time", "Status", "Tasks", "Attempts", "Tokens", "Cost"],
+        [
+            [
+                str(r.run_id),
+                fmt.when(r.started_at),
+                fmt.duration(r.wall_s),
+                r.status,
+                md_escape(_counts(r.task_counts)),
+                str(r.figures.attempts),
+                fmt.count(r.figures.tokens),
+                fmt.cost(r.figures),
+            ]
+            for r in report.runs
+        ],
+        {2, 5, 6},
+    )
+    lines += ["", "## Agents", ""]
+    lines += _table(
+        ["Agent", "Models", "Tasks", "Attempts", "OK", "Failed", "Busy", "Tokens in",
+         "Tokens out", "Cost"],
+        [
+            [
+                md_escape(a.agent),
+                md_escape(", ".join(a.models)) or "—",
+                str(a.tasks),
+                str(a.figures.attempts),
+                str(a.figures.succeeded),
+                str(a.figures.failed),
+                fmt.duration(a.figures.busy_s),
+                fmt.count(a.figures.prompt_tokens),
+                fmt.count(a.figures.completion_tokens),
+                fmt.cost(a.figures),
+            ]
+            for a in report.agents
+        ],
+        {2, 3, 4, 5, 6, 7, 8},
+    )  # fmt: skip
+    lines += ["", "## Tasks", ""]
+    lines += _table(
+        ["Task", "Title", "Status", "Agent", "Attempts", "Busy", "Tokens in", "Tokens out",
+         "Cost"],
+        [_task_row(task) for task in report.tasks],
+        {4, 5, 6, 7},
+    )  # fmt: skip
+    problems = [task for task in report.tasks if task.status in ("failed", "blocked", "cancelled")]
+    if problems:
+        lines += ["", "## Problems", ""]
+        for task in problems:
+            error, cut = fmt.clip(task.error or "no error recorded", _ERROR_CHARS)
+            more = f" … ({cut} more characters)" if cut else ""
+            tid = _task_row(task)[0]
+            lines.append(f"- {tid} **{task.status}**: {md_escape(error)}{more}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report: ReportData, *, indent: int | None = 2) -> str:
+    """The JSON report (:meth:`ReportData.to_dict`), newline-terminated."""
+    return json.dumps(report.to_dict(), indent=indent, ensure_ascii=False) + "\n"
