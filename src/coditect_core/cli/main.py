@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import ask, init, report
+from . import ask, init, report, run
 from .output import setup_logging
 
 __all__ = ["app", "main"]
@@ -36,6 +36,7 @@ def _root(
 
 ask.register(app)
 init.register(app)
+run.register(app)
 report.register(app)
 
 

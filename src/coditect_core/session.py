@@ -1,0 +1,184 @@
+"""``ProjectSession``: a project file, its state store and an orchestrator, opened together.
+
+This is what ``coditect run`` (and any program that wants the same behaviour) uses: load and
+check the project file, open its durable state (``.coditect/state.db`` beside the file unless
+told otherwise), build a :class:`ProjectOrchestrator` recording into the store, decide what must
+run (the resume plan: skip tasks that succeeded and did not change, re-run changed tasks and
+everything downstream), run, and record how the run ended.
+
+::
+
+    async with ProjectSession.open("project.yaml") as session:
+        outcome = await session.run(max_concurrency=4)
+        print(outcome.summary.counts)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .orchestration.execution_result import ExecutionResult, ExecutionStatus
+from .orchestration.orchestrator import ProjectOrchestrator
+from .orchestration.state.observer import StoreObserver, agent_task_hash, run_status
+from .orchestration.state.plan import ResumePlan, plan_resume
+from .orchestration.store import StateStore, default_state_path
+from .orchestration.summary import RunSummary
+from .orchestration.task import TaskStatus
+from .project_file import Project, read_project_file
+
+__all__ = ["ProjectSession", "RunOutcome", "state_path_for"]
+
+logger = logging.getLogger(__name__)
+
+
+def state_path_for(
+    project_path: str | os.PathLike[str], state: str | os.PathLike[str] | None
+) -> Path:
+    """Where a project's state lives: ``state`` if given, else ``.coditect/state.db`` beside it."""
+    if state is not None:
+        return Path(state)
+    return default_state_path(Path(project_path).resolve().parent)
+
+
+@dataclass
+class RunOutcome:
+    """What one run did: the resume plan it followed, and the summary of the run."""
+
+    run_id: int
+    plan: ResumePlan
+    summary: RunSummary
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "skipped": self.skipped,
+            "ran": list(self.plan.run),
+            "reasons": dict(self.plan.reasons),
+            **self.summary.to_dict(),
+        }
+
+
+class ProjectSession:
+    """One project, its store and its orchestrator. Open with :meth:`open`; close when done."""
+
+    def __init__(
+        self, project: Project, store: StateStore, orchestrator: ProjectOrchestrator
+    ) -> None:
+        self.project = project
+        self.store = store
+        self.orchestrator = orchestrator
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        state: str | os.PathLike[str] | None = None,
+        only: Iterable[str] | None = None,
+        agent: str | None = None,
+    ) -> ProjectSession:
+        """Load ``path`` and open its store. Raises :class:`ProjectFileError` (nothing written)
+        for a bad file, :class:`StateError` for an unusable state database.
+
+        ``only`` selects tasks; their dependencies come along (those that already succeeded
+        are skipped by the resume plan). ``agent`` runs every selected task on that agent.
+        """
+        project_file = read_project_file(path)
+        selected = project_file.with_dependencies(only) if only else None
+        project = project_file.resolve(only=selected, agent_override=agent)
+        store = StateStore.open(state_path_for(path, state))
+        try:
+            for config in project.agents.list():
+                store.add_secrets(config.api_key)
+            orchestrator = ProjectOrchestrator(
+                project.agents, name=project.name, default_agent=project.defaults.agent
+            )
+            wanted = set(project.selected)
+            orchestrator.add_tasks(t for t in project.tasks if t.task_id in wanted)
+        except BaseException:
+            store.close()
+            raise
+        return cls(project, store, orchestrator)
+
+    async def run(
+        self,
+        *,
+        max_concurrency: int | None = None,
+        restart: bool = False,
+        fail_fast: bool = False,
+    ) -> RunOutcome:
+        """Run what the resume plan says must run; record everything in the store.
+
+        Raises :class:`RunLockedError` if another live process is running this project.
+        """
+        orchestrator, store = self.orchestrator, self.store
+        concurrency = max_concurrency or self.project.defaults.max_concurrency
+        info = await store.begin_run(
+            orchestrator.name,
+            options={"max_concurrency": concurrency, "restart": restart, "fail_fast": fail_fast},
+            restart=restart,
+        )
+        status = "error"
+        try:
+            observer = StoreObserver(store, info.run_id)
+            hashes = await observer.define(orchestrator)
+            plan = self._plan(
+                hashes, {} if restart else await store.load_succeeded(orchestrator.name)
+            )
+            orchestrator.add_observer(observer)
+            summary = await orchestrator.run(concurrency, fail_fast=fail_fast)
+            status = run_status(summary)
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            await store.finish_run(info.run_id, status)
+        return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip))
+
+    def preview(self, *, restart: bool = False) -> ResumePlan:
+        """The resume plan a run would follow now, without running or writing anything."""
+        orchestrator = self.orchestrator
+        hashes = {
+            tid: agent_task_hash(task, orchestrator.executor)
+            for tid, task in orchestrator.tasks.items()
+        }
+        succeeded = {} if restart else self.store.succeeded_tasks(orchestrator.name)
+        deps = {tid: t.dependencies for tid, t in orchestrator.tasks.items()}
+        return plan_resume(hashes, deps, succeeded)
+
+    def _plan(self, hashes: dict[str, str], succeeded: dict[str, Any]) -> ResumePlan:
+        """Mark the tasks the plan skips as completed, with their recorded outputs."""
+        tasks = self.orchestrator.tasks
+        plan = plan_resume(hashes, {tid: t.dependencies for tid, t in tasks.items()}, succeeded)
+        for tid in plan.skip:
+            task = tasks[tid]
+            task.status = TaskStatus.COMPLETED
+            self.orchestrator.results[tid] = ExecutionResult(
+                task_id=tid,
+                agent=task.agent,
+                status=ExecutionStatus.SUCCESS,
+                output=succeeded[tid].output,
+                metadata={"resumed": True},
+            )
+        for tid in plan.run:
+            logger.info("%s runs: %s", tid, plan.reasons.get(tid, ""))
+        return plan
+
+    async def aclose(self) -> None:
+        """Close the models' clients and the store."""
+        try:
+            await self.orchestrator.aclose()
+        finally:
+            await self.store.aclose()
+
+    async def __aenter__(self) -> ProjectSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
