@@ -202,12 +202,28 @@ async def test_timeout_is_per_attempt_and_retried() -> None:
     assert (response.text, response.attempts) == ("fast", 2)
 
 
-async def test_deadline_cuts_an_attempt_that_has_no_timeout() -> None:
-    llm = Probe([5.0, 5.0], retry=RetryPolicy(max_attempts=3, initial_delay=0.0, deadline=0.1))
+async def test_deadline_shortens_an_attempt_timeout() -> None:
+    llm = Probe(
+        [5.0, 5.0],
+        timeout=10.0,
+        retry=RetryPolicy(max_attempts=3, initial_delay=0.0, deadline=0.1),
+    )
     started = time.monotonic()
     with pytest.raises(LlmTimeoutError):
         await llm.generate_async("hi")
     assert time.monotonic() - started < 4.0
+
+
+async def test_deadline_stops_retries_from_starting() -> None:
+    # The server asks for 0.5 s; waiting would pass the 0.2 s deadline, so no retry starts.
+    failure = LlmRateLimitError("slow down", provider="probe", retry_after=0.5)
+    llm = Probe(
+        [failure, "never"],
+        retry=RetryPolicy(max_attempts=5, initial_delay=0.0, deadline=0.2),
+    )
+    with pytest.raises(LlmRateLimitError):
+        await llm.generate_async("hi")
+    assert llm.script == ["never"]
 
 
 async def test_builtin_timeout_error_from_the_provider_is_mapped() -> None:

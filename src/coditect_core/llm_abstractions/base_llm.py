@@ -216,8 +216,11 @@ class BaseLlm(ABC):
         async def once(attempt: int) -> LlmResponse:
             timeout = self._attempt_timeout(params.timeout, started)
             with self._mapped_errors(timeout):
-                async with asyncio.timeout(timeout):
+                if timeout is None:  # no timer to arm: the common, cheapest path
                     response = await self._generate(client, msgs, params)
+                else:
+                    async with asyncio.timeout(timeout):
+                        response = await self._generate(client, msgs, params)
             response.attempts = attempt
             return response
 
@@ -284,8 +287,12 @@ class BaseLlm(ABC):
         )
 
     def _attempt_timeout(self, timeout: float | None, started: float) -> float | None:
-        """The attempt's timeout, shortened so that it cannot run past the retry deadline."""
-        if self.retry.deadline is None:
+        """The attempt's timeout, shortened so that it cannot run past the retry deadline.
+
+        Without a timeout (none given, none on the instance) no timer is armed: the deadline
+        then bounds when retries may start, and the SDK's own timeout bounds the attempt.
+        """
+        if self.retry.deadline is None or timeout is None:
             return timeout
         left = max(self.retry.deadline - (time.monotonic() - started), 0.0)
         return left if timeout is None else min(timeout, left)

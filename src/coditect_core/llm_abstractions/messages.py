@@ -23,6 +23,7 @@ __all__ = [
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
+_ROLE_SET = frozenset(ROLES)
 
 
 class Message(TypedDict):
@@ -53,6 +54,11 @@ def normalize_messages(messages: Messages, *, provider: str | None = None) -> li
         raise LlmRequestError("messages is empty: give at least one message", provider=provider)
     out: list[Message] = []
     for i, item in enumerate(messages):
+        if type(item) is dict:  # the common case, checked without the ABC machinery
+            role, content = item.get("role"), item.get("content")
+            if role in _ROLE_SET and type(content) is str:
+                out.append({"role": role, "content": content})
+                continue
         if not isinstance(item, Mapping):
             raise LlmRequestError(
                 f"messages[{i}] must be a mapping with 'role' and 'content', "

@@ -33,7 +33,9 @@ class RetryPolicy:
     ``max_attempts`` counts the first call (1 means no retry). The wait before retry *n* is a
     uniformly random time in ``[0, min(max_delay, initial_delay * multiplier**(n-1))]`` (full
     jitter), or the server's Retry-After when it gave one (capped at ``max_delay``).
-    ``deadline`` bounds the whole call including waits, in seconds (``None``: no bound).
+    ``deadline`` (seconds, ``None``: no bound) stops retries that would start after it, and cuts
+    an attempt's timeout short so that it ends by then; an attempt without a timeout is bounded
+    by the SDK's own.
     """
 
     max_attempts: int = 4
