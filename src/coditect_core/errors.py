@@ -23,6 +23,7 @@ exception escapes a provider. Messages never contain an API key.
     ├── ProjectFileError               a project file is invalid (names file, line, field, value)
     ├── SchedulingError                bad task graph: unknown dependency, cycle, duplicate id
     ├── AgentError                     an agent is unknown, disabled or misconfigured
+    ├── RunnerError                    a runner cannot be used: unknown, extra missing, no cluster
     └── StateError                     the state database is unusable, locked, or foreign
         └── RunLockedError             another live run holds the project's lock
 
@@ -51,6 +52,7 @@ __all__ = [
     "LlmTimeoutError",
     "ProjectFileError",
     "RunLockedError",
+    "RunnerError",
     "SchedulingError",
     "StateError",
 ]
@@ -217,6 +219,10 @@ class SchedulingError(CoditectError):
 
 class AgentError(CoditectError):
     """An agent is unknown, disabled, or its configuration is unusable."""
+
+
+class RunnerError(CoditectError):
+    """A runner cannot be used: unknown name, its extra is not installed, no cluster to reach."""
 
 
 class StateError(CoditectError):

@@ -27,6 +27,8 @@ from .executor import ExecutionResult, ExecutionStatus, TaskExecutor
 from .observer import OrchestratorObserver
 from .prompts import UpstreamOutput
 from .run_loop import RunLoop
+from .runners.base import Runner
+from .runners.local import LocalRunner
 from .scheduler import ready_tasks, validate_graph, validate_tasks
 from .summary import RunSummary, build_report, total_usage
 from .task import AgentTask, TaskStatus
@@ -62,12 +64,14 @@ class ProjectOrchestrator:
         name: str = "project",
         default_agent: str | None = None,
         observers: Iterable[OrchestratorObserver] = (),
+        runner: Runner | None = None,
     ) -> None:
         if registry is None:
             registry = executor.registry if executor is not None else AgentRegistry()
         self.name = name
         self.registry = registry
         self.executor = executor or TaskExecutor(registry, default_agent=default_agent)
+        self.runner = runner or LocalRunner()  # where calls execute (runners/: local, ray)
         self.tasks: dict[str, AgentTask] = {}
         self.results: dict[str, ExecutionResult] = {}
         self._observers: list[OrchestratorObserver] = list(observers)
@@ -188,7 +192,7 @@ class ProjectOrchestrator:
             await self._transition(
                 task, TaskStatus.IN_PROGRESS, agent=name, model=model, interface=interface
             )
-            result = await self.executor.execute(task, agent, upstream=upstream)
+            result = await self.runner.execute(self.executor, task, agent, upstream=upstream)
         except asyncio.CancelledError:
             by_user = tid in self._cancel_requests
             self._cancel_requests.discard(tid)
@@ -411,8 +415,11 @@ class ProjectOrchestrator:
     # ------------------------------------------------------------------ lifetime
 
     async def aclose(self) -> None:
-        """Close the executor's LLM clients."""
-        await self.executor.aclose()
+        """Close the executor's LLM clients, then the runner."""
+        try:
+            await self.executor.aclose()
+        finally:
+            await self.runner.aclose()
 
     async def __aenter__(self) -> ProjectOrchestrator:
         return self

@@ -1,0 +1,88 @@
+"""The runner interface: where one task's call executes.
+
+:class:`~coditect_core.orchestration.orchestrator.ProjectOrchestrator` decides *what* runs and
+*when* (dependencies, priorities, concurrency caps, budgets) and records every state change on the
+driver; a :class:`Runner` decides only *where* one call of :meth:`TaskExecutor.execute` runs: in
+this process (:class:`~.local.LocalRunner`, the default) or on a Ray cluster
+(:class:`~.ray.RayRunner`). A runner never writes state: it returns the
+:class:`ExecutionResult`, and the orchestrator records it.
+
+:func:`make_runner` builds one by name (``"local"`` or ``"ray"``), as the project file's
+``runner:`` and ``coditect run --runner`` name them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ...errors import RunnerError
+
+if TYPE_CHECKING:
+    from ..agent_registry import AgentInterface
+    from ..execution_result import ExecutionResult
+    from ..executor import TaskExecutor, Upstream
+    from ..task import AgentTask
+
+__all__ = ["RUNNER_NAMES", "Runner", "make_runner"]
+
+RUNNER_NAMES = ("local", "ray")
+"""The runners :func:`make_runner` knows, by name."""
+
+
+class Runner(ABC):
+    """Runs one task's call for the orchestrator and hands back its result.
+
+    :meth:`execute` has the contract of :meth:`TaskExecutor.execute`: it never raises except on
+    cancellation (every failure is a FAILED result), and cancelling it cancels the call.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    async def execute(
+        self,
+        executor: TaskExecutor,
+        task: AgentTask,
+        agent: str | None = None,
+        mode: AgentInterface | str | None = None,
+        *,
+        upstream: Upstream = None,
+    ) -> ExecutionResult:
+        """Run ``task`` as ``executor.execute(task, agent, mode, upstream=upstream)`` would."""
+
+    async def start(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
+        """Get ready before the first call (connect to a cluster...); optional, idempotent."""
+
+    async def aclose(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
+        """Release what the runner holds (workers, actors, a cluster connection it made)."""
+
+    async def __aenter__(self) -> Runner:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def make_runner(name: str | None = None, **options: Any) -> Runner:
+    """The runner called ``name`` (default ``"local"``), built with ``options``.
+
+    ``"ray"`` takes the options of :class:`~.ray.RayRunner` (``address``, ``resources``...);
+    ``"local"`` takes none. :class:`RunnerError` for an unknown name.
+    """
+    name = name or "local"
+    if name == "local":
+        from .local import LocalRunner
+
+        if options:
+            raise RunnerError(f"the local runner takes no options, got {', '.join(options)}")
+        return LocalRunner()
+    if name == "ray":
+        from .ray import RayRunner
+
+        return RayRunner(**options)
+    raise RunnerError(f"unknown runner {name!r}; expected one of {', '.join(RUNNER_NAMES)}")
