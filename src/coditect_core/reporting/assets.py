@@ -85,10 +85,13 @@ svg .arrowhead{fill:var(--fb)}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 th{color:var(--muted);font-weight:600;font-size:12px;background:#fafbfc}
+td.nw{white-space:nowrap}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .badge{display:inline-block;padding:0 7px;border-radius:9px;background:var(--c);color:#fff;
 font-size:11.5px;font-weight:600;line-height:18px;white-space:nowrap}
 .badge.st-pending{color:#374151}
+.mini{color:var(--c);font-weight:600;white-space:nowrap;margin-right:8px}
+.mini.st-pending{color:#6b7280}
 .kind-retry{color:#374151;font-weight:600}.kind-fallback{color:var(--fb);font-weight:600}
 .tools{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin:0 0 10px}
 .tools input{flex:0 1 320px;padding:5px 9px;border:1px solid #cfd6de;border-radius:6px;
@@ -180,7 +183,7 @@ JS = """
     graph.addEventListener("mouseleave", clear);
   }
 
-  var input = d.getElementById("task-filter");
+  var input = d.getElementById("tasks-filter");
   var tasks = Array.prototype.slice.call(d.querySelectorAll("details.task"));
   var chips = Array.prototype.slice.call(d.querySelectorAll("button.chip"));
   var shown = d.getElementById("shown");

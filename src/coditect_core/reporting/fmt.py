@@ -7,7 +7,7 @@ from datetime import datetime
 
 from .model import Figures
 
-__all__ = ["clip", "clock", "cost", "count", "duration", "usd", "when"]
+__all__ = ["clip", "clock", "cost", "count", "duration", "plural", "usd", "when"]
 
 
 def duration(seconds: float | None) -> str:
@@ -65,6 +65,11 @@ def when(ts: float | None) -> str:
     if ts is None:
         return "—"
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 retry``, ``2 retries`` (``many`` defaults to ``word + "s"``)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def clock(ts: float | None) -> str:

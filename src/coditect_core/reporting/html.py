@@ -50,8 +50,12 @@ def _cards(report: ReportData) -> str:
         + _card(f"{done} / {len(report.tasks)}", "tasks completed", "good" if done else "")
         + _card(str(failed), "failed", "bad" if failed else "")
         + _card(str(blocked), "blocked", "warn" if blocked else "")
-        + _card(str(t.attempts), f"attempts · {t.retries} retries · {t.fallbacks} fallbacks")
-        + _card(fmt.duration(report.wall_s), f"wall time · {len(report.runs)} run(s)")
+        + _card(
+            str(t.attempts),
+            f"attempts · {fmt.plural(t.retries, 'retry', 'retries')} · "
+            f"{fmt.plural(t.fallbacks, 'fallback')}",
+        )
+        + _card(fmt.duration(report.wall_s), f"wall time · {fmt.plural(len(report.runs), 'run')}")
         + _card(fmt.duration(t.busy_s), "agent time (busy)")
         + _card(fmt.count(t.tokens), f"tokens · {fmt.count(t.prompt_tokens)} in")
         + _cost_card(t)
@@ -95,11 +99,14 @@ _FIGURE_HEADS = (
 def _runs_table(report: ReportData) -> str:
     rows = []
     for r in report.runs:
-        counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in r.task_counts.items())
+        counts = " ".join(
+            f'<span class="mini st-{_e(s)}">{n} {_e(s.replace("_", " "))}</span>'
+            for s, n in sorted(r.task_counts.items(), key=lambda kv: _rank(kv[0]))
+        )
         rows.append(
-            f"<tr><td>{r.run_id}</td><td>{_e(fmt.when(r.started_at))}</td>"
+            f"<tr><td>{r.run_id}</td><td class=nw>{_e(fmt.when(r.started_at))}</td>"
             f'<td class="n">{_e(fmt.duration(r.wall_s))}</td><td>{_badge(r.status)}</td>'
-            f"<td>{_e(counts) or '—'}</td>{_figure_cells(r.figures)}</tr>"
+            f"<td>{counts or '—'}</td>{_figure_cells(r.figures)}</tr>"
         )
     if not rows:
         return '<p class="empty">No runs recorded.</p>'
@@ -131,7 +138,7 @@ def _attempts_table(attempts: list[AttemptRow], limit: int) -> str:
         rows.append(
             f'<tr><td class="n">{a.number}</td><td class="kind-{a.kind}">{a.kind}</td>'
             f"<td>{a.run_id}</td><td>{_e(a.agent or '?')}</td><td>{_e(a.model or '—')}</td>"
-            f"<td>{_e(fmt.when(a.started_at))}</td>"
+            f"<td class=nw>{_e(fmt.when(a.started_at))}</td>"
             f'<td class="n">{_e(fmt.duration(a.duration_s))}</td><td>{_badge(a.status)}</td>'
             f'<td class="n">{fmt.count(a.prompt_tokens)}</td>'
             f'<td class="n">{fmt.count(a.completion_tokens)}</td>'
@@ -209,7 +216,7 @@ def _tasks_section(report: ReportData, limit: int) -> str:
         for s in statuses
     )
     tools = (
-        '<div class="tools"><input id="task-filter" type="search" '
+        '<div class="tools"><input id="tasks-filter" type="search" '
         'placeholder="Filter by task id or title" aria-label="filter tasks">'
         f'{chips}<button type="button" id="open-all">open all</button>'
         '<button type="button" id="close-all">close all</button>'

@@ -54,14 +54,17 @@ def _task_row(t: TaskRow) -> list[str]:
 def render_markdown(report: ReportData) -> str:
     """Runs, agents and tasks as Markdown tables, then the problems (failures and blocks)."""
     t = report.totals
-    scope = f"run {report.run_id}" if report.run_id is not None else f"{len(report.runs)} run(s)"
+    scope = (
+        f"run {report.run_id}" if report.run_id is not None else fmt.plural(len(report.runs), "run")
+    )
     lines = [
         f"# Report: {md_escape(report.project)}",
         "",
         f"Generated {fmt.when(report.generated_at)} · {scope} · {len(report.tasks)} tasks "
         f"({_counts(report.status_counts)})",
         "",
-        f"**Attempts** {t.attempts} ({t.retries} retries, {t.fallbacks} fallbacks) · "
+        f"**Attempts** {t.attempts} ({fmt.plural(t.retries, 'retry', 'retries')}, "
+        f"{fmt.plural(t.fallbacks, 'fallback')}) · "
         f"**Wall time** {fmt.duration(report.wall_s)} · **Busy** {fmt.duration(t.busy_s)} · "
         f"**Tokens** {fmt.count(t.prompt_tokens)} in / {fmt.count(t.completion_tokens)} out · "
         f"**Cost** {fmt.cost(t)}",
