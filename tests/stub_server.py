@@ -34,6 +34,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
@@ -148,6 +149,7 @@ class RecordedRequest:
     body: Any
     format: str | None = None
     action: str = "reply"
+    received_at: float = field(default_factory=time.time)  # Unix time the request was read
 
 
 class _Closed(Exception):
