@@ -90,7 +90,9 @@ class ProjectSession:
         are skipped by the resume plan). ``agent`` runs every selected task on that agent.
         """
         project_file = read_project_file(path)
-        selected = project_file.with_dependencies(only) if only else None
+        wanted = list(only) if only else []
+        # The ids themselves too, so that resolve() refuses an unknown one (did you mean...).
+        selected = [*wanted, *project_file.with_dependencies(wanted)] if wanted else None
         project = project_file.resolve(only=selected, agent_override=agent)
         store = StateStore.open(state_path_for(path, state))
         try:
@@ -150,7 +152,8 @@ class ProjectSession:
         }
         succeeded = {} if restart else self.store.succeeded_tasks(orchestrator.name)
         deps = {tid: t.dependencies for tid, t in orchestrator.tasks.items()}
-        return plan_resume(hashes, deps, succeeded)
+        plan = plan_resume(hashes, deps, succeeded)
+        return plan if restart else self._hold(plan, mark=False)
 
     def _plan(self, hashes: dict[str, str], succeeded: dict[str, Any]) -> ResumePlan:
         """Mark the tasks the plan skips as completed, with their recorded outputs."""
@@ -166,9 +169,28 @@ class ProjectSession:
                 output=succeeded[tid].output,
                 metadata={"resumed": True},
             )
+        plan = self._hold(plan, mark=True)
         for tid in plan.run:
             logger.info("%s runs: %s", tid, plan.reasons.get(tid, ""))
         return plan
+
+    def _hold(self, plan: ResumePlan, *, mark: bool) -> ResumePlan:
+        """Tasks cancelled by hand (``coditect task cancel``) stay cancelled (``mark``: set so
+        for the run, which then blocks their dependents); see :mod:`coditect_core.by_hand`."""
+        from dataclasses import replace
+
+        from .inspection import held_task_ids
+
+        held = held_task_ids(self.store.snapshot(self.orchestrator.name).tasks)
+        held &= set(plan.reasons)
+        if not held:
+            return plan
+        reasons = dict(plan.reasons)
+        for tid in held:
+            if mark:
+                self.orchestrator.tasks[tid].status = TaskStatus.CANCELLED
+            reasons[tid] = "held: cancelled by hand; it and its dependents wait for `task reset`"
+        return replace(plan, reasons=reasons)
 
     async def aclose(self) -> None:
         """Close the models' clients and the store."""

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import ask, init, report, run
+from . import agents, ask, init, report, run, status, tasks_by_hand
 from .output import setup_logging
 
 __all__ = ["app", "main"]
@@ -20,6 +20,7 @@ app = typer.Typer(
     help="Run a software project's task graph on any LLM.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -27,19 +28,28 @@ app = typer.Typer(
 @app.callback()
 def _root(
     verbose: Annotated[
-        int,
-        typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug logs (keys masked)."),
-    ] = 0,
+        bool,
+        typer.Option("--verbose", "-v", help="Debug logs on stderr (keys masked)."),
+    ] = False,
 ) -> None:
-    setup_logging(verbose)
+    # A flag, not a count: Typer coerces any non-bool option through pydantic, which would
+    # cost every `coditect CMD --help` ~0.15 s of imports.
+    setup_logging(2 if verbose else 0)
 
 
 ask.register(app)
 init.register(app)
 run.register(app)
 report.register(app)
+status.register(app)
+tasks_by_hand.register(app)
+agents.register(app)
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

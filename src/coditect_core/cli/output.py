@@ -57,7 +57,8 @@ def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
     """Print ``message`` as an error on stderr and exit with ``code``."""
     from rich.markup import escape
 
-    err_console().print(f"[bold red]error:[/] {escape(message)}")
+    # soft_wrap: a long path or field name stays on one line (copyable, greppable).
+    err_console().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(int(code))
 
 

@@ -1,0 +1,227 @@
+"""``coditect agents`` and ``coditect doctor``: which agents can be used here, and what is missing.
+
+Both only look (no network) unless ``doctor --ping`` asks each usable agent for one token. The
+checks live in :mod:`coditect_core.agent_check`; this module renders them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .output import ExitCode, console, fail, print_json
+
+if TYPE_CHECKING:
+    from ..agent_check import AgentCheck
+    from ..project_file import ProjectFile
+
+__all__ = ["register"]
+
+ProjectArg = Annotated[Path, typer.Argument(help="The project file (YAML).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _read(project: Path) -> ProjectFile:
+    from ..errors import ProjectFileError
+    from ..project_file import read_project_file
+
+    try:
+        return read_project_file(project)
+    except ProjectFileError as error:
+        fail(str(error), ExitCode.BAD_INPUT)
+
+
+def _verdict(check: AgentCheck) -> str:
+    if check.usable:
+        if check.ping is not None:
+            return f"[green]usable[/] ({check.ping['latency_s']:.2f}s)"
+        return "[green]usable[/]"
+    return "[red]not usable[/]"
+
+
+def _problems(check: AgentCheck) -> list[str]:
+    out = list(check.problems)
+    if check.ping is not None and not check.ping.get("ok"):
+        out.append(f"ping failed: {check.ping.get('error')}")
+    return out
+
+
+def _agents_table(checks: list[AgentCheck], title: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("agent", "type", "interface", "model", "tasks", "status"):
+        table.add_column(column, justify="right" if column == "tasks" else "left")
+    for c in checks:
+        table.add_row(
+            escape(c.name),
+            escape(c.type),
+            escape(c.interface),
+            escape(c.model or ""),
+            str(len(c.tasks)),
+            _verdict(c),
+        )
+    out = console()
+    out.print(table)
+    for c in checks:
+        for problem in _problems(c):
+            out.print(f"  [bold]{escape(c.name)}[/]: {escape(problem)}")
+
+
+def _state_info(spec: ProjectFile, state: Path | None) -> dict[str, Any]:
+    from ..errors import StateError
+    from ..orchestration.store import StateStore
+    from ..session import state_path_for
+
+    db = state_path_for(spec.path, state)
+    info: dict[str, Any] = {"path": str(db), "exists": db.exists(), "ok": True}
+    if not db.exists():
+        return info
+    try:
+        with StateStore.open(db, readonly=True) as store:
+            runs = store.runs(spec.name)
+            holder = store.lock_holder(spec.name)
+    except StateError as error:
+        info.update(ok=False, error=str(error))
+        return info
+    info["runs"] = len(runs)
+    info["last_run"] = None if not runs else {"run_id": runs[-1].run_id, "status": runs[-1].status}
+    info["running"] = None if holder is None else holder.describe()
+    return info
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("agents")
+    def agents_command(project: ProjectArg, as_json: JsonOpt = False) -> None:
+        """List the project's agents: type, model, how many tasks use them, and whether they
+        can be used here (or what is missing: SDK extra, key, command, variable).
+
+        No network traffic; `coditect doctor --ping` also calls each one.
+
+        Examples:
+
+          coditect agents examples/cloud.yaml
+
+          coditect agents project.yaml --json | jq '.agents[] | select(.usable | not)'
+        """
+        from ..agent_check import check_agents
+
+        spec = _read(project)
+        _, checks = check_agents(spec)
+        if as_json:
+            print_json({"project": spec.name, "agents": [c.to_dict() for c in checks]})
+            return
+        usable = sum(c.usable for c in checks)
+        _agents_table(checks, f"{spec.name}: {usable} of {len(checks)} agents usable")
+
+    @app.command("doctor")
+    def doctor_command(
+        project: ProjectArg,
+        ping: Annotated[
+            bool,
+            typer.Option(
+                "--ping", help="Also call each usable agent for one token (and check servers)."
+            ),
+        ] = False,
+        timeout: Annotated[float, typer.Option(min=0.1, help="Seconds each ping may take.")] = 20.0,
+        state: Annotated[
+            Path | None,
+            typer.Option(help="State database (default: .coditect/state.db beside the file)."),
+        ] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Check that a project can run here: Python, installed extras, the project file, its
+        state, and every agent its tasks use. Exit code 0 when every task's agent is usable,
+        1 when one is not, 2 for a bad project file.
+
+        Examples:
+
+          coditect doctor examples/quickstart.yaml
+
+          coditect doctor examples/cloud.yaml --ping
+
+          coditect doctor project.yaml --ping --timeout 5 --json
+        """
+        import asyncio
+        import platform
+        import sys
+
+        from rich.markup import escape
+
+        from .. import __version__
+        from ..agent_check import check_agents, installed_extras, ping_agents
+
+        spec = _read(project)
+        resolved, checks = check_agents(spec)
+        if ping:
+            asyncio.run(ping_agents(resolved, checks, wait_s=timeout))
+        state_info = _state_info(spec, state)
+        blocking = [c for c in checks if c.tasks and not c.usable]
+        problems = [
+            f"agent {c.name!r} ({len(c.tasks)} task(s)): " + "; ".join(_problems(c))
+            for c in blocking
+        ]
+        if not state_info["ok"]:
+            problems.append(f"state: {state_info['error']}")
+        ok = not problems
+        extras = installed_extras()
+        if as_json:
+            print_json(
+                {
+                    "ok": ok,
+                    "python": platform.python_version(),
+                    "coditect_core": __version__,
+                    "executable": sys.executable,
+                    "extras": extras,
+                    "project": {
+                        "name": spec.name,
+                        "file": spec.path,
+                        "tasks": len(spec.task_ids),
+                        "agents": len(checks),
+                    },
+                    "state": state_info,
+                    "agents": [c.to_dict() for c in checks],
+                    "problems": problems,
+                }
+            )
+            raise typer.Exit(int(ExitCode.OK if ok else ExitCode.TASK_FAILED))
+        out = console()
+        out.print(
+            f"coditect-core {__version__}, Python {platform.python_version()} "
+            f"[dim]({escape(sys.executable)})[/]"
+        )
+        out.print(
+            "extras: "
+            + ", ".join(
+                f"[green]{k}[/]" if v else f"[dim]{k} (not installed)[/]" for k, v in extras.items()
+            )
+        )
+        out.print(
+            f"project: [bold]{escape(spec.name)}[/] [dim]{escape(spec.path)}[/]: "
+            f"{len(spec.task_ids)} tasks, {len(checks)} agents"
+        )
+        if not state_info["exists"]:
+            out.print(f"state: not run yet [dim]({escape(state_info['path'])})[/]")
+        elif state_info["ok"]:
+            last = state_info["last_run"]
+            line = f"state: {state_info['runs']} run(s)"
+            if last:
+                line += f", last: {last['run_id']} {last['status']}"
+            if state_info["running"]:
+                line += f"; running now: {state_info['running']}"
+            out.print(f"{escape(line)} [dim]({escape(state_info['path'])})[/]")
+        _agents_table(checks, "agents" + (" (pinged)" if ping else ""))
+        if ok:
+            out.print("[green]ok[/]: every agent the tasks use is usable")
+        else:
+            if blocking:
+                uses = ", ".join(f"{c.name} ({len(c.tasks)})" for c in blocking)
+                out.print(
+                    f"[red]not ready[/]: tasks use agents that are not usable: {escape(uses)}"
+                )
+            if not state_info["ok"]:
+                out.print(f"[red]state[/]: {escape(state_info['error'])}")
+        raise typer.Exit(int(ExitCode.OK if ok else ExitCode.TASK_FAILED))

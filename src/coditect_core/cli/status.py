@@ -1,0 +1,375 @@
+"""``coditect status``, ``tasks``, ``show`` and ``next``: where a project stands, read-only.
+
+They read the project file and its state store without writing anything (no run lock, nothing
+marked interrupted; see :mod:`coditect_core.inspection`), so they work from another terminal
+while a run is writing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from .output import ExitCode, console, fail, print_json
+
+if TYPE_CHECKING:
+    from ..inspection import ProjectView, TaskView
+
+__all__ = ["STATUS_STYLES", "register"]
+
+STATUS_STYLES = {
+    "completed": "green",
+    "failed": "red",
+    "blocked": "yellow",
+    "cancelled": "magenta",
+    "in_progress": "cyan",
+    "awaiting_human": "blue",
+    "pending": "white",
+}
+
+ATTEMPT_STYLES = {
+    "succeeded": "green",
+    "failed": "red",
+    "running": "cyan",
+    "interrupted": "yellow",
+    "cancelled": "magenta",
+    "awaiting_human": "blue",
+}
+
+ProjectArg = Annotated[Path, typer.Argument(help="The project file (YAML).")]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(help="State database (default: .coditect/state.db beside the file)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def load(project: Path, state: Path | None) -> ProjectView:
+    """The project's view, or exit 2 with the reason."""
+    from ..errors import ProjectFileError, StateError
+    from ..inspection import load_view
+
+    try:
+        return load_view(project, state=state)
+    except (ProjectFileError, StateError) as error:
+        fail(str(error), ExitCode.BAD_INPUT)
+    except OSError as error:
+        fail(f"{project}: {error.strerror or error}", ExitCode.BAD_INPUT)
+
+
+def styled(status: str, held: bool = False) -> str:
+    text = "cancelled (held)" if held else status
+    return f"[{STATUS_STYLES.get(status, 'white')}]{text}[/]"
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _print_status(view: ProjectView) -> None:
+    from rich.markup import escape
+
+    out = console()
+    out.print(f"[bold]{escape(view.name)}[/]  [dim]{escape(view.path)}[/]")
+    if not view.state_exists:
+        out.print(f"not run yet (no state at {escape(str(view.state_path))})")
+    last = view.last_run
+    if view.holder is not None:
+        out.print(f"[cyan]running now[/]: {escape(view.holder.describe())}")
+    if last is not None:
+        took = (
+            "" if last.finished_at is None else f", {_duration(last.finished_at - last.started_at)}"
+        )
+        state = last.status
+        if last.status == "running" and view.holder is None:
+            state = "running, but its process is gone (the next run marks it interrupted)"
+        out.print(
+            f"last run: {last.run_id} [dim]({_when(last.started_at)}{took})[/] {escape(state)}"
+            f"  [dim]{len(view.runs)} run(s) in all[/]"
+        )
+    total = len(view.tasks)
+    counts = view.counts
+    parts = [f"{counts.get('completed', 0)}/{total} completed"]
+    parts += [styled(s) + f" {n}" for s, n in counts.items() if s != "completed" and n]
+    out.print("tasks: " + ", ".join(parts))
+    now = view.read_at
+    for attempt in view.in_flight():
+        out.print(
+            f"  [cyan]in flight[/] {escape(attempt.task_id)} on {escape(attempt.agent or '?')} "
+            f"for {_duration(max(0.0, now - attempt.started_at))}"
+        )
+    held = [v.task_id for v in view.tasks if v.held]
+    if held:
+        out.print(f"held (cancelled by hand): {escape(', '.join(held))}")
+    ready = [v.task_id for v in view.ready()]
+    if ready:
+        out.print(f"next: {escape(', '.join(ready))}  [dim](coditect run {escape(view.path)})[/]")
+    elif counts.get("completed", 0) == total:
+        out.print("[green]all tasks completed[/]")
+    if view.unknown_tasks:
+        gone = escape(", ".join(view.unknown_tasks))
+        out.print(f"[dim]in the state but no longer in the file: {gone}[/]")
+
+
+def _tasks_table(views: list[TaskView], title: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("task", "status", "agent", "priority", "needs", "attempts", "tokens", "title"):
+        table.add_column(column, justify="right" if column in ("attempts", "tokens") else "left")
+    for v in views:
+        prompt, completion = v.tokens()
+        table.add_row(
+            escape(v.task_id),
+            styled(v.status, v.held) + (" [bold]→ next[/]" if v.ready else ""),
+            escape(v.task.agent or ""),
+            v.task.priority.value,
+            escape(", ".join(v.task.dependencies)),
+            str(len(v.attempts)) if v.attempts else "",
+            str(prompt + completion) if v.attempts else "",
+            escape(v.task.title),
+        )
+    console().print(table)
+
+
+def _print_show(view: ProjectView, task: TaskView) -> None:
+    from rich.markup import escape
+    from rich.rule import Rule
+
+    out = console()
+    t = task.task
+    out.print(f"[bold]{escape(t.task_id)}[/]: {escape(t.title)}")
+    out.print(
+        f"status: {styled(task.status, task.held)}"
+        + (" [bold](ready: the next run starts it)[/]" if task.ready else "")
+        + f"  agent: {escape(t.agent or '')}  priority: {t.priority.value}"
+    )
+    if t.dependencies:
+        out.print(f"needs: {escape(', '.join(t.dependencies))}")
+    dependents = view.dependents(t.task_id)
+    if dependents:
+        out.print(f"needed by: {escape(', '.join(dependents))}")
+    if task.reason:
+        out.print(f"[dim]the next run runs it: {escape(task.reason)}[/]")
+    for message in view.messages(t.task_id):
+        out.print(Rule(f"prompt: {message['role']}", align="left", style="dim"))
+        out.print(message["content"], markup=False, highlight=False)
+    out.print(Rule("output", align="left", style="dim"))
+    out.print(task.output if task.output is not None else "(none)", markup=False, highlight=False)
+    if task.error:
+        out.print(Rule("error", align="left", style="dim"))
+        out.print(task.error, markup=False, highlight=False, style="red")
+    out.print(Rule(f"attempts ({len(task.attempts)})", align="left", style="dim"))
+    for a in task.attempts:
+        took = "" if a.finished_at is None else f"  {_duration(a.finished_at - a.started_at)}"
+        tokens = ""
+        if a.prompt_tokens is not None or a.completion_tokens is not None:
+            tokens = f"  {a.prompt_tokens or 0} in + {a.completion_tokens or 0} out tokens"
+        who = (a.agent or "?") + (f" ({a.model})" if a.model else "")
+        out.print(
+            f"#{a.attempt_id} run {a.run_id}  {escape(who)}  "
+            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{a.status}[/]  "
+            f"[dim]{_when(a.started_at)}{took}{tokens}[/]"
+        )
+        if a.error:
+            out.print(f"    [red]{escape(a.error)}[/]")
+    if task.events:
+        out.print(Rule("history", align="left", style="dim"))
+        for run_id, status, at, note in task.events:
+            run = f"run {run_id}" if run_id is not None else ""
+            out.print(
+                f"[dim]{_when(at)}[/] {run:<7} {styled(status)}"
+                + (f"  {escape(note)}" if note else "")
+            )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status_command(
+        project: ProjectArg, state: StateOpt = None, as_json: JsonOpt = False
+    ) -> None:
+        """Where a project stands: its last run, task counts, what runs next.
+
+        Read-only: safe to run from another terminal while `coditect run` works.
+
+        Examples:
+
+          coditect status examples/quickstart.yaml
+
+          watch -n 2 coditect status project.yaml
+
+          coditect status project.yaml --json | jq .counts
+        """
+        view = load(project, state)
+        if as_json:
+            print_json(view.status_dict())
+        else:
+            _print_status(view)
+
+    @app.command("tasks")
+    def tasks_command(
+        project: ProjectArg,
+        status: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--status",
+                "-s",
+                help="Only tasks with this status (pending, in_progress, completed, failed, "
+                "blocked, cancelled, awaiting_human) or 'ready'; repeatable.",
+            ),
+        ] = None,
+        state: StateOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List the tasks in file order with their status, agent and attempts.
+
+        Examples:
+
+          coditect tasks project.yaml
+
+          coditect tasks project.yaml --status failed --status blocked
+
+          coditect tasks project.yaml --json | jq -r '.tasks[] | select(.ready) | .task_id'
+        """
+        from ..orchestration.task import TaskStatus
+
+        allowed = {s.value for s in TaskStatus} | {"ready"}
+        wanted = set(status or ())
+        unknown = sorted(wanted - allowed)
+        if unknown:
+            fail(
+                f"--status {unknown[0]!r}: expected one of {', '.join(sorted(allowed))}",
+                ExitCode.BAD_INPUT,
+            )
+        view = load(project, state)
+        views = [
+            v
+            for v in view.tasks
+            if not wanted or v.status in wanted or ("ready" in wanted and v.ready)
+        ]
+        if as_json:
+            print_json({"project": view.name, "tasks": [v.summary() for v in views]})
+        else:
+            _tasks_table(views, f"{view.name}: {len(views)} of {len(view.tasks)} tasks")
+
+    @app.command("show")
+    def show_command(
+        project: ProjectArg,
+        task_id: Annotated[str, typer.Argument(metavar="ID", help="The task id.")],
+        state: StateOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show one task: its prompt, its output, every attempt and its history.
+
+        The prompt is what its agent gets: the system prompt, then the task with the recorded
+        outputs of the tasks it needs.
+
+        Examples:
+
+          coditect show examples/quickstart.yaml STEP-4.3
+
+          coditect show project.yaml TASK-002 --json | jq -r .output > task-002.md
+        """
+        import difflib
+
+        from ..inspection import attempt_dict, iso
+
+        view = load(project, state)
+        try:
+            task = view.task(task_id)
+        except KeyError:
+            ids = [v.task_id for v in view.tasks]
+            close = difflib.get_close_matches(task_id, ids, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            fail(f"{view.path}: task {task_id!r} is not in the file{hint}", ExitCode.BAD_INPUT)
+        if not as_json:
+            _print_show(view, task)
+            return
+        t = task.task
+        messages = view.messages(task_id)
+        print_json(
+            {
+                **task.summary(),
+                "description": t.description,
+                "dependents": view.dependents(task_id),
+                "reason": task.reason,
+                "messages": messages,
+                "prompt": messages[-1]["content"],
+                "output": task.output,
+                "attempts": [attempt_dict(a) for a in task.attempts],
+                "history": [
+                    {"run_id": run_id, "status": status, "at": iso(at), "note": note}
+                    for run_id, status, at, note in task.events
+                ],
+            }
+        )
+
+    @app.command("next")
+    def next_command(project: ProjectArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
+        """List the tasks the next run starts at once (their dependencies are done).
+
+        A task that waits on a person (an interactive agent) is listed with the command that
+        finishes it by hand.
+
+        Examples:
+
+          coditect next project.yaml
+
+          coditect next project.yaml --json | jq -r '.ready[].task_id'
+        """
+        from rich.markup import escape
+
+        view = load(project, state)
+        waiting = [v for v in view.tasks if v.status == "awaiting_human"]
+        ready = [v for v in view.ready() if v.status != "awaiting_human"]
+        if as_json:
+            print_json(
+                {
+                    "project": view.name,
+                    "ready": [
+                        {
+                            "task_id": v.task_id,
+                            "title": v.task.title,
+                            "agent": v.task.agent,
+                            "priority": v.task.priority.value,
+                            "reason": v.reason,
+                        }
+                        for v in ready
+                    ],
+                    "awaiting_human": [v.task_id for v in waiting],
+                    "held": [v.task_id for v in view.tasks if v.held],
+                    "running": view.running,
+                }
+            )
+            return
+        out = console()
+        for v in ready:
+            detail = f"{v.task.agent or ''}, {v.task.priority.value}; {v.reason or ''}"
+            out.print(
+                f"[bold]{escape(v.task_id)}[/] {escape(v.task.title)} [dim]({escape(detail)})[/]"
+            )
+        for v in waiting:
+            out.print(
+                f"[blue]waiting on a person[/]: {escape(v.task_id)}: finish it with "
+                f"`coditect task complete {escape(view.path)} {escape(v.task_id)} --output FILE`"
+            )
+        if not ready and not waiting:
+            if all(v.status == "completed" for v in view.tasks):
+                out.print("[green]nothing to do: every task is completed[/]")
+            elif view.running:
+                out.print("nothing ready: the running run is working on the rest")
+            else:
+                out.print("nothing ready: the remaining tasks wait on held or unfinished tasks")

@@ -1,0 +1,173 @@
+"""``coditect task complete|fail|cancel|reset``: record what a person did to a task.
+
+Recorded durably in the state store (:mod:`coditect_core.by_hand`), so that the next ``run``
+respects it: a completed task is skipped (its output goes to its dependents), a failed one runs
+again, a cancelled one is held (it and its dependents stay put) until it is reset.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .output import ExitCode, console, fail, print_json
+
+__all__ = ["register"]
+
+ProjectArg = Annotated[Path, typer.Argument(help="The project file (YAML).")]
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
+NoteOpt = Annotated[str | None, typer.Option("--note", "-n", help="A note for the task's history.")]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(help="State database (default: .coditect/state.db beside the file)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print what was recorded as JSON.")]
+
+_DONE = {
+    "complete": "the next run skips it and passes its output on",
+    "fail": "the next run runs it again",
+    "cancel": "it stays cancelled, and its dependents blocked, until `coditect task reset`",
+    "reset": "the next run runs it",
+}
+
+
+def _record(
+    action: str,
+    project: Path,
+    task_id: str,
+    *,
+    output: str | None,
+    note: str | None,
+    state: Path | None,
+    as_json: bool,
+) -> None:
+    import asyncio
+
+    from ..by_hand import record_by_hand
+    from ..errors import ProjectFileError, RunLockedError, StateError
+
+    try:
+        result = asyncio.run(
+            record_by_hand(project, task_id, action, output=output, note=note, state=state)
+        )
+    except RunLockedError as error:
+        fail(f"{error}; try again when the run has ended", ExitCode.BAD_INPUT)
+    except (ProjectFileError, StateError) as error:
+        fail(str(error), ExitCode.BAD_INPUT)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    from rich.markup import escape
+
+    console().print(
+        f"{escape(task_id)}: {escape(result.previous_status)} -> [bold]{result.status}[/] "
+        f"(by hand); {_DONE[action]}"
+    )
+
+
+def _read_output(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        fail(f"--output {path}: cannot read it: {reason}", ExitCode.BAD_INPUT)
+
+
+def register(app: typer.Typer) -> None:
+    task_app = typer.Typer(
+        name="task",
+        help="Record a task finished (or failed, cancelled, reset) by hand.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
+
+    @task_app.command("complete")
+    def complete_command(
+        project: ProjectArg,
+        task_id: IdArg,
+        output: Annotated[
+            Path | None,
+            typer.Option(
+                "--output",
+                "-o",
+                help="File with the task's result ('-': stdin); passed to its dependents.",
+            ),
+        ] = None,
+        note: NoteOpt = None,
+        state: StateOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Mark a task completed by hand: the next run skips it.
+
+        Its output (the --output file, else the --note) goes to the tasks that need it. A task
+        already completed can be completed again to replace its output; its dependents then
+        run again.
+
+        Examples:
+
+          coditect task complete project.yaml TASK-003 --output result.md
+
+          coditect task complete project.yaml REVIEW --note "reviewed in PR #12"
+
+          git diff | coditect task complete project.yaml TASK-004 --output -
+        """
+        text = _read_output(output)
+        _record("complete", project, task_id, output=text, note=note, state=state, as_json=as_json)
+
+    @task_app.command("fail")
+    def fail_command(
+        project: ProjectArg,
+        task_id: IdArg,
+        note: NoteOpt = None,
+        state: StateOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Mark a task failed: the next run runs it again (even one that had completed).
+
+        Examples:
+
+          coditect task fail project.yaml TASK-003 --note "the output misses the tests"
+        """
+        _record("fail", project, task_id, output=None, note=note, state=state, as_json=as_json)
+
+    @task_app.command("cancel")
+    def cancel_command(
+        project: ProjectArg,
+        task_id: IdArg,
+        note: NoteOpt = None,
+        state: StateOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Cancel a task: runs leave it cancelled, and its dependents blocked, until
+        `coditect task reset` (or `coditect run --restart`).
+
+        Examples:
+
+          coditect task cancel project.yaml TASK-005 --note "out of scope"
+        """
+        _record("cancel", project, task_id, output=None, note=note, state=state, as_json=as_json)
+
+    @task_app.command("reset")
+    def reset_command(
+        project: ProjectArg,
+        task_id: IdArg,
+        note: NoteOpt = None,
+        state: StateOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Put a task back to pending (undoes a cancel): the next run runs it.
+
+        Examples:
+
+          coditect task reset project.yaml TASK-005
+        """
+        _record("reset", project, task_id, output=None, note=note, state=state, as_json=as_json)
+
+    app.add_typer(task_app)
