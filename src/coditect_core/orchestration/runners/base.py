@@ -48,8 +48,10 @@ class Runner(ABC):
         mode: AgentInterface | str | None = None,
         *,
         upstream: Upstream = None,
+        **options: Any,
     ) -> ExecutionResult:
-        """Run ``task`` as ``executor.execute(task, agent, mode, upstream=upstream)`` would."""
+        """Run ``task`` as ``executor.execute(task, agent, mode, upstream=upstream, **options)``
+        would (``options``: whatever else the executor takes, passed through)."""
 
     async def start(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
         """Get ready before the first call (connect to a cluster...); optional, idempotent."""

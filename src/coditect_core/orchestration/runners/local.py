@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .base import Runner
 
@@ -28,5 +28,6 @@ class LocalRunner(Runner):
         mode: AgentInterface | str | None = None,
         *,
         upstream: Upstream = None,
+        **options: Any,
     ) -> ExecutionResult:
-        return await executor.execute(task, agent, mode, upstream=upstream)
+        return await executor.execute(task, agent, mode, upstream=upstream, **options)

