@@ -24,6 +24,7 @@ from typing import Any
 
 from .orchestration.execution_result import ExecutionResult, ExecutionStatus
 from .orchestration.orchestrator import ProjectOrchestrator
+from .orchestration.runners import make_runner
 from .orchestration.state.observer import StoreObserver, agent_task_hash, run_status
 from .orchestration.state.plan import ResumePlan, plan_resume
 from .orchestration.store import StateStore, default_state_path
@@ -82,24 +83,38 @@ class ProjectSession:
         state: str | os.PathLike[str] | None = None,
         only: Iterable[str] | None = None,
         agent: str | None = None,
+        runner: str | None = None,
+        ray_address: str | None = None,
     ) -> ProjectSession:
         """Load ``path`` and open its store. Raises :class:`ProjectFileError` (nothing written)
         for a bad file, :class:`StateError` for an unusable state database.
 
         ``only`` selects tasks; their dependencies come along (those that already succeeded
         are skipped by the resume plan). ``agent`` runs every selected task on that agent.
+        ``runner`` (``"local"`` or ``"ray"``; default: the file's ``runner:``) says where the
+        calls run; ``ray_address`` is the Ray cluster (default: ``RAY_ADDRESS``, else a new
+        local Ray) and implies ``runner="ray"``.
         """
         project_file = read_project_file(path)
         wanted = list(only) if only else []
         # The ids themselves too, so that resolve() refuses an unknown one (did you mean...).
         selected = [*wanted, *project_file.with_dependencies(wanted)] if wanted else None
         project = project_file.resolve(only=selected, agent_override=agent)
+        resources = {n: s.resources for n, s in project.agent_settings.items() if s.resources}
+        calls_run_on = make_runner(
+            runner or ("ray" if ray_address else project.runner),
+            address=ray_address,
+            resources=resources,
+        )  # before the store: an unknown runner writes nothing
         store = StateStore.open(state_path_for(path, state))
         try:
             for config in project.agents.list():
                 store.add_secrets(config.api_key)
             orchestrator = ProjectOrchestrator(
-                project.agents, name=project.name, default_agent=project.defaults.agent
+                project.agents,
+                name=project.name,
+                default_agent=project.defaults.agent,
+                runner=calls_run_on,
             )
             wanted = set(project.selected)
             orchestrator.add_tasks(t for t in project.tasks if t.task_id in wanted)
@@ -117,10 +132,12 @@ class ProjectSession:
     ) -> RunOutcome:
         """Run what the resume plan says must run; record everything in the store.
 
-        Raises :class:`RunLockedError` if another live process is running this project.
+        Raises :class:`RunLockedError` if another live process is running this project,
+        :class:`RunnerError` if the runner cannot start (no Ray cluster to reach).
         """
         orchestrator, store = self.orchestrator, self.store
         concurrency = max_concurrency or self.project.defaults.max_concurrency
+        await orchestrator.runner.start()  # e.g. connect to Ray before the run begins
         info = await store.begin_run(
             orchestrator.name,
             options={"max_concurrency": concurrency, "restart": restart, "fail_fast": fail_fast},

@@ -176,6 +176,14 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="State database (default: .coditect/state.db beside it)."),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        runner: Annotated[
+            str | None,
+            typer.Option(help="Where calls run: local or ray (default: the file's runner:)."),
+        ] = None,
+        ray_address: Annotated[
+            str | None,
+            typer.Option(help="Ray cluster to use (implies --runner ray; default: RAY_ADDRESS)."),
+        ] = None,
     ) -> None:
         """Run every task of a project that is not done yet, in dependency order.
 
@@ -190,6 +198,8 @@ def register(app: typer.Typer) -> None:
           coditect run project.yaml --only TASK-003 --agent claude
 
           coditect run project.yaml --restart --concurrency 8 --json
+
+          coditect run project.yaml --runner ray --ray-address auto
         """
         import asyncio
 
@@ -197,7 +207,9 @@ def register(app: typer.Typer) -> None:
         from ..session import ProjectSession
 
         try:
-            session = ProjectSession.open(project, state=state, only=only, agent=agent)
+            session = ProjectSession.open(
+                project, state=state, only=only, agent=agent, runner=runner, ray_address=ray_address
+            )
         except (ProjectFileError, StateError, CoditectError, OSError) as error:
             fail(str(error), ExitCode.BAD_INPUT)
 

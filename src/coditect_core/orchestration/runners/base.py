@@ -14,6 +14,7 @@ this process (:class:`~.local.LocalRunner`, the default) or on a Ray cluster
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import RunnerError
@@ -70,11 +71,19 @@ class Runner(ABC):
         return f"{type(self).__name__}()"
 
 
-def make_runner(name: str | None = None, **options: Any) -> Runner:
-    """The runner called ``name`` (default ``"local"``), built with ``options``.
+def make_runner(
+    name: str | None = None,
+    *,
+    address: str | None = None,
+    resources: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Runner:
+    """The runner called ``name`` (default ``"local"``).
 
-    ``"ray"`` takes the options of :class:`~.ray.RayRunner` (``address``, ``resources``...);
-    ``"local"`` takes none. :class:`RunnerError` for an unknown name.
+    ``address`` (the Ray cluster; else ``RAY_ADDRESS``, else a new local Ray) and ``resources``
+    (agent name -> ``num_cpus``/``num_gpus``, a mapping or an object with those fields) are for
+    ``"ray"``, and ignored by ``"local"``; other ``options`` go to :class:`~.ray.RayRunner`.
+    :class:`RunnerError` for an unknown name.
     """
     name = name or "local"
     if name == "local":
@@ -86,5 +95,5 @@ def make_runner(name: str | None = None, **options: Any) -> Runner:
     if name == "ray":
         from .ray import RayRunner
 
-        return RayRunner(**options)
+        return RayRunner(address, resources=resources, **options)
     raise RunnerError(f"unknown runner {name!r}; expected one of {', '.join(RUNNER_NAMES)}")
