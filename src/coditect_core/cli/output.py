@@ -58,7 +58,7 @@ def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
     from rich.markup import escape
 
     # soft_wrap: a long path or field name stays on one line (copyable, greppable).
-    err_console().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err_console().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, emoji=False)
     raise typer.Exit(int(code))
 
 
