@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import pickle
 import random
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from cli_projects import fake_project, run_cli
 from coditect_core.errors import LlmRequestError, RunnerError
 from coditect_core.llm_abstractions.keys import Secret
 from coditect_core.orchestration.agent_registry import AgentConfig, AgentRegistry
@@ -168,13 +171,30 @@ def test_make_runner_by_name() -> None:
     with pytest.raises(RunnerError, match="unknown runner 'dask'"):
         make_runner("dask")
     with pytest.raises(RunnerError, match="no options"):
-        make_runner("local", address="x")
+        make_runner("local", send_keys=False)
 
 
 def test_orchestrator_defaults_to_the_local_runner() -> None:
     assert isinstance(ProjectOrchestrator().runner, LocalRunner)
     custom = LocalRunner()
     assert ProjectOrchestrator(runner=custom).runner is custom
+
+
+def test_cli_refuses_an_unknown_runner_and_writes_no_state(tmp_path: Path) -> None:
+    done = run_cli("run", fake_project(tmp_path), "--runner", "dask")
+    assert done.returncode == 2
+    assert "unknown runner 'dask'; expected one of local, ray" in done.stderr
+    assert not (tmp_path / ".coditect").exists()
+
+
+def _ray_project(directory: Path) -> Path:
+    """The CLI tests' fake project, with ``runner: ray`` and the fake agent's resources."""
+    path = fake_project(directory, latency=0.01)
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["runner"] = "ray"
+    spec["agents"]["fake"]["resources"] = {"num_cpus": 0.5}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return path
 
 
 @needs_ray
@@ -360,14 +380,18 @@ async def test_local_model_agents_load_the_model_once_per_actor(ray_cluster: Any
     from coditect_core.orchestration.runners.ray import RayRunner
 
     agents = [
-        AgentConfig(name, "local", max_tokens=4, temperature=0.0, provider_options={"n_ctx": 512})
+        AgentConfig(
+            name,
+            "local",
+            max_tokens=2,
+            temperature=0.0,
+            provider_options={"n_ctx": 512, "n_threads": 1},
+        )
         for name in ("small-a", "small-b")
     ]
     runner = RayRunner()
     orch = ProjectOrchestrator(AgentRegistry(agents), runner=runner)
-    orch.add_tasks(
-        AgentTask(f"L{i}", f"Say the number {i}.", agent=agents[i % 2].name) for i in range(6)
-    )
+    orch.add_tasks(AgentTask(f"L{i}", f"Say {i}.", agent=agents[i % 2].name) for i in range(4))
     handles = {a.name: runner.actor(a.name) for a in agents}
     await asyncio.gather(*(h.__ray_call__.remote(count_llama_loads) for h in handles.values()))
     async with orch:
@@ -376,7 +400,7 @@ async def test_local_model_agents_load_the_model_once_per_actor(ray_cluster: Any
         loads = {n: await h.__ray_call__.remote(read_llama_loads) for n, h in handles.items()}
         stats = {n: await h.stats.remote() for n, h in handles.items()}
     assert loads == {"small-a": 1, "small-b": 1}
-    assert {s["calls"] for s in stats.values()} == {3}
+    assert {s["calls"] for s in stats.values()} == {2}
     pids = {s["pid"] for s in stats.values()}
     assert len(pids) == 2
     assert os.getpid() not in pids
@@ -386,3 +410,44 @@ async def test_local_model_agents_load_the_model_once_per_actor(ray_cluster: Any
         assert result.usage is not None
         assert result.usage.completion_tokens > 0
     assert all(t.status is TaskStatus.COMPLETED for t in orch.tasks.values())
+
+
+@needs_ray
+async def test_a_project_file_saying_runner_ray_runs_its_requests_on_ray(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    from coditect_core.orchestration.runners.ray import RayRunner
+    from coditect_core.session import ProjectSession
+
+    session = ProjectSession.open(_ray_project(tmp_path))
+    runner = session.orchestrator.runner
+    assert isinstance(runner, RayRunner)
+    assert runner.resources == {"fake": {"num_cpus": 0.5}}
+    async with session:
+        outcome = await asyncio.wait_for(session.run(), 90)
+        assert outcome.summary.ok, outcome.summary.counts
+        driver_llm = session.orchestrator.executor.get_llm("fake")
+        assert type(driver_llm).__name__ == "RayFakeLlm"
+        assert driver_llm.calls == []  # type: ignore[attr-defined]  # every request ran elsewhere
+    for result in session.orchestrator.results.values():
+        assert result.output is not None
+        assert result.output.startswith("fake reply to: # Task STEP-")
+    assert ray_cluster.is_initialized()  # a runner that found Ray running leaves it running
+
+
+@needs_ray
+def test_coditect_run_on_an_existing_cluster_by_variable_and_by_option(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    address = ray_cluster.get_runtime_context().gcs_address
+    project = fake_project(tmp_path)
+    by_variable = run_cli(
+        "run", project, "--runner", "ray", "--json", timeout=150, extra_env={"RAY_ADDRESS": address}
+    )
+    assert by_variable.returncode == 0, by_variable.stderr[-2000:]
+    assert json.loads(by_variable.stdout)["counts"]["completed"] == 7
+    by_option = run_cli(
+        "run", project, "--ray-address", address, "--restart", "--json", timeout=150
+    )
+    assert by_option.returncode == 0, by_option.stderr[-2000:]
+    assert json.loads(by_option.stdout)["counts"]["completed"] == 7

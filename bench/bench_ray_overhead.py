@@ -1,0 +1,125 @@
+"""Overhead per task of the Ray runner against the local runner, on 50 ms ``FakeLlm`` tasks.
+
+The same graphs run through the whole stack (orchestrator, executor, retries, prompts), once
+with the local runner and once with :class:`RayRunner` on a local Ray started here
+(``num_cpus=2``, no dashboard), interleaved round by round, in one run:
+
+* ``chain``: tasks each depending on the previous one, at concurrency 1: every task pays the
+  whole hop (submit, schedule, worker, result) on the critical path;
+* ``wide``: independent tasks at concurrency 2 (the cluster's CPUs; a request holds one CPU).
+
+The figure is ``overhead_ms_per_task = (ray_makespan - local_makespan) / tasks * concurrency``:
+the extra time one task's slot is held. One warm-up run on Ray comes first (it starts the worker
+processes and imports our code there); ``ray_init_s`` and ``first_call_s`` report those one-off
+costs.
+
+    python bench/bench_ray_overhead.py [--tasks 60] [--rounds 3] [--latency 0.05]
+
+Prints one JSON line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from typing import Any
+
+from coditect_core.orchestration import (
+    AgentConfig,
+    AgentRegistry,
+    AgentTask,
+    ProjectOrchestrator,
+    TaskStatus,
+)
+from coditect_core.orchestration.runners import LocalRunner, Runner
+from coditect_core.orchestration.runners.ray import RayRunner
+
+TARGET_MS = 15.0  # per task, on this 2-core machine
+
+
+def build(tasks: int, latency: float, chain: bool, runner: Runner) -> ProjectOrchestrator:
+    registry = AgentRegistry(
+        [AgentConfig("fake", "custom", provider="fake", provider_options={"latency": latency})]
+    )
+    orch = ProjectOrchestrator(registry, runner=runner)
+    orch.add_tasks(
+        AgentTask(
+            f"T{i}",
+            f"task {i}",
+            agent="fake",
+            dependencies=[f"T{i - 1}"] if chain and i else [],
+        )
+        for i in range(tasks)
+    )
+    return orch
+
+
+async def makespan(
+    tasks: int, latency: float, chain: bool, concurrency: int, runner: Runner
+) -> float:
+    orch = build(tasks, latency, chain, runner)
+    started = time.perf_counter()
+    summary = await orch.run(max_concurrency=concurrency)
+    took = time.perf_counter() - started
+    await orch.executor.aclose()
+    done = summary.counts[TaskStatus.COMPLETED.value]
+    if done != tasks:
+        raise RuntimeError(f"only {done} of {tasks} tasks completed: {summary.counts}")
+    return took
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps({"bench": "ray_overhead", **fields}), flush=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    import ray
+
+    started = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    emit(figure="ray_init_s", value=round(time.perf_counter() - started, 2), target="info")
+    local, remote = LocalRunner(), RayRunner()
+    first = time.perf_counter()
+    await makespan(1, args.latency, False, 1, remote)
+    emit(figure="first_call_s", value=round(time.perf_counter() - first, 3), target="info")
+    await makespan(8, args.latency, False, 2, remote)  # both workers started and warm
+    cases = {"chain": (True, 1), "wide": (False, 2)}
+    for name, (chain, concurrency) in cases.items():
+        times: dict[str, list[float]] = {"local": [], "ray": []}
+        for i in range(args.rounds):
+            order = [("local", local), ("ray", remote)]
+            for side, runner in order if i % 2 == 0 else reversed(order):
+                times[side].append(
+                    await makespan(args.tasks, args.latency, chain, concurrency, runner)
+                )
+        overheads = [
+            (r - lo) / args.tasks * concurrency * 1000
+            for lo, r in zip(times["local"], times["ray"], strict=True)
+        ]
+        emit(
+            figure="overhead_ms_per_task",
+            case=name,
+            value=round(statistics.median(overheads), 2),
+            target=f"<= {TARGET_MS:g}",
+            best=round(min(overheads), 2),
+            tasks=args.tasks,
+            concurrency=concurrency,
+            latency_ms=args.latency * 1000,
+            local_s=[round(t, 3) for t in times["local"]],
+            ray_s=[round(t, 3) for t in times["ray"]],
+            load=os.getloadavg()[0],
+        )
+    await remote.aclose()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency", type=float, default=0.05)
+    asyncio.run(main(parser.parse_args()))
