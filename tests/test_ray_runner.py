@@ -343,6 +343,36 @@ async def test_a_worker_killed_mid_call_is_retried_and_the_run_succeeds(
 
 
 @needs_ray
+async def test_cancelling_a_run_cancels_its_ray_tasks_and_frees_the_workers(
+    ray_cluster: Any,
+) -> None:
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    registry = AgentRegistry(
+        [
+            AgentConfig("slow", "custom", provider="fake", provider_options={"latency": 600}),
+            AgentConfig("fast", "custom", provider="fake"),
+        ]
+    )
+    runner = RayRunner()
+    slow = ProjectOrchestrator(registry, runner=runner)
+    slow.add_tasks(AgentTask(f"S{i}", f"slow {i}", agent="slow") for i in range(2))
+    run = asyncio.create_task(slow.run(max_concurrency=2))
+    await asyncio.sleep(3.0)  # both requests are on the workers by now, holding both CPUs
+    assert all(t.status is TaskStatus.IN_PROGRESS for t in slow.tasks.values())
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert {t.status for t in slow.tasks.values()} == {TaskStatus.CANCELLED}
+    # Both CPUs are free again: had the Ray tasks not been cancelled, this would wait 600 s.
+    fast = ProjectOrchestrator(registry, runner=runner)
+    fast.add_tasks(AgentTask(f"F{i}", f"fast {i}", agent="fast") for i in range(4))
+    async with fast:
+        summary = await asyncio.wait_for(fast.run(max_concurrency=2), 60)
+    assert summary.ok
+
+
+@needs_ray
 async def test_keys_stay_out_of_logs_names_and_the_runtime_env(
     ray_cluster: Any, stub_server: StubServer, caplog: pytest.LogCaptureFixture
 ) -> None:

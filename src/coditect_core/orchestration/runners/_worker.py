@@ -22,6 +22,8 @@ handlers mask it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import os
 import threading
@@ -41,6 +43,7 @@ __all__ = ["AgentActor", "LlmSpec", "run_llm_call"]
 
 logger = logging.getLogger(__name__)
 
+_CANCEL_CHECK_S = 0.2  # how soon a waiting task notices ray.cancel
 _MAX_LLMS = 64  # LLM instances kept per worker process (least recently used dropped first)
 
 Outcome = LlmResponse | LlmError
@@ -101,7 +104,11 @@ class _Process:
         """Run ``coro`` on the loop thread and wait; ``KeyboardInterrupt`` (ray.cancel) cancels."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
-            return future.result()
+            while True:
+                # A timed wait: ray.cancel raises KeyboardInterrupt through interrupt_main(),
+                # which only lands when this thread runs Python code again.
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    return future.result(timeout=_CANCEL_CHECK_S)
         except KeyboardInterrupt:
             future.cancel()
             raise
