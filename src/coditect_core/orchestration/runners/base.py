@@ -1,9 +1,10 @@
-"""The runner interface: where one task's call executes.
+"""The runner interface: where a task's calls execute.
 
 :class:`~coditect_core.orchestration.orchestrator.ProjectOrchestrator` decides *what* runs and
 *when* (dependencies, priorities, concurrency caps, budgets) and records every state change on the
-driver; a :class:`Runner` decides only *where* one call of :meth:`TaskExecutor.execute` runs: in
-this process (:class:`~.local.LocalRunner`, the default) or on a Ray cluster
+driver; it hands each execution of a task to its :class:`Runner`, which decides *where* the work
+happens: in this process (:class:`~.local.LocalRunner`, the default, which just awaits
+:meth:`TaskExecutor.execute`) or with every model request sent to a Ray cluster
 (:class:`~.ray.RayRunner`). A runner never writes state: it returns the
 :class:`ExecutionResult`, and the orchestrator records it.
 
