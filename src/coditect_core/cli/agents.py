@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-ProjectArg = Annotated[Path, typer.Argument(help="The project file (YAML).")]
+ProjectArg = Annotated[Path, typer.Argument(metavar="PROJECT", help="The project file (YAML).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
@@ -53,13 +53,12 @@ def _agents_table(checks: list[AgentCheck], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column in ("agent", "type", "interface", "model", "tasks", "status"):
+    for column in ("agent", "type", "model", "tasks", "status"):
         table.add_column(column, justify="right" if column == "tasks" else "left")
     for c in checks:
         table.add_row(
             escape(c.name),
-            escape(c.type),
-            escape(c.interface),
+            escape(c.type if c.interface == "api" else f"{c.type} ({c.interface})"),
             escape(c.model or ""),
             str(len(c.tasks)),
             _verdict(c),
@@ -68,7 +67,7 @@ def _agents_table(checks: list[AgentCheck], title: str) -> None:
     out.print(table)
     for c in checks:
         for problem in _problems(c):
-            out.print(f"  [bold]{escape(c.name)}[/]: {escape(problem)}")
+            out.print(f"  [bold]{escape(c.name)}[/]: {escape(problem)}", soft_wrap=True)
 
 
 def _state_info(spec: ProjectFile, state: Path | None) -> dict[str, Any]:
@@ -105,7 +104,7 @@ def register(app: typer.Typer) -> None:
 
           coditect agents examples/cloud.yaml
 
-          coditect agents project.yaml --json | jq '.agents[] | select(.usable | not)'
+          coditect agents project.yaml --json | jq '.agents[].problems'
         """
         from ..agent_check import check_agents
 
@@ -126,10 +125,15 @@ def register(app: typer.Typer) -> None:
                 "--ping", help="Also call each usable agent for one token (and check servers)."
             ),
         ] = False,
-        timeout: Annotated[float, typer.Option(min=0.1, help="Seconds each ping may take.")] = 20.0,
+        timeout: Annotated[
+            float, typer.Option(min=0.1, metavar="SECONDS", help="Seconds each ping may take.")
+        ] = 20.0,
         state: Annotated[
             Path | None,
-            typer.Option(help="State database (default: .coditect/state.db beside the file)."),
+            typer.Option(
+                metavar="FILE",
+                help="State database (default: .coditect/state.db beside the file).",
+            ),
         ] = None,
         as_json: JsonOpt = False,
     ) -> None:

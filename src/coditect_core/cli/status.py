@@ -39,10 +39,12 @@ ATTEMPT_STYLES = {
     "awaiting_human": "blue",
 }
 
-ProjectArg = Annotated[Path, typer.Argument(help="The project file (YAML).")]
+ProjectArg = Annotated[Path, typer.Argument(metavar="PROJECT", help="The project file (YAML).")]
 StateOpt = Annotated[
     Path | None,
-    typer.Option(help="State database (default: .coditect/state.db beside the file)."),
+    typer.Option(
+        metavar="FILE", help="State database (default: .coditect/state.db beside the file)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -127,17 +129,28 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    def fit(header: str, cells: list[str]) -> int:  # keep ids and statuses whole
+        return max([len(header), *(len(c) for c in cells)])
+
     table = Table(title=title, title_justify="left")
-    for column in ("task", "status", "agent", "priority", "needs", "attempts", "tokens", "title"):
-        table.add_column(column, justify="right" if column in ("attempts", "tokens") else "left")
+    ids = [v.task_id for v in views]
+    states = [
+        ("cancelled (held)" if v.held else v.status) + (" → next" if v.ready else "") for v in views
+    ]
+    table.add_column("task", no_wrap=True, min_width=fit("task", ids))
+    table.add_column("status", no_wrap=True, min_width=fit("status", states))
+    table.add_column("agent", no_wrap=True)
+    table.add_column("needs", overflow="fold", max_width=fit("needs", ids))  # one id a line
+    table.add_column("tries", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("title", overflow="fold")
     for v in views:
         prompt, completion = v.tokens()
         table.add_row(
             escape(v.task_id),
             styled(v.status, v.held) + (" [bold]→ next[/]" if v.ready else ""),
             escape(v.task.agent or ""),
-            v.task.priority.value,
-            escape(", ".join(v.task.dependencies)),
+            escape(" ".join(v.task.dependencies)),
             str(len(v.attempts)) if v.attempts else "",
             str(prompt + completion) if v.attempts else "",
             escape(v.task.title),
@@ -227,6 +240,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--status",
                 "-s",
+                metavar="STATUS",
                 help="Only tasks with this status (pending, in_progress, completed, failed, "
                 "blocked, cancelled, awaiting_human) or 'ready'; repeatable.",
             ),
@@ -242,7 +256,7 @@ def register(app: typer.Typer) -> None:
 
           coditect tasks project.yaml --status failed --status blocked
 
-          coditect tasks project.yaml --json | jq -r '.tasks[] | select(.ready) | .task_id'
+          coditect tasks project.yaml --json | jq '.tasks[].status'
         """
         from ..orchestration.task import TaskStatus
 

@@ -17,12 +17,17 @@ from .output import ExitCode, console, fail, print_json
 
 __all__ = ["register"]
 
-ProjectArg = Annotated[Path, typer.Argument(help="The project file (YAML).")]
+ProjectArg = Annotated[Path, typer.Argument(metavar="PROJECT", help="The project file (YAML).")]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
-NoteOpt = Annotated[str | None, typer.Option("--note", "-n", help="A note for the task's history.")]
+NoteOpt = Annotated[
+    str | None,
+    typer.Option("--note", "-n", metavar="TEXT", help="A note for the task's history."),
+]
 StateOpt = Annotated[
     Path | None,
-    typer.Option(help="State database (default: .coditect/state.db beside the file)."),
+    typer.Option(
+        metavar="FILE", help="State database (default: .coditect/state.db beside the file)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print what was recorded as JSON.")]
 
@@ -97,6 +102,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--output",
                 "-o",
+                metavar="FILE",
                 help="File with the task's result ('-': stdin); passed to its dependents.",
             ),
         ] = None,
@@ -133,7 +139,7 @@ def register(app: typer.Typer) -> None:
 
         Examples:
 
-          coditect task fail project.yaml TASK-003 --note "the output misses the tests"
+          coditect task fail project.yaml TASK-003 --note "misses the tests"
         """
         _record("fail", project, task_id, output=None, note=note, state=state, as_json=as_json)
 
