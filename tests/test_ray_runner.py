@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import json
 import os
 import pickle
@@ -340,6 +341,25 @@ async def test_a_worker_killed_mid_call_is_retried_and_the_run_succeeds(
             stats = await runner.actor("mortal").stats.remote()
             assert stats["pid"] != dead_pid
             assert stats["calls"] == 1
+
+
+@needs_ray
+async def test_the_runs_concurrency_cap_holds_on_the_cluster(ray_cluster: Any) -> None:
+    """With 2 CPUs Ray could run 2 requests at once; the run allows 1, so the stub never sees a
+    request before it has answered the previous one."""
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    latency = 0.3
+    with StubServer(latency=latency) as stub:
+        orch = ProjectOrchestrator(AgentRegistry(_stub_agents(stub)[:1]), runner=RayRunner())
+        orch.add_tasks(AgentTask(f"C{i}", f"capped {i}", agent="gpt") for i in range(5))
+        async with orch:
+            summary = await asyncio.wait_for(orch.run(max_concurrency=1), 90)
+        arrivals = sorted(r.received_at for r in stub.requests)
+    assert summary.ok
+    assert len(arrivals) == 5
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) >= latency * 0.95, gaps
 
 
 @needs_ray
