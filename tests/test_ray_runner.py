@@ -15,6 +15,7 @@ import os
 import pickle
 import random
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,6 +180,21 @@ def test_orchestrator_defaults_to_the_local_runner() -> None:
     assert isinstance(ProjectOrchestrator().runner, LocalRunner)
     custom = LocalRunner()
     assert ProjectOrchestrator(runner=custom).runner is custom
+
+
+def test_choosing_the_ray_runner_imports_no_ray_until_it_connects() -> None:
+    code = (
+        "import sys\n"
+        "from coditect_core.orchestration.runners import make_runner\n"
+        "import coditect_core.session\n"
+        "runner = make_runner('ray', resources={'a': {'num_cpus': 1}})\n"
+        "print(type(runner).__name__, 'ray' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["RayRunner", "False"]
 
 
 def test_cli_refuses_an_unknown_runner_and_writes_no_state(tmp_path: Path) -> None:
