@@ -38,10 +38,10 @@ import pytest
 
 from coditect_core.orchestration.store import StateStore
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # ~1 minute; more on a loaded machine
 
 SEED = 20240605
-KILLS = 22
+KILLS = 20
 LAYERS, WIDTH = 3, 32
 LATENCY_S = 0.2
 CONCURRENCY = 4

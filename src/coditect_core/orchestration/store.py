@@ -23,13 +23,15 @@ begins a run that resets every task to ``pending``; earlier runs, attempts and t
 in the history. Resume decisions: :mod:`.state.plan`.
 
 Concurrent writes share commits: the writer takes everything queued, writes it in one
-transaction (a few statements, :mod:`.state.bulk`), commits, then answers every caller; a failing
-write is replayed alone and fails alone. Readers (``status`` from another process included) use
-their own connection and see one consistent snapshot per call. The store keeps only what it is
-given, and scrubs every text value of known secrets before writing it (:mod:`.state.scrub`:
-values of ``*_API_KEY``/``*_TOKEN``/``*_SECRET`` variables read at open and at each
-:meth:`~StateStore.begin_run`, plus :meth:`~StateStore.add_secrets`). The original
-orchestrator's ``project_state.json`` can be imported (:meth:`~StateStore.import_project_state`).
+transaction (usually a single statement, :mod:`.state.bulk`), commits, then answers every
+caller; a failing write is replayed alone and fails alone. Readers (``status`` from another
+process included) use their own connection and see one consistent snapshot per call;
+``StateStore.open(":memory:")`` is the same store without a file (see :meth:`StateStore.open`).
+The store keeps only what it is given, and scrubs every text value of known secrets before
+writing it (:mod:`.state.scrub`: values of ``*_API_KEY``/``*_TOKEN``/``*_SECRET`` variables read
+at open and at each :meth:`~StateStore.begin_run`, plus :meth:`~StateStore.add_secrets`). The
+original orchestrator's ``project_state.json`` can be imported
+(:meth:`~StateStore.import_project_state`).
 
 Recording a :class:`ProjectOrchestrator` run: :class:`~.state.observer.StoreObserver` (the
 orchestrator routes every transition through its observers). :class:`NullRecorder` has the
@@ -53,7 +55,7 @@ from ..errors import StateError
 from ..llm_abstractions.keys import Secret
 from .state.bulk import Batch, install
 from .state.legacy import ImportReport, import_op, load_project_state
-from .state.lock import LockHolder, RunLock, lock_path_for
+from .state.lock import AnyLock, LocalLock, LockHolder, RunLock, lock_path_for
 from .state.observer import StoreObserver
 from .state.ops import ActiveRun, Ops, coerce_task_status
 from .state.plan import ResumePlan, SuccessRecord, plan_resume, task_content_hash
@@ -72,7 +74,7 @@ from .state.records import (
     read_succeeded,
     read_task_history,
 )
-from .state.schema import open_database
+from .state.schema import MEMORY, open_database, open_memory_database
 from .state.scrub import Scrubber
 from .state.writer import Writer
 from .task import TaskStatus
@@ -111,12 +113,15 @@ class StateStore:
         self,
         path: Path,
         conn: sqlite3.Connection | None,
-        reader: sqlite3.Connection,
+        reader: sqlite3.Connection | None,
         scrubber: Scrubber,
     ) -> None:
         self.path = path
         self.readonly = conn is None
+        self.in_memory = reader is None
+        """A private database in memory (``open(":memory:")``): reads go through the writer."""
         self._reader = reader
+        self._local_locks: dict[str, LockHolder] = {}  # in memory: projects with a live run
         self._read_lock = threading.Lock()
         self._scrubber = scrubber
         self._active: dict[int, ActiveRun] = {}  # touched only by the writer thread and close()
@@ -143,7 +148,22 @@ class StateStore:
         or writes (for ``status``). ``secrets`` are extra values to scrub from every write.
         Opening for writing marks what dead runs left in flight as interrupted (projects whose
         run lock is free only; see :attr:`recovered`). Synchronous: file checks and migrations.
+
+        ``path=":memory:"`` opens a new private database in memory instead: the same schema,
+        SQL, writer thread and group commit, nothing on disk and nothing durable; its readers
+        use the writer's connection (one snapshot per call, between batches), its run lock is
+        held in the store. For tests and as the baseline of ``bench/bench_store.py``.
         """
+        if str(path) == MEMORY:
+            if readonly:
+                raise StateError("an in-memory state store cannot be opened read-only")
+            conn = open_memory_database()
+            try:
+                install(conn)
+            except BaseException:
+                conn.close()
+                raise
+            return cls(Path(MEMORY), conn, None, Scrubber(secrets))
         path = Path(path)
         conn = None
         if not readonly:
@@ -162,7 +182,7 @@ class StateStore:
         if store._writer is not None:
             try:
                 store.recovered = store._writer.call_sync(
-                    store._ops.recover(lambda name: RunLock(lock_path_for(path, name), name)),
+                    store._ops.recover(store._lock),
                     solo=True,
                 )
             except BaseException:
@@ -186,7 +206,8 @@ class StateStore:
                     logger.exception("%s: could not finish run %d on close", self.path, run_id)
             self._writer.close()
         with self._read_lock:
-            self._reader.close()
+            if self._reader is not None:
+                self._reader.close()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -221,7 +242,7 @@ class StateStore:
         Raises :class:`RunLockedError` while another live run holds the project. Marks what a
         dead run left in flight as interrupted. ``restart`` resets every task to ``pending``.
         """
-        lock = RunLock(lock_path_for(self.path, project), project)
+        lock = self._lock(project)
         return await self._call(
             self._ops.begin_run(
                 project,
@@ -370,19 +391,25 @@ class StateStore:
         name = project or state.project_id
         if not name:
             raise StateError(f"{state.path}: the file names no project_id; pass project=")
-        lock = RunLock(lock_path_for(self.path, name), name)
+        lock = self._lock(name)
         return self.call_sync(import_op(state, name, self._scrubber, lock), solo=True)
 
     def lock_holder(self, project: str) -> LockHolder | None:
         """Who runs ``project`` now, as far as can be told (advisory; for display)."""
-        return RunLock(lock_path_for(self.path, project), project).holder()
+        return self._lock(project).holder()
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _call(self, op: Callable[[Batch], T], *, solo: bool = False) -> T:
+    def _lock(self, project: str) -> AnyLock:
+        if self.in_memory:
+            return LocalLock(self._local_locks, project)
+        return RunLock(lock_path_for(self.path, project), project)
+
+    def _call(self, op: Callable[[Batch], T], *, solo: bool = False) -> asyncio.Future[T]:
+        """Queue a write operation; await the returned future for its committed result."""
         if self._writer is None:
             raise StateError(f"{self.path}: opened read-only")
-        return await self._writer.call(op, solo=solo)
+        return self._writer.submit(op, solo=solo)
 
     def call_sync(self, op: Callable[[Batch], T], *, solo: bool = False) -> T:
         """Run a write operation from synchronous code (importers, the CLI)."""
@@ -391,6 +418,10 @@ class StateStore:
         return self._writer.call_sync(op, solo=solo)
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._reader is None:  # in memory: the writer's connection, between two batches
+            if self._closed:
+                raise StateError(f"{self.path}: the state store is closed")
+            return self.call_sync(lambda batch: fn(batch.conn), solo=True)
         with self._read_lock:
             if self._closed:
                 raise StateError(f"{self.path}: the state store is closed")

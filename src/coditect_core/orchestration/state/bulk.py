@@ -1,18 +1,30 @@
-"""Transitions of a batch written by one statement: a per-connection TEMP table with triggers.
+"""A batch's transitions written by one statement: a per-connection TEMP table with triggers.
 
 The writer thread runs many operations per transaction (:mod:`.writer`). Written one statement
 per row, the Python round trips dominate, and each of them is a moment where the writer thread
 must win the GIL back from the busy event loop. So the operations of a batch append *rows* to a
-:class:`Batch`; :meth:`Batch.flush` sends them in one multi-row ``INSERT INTO temp.transitions``
-per 64 rows, and ``BEFORE INSERT`` triggers (installed per connection by :func:`install`; TEMP,
-so nothing of them is in the database file) turn each row, in order, into the real writes:
-history events, task status updates, attempt inserts and updates. ``RAISE(IGNORE)`` keeps the
-rows themselves out of the temp table. All of that runs inside SQLite, without the GIL.
+:class:`Batch`, and the batch sends them as one multi-row ``INSERT INTO temp.transitions``;
+``BEFORE INSERT`` triggers (installed per connection by :func:`install`; TEMP, so nothing of
+them is in the database file) turn each row, in order, into the real writes: history events,
+task status updates, attempt inserts and updates. ``RAISE(IGNORE)`` keeps the rows themselves
+out of the temp table. All of that runs inside SQLite, without the GIL. A task's end is one row
+(its attempt's end and its new status together), checked by ``changes()`` rather than a lookup.
 
-Row ids that callers need at once (attempt ids, the event id that orders successes) are
-assigned here from ``max(id) + 1``: a batch runs inside ``BEGIN IMMEDIATE``, so no other
-connection can insert meanwhile. An operation that needs the connection itself (anything but a
-plain transition) calls :meth:`Batch.flush` first and then uses :attr:`Batch.conn`.
+Row ids that callers need at once (attempt ids, the event id that orders successes) are assigned
+here, in Python, from the next free ids, two ways:
+
+* *known ids* (the usual case): the writer remembers the next free ids from its last batch.
+  Then the batch needs no transaction of its own: its one ``INSERT`` statement, in autocommit
+  mode, is the transaction (all of its rows or none), and a batch costs SQLite one statement.
+  If another process inserted rows meanwhile (another project in the same file), an id is
+  taken: the statement fails on the primary key, changes nothing, and :class:`StaleIds` tells
+  the writer to run the batch again the other way.
+* *read ids*: ``BEGIN IMMEDIATE`` (no other connection can insert until the commit), read
+  ``max(id) + 1``, write, ``COMMIT``.
+
+An operation that needs the connection itself (anything but a plain transition) uses
+:attr:`Batch.conn`, which first turns the batch into an explicit transaction (verifying any ids
+already handed out) and writes the rows buffered so far, so that it sees every earlier write.
 """
 
 from __future__ import annotations
@@ -23,125 +35,188 @@ from typing import Any
 
 from ...errors import StateError
 
-__all__ = ["Batch", "install"]
+__all__ = ["Batch", "StaleIds", "install"]
 
-_CHUNK = 64  # rows per statement at most; chunk sizes are powers of two (few distinct SQL texts)
-
-# kind: what a row does. Columns not used by a kind are NULL.
-START, ATTEMPT, FINISH, COMPLETE, OTHER, EVENT = 1, 2, 3, 4, 5, 6
+# kind: what a row does. Columns not used by a kind are NULL. NOP rows pad a statement.
+NOP, START, ATTEMPT, FINISH, COMPLETE, OTHER, EVENT, DONE_COMPLETE, DONE_OTHER = range(9)
+_FINISHING = (FINISH, DONE_COMPLETE, DONE_OTHER)
+# a_*: the attempt's values; error/output: the task's.
 _COLUMNS = (
-    "kind, ref, run_id, status, at, note, event_id, attempt_id, agent, model, interface, "
-    "a_status, error, prompt_tokens, completion_tokens, latency_s, cost, output"
-)
-_WIDTH = len(_COLUMNS.split(","))
+    "kind", "ref", "run_id", "status", "at", "note", "event_id", "attempt_id", "agent", "model",
+    "interface", "a_status", "a_error", "prompt_tokens", "completion_tokens", "latency_s", "cost",
+    "a_output", "error", "output",
+)  # fmt: skip
+_WIDTH = len(_COLUMNS)
+_ATTEMPT_ID = _COLUMNS.index("attempt_id")
+_MAX_ROWS = 512  # rows per statement at most (x 20 parameters, well under SQLite's limit)
 
-_SCHEMA = f"""
-CREATE TEMP TABLE IF NOT EXISTS transitions ({_COLUMNS});
-
-CREATE TEMP TRIGGER IF NOT EXISTS transition_start BEFORE INSERT ON transitions
-WHEN new.kind = {START} BEGIN
+_EVENT = """
     INSERT INTO task_events(id, task_ref, run_id, status, at, note)
-        VALUES (new.event_id, new.ref, new.run_id, new.status, new.at, new.note);
-    UPDATE tasks SET status = new.status, updated_at = new.at, error = NULL,
-        succeeded_hash = NULL, success_seq = NULL WHERE id = new.ref;
+        VALUES (new.event_id, new.ref, new.run_id, new.status, new.at, new.note);"""
+_NEW_ATTEMPT = """
     INSERT INTO attempts(id, run_id, task_ref, agent, model, interface, started_at, status)
         VALUES (new.attempt_id, new.run_id, new.ref, new.agent, new.model, new.interface,
-                new.at, 'running');
-    SELECT RAISE(IGNORE);
-END;
-
-CREATE TEMP TRIGGER IF NOT EXISTS transition_attempt BEFORE INSERT ON transitions
-WHEN new.kind = {ATTEMPT} BEGIN
-    INSERT INTO attempts(id, run_id, task_ref, agent, model, interface, started_at, status)
-        VALUES (new.attempt_id, new.run_id, new.ref, new.agent, new.model, new.interface,
-                new.at, 'running');
-    SELECT RAISE(IGNORE);
-END;
-
-CREATE TEMP TRIGGER IF NOT EXISTS transition_finish BEFORE INSERT ON transitions
-WHEN new.kind = {FINISH} BEGIN
-    SELECT RAISE(ABORT, 'attempt not in flight') WHERE NOT EXISTS (
-        SELECT 1 FROM main.attempts WHERE id = new.attempt_id AND status = 'running');
-    UPDATE attempts SET status = new.a_status, finished_at = new.at, error = new.error,
+                new.at, 'running');"""
+_END_ATTEMPT = """
+    UPDATE attempts SET status = new.a_status, finished_at = new.at, error = new.a_error,
         prompt_tokens = new.prompt_tokens, completion_tokens = new.completion_tokens,
-        latency_s = new.latency_s, cost = new.cost, output = new.output
-        WHERE id = new.attempt_id;
-    SELECT RAISE(IGNORE);
-END;
-
-CREATE TEMP TRIGGER IF NOT EXISTS transition_complete BEFORE INSERT ON transitions
-WHEN new.kind = {COMPLETE} BEGIN
-    INSERT INTO task_events(id, task_ref, run_id, status, at, note)
-        VALUES (new.event_id, new.ref, new.run_id, new.status, new.at, new.note);
+        latency_s = new.latency_s, cost = new.cost, output = new.a_output
+        WHERE id = new.attempt_id AND status = 'running';
+    SELECT RAISE(ABORT, 'attempt not in flight') WHERE changes() = 0;"""
+_STARTED = """
+    UPDATE tasks SET status = new.status, updated_at = new.at, error = NULL,
+        succeeded_hash = NULL, success_seq = NULL WHERE id = new.ref;"""
+_COMPLETED = """
     UPDATE tasks SET status = new.status, updated_at = new.at, output = new.output,
         error = NULL, succeeded_hash = content_hash, success_seq = new.event_id
-        WHERE id = new.ref;
-    SELECT RAISE(IGNORE);
-END;
-
-CREATE TEMP TRIGGER IF NOT EXISTS transition_other BEFORE INSERT ON transitions
-WHEN new.kind = {OTHER} BEGIN
-    INSERT INTO task_events(id, task_ref, run_id, status, at, note)
-        VALUES (new.event_id, new.ref, new.run_id, new.status, new.at, new.note);
+        WHERE id = new.ref;"""
+_OTHER = """
     UPDATE tasks SET status = new.status, updated_at = new.at,
         output = coalesce(new.output, output), error = new.error, succeeded_hash = NULL,
-        success_seq = NULL WHERE id = new.ref;
-    SELECT RAISE(IGNORE);
-END;
+        success_seq = NULL WHERE id = new.ref;"""
 
-CREATE TEMP TRIGGER IF NOT EXISTS transition_event BEFORE INSERT ON transitions
-WHEN new.kind = {EVENT} BEGIN
-    INSERT INTO task_events(id, task_ref, run_id, status, at, note)
-        VALUES (new.event_id, new.ref, new.run_id, new.status, new.at, new.note);
-    SELECT RAISE(IGNORE);
-END;
-"""
+_BODIES = {
+    NOP: "",
+    START: _EVENT + _STARTED + _NEW_ATTEMPT,
+    ATTEMPT: _NEW_ATTEMPT,
+    FINISH: _END_ATTEMPT,
+    COMPLETE: _EVENT + _COMPLETED,
+    OTHER: _EVENT + _OTHER,
+    EVENT: _EVENT,
+    DONE_COMPLETE: _END_ATTEMPT + _EVENT + _COMPLETED,
+    DONE_OTHER: _END_ATTEMPT + _EVENT + _OTHER,
+}
+
+# One trigger per kind: the first trigger to RAISE(IGNORE) abandons any other for the row.
+_SCHEMA = [
+    f"CREATE TEMP TABLE IF NOT EXISTS transitions ({', '.join(_COLUMNS)})",
+    *(
+        f"CREATE TEMP TRIGGER IF NOT EXISTS transition_{kind} BEFORE INSERT ON transitions\n"
+        f"WHEN new.kind = {kind} BEGIN{body}\n    SELECT RAISE(IGNORE);\nEND"
+        for kind, body in _BODIES.items()
+    ),
+]
 
 
 def install(conn: sqlite3.Connection) -> None:
     """Create the TEMP table and triggers on ``conn`` (once per connection)."""
-    statements, current = [], ""
-    for line in _SCHEMA.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current)
-            current = ""
-    for statement in statements:
+    for statement in _SCHEMA:
         conn.execute(statement)
 
 
-@lru_cache(maxsize=16)
+_PAD = (NOP,) + (None,) * (_WIDTH - 1)
+
+
+def _statement_rows(rows: int) -> int:
+    """The size class of a statement for ``rows`` rows (few distinct SQL texts; NOP pads)."""
+    if rows <= 8:
+        return rows
+    step = 8 if rows <= 64 else 64
+    return -(-rows // step) * step
+
+
+@lru_cache(maxsize=32)
 def _insert_sql(rows: int) -> str:
     one = "(" + ",".join("?" * _WIDTH) + ")"
-    return f"INSERT INTO temp.transitions({_COLUMNS}) VALUES " + ",".join([one] * rows)
+    return f"INSERT INTO temp.transitions({', '.join(_COLUMNS)}) VALUES " + ",".join([one] * rows)
+
+
+class StaleIds(Exception):
+    """The ids the batch took from the writer's memory are taken: run it again reading ids."""
 
 
 class Batch:
-    """The transition rows of one transaction, written in order on :meth:`flush`."""
+    """The transition rows of one transaction, written in order.
 
-    __slots__ = ("_next_attempt", "_next_event", "_rows", "conn")
+    ``ids`` is the writer's ``(next event id, next attempt id)`` from its last batch, or None
+    (then ids are read inside an explicit transaction). ``solo`` batches are handed the bare
+    connection and manage their own transaction; they may not buffer rows.
+    """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self._rows: list[tuple[Any, ...]] = []
-        self._next_event = self._next_attempt = 0
+    __slots__ = (
+        "_conn",
+        "_first_ids",
+        "_next_attempt",
+        "_next_event",
+        "_rows",
+        "_solo",
+        "_txn",
+    )
 
-    def _ids(self) -> None:
-        self._next_event, self._next_attempt = self.conn.execute(
-            "SELECT coalesce((SELECT max(id) FROM task_events), 0) + 1, "
-            "coalesce((SELECT max(id) FROM attempts), 0) + 1"
+    def __init__(
+        self, conn: sqlite3.Connection, ids: tuple[int, int] | None = None, *, solo: bool = False
+    ) -> None:
+        self._conn = conn
+        self._solo = solo
+        self._txn = False
+        self._rows: list[Any] = []  # flat: _WIDTH values per row
+        self._next_event, self._next_attempt = ids or (0, 0)
+        self._first_ids = ids
+
+    # -- the connection ----------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, inside the batch's transaction, with every buffered row written."""
+        if self._solo:
+            return self._conn
+        self._begin()
+        self.flush()
+        return self._conn
+
+    def unflushed(self) -> sqlite3.Connection:
+        """The connection inside the batch's transaction, the buffered rows not yet written:
+        for statements that do not depend on them (creating a task row)."""
+        if not self._solo:
+            self._begin()
+        return self._conn
+
+    def _begin(self) -> None:
+        """Turn the batch into an explicit transaction; verify ids already handed out."""
+        if self._txn:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._txn = True
+        if self._first_ids is None:
+            return
+        first_event, first_attempt = self._first_ids
+        if (first_event, first_attempt) == (self._next_event, self._next_attempt):
+            self._next_event = self._next_attempt = 0  # none handed out: read them afresh
+            return
+        max_event, max_attempt = self._max_ids()
+        if max_event >= first_event or max_attempt >= first_attempt:
+            raise StaleIds
+
+    def _max_ids(self) -> tuple[int, int]:
+        row = self._conn.execute(
+            "SELECT coalesce((SELECT max(id) FROM task_events), 0), "
+            "coalesce((SELECT max(id) FROM attempts), 0)"
         ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def _read_ids(self) -> None:
+        self._begin()
+        max_event, max_attempt = self._max_ids()
+        self._next_event, self._next_attempt = max_event + 1, max_attempt + 1
+
+    def next_ids(self) -> tuple[int, int] | None:
+        """The next free ids once this batch is committed, if known."""
+        if self._next_event and self._next_attempt:
+            return self._next_event, self._next_attempt
+        return None
+
+    # -- rows --------------------------------------------------------------------------------
 
     def _event_id(self) -> int:
         if not self._next_event:
-            self._ids()
+            self._read_ids()
         event_id = self._next_event
         self._next_event += 1
         return event_id
 
     def _attempt_id(self) -> int:
         if not self._next_attempt:
-            self._ids()
+            self._read_ids()
         attempt_id = self._next_attempt
         self._next_attempt += 1
         return attempt_id
@@ -149,7 +224,7 @@ class Batch:
     def event(self, ref: int, run_id: int | None, status: str, at: float, note: str | None) -> int:
         """A history entry only (e.g. a task created on the fly)."""
         event_id = self._event_id()
-        self._rows.append((EVENT, ref, run_id, status, at, note, event_id, *(None,) * (_WIDTH - 7)))
+        self._rows += (EVENT, ref, run_id, status, at, note, event_id, *_PAD[7:])
         return event_id
 
     def start(
@@ -165,9 +240,9 @@ class Batch:
     ) -> int:
         """Task goes ``status`` (in progress), with a history entry and a new attempt: its id."""
         event_id, attempt_id = self._event_id(), self._attempt_id()
-        self._rows.append(
-            (START, ref, run_id, status, at, note, event_id, attempt_id, agent, model, interface,
-             None, None, None, None, None, None, None)
+        self._rows += (
+            START, ref, run_id, status, at, note, event_id, attempt_id, agent, model, interface,
+            *_PAD[11:],
         )  # fmt: skip
         return attempt_id
 
@@ -182,9 +257,9 @@ class Batch:
     ) -> int:
         """Another attempt of a task in progress: its id."""
         attempt_id = self._attempt_id()
-        self._rows.append(
-            (ATTEMPT, ref, run_id, None, at, None, None, attempt_id, agent, model, interface,
-             None, None, None, None, None, None, None)
+        self._rows += (
+            ATTEMPT, ref, run_id, None, at, None, None, attempt_id, agent, model, interface,
+            *_PAD[11:],
         )  # fmt: skip
         return attempt_id
 
@@ -200,9 +275,10 @@ class Batch:
         cost: float | None,
         output: str | None,
     ) -> None:
-        self._rows.append(
-            (FINISH, None, None, None, at, None, None, attempt_id, None, None, None, status,
-             error, prompt_tokens, completion_tokens, latency_s, cost, output)
+        """An attempt ends (StateError at the write if it is not in flight)."""
+        self._rows += (
+            FINISH, None, None, None, at, None, None, attempt_id, None, None, None, status,
+            error, prompt_tokens, completion_tokens, latency_s, cost, output, None, None,
         )  # fmt: skip
 
     def finish_task(
@@ -216,31 +292,88 @@ class Batch:
         error: str | None,
         *,
         completed: bool,
+        attempt: tuple[Any, ...] | None = None,
     ) -> int:
-        """Task reaches ``status``; ``completed`` records a success (hash, sequence number)."""
+        """Task reaches ``status``; ``completed`` records a success (hash, sequence number).
+
+        ``attempt``, if given, ends that attempt in the same row: ``(attempt_id, status, error,
+        prompt_tokens, completion_tokens, latency_s, cost, output)``, as :meth:`finish_attempt`.
+        """
         event_id = self._event_id()
-        self._rows.append(
-            (COMPLETE if completed else OTHER, ref, run_id, status, at, note, event_id, None,
-             None, None, None, None, error, None, None, None, None, output)
-        )  # fmt: skip
+        if attempt is None:
+            self._rows += (
+                COMPLETE if completed else OTHER, ref, run_id, status, at, note, event_id,
+                *_PAD[7:18], error, output,
+            )  # fmt: skip
+        else:
+            self._rows += (
+                DONE_COMPLETE if completed else DONE_OTHER, ref, run_id, status, at, note,
+                event_id, attempt[0], None, None, None, *attempt[1:], error, output,
+            )  # fmt: skip
         return event_id
 
+    # -- writing -----------------------------------------------------------------------------
+
     def flush(self) -> None:
-        """Write the buffered rows, in order. Row ids are read afresh afterwards, so an
-        operation may insert rows itself between a flush and the next buffered row."""
+        """Write the buffered rows, in order, inside the batch's explicit transaction. Ids are
+        read afresh afterwards, so an operation may insert rows itself in between."""
+        if self._solo:
+            if self._rows:
+                raise StateError("a solo operation buffered transition rows")
+            return
+        if not self._rows:
+            return
+        self._begin()
         rows, self._rows = self._rows, []
+        self._write(rows)
         self._next_event = self._next_attempt = 0
-        i = 0
-        while i < len(rows):
-            n = min(_CHUNK, 1 << ((len(rows) - i).bit_length() - 1))
-            chunk = rows[i : i + n]
+        self._first_ids = None
+
+    def commit(self) -> None:
+        """Make the batch durable: one autocommit statement when possible, else ``COMMIT``."""
+        if self._solo:
+            self.flush()
+            return
+        if not self._txn and len(self._rows) <= _MAX_ROWS * _WIDTH:
+            rows, self._rows = self._rows, []
+            if rows:
+                try:
+                    self._write(rows)
+                except sqlite3.IntegrityError as e:
+                    if str(e).startswith("UNIQUE constraint failed"):
+                        raise StaleIds from e
+                    raise
+            return
+        if self._rows:
+            self._begin()
+            next_ids = self.next_ids()
+            self.flush()
+            if next_ids is not None:  # still known: nothing but our rows was written since
+                self._next_event, self._next_attempt = next_ids
+        if self._txn:
+            self._conn.execute("COMMIT")
+            self._txn = False
+
+    def _write(self, flat: list[Any]) -> None:
+        total = len(flat) // _WIDTH
+        done = 0
+        while done < total:
+            n = min(total - done, _MAX_ROWS)
+            size = _statement_rows(n)
+            values = flat[done * _WIDTH : (done + n) * _WIDTH]
+            if size > n:
+                values += _PAD * (size - n)
             try:
-                self.conn.execute(_insert_sql(n), [v for row in chunk for v in row])
+                self._conn.execute(_insert_sql(size), values)
             except sqlite3.IntegrityError as e:
-                finishing = [r[7] for r in chunk if r[0] == FINISH]
+                finishing = [
+                    values[i * _WIDTH + _ATTEMPT_ID]
+                    for i in range(n)
+                    if values[i * _WIDTH] in _FINISHING
+                ]
                 if "attempt not in flight" in str(e) and len(finishing) == 1:
                     raise StateError(
                         f"attempt {finishing[0]} is not in flight (unknown or finished)"
                     ) from e
                 raise
-            i += n
+            done += n

@@ -42,7 +42,7 @@ from typing import Any
 
 from ...errors import StateError
 from .bulk import Batch
-from .lock import RunLock
+from .lock import AnyLock
 from .ops import ensure_project
 from .scrub import Scrubber
 
@@ -155,7 +155,7 @@ def _check_metrics(path: Path, tasks: dict[str, dict[str, Any]], metrics: dict[s
 
 
 def import_op(
-    state: LegacyState, project: str, scrubber: Scrubber, lock: RunLock
+    state: LegacyState, project: str, scrubber: Scrubber, lock: AnyLock
 ) -> Callable[[Batch], ImportReport]:
     """The solo writer operation that imports ``state`` as ``project`` (see module doc)."""
 

@@ -8,6 +8,9 @@ risk of mistaking a recycled PID for the holder. A lock whose holder died is the
 free, and the next run takes it over (logging whose it was). The holder writes its PID, host,
 run id and start time into the file, so that a refused run can say who holds the lock.
 
+An in-memory store (``StateStore.open(":memory:")``) is private to its process, so its runs are
+excluded by a :class:`LocalLock` instead: the same interface, held in the store's memory.
+
 Limits, stated plainly: ``flock`` is per host (on NFS it may not exclude another machine, where
 SQLite itself is not safe either), and a child made by ``fork()`` without ``exec`` would inherit
 the lock; coditect starts subprocesses with ``exec`` and the descriptor is not inheritable.
@@ -29,7 +32,7 @@ from pathlib import Path
 
 from ...errors import RunLockedError, StateError
 
-__all__ = ["LockHolder", "RunLock", "lock_path_for", "pid_alive"]
+__all__ = ["AnyLock", "LocalLock", "LockHolder", "RunLock", "lock_path_for", "pid_alive"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +174,49 @@ class RunLock:
                 return holder
             time.sleep(0.01)
         return None
+
+
+class LocalLock:
+    """:class:`RunLock`'s interface for a store no other process can see: ``held`` is the
+    store's set of projects with a live run (shared by every lock of that store)."""
+
+    def __init__(self, held: dict[str, LockHolder], project: str) -> None:
+        self._held = held
+        self.project = project
+        self._mine = False
+
+    @property
+    def held(self) -> bool:
+        return self._mine
+
+    def acquire(self, run_id: int | None = None) -> LockHolder | None:
+        holder = self._held.get(self.project)
+        if holder is not None:
+            raise RunLockedError(
+                f"project {self.project!r} is being run by {holder.describe()} (in memory)"
+            )
+        self._held[self.project] = LockHolder(
+            os.getpid(), socket.gethostname(), run_id, time.time()
+        )
+        self._mine = True
+        return None
+
+    def set_run(self, run_id: int) -> None:
+        if self._mine:
+            self._held[self.project] = LockHolder(
+                os.getpid(), socket.gethostname(), run_id, time.time()
+            )
+
+    def release(self) -> None:
+        if self._mine:
+            self._mine = False
+            self._held.pop(self.project, None)
+
+    def holder(self) -> LockHolder | None:
+        return self._held.get(self.project)
+
+
+AnyLock = RunLock | LocalLock
 
 
 def _read_all(fd: int) -> bytes:

@@ -1,8 +1,8 @@
 """The state store's write operations: each builds a function of a :class:`~.bulk.Batch` that
 the writer thread runs inside a transaction (:mod:`.writer`).
 
-Transitions append rows to the batch (written a few statements per batch); anything else
-flushes the batch and uses its connection.
+Transitions append rows to the batch (written in one statement per batch); anything else uses
+the batch's connection (:attr:`~.bulk.Batch.conn`: in its transaction, earlier rows written).
 
 Every text value passes through the :class:`~.scrub.Scrubber` here, in the writer thread, so the
 scrub costs the event loop nothing. Operations touch only the database, except the *solo* ones
@@ -24,7 +24,7 @@ from typing import Any
 from ...errors import RunLockedError, StateError
 from ..task import TaskStatus
 from .bulk import Batch
-from .lock import RunLock
+from .lock import AnyLock
 from .records import AttemptOutcome, AttemptStatus, Recovery, RunInfo, project_id
 from .scrub import Scrubber
 
@@ -121,7 +121,7 @@ class ActiveRun:
     run_id: int
     project: str
     project_id: int
-    lock: RunLock
+    lock: AnyLock
     refs: dict[str, int] = field(default_factory=dict)
 
 
@@ -151,7 +151,7 @@ class Ops:
         """The row id of ``task_id``, creating a ``pending`` row for a task never defined."""
         ref = run.refs.get(task_id)
         if ref is None:
-            cur = batch.conn.execute(
+            cur = batch.unflushed().execute(
                 "INSERT INTO tasks(project_id, task_id, status, updated_at) VALUES (?, ?, ?, ?)",
                 (run.project_id, task_id, _PENDING, now),
             )
@@ -161,7 +161,7 @@ class Ops:
 
     # -- runs (solo) -------------------------------------------------------------------------
 
-    def recover(self, lock_for: Callable[[str], RunLock]) -> Op:
+    def recover(self, lock_for: Callable[[str], AnyLock]) -> Op:
         """Mark what dead runs left in flight, for every project whose run lock is free (a
         project with a live run is left alone: its attempts really are in flight)."""
 
@@ -204,7 +204,7 @@ class Ops:
         project: str,
         options: dict[str, Any],
         restart: bool,
-        lock: RunLock,
+        lock: AnyLock,
         pid: int,
         host: str,
         now: float,
@@ -279,12 +279,10 @@ class Ops:
         def op(batch: Batch) -> None:
             run = self._run(run_id)
             s = self._scrub.text
-            batch.flush()
             rows = [
                 (s(digest), self._ref(batch, run, s(tid) or "", now))
                 for tid, digest in hashes.items()
             ]
-            batch.flush()
             batch.conn.executemany("UPDATE tasks SET content_hash = ? WHERE id = ?", rows)
 
         return op
@@ -361,11 +359,17 @@ class Ops:
             run = self._run(run_id)
             s = self._scrub.text
             ref = self._ref(batch, run, s(task_id) or "", now)
-            if attempt is not None and attempt_id is not None and attempt_status is not None:
-                self._finish_attempt(batch, attempt_id, attempt_status, attempt, now)
+            text, ended = s(output), None
+            if attempt is not None and attempt_status is not None:
+                o = attempt
+                ended = (
+                    attempt_id, attempt_status.value, s(o.error), o.prompt_tokens,
+                    o.completion_tokens, o.latency_s, o.cost,
+                    text if o.output is output else s(o.output),
+                )  # fmt: skip
             batch.finish_task(
-                ref, run_id, status.value, now, s(note), s(output), None if completed else s(error),
-                completed=completed,
+                ref, run_id, status.value, now, s(note), text, None if completed else s(error),
+                completed=completed, attempt=ended,
             )  # fmt: skip
 
         return op

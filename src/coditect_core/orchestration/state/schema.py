@@ -31,10 +31,12 @@ from ...errors import StateError
 
 __all__ = [
     "APPLICATION_ID",
+    "MEMORY",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "Migration",
     "open_database",
+    "open_memory_database",
     "read_header",
 ]
 
@@ -44,6 +46,9 @@ logger = logging.getLogger(__name__)
 APPLICATION_ID = int.from_bytes(b"CoDT", "big")
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+#: The path that asks for a database in memory (as with :func:`sqlite3.connect`).
+MEMORY = ":memory:"
 
 Migration = tuple[int, str, str]
 """``(number, name, SQL script)``."""
@@ -221,6 +226,19 @@ def open_database(
     except BaseException:
         _abandon(conn, absent)
         raise
+
+
+def open_memory_database(*, migrations: tuple[Migration, ...] = MIGRATIONS) -> sqlite3.Connection:
+    """A new private database in memory, with the latest schema: the same tables, the same
+    SQL, no file. Only the returned connection sees it (readers go through it too)."""
+    conn = _connect(MEMORY, 0.0)
+    try:
+        _migrate(conn, Path(MEMORY), migrations)
+        conn.execute("PRAGMA foreign_keys=ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _abandon(conn: sqlite3.Connection | None, created: list[Path]) -> None:

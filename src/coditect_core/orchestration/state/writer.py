@@ -9,6 +9,10 @@ before the call goes out"; "committed before any dependent starts"), while concu
 share a commit instead of paying one each. If an operation fails, the batch is rolled back and
 its operations are re-run one transaction each, so that one bad write fails alone.
 
+The thread remembers the next free row ids after each batch, so that the next batch of plain
+transitions is a single autocommit statement (:mod:`.bulk`); if another connection took those
+ids meanwhile, the batch is run again inside ``BEGIN IMMEDIATE`` with ids read afresh.
+
 An operation marked *solo* runs alone and manages its own transaction (it may have effects
 outside the database, like taking a lock, that must not be replayed).
 
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import StateError
-from .bulk import Batch
+from .bulk import Batch, StaleIds
 
 __all__ = ["MAX_BATCH", "Operation", "Writer"]
 
@@ -71,14 +75,16 @@ class Writer:
         self._on_rollback = on_rollback
         self._queue: queue.SimpleQueue[_Item | list[_Item] | object] = queue.SimpleQueue()
         self._pending: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+        self._ids: tuple[int, int] | None = None  # next free ids, if known (see .bulk)
         self._closed = False
         self._thread = threading.Thread(
             target=self._run, name=f"coditect-state-writer:{path.name}", daemon=True
         )
         self._thread.start()
 
-    async def call(self, op: Operation, *, solo: bool = False) -> Any:
-        """Run ``op`` in the writer thread; return its result once it is committed."""
+    def submit(self, op: Operation, *, solo: bool = False) -> asyncio.Future[Any]:
+        """Queue ``op`` for the writer thread; the future (of the running loop) is settled with
+        its result once it is committed."""
         if self._closed:
             raise StateError(f"{self._path}: the state store is closed")
         loop = asyncio.get_running_loop()
@@ -88,7 +94,11 @@ class Writer:
             items = self._pending[loop] = []
             loop.call_soon(self._hand_over, loop)
         items.append(_Item(op, solo, loop, future))
-        return await future
+        return future
+
+    async def call(self, op: Operation, *, solo: bool = False) -> Any:
+        """Run ``op`` in the writer thread; return its result once it is committed."""
+        return await self.submit(op, solo=solo)
 
     def call_sync(self, op: Operation, *, solo: bool = False) -> Any:
         """:meth:`call` for synchronous code (never from inside a running event loop's thread
@@ -160,42 +170,51 @@ class Writer:
         return True
 
     def _run_solo(self, item: _Item) -> list[tuple[bool, Any]]:
+        self._ids = None  # it may insert rows itself
         try:
-            return [(True, item.op(Batch(self._conn)))]
+            rows = Batch(self._conn, solo=True)
+            result = item.op(rows)
+            rows.commit()
+            return [(True, result)]
         except BaseException as e:
             if self._conn.in_transaction:
                 self._rollback()
             return [(False, self._wrap(e))]
 
     def _run_batch(self, batch: list[_Item]) -> list[tuple[bool, Any]]:
-        conn = self._conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            rows = Batch(conn)
-            results = [item.op(rows) for item in batch]
-            rows.flush()
-            conn.execute("COMMIT")
-            return [(True, r) for r in results]
-        except BaseException as e:
+            return self._commit(batch, self._ids)
+        except StaleIds:  # another process wrote meanwhile: read the ids this time
             self._rollback()
-            if len(batch) == 1:
-                return [(False, self._wrap(e))]
+            try:
+                return self._commit(batch, None)
+            except BaseException as e:
+                error: BaseException = e
+        except BaseException as e:
+            error = e
+        self._rollback()
+        if len(batch) == 1:
+            return [(False, self._wrap(error))]
         # One failed: replay each alone so that the others still commit.
         outcomes: list[tuple[bool, Any]] = []
         for item in batch:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                rows = Batch(conn)
-                result = item.op(rows)
-                rows.flush()
-                conn.execute("COMMIT")
-                outcomes.append((True, result))
+                outcomes += self._commit([item], None)
             except BaseException as e:
                 self._rollback()
                 outcomes.append((False, self._wrap(e)))
         return outcomes
 
+    def _commit(self, items: list[_Item], ids: tuple[int, int] | None) -> list[tuple[bool, Any]]:
+        """Run ``items`` in one batch and commit it; remember the next free ids."""
+        rows = Batch(self._conn, ids)
+        results = [item.op(rows) for item in items]
+        rows.commit()
+        self._ids = rows.next_ids()
+        return [(True, r) for r in results]
+
     def _rollback(self) -> None:
+        self._ids = None
         conn = self._conn
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
