@@ -12,9 +12,10 @@ project sends no telemetry of its own, ever. Needs the ``[otel]`` extra (``opent
     orchestrator.add_observer(telemetry.TelemetryObserver())  # a span per run and per task
 
 The tree is ``run {project}`` > ``task {id}`` > ``chat {model}`` (one per call of
-:meth:`BaseLlm.generate_async` or stream; a fallback's call is a second one under the same
-task). LLM spans carry ``gen_ai.operation.name``, ``gen_ai.system`` (and its newer name
-``gen_ai.provider.name``), ``gen_ai.request.model``, ``gen_ai.response.model``,
+:meth:`BaseLlm.generate_async` or stream; a retry's or a fallback's call is another one under
+the same task, whose span also gets a ``coditect.attempt_started`` event when the orchestrator
+reports a further attempt). LLM spans carry ``gen_ai.operation.name``, ``gen_ai.system`` (and
+its newer name ``gen_ai.provider.name``), ``gen_ai.request.model``, ``gen_ai.response.model``,
 ``gen_ai.usage.input_tokens``, ``gen_ai.usage.output_tokens``, ``gen_ai.response.finish_reasons``
 and, on failure, ``error.type`` with an ERROR status; each failed try (retried or not) is a
 ``coditect.llm.attempt_failed`` event. Prompts and outputs (messages, task text) are recorded
@@ -303,7 +304,7 @@ class TelemetryObserver(OrchestratorObserver):
     A task's span is the current span while its call runs (it is attached in the task's own
     asyncio task), so the LLM spans of :func:`instrument` nest under it. A task blocked by a
     failed dependency never runs: it is an event on the run span. ``run_id`` (the store's) is
-    added to the run span when given.
+    added to the run span when given. Use one observer per orchestrator.
     """
 
     def __init__(
@@ -373,6 +374,29 @@ class TelemetryObserver(OrchestratorObserver):
         # Current in this asyncio task until the attempt ends: the LLM spans nest under it.
         token = otel_context.attach(trace.set_span_in_context(span))
         self._tasks[(owner or 0, task.task_id)] = (span, token)
+
+    async def attempt_started(
+        self,
+        task: AgentTask,
+        ended: ExecutionResult,
+        *,
+        agent: str,
+        model: str | None,
+        interface: str | None,
+    ) -> None:
+        """A further attempt of a running task (a retry, or a fallback): an event on its span."""
+        entry = self._tasks.get((self._owner.get(task.task_id) or 0, task.task_id))
+        if entry is None:
+            return
+        attributes: dict[str, Any] = {
+            "gen_ai.agent.name": agent,
+            "coditect.attempt.kind": "retry" if agent == ended.agent else "fallback",
+            "coditect.attempt.previous_agent": ended.agent or "",
+            "coditect.attempt.previous_status": ended.status.value,
+        }
+        if model:
+            attributes["gen_ai.request.model"] = model
+        entry[0].add_event("coditect.attempt_started", attributes)
 
     async def attempt_finished(
         self,

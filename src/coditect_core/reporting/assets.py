@@ -63,6 +63,7 @@ svg .node text{fill:#fff;font-weight:600;pointer-events:none}
 svg .node.st-pending text{fill:#374151}
 svg .node .tries{text-anchor:end;font-weight:400;opacity:.9}
 svg .edge{fill:none;stroke:#9aa5b1;stroke-width:1;opacity:.55}
+svg.many .edge{opacity:.22}
 svg .edge.bad{stroke:#e0a1a1;stroke-dasharray:3 2}
 svg.focus .edge{opacity:.08}svg.focus .node{opacity:.35}
 svg.focus .edge.hl{opacity:1;stroke:var(--accent);stroke-width:2}
