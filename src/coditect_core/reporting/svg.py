@@ -123,7 +123,8 @@ def graph_svg(report: ReportData, *, max_rows: int = 30) -> str:
             f"</text>{tries if n > 1 else ''}</a>"
         )
     return (
-        f'<svg id="graph-svg" class="graph{" many" if len(edges) > 300 else ""}" xmlns="http://www.w3.org/2000/svg" '
+        f'<svg id="graph-svg" class="graph{" many" if len(edges) > 300 else ""}" '
+        f'xmlns="http://www.w3.org/2000/svg" '
         f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
         f'role="img" aria-label="task graph">{"".join(heads)}<g class="edges">'
         f'{"".join(edges)}</g><g class="nodes">{"".join(parts)}</g></svg>'
