@@ -58,6 +58,21 @@ def fake_project(
     return path
 
 
+def snapshot(db: Path, project: str) -> Any:
+    """The store's snapshot of ``project``, or None while the database is missing or still
+    being created by the first run (a reader may catch it between file and schema)."""
+    from coditect_core.errors import StateError
+    from coditect_core.orchestration.store import StateStore
+
+    if not db.exists():
+        return None
+    try:
+        with StateStore.open(db, readonly=True) as store:
+            return store.snapshot(project)
+    except StateError:
+        return None
+
+
 def coditect_argv() -> list[str]:
     """The installed console script, else ``python -m coditect_core.cli.main``."""
     script = Path(sys.executable).with_name("coditect")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_projects import QUICKSTART_GRAPH, coditect_argv, env, fake_project, run_cli
+from cli_projects import QUICKSTART_GRAPH, coditect_argv, env, fake_project, run_cli, snapshot
 from coditect_core.orchestration.store import StateStore
 
 pytestmark = pytest.mark.timeout(120)
@@ -89,11 +89,9 @@ def test_task_for_a_person_exits_3_until_completed_by_hand(tmp_path: Path) -> No
 
 def _wait_for_completed(db: Path, project: str, at_least: int, deadline: float) -> None:
     while time.monotonic() < deadline:
-        if db.exists():
-            with StateStore.open(db, readonly=True) as store:
-                counts = store.snapshot(project).counts
-            if counts.get("completed", 0) >= at_least:
-                return
+        snap = snapshot(db, project)
+        if snap is not None and snap.counts.get("completed", 0) >= at_least:
+            return
         time.sleep(0.05)
     raise AssertionError(f"fewer than {at_least} tasks completed in time")
 

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli_projects import QUICKSTART_GRAPH, coditect_argv, env, fake_project, run_cli, run_json
+from cli_projects import (
+    QUICKSTART_GRAPH,
+    coditect_argv,
+    env,
+    fake_project,
+    run_cli,
+    run_json,
+    snapshot,
+)
 from coditect_core.cli.main import app
 from coditect_core.orchestration.store import StateStore
 
@@ -141,7 +149,7 @@ def test_next_sees_a_changed_definition(ran: Path) -> None:
 
 
 def test_status_from_another_process_while_a_run_writes(tmp_path: Path) -> None:
-    project = fake_project(tmp_path, latency=0.3, name="watched")
+    project = fake_project(tmp_path, latency=1.0, name="watched")
     child = subprocess.Popen(
         [*coditect_argv(), "run", str(project), "--json"],
         stdout=subprocess.PIPE,
@@ -188,10 +196,9 @@ def test_status_after_a_killed_run_marks_nothing(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if db.exists():
-                with StateStore.open(db, readonly=True) as store:
-                    if store.snapshot("killed").in_flight:
-                        break
+            snap = snapshot(db, "killed")
+            if snap is not None and snap.in_flight:
+                break
             time.sleep(0.05)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
@@ -200,16 +207,26 @@ def test_status_after_a_killed_run_marks_nothing(tmp_path: Path) -> None:
             child.kill()
             child.wait()
     before = db.read_bytes(), db.with_name("state.db-wal").read_bytes()
-    for _ in range(2):
-        data = run_json("status", project)
-        assert data["running"] is False
-        assert data["last_run"]["status"] == "running"
-        assert [a["task_id"] for a in data["in_flight"]] == ["STEP-4.1"]
-        plain = run_cli("status", project)
-        assert "its process is gone" in plain.stdout
-        for command in (("tasks",), ("next",), ("show", "STEP-4.1")):
-            assert run_cli(*command[:1], project, *command[1:]).returncode == 0
+    data = run_json("status", project)
+    assert data["running"] is False
+    assert data["last_run"]["status"] == "running"
+    assert [a["task_id"] for a in data["in_flight"]] == ["STEP-4.1"]
+    plain = run_cli("status", project)
+    assert "its process is gone" in plain.stdout
+    for command in (("tasks",), ("next",), ("show", "STEP-4.1")):
+        assert run_cli(*command[:1], project, *command[1:]).returncode == 0
+    assert run_json("status", project)["last_run"]["status"] == "running"  # still
     # Nothing was written: the attempt is still recorded in flight, the files unchanged.
     assert (db.read_bytes(), db.with_name("state.db-wal").read_bytes()) == before
     with StateStore.open(db, readonly=True) as store:
         assert [a.status for a in store.attempts("killed")] == ["running"]
+
+
+def test_an_unusable_state_file_is_bad_input(tmp_path: Path) -> None:
+    project = fake_project(tmp_path)
+    (tmp_path / ".coditect").mkdir()
+    (tmp_path / ".coditect" / "state.db").write_bytes(b"not a database at all, " * 100)
+    result = runner.invoke(app, ["status", str(project)])
+    assert result.exit_code == 2
+    assert str(tmp_path / ".coditect" / "state.db") in result.stderr
+    assert (tmp_path / ".coditect" / "state.db").read_bytes().startswith(b"not a database")

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import StateError
 from .orchestration.executor import TaskExecutor
 from .orchestration.prompts import UpstreamOutput, build_messages
 from .orchestration.state.observer import agent_task_hash
@@ -34,6 +35,7 @@ from .project_file import Project, ProjectFile, read_project_file
 
 if TYPE_CHECKING:
     from .orchestration.state.lock import LockHolder
+    from .reporting.build import StoreContents
 
 __all__ = [
     "CANCELLED_BY_HAND",
@@ -304,6 +306,25 @@ def _plan(
     return plan, ready
 
 
+def _read(db: Path, project: str, *, tries: int = 6) -> tuple[StoreContents, LockHolder | None]:
+    """Everything the store holds on ``project``, and the live holder of its run lock.
+
+    A database that the first run is creating this very moment reads as unusable (no schema
+    yet) for a few milliseconds: a failed open is tried again for about a second."""
+    from .orchestration.store import StateStore
+    from .reporting.build import read_store
+
+    for attempt in range(tries):
+        try:
+            with StateStore.open(db, readonly=True) as store:
+                return read_store(store, project), store.lock_holder(project)
+        except StateError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
 def load_view(
     path: str | os.PathLike[str], *, state: str | os.PathLike[str] | None = None
 ) -> ProjectView:
@@ -312,8 +333,6 @@ def load_view(
 
     Raises :class:`ProjectFileError` for a bad file, :class:`StateError` for an unusable store.
     """
-    from .orchestration.store import StateStore
-    from .reporting.build import read_store
     from .session import state_path_for
 
     project_file = read_project_file(path)
@@ -327,9 +346,7 @@ def load_view(
     runs: list[RunRecord] = []
     exists = db.exists()
     if exists:
-        with StateStore.open(db, readonly=True) as store:
-            contents = read_store(store, name)
-            holder = store.lock_holder(name)
+        contents, holder = _read(db, name)
         runs = contents.runs
         records = {r.task_id: r for r in contents.tasks}
         for a in contents.attempts:
