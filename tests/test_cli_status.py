@@ -104,6 +104,10 @@ def test_tasks_lists_file_order_and_filters(ran: Path) -> None:
 
 def test_show_prints_prompt_output_and_attempts(ran: Path) -> None:
     data = invoke("show", ran, "STEP-4.2")
+    assert set(data) == TASK_KEYS | {
+        "description", "dependents", "reason", "messages", "prompt", "output", "attempts",
+        "history",
+    }  # fmt: skip
     assert data["status"] == "completed"
     assert data["prompt"].startswith("# Task STEP-4.2: Step 4.2 of the plan")
     # The recorded output of its dependency is in its prompt, as the run passed it.
@@ -136,7 +140,9 @@ def test_next_lists_ready_tasks_after_each_run(tmp_path: Path) -> None:
     assert [t["task_id"] for t in ready] == ["STEP-4.4", "STEP-4.5", "STEP-4.6"]
     assert ready[0]["reason"] == "not succeeded yet"
     runner.invoke(app, ["run", str(project)])
-    assert invoke("next", project)["ready"] == []
+    data = invoke("next", project)
+    assert set(data) == {"project", "ready", "awaiting_human", "held", "running"}
+    assert data["ready"] == []
     plain = runner.invoke(app, ["next", str(project)])
     assert "every task is completed" in plain.stdout
 
