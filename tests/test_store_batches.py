@@ -52,13 +52,24 @@ def _check(store: StateStore, project: str, ids: dict[str, int]) -> None:
     assert {t: a.attempt_id for t, a in attempts.items()} == ids
     assert {a.status for a in attempts.values()} == {"succeeded"}
     assert {a.output for a in attempts.values()} == {"done"}
+    # NULLs are written as NULL (the rows bind placeholders for them, see state.bulk).
+    assert {(a.error, a.cost, a.latency_s, a.interface) for a in attempts.values()} == {
+        (None, None, None, None)
+    }
+    assert {(a.prompt_tokens, a.completion_tokens, a.agent) for a in attempts.values()} == {
+        (3, 4, "a")
+    }
     snapshot = store.snapshot(project)
     assert snapshot.counts == {"completed": len(ids)}
     succeeded = store.succeeded_tasks(project)
     assert {t: r.content_hash for t, r in succeeded.items()} == {t: f"h-{t}" for t in ids}
     for tid in ids:
-        statuses = [e.status for e in store.task_history(project, tid)]
-        assert statuses[-2:] == ["in_progress", "completed"]
+        history = store.task_history(project, tid)
+        assert [(e.status, e.note) for e in history[-2:]] == [
+            ("in_progress", None),
+            ("completed", None),
+        ]
+    assert {(t.error, t.output) for t in snapshot.tasks} == {(None, "done")}
 
 
 async def test_two_writers_on_one_file_keep_ids_apart(tmp_path: Path) -> None:

@@ -37,7 +37,11 @@ from ...errors import StateError
 
 __all__ = ["Batch", "StaleIds", "install"]
 
-# kind: what a row does. Columns not used by a kind are NULL. NOP rows pad a statement.
+# kind: what a row does. No column is ever NULL: the sqlite3 module binds None several times
+# slower than an int or a str (None takes its slow adaptation path, with two failed attribute
+# lookups). Columns a kind does not use hold 0; NULL is written as 0 in a text column and as ''
+# in a number column (a value those columns never hold otherwise), and the triggers read them
+# back with nullif(). NOP rows (all 0) pad a statement to its size class.
 NOP, START, ATTEMPT, FINISH, COMPLETE, OTHER, EVENT, DONE_COMPLETE, DONE_OTHER = range(9)
 _FINISHING = (FINISH, DONE_COMPLETE, DONE_OTHER)
 # a_*: the attempt's values; error/output: the task's.
@@ -46,34 +50,72 @@ _COLUMNS = (
     "interface", "a_status", "a_error", "prompt_tokens", "completion_tokens", "latency_s", "cost",
     "a_output", "error", "output",
 )  # fmt: skip
+_TEXT = ("note", "agent", "model", "interface", "a_error", "a_output", "error", "output")
+_NUMBER = ("run_id", "prompt_tokens", "completion_tokens", "latency_s", "cost")
 _WIDTH = len(_COLUMNS)
 _ATTEMPT_ID = _COLUMNS.index("attempt_id")
 _MAX_ROWS = 512  # rows per statement at most (x 20 parameters, well under SQLite's limit)
 
+
+def _t(value: str | None) -> str | int:
+    """A text value as bound (NULL as 0)."""
+    return 0 if value is None else value
+
+
+def _n(value: float | None) -> float | str:
+    """A number as bound (NULL as '')."""
+    return "" if value is None else value
+
+
+def _ended(
+    error: str | None,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    latency_s: float | None,
+    cost: float | None,
+    output: str | None,
+) -> tuple[Any, ...]:
+    """An attempt's end as bound: a_error .. a_output."""
+    return (
+        _t(error),
+        _n(prompt_tokens),
+        _n(completion_tokens),
+        _n(latency_s),
+        _n(cost),
+        _t(output),
+    )
+
+
+# {name}: how a trigger reads column ``name`` (NULL restored).
+_READ = {
+    **{c: f"new.{c}" for c in _COLUMNS},
+    **{c: f"nullif(new.{c}, 0)" for c in _TEXT},
+    **{c: f"nullif(new.{c}, '')" for c in _NUMBER},
+}
+
 _EVENT = """
     INSERT INTO task_events(id, task_ref, run_id, status, at, note)
-        VALUES (new.event_id, new.ref, new.run_id, new.status, new.at, new.note);"""
+        VALUES ({event_id}, {ref}, {run_id}, {status}, {at}, {note});"""
 _NEW_ATTEMPT = """
     INSERT INTO attempts(id, run_id, task_ref, agent, model, interface, started_at, status)
-        VALUES (new.attempt_id, new.run_id, new.ref, new.agent, new.model, new.interface,
-                new.at, 'running');"""
+        VALUES ({attempt_id}, {run_id}, {ref}, {agent}, {model}, {interface}, {at}, 'running');"""
 _END_ATTEMPT = """
-    UPDATE attempts SET status = new.a_status, finished_at = new.at, error = new.a_error,
-        prompt_tokens = new.prompt_tokens, completion_tokens = new.completion_tokens,
-        latency_s = new.latency_s, cost = new.cost, output = new.a_output
-        WHERE id = new.attempt_id AND status = 'running';
+    UPDATE attempts SET status = {a_status}, finished_at = {at}, error = {a_error},
+        prompt_tokens = {prompt_tokens}, completion_tokens = {completion_tokens},
+        latency_s = {latency_s}, cost = {cost}, output = {a_output}
+        WHERE id = {attempt_id} AND status = 'running';
     SELECT RAISE(ABORT, 'attempt not in flight') WHERE changes() = 0;"""
 _STARTED = """
-    UPDATE tasks SET status = new.status, updated_at = new.at, error = NULL,
-        succeeded_hash = NULL, success_seq = NULL WHERE id = new.ref;"""
+    UPDATE tasks SET status = {status}, updated_at = {at}, error = NULL,
+        succeeded_hash = NULL, success_seq = NULL WHERE id = {ref};"""
 _COMPLETED = """
-    UPDATE tasks SET status = new.status, updated_at = new.at, output = new.output,
-        error = NULL, succeeded_hash = content_hash, success_seq = new.event_id
-        WHERE id = new.ref;"""
+    UPDATE tasks SET status = {status}, updated_at = {at}, output = {output},
+        error = NULL, succeeded_hash = content_hash, success_seq = {event_id}
+        WHERE id = {ref};"""
 _OTHER = """
-    UPDATE tasks SET status = new.status, updated_at = new.at,
-        output = coalesce(new.output, output), error = new.error, succeeded_hash = NULL,
-        success_seq = NULL WHERE id = new.ref;"""
+    UPDATE tasks SET status = {status}, updated_at = {at},
+        output = coalesce({output}, output), error = {error}, succeeded_hash = NULL,
+        success_seq = NULL WHERE id = {ref};"""
 
 _BODIES = {
     NOP: "",
@@ -92,7 +134,7 @@ _SCHEMA = [
     f"CREATE TEMP TABLE IF NOT EXISTS transitions ({', '.join(_COLUMNS)})",
     *(
         f"CREATE TEMP TRIGGER IF NOT EXISTS transition_{kind} BEFORE INSERT ON transitions\n"
-        f"WHEN new.kind = {kind} BEGIN{body}\n    SELECT RAISE(IGNORE);\nEND"
+        f"WHEN new.kind = {kind} BEGIN{body.format_map(_READ)}\n    SELECT RAISE(IGNORE);\nEND"
         for kind, body in _BODIES.items()
     ),
 ]
@@ -104,7 +146,7 @@ def install(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-_PAD = (NOP,) + (None,) * (_WIDTH - 1)
+_PAD = (NOP,) + (0,) * (_WIDTH - 1)
 
 
 def _statement_rows(rows: int) -> int:
@@ -224,7 +266,7 @@ class Batch:
     def event(self, ref: int, run_id: int | None, status: str, at: float, note: str | None) -> int:
         """A history entry only (e.g. a task created on the fly)."""
         event_id = self._event_id()
-        self._rows += (EVENT, ref, run_id, status, at, note, event_id, *_PAD[7:])
+        self._rows += (EVENT, ref, _n(run_id), status, at, _t(note), event_id, *_PAD[7:])
         return event_id
 
     def start(
@@ -241,8 +283,8 @@ class Batch:
         """Task goes ``status`` (in progress), with a history entry and a new attempt: its id."""
         event_id, attempt_id = self._event_id(), self._attempt_id()
         self._rows += (
-            START, ref, run_id, status, at, note, event_id, attempt_id, agent, model, interface,
-            *_PAD[11:],
+            START, ref, run_id, status, at, _t(note), event_id, attempt_id, _t(agent), _t(model),
+            _t(interface), *_PAD[11:],
         )  # fmt: skip
         return attempt_id
 
@@ -258,7 +300,7 @@ class Batch:
         """Another attempt of a task in progress: its id."""
         attempt_id = self._attempt_id()
         self._rows += (
-            ATTEMPT, ref, run_id, None, at, None, None, attempt_id, agent, model, interface,
+            ATTEMPT, ref, run_id, 0, at, 0, 0, attempt_id, _t(agent), _t(model), _t(interface),
             *_PAD[11:],
         )  # fmt: skip
         return attempt_id
@@ -277,8 +319,8 @@ class Batch:
     ) -> None:
         """An attempt ends (StateError at the write if it is not in flight)."""
         self._rows += (
-            FINISH, None, None, None, at, None, None, attempt_id, None, None, None, status,
-            error, prompt_tokens, completion_tokens, latency_s, cost, output, None, None,
+            FINISH, 0, 0, 0, at, 0, 0, attempt_id, 0, 0, 0, status,
+            *_ended(error, prompt_tokens, completion_tokens, latency_s, cost, output), 0, 0,
         )  # fmt: skip
 
     def finish_task(
@@ -302,13 +344,14 @@ class Batch:
         event_id = self._event_id()
         if attempt is None:
             self._rows += (
-                COMPLETE if completed else OTHER, ref, run_id, status, at, note, event_id,
-                *_PAD[7:18], error, output,
+                COMPLETE if completed else OTHER, ref, run_id, status, at, _t(note), event_id,
+                *_PAD[7:18], _t(error), _t(output),
             )  # fmt: skip
         else:
             self._rows += (
-                DONE_COMPLETE if completed else DONE_OTHER, ref, run_id, status, at, note,
-                event_id, attempt[0], None, None, None, *attempt[1:], error, output,
+                DONE_COMPLETE if completed else DONE_OTHER, ref, run_id, status, at, _t(note),
+                event_id, attempt[0], 0, 0, 0, attempt[1], *_ended(*attempt[2:]), _t(error),
+                _t(output),
             )  # fmt: skip
         return event_id
 
