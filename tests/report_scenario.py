@@ -7,12 +7,10 @@ records both runs into a ``StateStore`` through ``StoreObserver``. Scripted on p
 * an LLM-level retry: one task's first call is rate limited (429), the retry succeeds;
 * a task that fails in run 1 (its dependents are blocked) and succeeds when run 2 retries it;
 * a task that fails in both runs, leaving its dependents blocked;
-* a fallback: the orchestrator has no fallbacks yet (issue 7), so ``FallbackExecutor`` below
-  does what it will do: when an agent with ``fallbacks`` fails, it ends that attempt and starts
-  one by the next agent through the store's own API (``attempt_finished``/``attempt_started``);
-* costs: issue 7 (prices) is not built either, so ``FallbackExecutor`` sets
-  ``result.metadata["cost"]`` from a price table for two agents; the third has no price, so
-  its cost stays unknown;
+* a fallback: claude (no retries: ``options: {retry: {max_attempts: 1}}``) fails with a 529
+  and the executor falls back to gpt; both attempts are recorded, each with its agent;
+* costs: two agents have a ``price`` (the executor's :class:`PriceBook`); the third has none,
+  so its cost stays unknown;
 * task text that tries to inject script into the HTML report.
 """
 
@@ -36,13 +34,11 @@ from coditect_core.errors import (
 from coditect_core.llm_abstractions import FakeLlm
 from coditect_core.llm_abstractions.registry import register_llm, unregister_llm
 from coditect_core.orchestration import (
-    AgentTask,
-    ExecutionResult,
-    ExecutionStatus,
     ProjectOrchestrator,
     TaskExecutor,
 )
-from coditect_core.orchestration.state.observer import StoreObserver, attempt_outcome, run_status
+from coditect_core.orchestration.pricing import Price, PriceBook
+from coditect_core.orchestration.state.observer import StoreObserver, run_status
 from coditect_core.orchestration.store import StateStore
 from coditect_core.project_file import load_project
 
@@ -99,44 +95,6 @@ class ScenarioLlm(FakeLlm):
     async def _generate(self, client: Any, messages: Any, params: Any) -> Any:
         await asyncio.sleep(self.scenario.delay(messages))
         return await super()._generate(client, messages, params)
-
-
-class FallbackExecutor(TaskExecutor):
-    """A TaskExecutor with the fallbacks and prices of issue 7, done the way the store expects.
-
-    ``observer`` is the run's StoreObserver (``None``: fall back without recording).
-    """
-
-    observer: StoreObserver | None = None
-
-    def _price(self, result: ExecutionResult) -> None:
-        price = PRICES.get(result.agent or "")
-        if price is not None:  # a failed call bills no tokens
-            usage = result.usage
-            cost = 0.0
-            if usage is not None:
-                cost = (usage.prompt_tokens * price[0] + usage.completion_tokens * price[1]) / 1e6
-            result.metadata["cost"] = cost
-
-    async def execute(self, task: AgentTask, agent: str | None = None, mode: Any = None, *,
-                      upstream: Any = None) -> ExecutionResult:  # fmt: skip
-        result = await super().execute(task, agent, mode, upstream=upstream)
-        self._price(result)
-        fallbacks = list(self.resolve_agent(task, agent).fallbacks)
-        while result.status is ExecutionStatus.FAILED and fallbacks:
-            name = fallbacks.pop(0)
-            obs = self.observer
-            if obs is not None:
-                attempt_id = obs._attempts[task.task_id]  # the attempt the run started
-                await obs.recorder.attempt_finished(attempt_id, attempt_outcome(result))
-                config = self.registry.get(name)
-                obs._attempts[task.task_id] = await obs.recorder.attempt_started(
-                    obs.run_id, task.task_id, agent=name, model=config.model,
-                    interface=config.interface.value,
-                )  # fmt: skip
-            result = await super().execute(task, name, mode, upstream=upstream)
-            self._price(result)
-        return result
 
 
 def _graph(n: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -207,7 +165,11 @@ def write_project(path: Path, n: int = 50) -> tuple[Path, Scenario]:
                 "type": "custom",
                 "provider": PROVIDER,
                 "model": model,
-                **({"fallbacks": ["gpt"]} if name == "claude" else {}),
+                **(
+                    {"fallbacks": ["gpt"], "options": {"retry": {"max_attempts": 1}}}
+                    if name == "claude"
+                    else {}
+                ),
             }
             for name, model in MODELS.items()
         },
@@ -239,7 +201,8 @@ async def record_scenario(
     state = directory / ".coditect" / "state.db"
     statuses = []
     try:
-        executor = FallbackExecutor(project.agents, default_agent="local")
+        prices = PriceBook({name: Price(*price) for name, price in PRICES.items()})
+        executor = TaskExecutor(project.agents, default_agent="local", prices=prices)
         orchestrator = ProjectOrchestrator(executor=executor, name=project.name)
         orchestrator.add_tasks(project.tasks)
         with StateStore.open(state) as store:
@@ -251,7 +214,6 @@ async def record_scenario(
                     observer = StoreObserver(store, run.run_id)
                     orchestrator.add_observer(observer)
                 observer.run_id = run.run_id
-                executor.observer = observer
                 await observer.define(orchestrator)
                 summary = await orchestrator.run(max_concurrency=concurrency)
                 statuses.append(run_status(summary))

@@ -6,6 +6,11 @@ told otherwise), build a :class:`ProjectOrchestrator` recording into the store, 
 run (the resume plan: skip tasks that succeeded and did not change, re-run changed tasks and
 everything downstream), run, and record how the run ended.
 
+The file's reliability settings reach the executor and the orchestrator here: each agent's
+``requests_per_minute``, ``tokens_per_minute``, ``max_concurrency``, ``price`` and
+``fallback_on``, each task's ``timeout`` (else ``defaults.timeout``), and the run's ``budget``
+(which ``max_cost_usd`` / ``max_tokens`` given to :meth:`ProjectSession.open` override).
+
 ::
 
     async with ProjectSession.open("project.yaml") as session:
@@ -22,8 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .orchestration.budget import Budget
 from .orchestration.execution_result import ExecutionResult, ExecutionStatus
+from .orchestration.executor import TaskExecutor
+from .orchestration.limits import AgentLimits
 from .orchestration.orchestrator import ProjectOrchestrator
+from .orchestration.pricing import Price, PriceBook
 from .orchestration.runners import make_runner
 from .orchestration.state.observer import StoreObserver, agent_task_hash, run_status
 from .orchestration.state.plan import ResumePlan, plan_resume
@@ -32,7 +41,7 @@ from .orchestration.summary import RunSummary
 from .orchestration.task import TaskStatus
 from .project_file import Project, read_project_file
 
-__all__ = ["ProjectSession", "RunOutcome", "state_path_for"]
+__all__ = ["ProjectSession", "RunOutcome", "build_executor", "run_budget", "state_path_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,43 @@ def state_path_for(
     if state is not None:
         return Path(state)
     return default_state_path(Path(project_path).resolve().parent)
+
+
+def build_executor(project: Project) -> TaskExecutor:
+    """The executor of ``project``: its agents with their limits, prices, fallback rule, and
+    the tasks' timeouts (a task's own, else ``defaults.timeout``)."""
+    settings = project.agent_settings
+    timeouts = {t.task_id: project.timeout_for(t.task_id) for t in project.tasks}
+    return TaskExecutor(
+        project.agents,
+        default_agent=project.defaults.agent,
+        limits={
+            name: AgentLimits(s.requests_per_minute, s.tokens_per_minute, s.max_concurrency)
+            for name, s in settings.items()
+        },
+        prices=PriceBook(
+            {name: Price(s.price.input, s.price.output) for name, s in settings.items() if s.price}
+        ),
+        fallback_on={name: s.fallback_on for name, s in settings.items()},
+        task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
+    )
+
+
+def run_budget(
+    project: Project, max_cost_usd: float | None = None, max_tokens: int | None = None
+) -> Budget | None:
+    """The run's budget: the file's ``budget``, each limit overridden when given here."""
+    spec = project.budget
+    budget = Budget(
+        max_cost_usd if max_cost_usd is not None else (spec.max_cost_usd if spec else None),
+        max_tokens if max_tokens is not None else (spec.max_tokens if spec else None),
+    )
+    return budget if budget.active else None
+
+
+def budget_options(budget: Budget) -> dict[str, Any]:
+    """A budget as the run's recorded options."""
+    return {"max_cost_usd": budget.max_cost_usd, "max_tokens": budget.max_tokens}
 
 
 @dataclass
@@ -85,6 +131,8 @@ class ProjectSession:
         agent: str | None = None,
         runner: str | None = None,
         ray_address: str | None = None,
+        max_cost_usd: float | None = None,
+        max_tokens: int | None = None,
     ) -> ProjectSession:
         """Load ``path`` and open its store. Raises :class:`ProjectFileError` (nothing written)
         for a bad file, :class:`StateError` for an unusable state database.
@@ -93,7 +141,8 @@ class ProjectSession:
         are skipped by the resume plan). ``agent`` runs every selected task on that agent.
         ``runner`` (``"local"`` or ``"ray"``; default: the file's ``runner:``) says where the
         calls run; ``ray_address`` is the Ray cluster (default: ``RAY_ADDRESS``, else a new
-        local Ray) and implies ``runner="ray"``.
+        local Ray) and implies ``runner="ray"``. ``max_cost_usd`` and ``max_tokens`` override
+        the file's ``budget``.
         """
         project_file = read_project_file(path)
         wanted = list(only) if only else []
@@ -112,9 +161,11 @@ class ProjectSession:
                 store.add_secrets(config.api_key)
             orchestrator = ProjectOrchestrator(
                 project.agents,
+                build_executor(project),
                 name=project.name,
                 default_agent=project.defaults.agent,
                 runner=calls_run_on,
+                budget=run_budget(project, max_cost_usd, max_tokens),
             )
             wanted = set(project.selected)
             orchestrator.add_tasks(t for t in project.tasks if t.task_id in wanted)
@@ -140,7 +191,12 @@ class ProjectSession:
         await orchestrator.runner.start()  # e.g. connect to Ray before the run begins
         info = await store.begin_run(
             orchestrator.name,
-            options={"max_concurrency": concurrency, "restart": restart, "fail_fast": fail_fast},
+            options={
+                "max_concurrency": concurrency,
+                "restart": restart,
+                "fail_fast": fail_fast,
+                **({"budget": budget_options(orchestrator.budget)} if orchestrator.budget else {}),
+            },
             restart=restart,
         )
         status = "error"

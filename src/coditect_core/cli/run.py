@@ -1,4 +1,11 @@
-"""``coditect run``: run the tasks with a live view, then a summary; exit codes 0/1/2/3/130."""
+"""``coditect run``: run the tasks with a live view, then a summary; exit codes 0/1/2/3/130.
+
+Ctrl-C (SIGINT) or SIGTERM cancels the calls in flight, records their tasks as interrupted,
+commits the state and exits 130; the next run resumes. A second Ctrl-C (or SIGTERM) exits at
+once, still with status 130: the state database is SQLite in WAL mode, so a transaction cut
+short is rolled back on the next open, and what the dead run left in flight is marked
+interrupted then.
+"""
 
 from __future__ import annotations
 
@@ -128,8 +135,10 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{report['project']}: run {outcome.run_id}", title_justify="left")
-    for column in ("task", "status", "agent", "time", "tokens", "attempts"):
-        table.add_column(column, justify="right" if column in ("time", "tokens") else "left")
+    for column in ("task", "status", "agent", "time", "tokens", "cost", "attempts"):
+        table.add_column(
+            column, justify="right" if column in ("time", "tokens", "cost") else "left"
+        )
     colours = {"completed": "green", "failed": "red", "blocked": "yellow"}
     for row in report["tasks"]:
         status = row["status"]
@@ -140,6 +149,7 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
             row["agent"] or "",
             f"{row['duration_seconds']:.1f}s" if row["duration_seconds"] else "",
             str(row["usage"]["total_tokens"]) if row["usage"] else "",
+            _usd(row.get("cost_usd"), row.get("cost_known_usd")),
             str(row["attempts"]) if not resumed else "",
         )
     console().print(table)
@@ -148,6 +158,85 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
         ", ".join(f"{v} {k}" for k, v in counts.items())
         + f" in {outcome.summary.duration_seconds:.1f}s"
     )
+    cost = outcome.summary.cost
+    if cost.get("attempts"):
+        console().print(
+            f"{cost['attempts']} attempt(s), {cost['total_tokens']:,} tokens, cost "
+            + _usd(cost["cost_usd"], cost["cost_known_usd"], long=True),
+            markup=False,
+        )
+
+
+def _usd(cost: float | None, known: float | None, *, long: bool = False) -> str:
+    """``$0.0123``; a partly unknown cost shows its known part as a floor (``>= $0.01``)."""
+    if cost is not None:
+        return f"${cost:.4f}"
+    if known:
+        return f">= ${known:.4f}" + (" (some attempts have no known price)" if long else "")
+    return "unknown" if long or known is not None else ""
+
+
+def budget_message(summary: Any) -> str:
+    """What to say when a run stopped at its budget: the figures and the unstarted tasks."""
+    budget = summary.budget or {}
+    reached = budget.get("reached") or "budget"
+    limit = (
+        f"max_cost_usd ${budget.get('max_cost_usd'):.4f}"
+        if reached == "max_cost_usd"
+        else f"max_tokens {budget.get('max_tokens'):,}"
+    )
+    unstarted = summary.unstarted
+    shown = ", ".join(unstarted[:20]) + (
+        f", ... ({len(unstarted) - 20} more)" if len(unstarted) > 20 else ""
+    )
+    lines = [
+        f"budget reached ({limit}): spent ${budget.get('spent_cost_usd', 0.0):.4f} and "
+        f"{budget.get('spent_tokens', 0):,} tokens; no new task was started, the calls in "
+        "flight finished.",
+        f"{len(unstarted)} task(s) not started: {shown or 'none'}",
+    ]
+    if budget.get("max_cost_usd") is not None and budget.get("cost_unknown_attempts"):
+        lines.append(
+            f"note: {budget['cost_unknown_attempts']} attempt(s) have no known cost and are "
+            "not counted against max_cost_usd (set `price:` on their agents)"
+        )
+    lines.append(
+        "raise the budget (--max-cost / --max-tokens, or budget: in the file) and run "
+        "the same command again to go on"
+    )
+    return "\n".join(lines)
+
+
+def _install_stop_signals(loop: Any, task: Any) -> Any:
+    """SIGINT/SIGTERM: the first cancels ``task`` (a clean stop); the second exits at once.
+
+    Returns a function that puts the previous handlers back.
+    """
+    import os
+    import signal
+
+    hits = [0]
+
+    def handler(signum: int, frame: object) -> None:
+        hits[0] += 1
+        if hits[0] == 1 and not task.done():
+            os.write(
+                2,
+                b"stopping: cancelling the calls in flight and saving the state "
+                b"(Ctrl-C again to quit at once)\n",
+            )
+            loop.call_soon_threadsafe(task.cancel)
+            return
+        os.write(2, b"interrupted again: exiting now; the next run resumes\n")
+        os._exit(int(ExitCode.INTERRUPTED))
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def register(app: typer.Typer) -> None:
@@ -184,12 +273,26 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="Ray cluster to use (implies --runner ray; default: RAY_ADDRESS)."),
         ] = None,
+        max_cost: Annotated[
+            float | None,
+            typer.Option(
+                "--max-cost", min=0, help="Budget in USD: start no new task once reached."
+            ),
+        ] = None,
+        max_tokens: Annotated[
+            int | None,
+            typer.Option(
+                "--max-tokens", min=0, help="Budget in tokens: start no new task once reached."
+            ),
+        ] = None,
     ) -> None:
         """Run every task of a project that is not done yet, in dependency order.
 
         Resumes from the state kept beside the project file: tasks that succeeded are skipped
         unless their definition changed. Exit codes: 0 all done, 1 a task failed, 2 bad input,
-        3 tasks wait on a person, 130 interrupted (resumable).
+        3 tasks wait on a person, 130 interrupted (resumable). A run that reaches its budget
+        (--max-cost, --max-tokens or the file's budget:) starts no new task, lists those it
+        did not start, and exits 1.
 
         Examples:
 
@@ -200,6 +303,8 @@ def register(app: typer.Typer) -> None:
           coditect run project.yaml --restart --concurrency 8 --json
 
           coditect run project.yaml --runner ray --ray-address auto
+
+          coditect run project.yaml --max-cost 2.50
         """
         import asyncio
 
@@ -208,10 +313,20 @@ def register(app: typer.Typer) -> None:
 
         try:
             session = ProjectSession.open(
-                project, state=state, only=only, agent=agent, runner=runner, ray_address=ray_address
+                project,
+                state=state,
+                only=only,
+                agent=agent,
+                runner=runner,
+                ray_address=ray_address,
+                max_cost_usd=max_cost,
+                max_tokens=max_tokens,
             )
         except (ProjectFileError, StateError, CoditectError, OSError) as error:
             fail(str(error), ExitCode.BAD_INPUT)
+        except KeyboardInterrupt:
+            err_console().print("interrupted before the run started: nothing was run")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
         if dry_run:
             try:
@@ -230,12 +345,16 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(int(ExitCode.OK))
 
         async def main() -> RunOutcome:
-            import signal
-
-            loop = asyncio.get_running_loop()
             current = asyncio.current_task()
-            if current is not None:  # SIGTERM ends the run like Ctrl-C: cancel, record, exit 130
-                loop.add_signal_handler(signal.SIGTERM, current.cancel)
+            assert current is not None
+            # SIGTERM ends the run like Ctrl-C: cancel, record, exit 130; a second one: at once.
+            restore = _install_stop_signals(asyncio.get_running_loop(), current)
+            try:
+                return await run_session()
+            finally:
+                restore()
+
+        async def run_session() -> RunOutcome:
             async with session:
                 total = len(session.orchestrator.tasks)
                 if as_json:
@@ -265,4 +384,6 @@ def register(app: typer.Typer) -> None:
             print_json({**outcome.to_dict(), "exit_code": int(code), "tasks": report["tasks"]})
         else:
             _summary_table(outcome, report)
+        if outcome.summary.budget_stopped:
+            err_console().print(budget_message(outcome.summary), markup=False, soft_wrap=True)
         raise typer.Exit(int(code))

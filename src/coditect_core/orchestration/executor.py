@@ -10,11 +10,26 @@ One LLM instance per agent is created on first use, reused by every task, and cl
 ``interactive``, ``hybrid``). Whatever goes wrong (unknown or disabled agent, missing key,
 provider error, a crashing command) becomes a FAILED :class:`ExecutionResult` with a clear
 error; only cancellation propagates.
+
+Reliability lives here too (the requests themselves: :mod:`.calls`):
+
+* retries by the agent's policy (its LLM's ``retry``, or ``options: {retry: {...}}``), driven
+  by the executor so that every request passes the agent's limits (:mod:`.limits`) and is an
+  attempt of its own in the record;
+* fallbacks: when an agent fails with a retryable error after its retries, or is unavailable
+  (not installed, no key, command not found), its ``fallbacks`` are tried in order; other
+  errors (bad request, authentication) fall back only with ``fallback_on: any``;
+* timeouts: the agent's ``timeout`` bounds each call, the task's (``task_timeouts``) its whole
+  execution; a call cut by either is cancelled (connection closed, process group killed); one
+  cut by the agent's timeout is retried;
+* cost: every successful request is priced (:mod:`.pricing`); ``metadata["cost"]`` of a result
+  is the cost of the attempt it closes (``None``: unknown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -23,10 +38,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import AgentError, CoditectError, LlmError
+from ..errors import AgentError, CoditectError, LlmConfigurationError, LlmError, LlmResponseError
 from ..llm_abstractions.base_llm import BaseLlm, LlmResponse
-from ..llm_abstractions.command import CommandLlm, run_process
+from ..llm_abstractions.command import CommandLlm, ProcessResult, run_process
+from ..llm_abstractions.messages import Message
 from ..llm_abstractions.registry import get_llm_class
+from ..llm_abstractions.retry import NO_RETRY, RetryPolicy
 from .agent_registry import (
     AgentCapability,
     AgentConfig,
@@ -34,7 +51,10 @@ from .agent_registry import (
     AgentRegistry,
     AgentType,
 )
+from .calls import ATTEMPT_HOOK, AttemptHook, Attempts, error_text, request_failed, send
 from .execution_result import ExecutionResult, ExecutionStatus
+from .limits import AgentGate, AgentLimits, estimate_tokens
+from .pricing import PriceBook
 from .prompts import (
     DEFAULT_MAX_CONTEXT_CHARS,
     UpstreamOutput,
@@ -44,7 +64,7 @@ from .prompts import (
     revision_messages,
     upstream_from_mapping,
 )
-from .script_protocol import parse_script_result, script_payload
+from .script_protocol import EXIT_CONFIGURATION_ERROR, parse_script_result, script_payload
 from .task import AgentTask
 
 __all__ = ["ExecutionResult", "ExecutionStatus", "TaskExecutor"]
@@ -55,6 +75,35 @@ _CAPABILITY_VALUES = frozenset(c.value for c in AgentCapability)
 _INTERFACE_NAMES = {i: i.value for i in AgentInterface}
 
 Upstream = Sequence[UpstreamOutput] | Mapping[str, str] | None
+
+_WARM = (AgentInterface.API, AgentInterface.CLI, AgentInterface.HYBRID)
+_ONE_TRY = RetryPolicy(max_attempts=1, deadline=None)  # the executor drives the retries
+FALLBACK_ON = ("retryable", "any")
+
+
+def _retry_policy(value: Any) -> RetryPolicy | None:
+    """An ``options: {retry: ...}`` value as a policy (a mapping comes from a project file)."""
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return RetryPolicy(**value)
+        except (TypeError, ValueError) as error:
+            raise AgentError(f"options.retry: {error}") from None
+    raise AgentError(f"options.retry must be a mapping, not {type(value).__name__}")
+
+
+def falls_back(error: LlmError, fallback_on: str) -> bool:
+    """Whether ``error`` (after the agent's retries) sends the task to the next fallback."""
+    return fallback_on == "any" or error.retryable or isinstance(error, LlmConfigurationError)
+
+
+def _prompt_chars(messages: Sequence[Message]) -> int:
+    return sum(len(m["content"]) for m in messages)
+
+
+def _tokens(response: LlmResponse) -> int:
+    return response.usage.total_tokens
 
 
 class _LlmFactory(dict[AgentType, type[BaseLlm]]):
@@ -80,7 +129,7 @@ class _LlmFactory(dict[AgentType, type[BaseLlm]]):
 
 
 Handler = Callable[
-    [AgentTask, AgentConfig, "ExecutionResult", Sequence[UpstreamOutput]],
+    [AgentTask, AgentConfig, "ExecutionResult", Sequence[UpstreamOutput], Attempts],
     Awaitable["ExecutionResult"],
 ]
 
@@ -90,6 +139,11 @@ class TaskExecutor:
 
     ``default_agent`` takes tasks that name none; failing that, a task's tags are matched to
     agent capabilities, and a registry with a single enabled agent uses it.
+
+    ``limits`` (agent name -> :class:`AgentLimits`) gate each agent's requests; ``prices``
+    prices them (default: the shipped table); ``fallback_on`` (agent name -> ``"retryable"`` or
+    ``"any"``) says which failures send a task to the agent's fallbacks; ``task_timeouts``
+    (task id -> seconds) bound a task's whole execution.
     """
 
     def __init__(
@@ -98,12 +152,25 @@ class TaskExecutor:
         *,
         default_agent: str | None = None,
         max_context_chars: int = DEFAULT_MAX_CONTEXT_CHARS,
+        limits: Mapping[str, AgentLimits] | None = None,
+        prices: PriceBook | None = None,
+        fallback_on: Mapping[str, str] | None = None,
+        task_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.registry = registry if registry is not None else AgentRegistry()
         self.default_agent = default_agent
         self.max_context_chars = max_context_chars
+        self.prices = prices if prices is not None else PriceBook()
+        self.fallback_on: dict[str, str] = dict(fallback_on or {})
+        for name, mode in self.fallback_on.items():
+            if mode not in FALLBACK_ON:
+                raise AgentError(f"agent {name!r}: fallback_on must be one of {FALLBACK_ON}")
+        self.task_timeouts: dict[str, float] = dict(task_timeouts or {})
+        self._gates: dict[str, AgentGate] = {}
+        for name, agent_limits in (limits or {}).items():
+            self.set_limits(name, agent_limits)
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
-        self._llms: dict[tuple[str, bool], tuple[AgentConfig, BaseLlm]] = {}
+        self._llms: dict[tuple[str, bool], tuple[AgentConfig, BaseLlm, RetryPolicy]] = {}
         self._retired: list[BaseLlm] = []
         self._handlers: dict[AgentInterface, Handler] = {
             AgentInterface.API: self._execute_api,
@@ -114,6 +181,17 @@ class TaskExecutor:
         }
 
     # ------------------------------------------------------------------ agents and LLMs
+
+    def set_limits(self, agent: str, limits: AgentLimits | None) -> None:
+        """Gate ``agent``'s requests by ``limits`` (``None`` or no limit set: no gate)."""
+        if limits is None or not limits.active:
+            self._gates.pop(agent, None)
+        else:
+            self._gates[agent] = AgentGate(limits)
+
+    def gate(self, agent: str) -> AgentGate | None:
+        """The gate of ``agent``'s requests, if it has limits (or was paused by a 429)."""
+        return self._gates.get(agent)
 
     def resolve_agent(self, task: AgentTask, agent: str | None = None) -> AgentConfig:
         """The agent that runs ``task``; :class:`AgentError` if none can, or it is disabled."""
@@ -150,17 +228,30 @@ class TaskExecutor:
         return llm_class
 
     def get_llm(self, agent: str | AgentConfig) -> BaseLlm:
-        """The LLM instance an agent's calls go through (its command backend for a cli agent)."""
-        config = self.registry.get(agent) if isinstance(agent, str) else agent
-        return self._get_llm(config, via_command=config.interface is AgentInterface.CLI)
+        """The LLM instance an agent's calls go through (its command backend for a cli agent).
 
-    def _get_llm(self, agent: AgentConfig, *, via_command: bool = False) -> BaseLlm:
-        """The agent's LLM instance, created on first use and reused (one per agent)."""
+        It makes one request per call: the executor drives the agent's retries itself (the
+        policy is :meth:`retry_policy`).
+        """
+        config = self.registry.get(agent) if isinstance(agent, str) else agent
+        return self._get_llm(config, via_command=config.interface is AgentInterface.CLI)[0]
+
+    def retry_policy(self, agent: str | AgentConfig) -> RetryPolicy:
+        """How the executor retries ``agent``'s calls."""
+        config = self.registry.get(agent) if isinstance(agent, str) else agent
+        if config.interface is AgentInterface.SCRIPT:
+            return _retry_policy(config.provider_options.get("retry")) or NO_RETRY
+        return self._get_llm(config, via_command=config.interface is AgentInterface.CLI)[1]
+
+    def _get_llm(
+        self, agent: AgentConfig, *, via_command: bool = False
+    ) -> tuple[BaseLlm, RetryPolicy]:
+        """The agent's LLM instance and retry policy, created on first use and reused."""
         key = (agent.name, via_command)
         cached = self._llms.get(key)
         if cached is not None:
             if cached[0] is agent:
-                return cached[1]
+                return cached[1], cached[2]
             self._retired.append(cached[1])  # the agent was re-registered: new settings
         settings: dict[str, Any] = {
             name: value
@@ -173,6 +264,8 @@ class TaskExecutor:
             if value is not None
         }
         settings.update(agent.provider_options)
+        if "retry" in settings:
+            settings["retry"] = _retry_policy(settings["retry"])
         llm: BaseLlm
         if via_command:
             llm = CommandLlm(agent.command, model=agent.model, **settings)
@@ -180,13 +273,53 @@ class TaskExecutor:
             llm = self._llm_class(agent)(
                 model=agent.model, api_key=agent.api_key_value(), **settings
             )
-        self._llms[key] = (agent, llm)
+        policy, llm.retry = llm.retry, _ONE_TRY
+        self._llms[key] = (agent, llm, policy)
         logger.debug("created %r for agent %s", llm, agent.name)
-        return llm
+        return llm, policy
+
+    def warm_up(self, tasks: Iterable[AgentTask]) -> list[str]:
+        """Make the LLM clients of the agents ``tasks`` use (their fallbacks and reviewers
+        too) now; returns the agents made ready.
+
+        Call it before calls are in flight: a provider SDK is imported, and its client built,
+        on first use, which holds the event loop for up to a second or more; a call already
+        waiting for its answer then could time out for nothing. An agent that cannot be made
+        ready (no key, SDK missing) is skipped: its task's call reports why.
+        """
+        names: dict[str, None] = {}
+        for task in tasks:
+            name = task.agent or self.default_agent
+            if name is None:
+                with contextlib.suppress(AgentError):
+                    names[self.resolve_agent(task).name] = None
+            else:
+                names[name] = None
+        ready = []
+        for name in list(names):
+            try:
+                agent = self.registry.get(name)
+            except AgentError:
+                continue
+            for other in (*agent.fallbacks, agent.reviewer):
+                if other is not None:
+                    names[other] = None
+        for name in names:
+            try:
+                agent = self.registry.get(name)
+                if not agent.enabled or agent.interface not in _WARM:
+                    continue
+                llm = self._get_llm(agent, via_command=agent.interface is AgentInterface.CLI)[0]
+                llm._get_client()  # the SDK import and the client, on this loop
+            except (CoditectError, ValueError, OSError, ImportError) as error:
+                logger.debug("agent %s not warmed up: %s", name, error)
+                continue
+            ready.append(name)
+        return ready
 
     async def aclose(self) -> None:
         """Close every LLM instance the executor created."""
-        llms = [llm for _, llm in self._llms.values()] + self._retired
+        llms = [entry[1] for entry in self._llms.values()] + self._retired
         self._llms.clear()
         self._retired.clear()
         await asyncio.gather(*(llm.aclose() for llm in llms), return_exceptions=True)
@@ -206,12 +339,18 @@ class TaskExecutor:
         mode: AgentInterface | str | None = None,
         *,
         upstream: Upstream = None,
+        on_attempt: AttemptHook | None = None,
     ) -> ExecutionResult:
         """Run ``task`` on ``agent`` (default: the task's, then the executor's).
 
         ``mode`` overrides the agent's interface. ``upstream`` is what the task's dependencies
         produced (:class:`UpstreamOutput` items, or ``{task_id: output}``), given to the model
-        as context. Never raises except on cancellation: failures are FAILED results.
+        as context. ``on_attempt(task, ended, agent)`` (default: :data:`.calls.ATTEMPT_HOOK`)
+        is awaited before each further attempt (a retry or a fallback) goes out, with the
+        attempt that ended; without one, the ended attempts are in the result's
+        ``metadata["earlier_attempts"]``. The result returned describes the last attempt (its
+        agent, usage and cost). Never raises except on cancellation: failures are FAILED
+        results.
         """
         started = time.monotonic()
         result = ExecutionResult(
@@ -220,7 +359,8 @@ class TaskExecutor:
             status=ExecutionStatus.IN_PROGRESS,
             started_at=datetime.now(UTC),
         )
-        config: AgentConfig | None = None
+        timeout = self.task_timeouts.get(task.task_id) if self.task_timeouts else None
+        attempts = Attempts(task, on_attempt or ATTEMPT_HOOK.get(), timeout=timeout)
         try:
             if isinstance(upstream, dict) or (
                 upstream
@@ -228,19 +368,83 @@ class TaskExecutor:
                 and isinstance(upstream, Mapping)
             ):
                 upstream = upstream_from_mapping(upstream)
-            config = self.resolve_agent(task, agent)
+            config = attempts.agent = self.resolve_agent(task, agent)
             result.agent = config.name
             interface = self._interface(mode) if mode is not None else config.interface
             result.metadata["interface"] = _INTERFACE_NAMES[interface]
-            await self._handlers[interface](task, config, result, upstream or ())
+            try:
+                await self._handlers[interface](task, config, result, upstream or (), attempts)
+            except LlmError as error:
+                if not config.fallbacks:
+                    raise
+                await self._fall_back(task, config, result, upstream or (), attempts, error)
         except (CoditectError, ValueError, OSError) as error:
-            self._fail(result, error, config)
+            self._fail(result, error, attempts)
         except Exception as error:  # a bug or an unmapped failure: still only this task's
             logger.exception("unexpected error executing task %s", task.task_id)
-            self._fail(result, error, config)
+            self._fail(result, error, attempts)
+        else:
+            result.usage = attempts.usage if attempts.usage is not None else result.usage
+            result.metadata["cost"] = attempts.cost
+        result.attempts = attempts.requests
+        if attempts.earlier:
+            result.metadata["earlier_attempts"] = attempts.earlier
         result.duration_seconds = time.monotonic() - started
         result.completed_at = datetime.now(UTC)
         return result
+
+    async def _run(
+        self,
+        task: AgentTask,
+        agent: AgentConfig,
+        interface: AgentInterface,
+        result: ExecutionResult,
+        upstream: Sequence[UpstreamOutput],
+        attempts: Attempts,
+    ) -> None:
+        result.metadata["interface"] = _INTERFACE_NAMES[interface]
+        await self._handlers[interface](task, agent, result, upstream, attempts)
+
+    async def _fall_back(
+        self,
+        task: AgentTask,
+        first: AgentConfig,
+        result: ExecutionResult,
+        upstream: Sequence[UpstreamOutput],
+        attempts: Attempts,
+        error: LlmError,
+    ) -> None:
+        """Try ``first``'s fallbacks in order after it failed with ``error``; raise the last
+        error if none succeeds (or the error is not one to fall back on)."""
+        mode = self.fallback_on.get(first.name, "retryable")
+        failed = first
+        for name in first.fallbacks:
+            if not falls_back(error, mode) or (attempts.deadline and attempts.time_left() <= 0):
+                break
+            try:
+                agent = self.registry.get(name)
+            except AgentError:
+                logger.warning("agent %s: fallback %r is not defined; skipped", first.name, name)
+                continue
+            if not agent.enabled or agent is failed:
+                continue
+            logger.info(
+                "task %s: %s failed (%s); falling back to %s",
+                task.task_id,
+                failed.name,
+                error,
+                agent.name,
+            )
+            attempts.note(failed, error)
+            await attempts.begin(agent)
+            result.agent = agent.name
+            result.metadata["fallback_from"] = first.name
+            try:
+                await self._run(task, agent, agent.interface, result, upstream, attempts)
+                return
+            except LlmError as next_error:
+                error, failed = next_error, agent
+        raise error
 
     @staticmethod
     def _interface(mode: AgentInterface | str) -> AgentInterface:
@@ -250,20 +454,82 @@ class TaskExecutor:
             allowed = ", ".join(i.value for i in AgentInterface)
             raise AgentError(f"unknown mode {mode!r}; expected one of {allowed}") from None
 
-    def _fail(
-        self, result: ExecutionResult, error: BaseException, agent: AgentConfig | None
-    ) -> None:
+    def _fail(self, result: ExecutionResult, error: BaseException, attempts: Attempts) -> None:
         result.status = ExecutionStatus.FAILED
-        if isinstance(error, LlmError):
-            result.attempts += error.attempts
-        text = (
-            str(error) if isinstance(error, CoditectError) else f"{type(error).__name__}: {error}"
-        )
-        key = agent.api_key_value() if agent else None
-        if key and key in text:
-            text = text.replace(key, "***")
-        result.error = text or type(error).__name__
+        agent = attempts.agent
+        if agent is not None:
+            attempts.note(agent, error)
+            failure = attempts.failure
+            if failure is not None and failure[1] is not None:
+                result.model = failure[1]
+            result.metadata["cost"] = attempts.final_cost()
+        else:
+            result.metadata["cost"] = 0.0  # no agent, no request
+        if attempts.usage is not None:
+            result.usage = attempts.usage
+        result.error = error_text(error, agent)
         logger.info("task %s failed on %s: %s", result.task_id, result.agent, result.error)
+
+    def _messages(
+        self, task: AgentTask, agent: AgentConfig, upstream: Sequence[UpstreamOutput]
+    ) -> list[Any]:
+        return build_messages(task, agent, upstream, max_context_chars=self.max_context_chars)
+
+    async def _ask(
+        self,
+        agent: AgentConfig,
+        messages: list[Any],
+        attempts: Attempts,
+        *,
+        via_command: bool = False,
+    ) -> LlmResponse:
+        """One call of ``agent``'s LLM, retried by its policy, gated by its limits, priced."""
+        llm, policy = self._get_llm(agent, via_command=via_command)
+        first_error: LlmError | None = None
+        if attempts.failure is None and attempts.deadline is None and agent.name not in self._gates:
+            # The common case, kept cheap: the attempt's first request, nothing to wait for.
+            attempts.requests += 1
+            t0 = time.monotonic()
+            try:
+                response = await llm.generate_async(messages)
+            except LlmError as error:
+                request_failed(
+                    attempts, agent, llm.model, error, time.monotonic() - t0, self._gates,
+                    policy.max_delay,
+                )  # fmt: skip
+                if not error.retryable or policy.max_attempts == 1:
+                    raise
+                first_error = error
+            else:
+                attempts.succeeded(
+                    response.usage,
+                    self.prices.cost(agent.name, llm.provider, response.model, response.usage),
+                )
+                return response
+
+        def call(timeout: float | None) -> Awaitable[LlmResponse]:
+            if timeout is None:
+                return llm.generate_async(messages)
+            return llm.generate_async(messages, timeout=timeout)
+
+        gate = self._gates.get(agent.name)
+        response = await send(
+            attempts,
+            agent,
+            llm.model,
+            policy,
+            self._gates,
+            call,
+            call_timeout=llm.timeout,
+            estimate=estimate_tokens(_prompt_chars(messages)) if gate is not None else 0,
+            tokens=_tokens,
+            first_error=first_error,
+        )
+        attempts.succeeded(
+            response.usage,
+            self.prices.cost(agent.name, llm.provider, response.model, response.usage),
+        )
+        return response
 
     @staticmethod
     def _apply(result: ExecutionResult, response: LlmResponse) -> None:
@@ -271,28 +537,22 @@ class TaskExecutor:
         result.output = response.text
         result.model = response.model
         result.usage = response.usage
-        result.attempts += response.attempts
         if response.finish_reason is not None:
             result.metadata["finish_reason"] = response.finish_reason
-
-    def _messages(
-        self, task: AgentTask, agent: AgentConfig, upstream: Sequence[UpstreamOutput]
-    ) -> list[Any]:
-        return build_messages(task, agent, upstream, max_context_chars=self.max_context_chars)
 
     async def _execute_api(
         self,
         task: AgentTask,
         agent_config: AgentConfig,
         result: ExecutionResult,
-        upstream: Sequence[UpstreamOutput] = (),
+        upstream: Sequence[UpstreamOutput],
+        attempts: Attempts,
     ) -> ExecutionResult:
         """The plan's step 4.3: factory class -> one instance per agent -> messages -> call."""
         result.status = ExecutionStatus.IN_PROGRESS
-        llm = self._get_llm(agent_config)
         messages = self._messages(task, agent_config, upstream)
         # generate_async is generate_content_async keeping usage, model and attempt count.
-        response = await llm.generate_async(messages)
+        response = await self._ask(agent_config, messages, attempts)
         self._apply(result, response)
         return result
 
@@ -301,14 +561,15 @@ class TaskExecutor:
         task: AgentTask,
         agent_config: AgentConfig,
         result: ExecutionResult,
-        upstream: Sequence[UpstreamOutput] = (),
+        upstream: Sequence[UpstreamOutput],
+        attempts: Attempts,
     ) -> ExecutionResult:
         """An external CLI agent through :class:`CommandLlm`: prompt on stdin, stdout back."""
         result.status = ExecutionStatus.IN_PROGRESS
         if not agent_config.command:
             raise AgentError(f"agent {agent_config.name!r} has no command to run")
-        llm = self._get_llm(agent_config, via_command=True)
-        response = await llm.generate_async(self._messages(task, agent_config, upstream))
+        messages = self._messages(task, agent_config, upstream)
+        response = await self._ask(agent_config, messages, attempts, via_command=True)
         self._apply(result, response)
         result.metadata["command"] = agent_config.command[0]
         return result
@@ -318,7 +579,8 @@ class TaskExecutor:
         task: AgentTask,
         agent_config: AgentConfig,
         result: ExecutionResult,
-        upstream: Sequence[UpstreamOutput] = (),
+        upstream: Sequence[UpstreamOutput],
+        attempts: Attempts,
     ) -> ExecutionResult:
         """The legacy ``execute_*.py`` protocol (:mod:`.script_protocol`)."""
         result.status = ExecutionStatus.IN_PROGRESS
@@ -329,26 +591,47 @@ class TaskExecutor:
             argv.insert(0, sys.executable)
         messages = self._messages(task, agent_config, upstream)
         payload = script_payload(task, agent_config, messages, upstream)
+        stdin = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         options = agent_config.provider_options
-        done = await run_process(
-            argv,
-            stdin=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
-            timeout=agent_config.timeout,
-            cwd=options.get("cwd"),
-            env=options.get("env"),
-            provider="script",
+
+        def call(timeout: float | None) -> Awaitable[ProcessResult]:
+            return run_process(
+                argv,
+                stdin=stdin,
+                timeout=timeout,
+                cwd=options.get("cwd"),
+                env=options.get("env"),
+                provider="script",
+            )
+
+        done = await send(
+            attempts,
+            agent_config,
+            agent_config.model,
+            self.retry_policy(agent_config),
+            self._gates,
+            call,
+            call_timeout=agent_config.timeout,
         )
         outcome = parse_script_result(done.returncode, done.stdout, done.stderr)
-        result.attempts += 1
         result.model = outcome.model or agent_config.model
         result.usage = outcome.usage
         result.output = outcome.output
         result.metadata.update(outcome.metadata)
-        if outcome.ok:
-            result.status = ExecutionStatus.SUCCESS
-        else:
-            result.status = ExecutionStatus.FAILED
-            result.error = outcome.error
+        if not outcome.ok:
+            if done.returncode == EXIT_CONFIGURATION_ERROR:
+                raise LlmConfigurationError(outcome.error or "script configuration error")
+            raise LlmResponseError(outcome.error or "script failed", retryable=False)
+        attempts.succeeded(
+            outcome.usage,
+            self.prices.cost(
+                agent_config.name,
+                agent_config.provider or agent_config.agent_type.value,
+                result.model,
+                outcome.usage,
+            ),
+        )
+        result.status = ExecutionStatus.SUCCESS
         return result
 
     async def _execute_interactive(
@@ -356,7 +639,8 @@ class TaskExecutor:
         task: AgentTask,
         agent_config: AgentConfig,
         result: ExecutionResult,
-        upstream: Sequence[UpstreamOutput] = (),
+        upstream: Sequence[UpstreamOutput],
+        attempts: Attempts,
     ) -> ExecutionResult:
         """No model call: the task is handed to a person, with the prompt to work from."""
         prompt = handoff_prompt(
@@ -372,7 +656,8 @@ class TaskExecutor:
         task: AgentTask,
         agent_config: AgentConfig,
         result: ExecutionResult,
-        upstream: Sequence[UpstreamOutput] = (),
+        upstream: Sequence[UpstreamOutput],
+        attempts: Attempts,
     ) -> ExecutionResult:
         """The agent drafts, its reviewer critiques, the agent revises."""
         result.status = ExecutionStatus.IN_PROGRESS
@@ -386,19 +671,25 @@ class TaskExecutor:
                 f"reviewer agent {reviewer.name!r} must use the api or cli interface, "
                 f"not {reviewer.interface.value}"
             )
-        author = self._get_llm(agent_config, via_command=bool(agent_config.command))
-        critic = self._get_llm(reviewer, via_command=reviewer.interface is AgentInterface.CLI)
+        by_command = bool(agent_config.command)
         messages = self._messages(task, agent_config, upstream)
-        draft = await author.generate_async(messages)
-        review = await critic.generate_async(
+        draft = await self._ask(agent_config, messages, attempts, via_command=by_command)
+        review = await self._ask(
+            reviewer,
             review_messages(
                 task, draft.text, reviewer, upstream, max_context_chars=self.max_context_chars
-            )
+            ),
+            attempts,
+            via_command=reviewer.interface is AgentInterface.CLI,
         )
-        final = await author.generate_async(revision_messages(messages, draft.text, review.text))
+        final = await self._ask(
+            agent_config,
+            revision_messages(messages, draft.text, review.text),
+            attempts,
+            via_command=by_command,
+        )
         self._apply(result, final)
         result.usage = draft.usage + review.usage + final.usage
-        result.attempts = draft.attempts + review.attempts + final.attempts
         result.metadata.update(
             {
                 "draft": draft.text,

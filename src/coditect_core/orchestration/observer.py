@@ -5,6 +5,8 @@ of every task through one internal method (``_transition``), which awaits its ob
 order. The events, in the order they happen for one task::
 
     task_started(task, ...)        task is IN_PROGRESS; awaited *before* its call goes out
+    attempt_started(task, ended)   0..n times: an attempt failed and another (a retry, or a
+                                   fallback agent) begins; awaited *before* it goes out
     attempt_finished(task, result) the call's result and the task's new status, together;
                                    awaited *before* any dependent starts
     task_status_changed(task, ...) every other transition: blocked, reset for a new run,
@@ -50,6 +52,19 @@ class OrchestratorObserver:
         interface: str | None,
     ) -> None:
         """``task`` went IN_PROGRESS and its call is about to go out (agent as resolved)."""
+
+    async def attempt_started(
+        self,
+        task: AgentTask,
+        ended: ExecutionResult,
+        *,
+        agent: str,
+        model: str | None,
+        interface: str | None,
+    ) -> None:
+        """The attempt of ``task`` in flight failed (``ended``: its agent, error, usage and
+        ``metadata["cost"]``) and another begins on ``agent``: a retry, or a fallback. The task
+        stays IN_PROGRESS; the last attempt ends with :meth:`attempt_finished`."""
 
     async def attempt_finished(
         self,
@@ -115,6 +130,17 @@ class EventLog(OrchestratorObserver):
         interface: str | None,
     ) -> None:
         self._add("task_started", task, previous=previous.value, agent=agent, interface=interface)
+
+    async def attempt_started(
+        self,
+        task: AgentTask,
+        ended: ExecutionResult,
+        *,
+        agent: str,
+        model: str | None,
+        interface: str | None,
+    ) -> None:
+        self._add("attempt_started", task, agent=agent, ended_agent=ended.agent, error=ended.error)
 
     async def attempt_finished(
         self,

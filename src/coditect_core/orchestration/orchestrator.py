@@ -10,6 +10,12 @@ A run starts by resetting what an earlier run left unfinished (failed, blocked, 
 stale in-progress tasks go back to pending); tasks cancelled or completed by hand stay so.
 When a run is cancelled, the calls in flight are cancelled and their tasks recorded as
 CANCELLED (interrupted, so the next run takes them again); tasks never started stay PENDING.
+
+Every attempt of every task (a retry or a fallback is an attempt too) is counted in
+:attr:`ProjectOrchestrator.spend` (tokens and cost, by task and agent) and reaches the observers
+(``attempt_started`` before a further attempt goes out). With a :class:`~.budget.Budget`, a run
+that reaches it starts no new task, lets the calls in flight finish, and ends with
+``stop_reason == "budget"`` and the unstarted tasks still PENDING.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import AgentError, SchedulingError
-from .agent_registry import AgentRegistry
+from .agent_registry import AgentConfig, AgentRegistry
+from .budget import Budget, Spend
+from .calls import ATTEMPT_HOOK
 from .executor import ExecutionResult, ExecutionStatus, TaskExecutor
 from .observer import OrchestratorObserver
 from .prompts import UpstreamOutput
@@ -45,6 +53,7 @@ _TASK_STATUS = {
 }
 _NOTED = (TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED, TaskStatus.AWAITING_HUMAN)
 _FINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
+_PENDING = TaskStatus.PENDING
 _INTERRUPTED = "interrupted"  # task.metadata flag: cancelled because its run was
 
 
@@ -53,7 +62,8 @@ class ProjectOrchestrator:
 
     ``results`` maps a task id to its latest :class:`ExecutionResult`; a store restoring a
     project fills it (with ``tasks``) before :meth:`run`, so that completed tasks are skipped
-    and their outputs reach their dependents.
+    and their outputs reach their dependents. ``budget`` limits each run; ``spend`` is what the
+    current (or last) run spent.
     """
 
     def __init__(
@@ -65,6 +75,7 @@ class ProjectOrchestrator:
         default_agent: str | None = None,
         observers: Iterable[OrchestratorObserver] = (),
         runner: Runner | None = None,
+        budget: Budget | None = None,
     ) -> None:
         if registry is None:
             registry = executor.registry if executor is not None else AgentRegistry()
@@ -72,6 +83,8 @@ class ProjectOrchestrator:
         self.registry = registry
         self.executor = executor or TaskExecutor(registry, default_agent=default_agent)
         self.runner = runner or LocalRunner()  # where calls execute (runners/: local, ray)
+        self.budget = budget
+        self.spend = Spend()
         self.tasks: dict[str, AgentTask] = {}
         self.results: dict[str, ExecutionResult] = {}
         self._observers: list[OrchestratorObserver] = list(observers)
@@ -192,7 +205,14 @@ class ProjectOrchestrator:
             await self._transition(
                 task, TaskStatus.IN_PROGRESS, agent=name, model=model, interface=interface
             )
-            result = await self.runner.execute(self.executor, task, agent, upstream=upstream)
+            hook = ATTEMPT_HOOK.set(self._next_attempt)  # retries, fallbacks reported live...
+            try:
+                result = await self.runner.execute(self.executor, task, agent, upstream=upstream)
+            finally:
+                ATTEMPT_HOOK.reset(hook)
+            earlier = result.metadata.pop("earlier_attempts", None)
+            if earlier:  # ...unless the call ran elsewhere (another process): then after it
+                await self._replay_attempts(task, earlier, result)
         except asyncio.CancelledError:
             by_user = tid in self._cancel_requests
             self._cancel_requests.discard(tid)
@@ -207,9 +227,11 @@ class ProjectOrchestrator:
                 completed_at=datetime.now(UTC),
                 error=reason,
                 model=model,
+                metadata={"cost": None},
             )
             if not by_user:
                 task.metadata[_INTERRUPTED] = True
+            self.spend.record(tid, name, None, None)  # it may have been billed: cost unknown
             await self._transition(task, TaskStatus.CANCELLED, reason=reason, result=result)
             if not by_user:
                 raise
@@ -218,6 +240,7 @@ class ProjectOrchestrator:
             return result
         finally:
             self._inflight.pop(tid, None)
+        self.spend.record(tid, result.agent, result.usage, result.metadata.get("cost"))
         new = _TASK_STATUS.get(result.status, TaskStatus.FAILED)
         reason = None
         if new is TaskStatus.FAILED:
@@ -226,6 +249,35 @@ class ProjectOrchestrator:
             reason = "handed to a person: waiting to be completed by hand"
         await self._transition(task, new, reason=reason, result=result)
         return result
+
+    async def _next_attempt(
+        self, task: AgentTask, ended: ExecutionResult, agent: AgentConfig
+    ) -> None:
+        """An attempt of ``task`` ended (``ended``); ``agent`` makes the next one, now."""
+        self.spend.record_earlier(
+            task.task_id, ended.agent, ended.usage, ended.metadata.get("cost")
+        )
+        for observer in self._observers:
+            await observer.attempt_started(
+                task,
+                ended,
+                agent=agent.name,
+                model=agent.model,
+                interface=agent.interface.value,
+            )
+
+    async def _replay_attempts(
+        self, task: AgentTask, earlier: list[dict[str, Any]], result: ExecutionResult
+    ) -> None:
+        """Record the attempts a call run elsewhere made before its last one, in order."""
+        ended = [ExecutionResult.from_dict(item) for item in earlier]
+        following = [*(e.agent for e in ended[1:]), result.agent]
+        for item, name in zip(ended, following, strict=True):
+            try:
+                agent = self.registry.get(name or "")
+            except AgentError:
+                agent = AgentConfig(name or "?", "custom", provider="unknown")
+            await self._next_attempt(task, item, agent)
 
     # ------------------------------------------------------------------ single tasks
 
@@ -358,11 +410,14 @@ class ProjectOrchestrator:
         graph = {tid: task.dependencies for tid, task in self.tasks.items()}
         order = validate_graph(graph)
         started, clock = datetime.now(UTC), time.monotonic()
+        self.spend = Spend()
         loop = RunLoop(self, graph, order, max_concurrency, fail_fast)
         self._run = loop
         cancelled = False
         try:
             await self._prepare_run()
+            if type(self.runner) is LocalRunner:  # SDK imports before any call is in flight
+                self.executor.warm_up(t for t in self.tasks.values() if t.status is _PENDING)
             for observer in self._observers:
                 await observer.run_started(
                     self, max_concurrency=max_concurrency, fail_fast=fail_fast
@@ -401,6 +456,8 @@ class ProjectOrchestrator:
             stop_reason=loop.stop_reason,
             error=repr(loop.error) if loop.error is not None else None,
             usage=self._usage(),
+            cost=self.spend.to_dict(),
+            budget=self.budget.describe(self.spend) if self.budget is not None else None,
         )
 
     def _usage(self) -> dict[str, int]:
@@ -410,7 +467,7 @@ class ProjectOrchestrator:
 
     def generate_report(self) -> dict[str, Any]:
         """A JSON-ready picture of the project: counts, progress, usage and every task."""
-        return build_report(self.name, self.tasks, self.results)
+        return build_report(self.name, self.tasks, self.results, self.spend)
 
     # ------------------------------------------------------------------ lifetime
 

@@ -3,8 +3,9 @@
 A task is started the moment its last dependency completes (the completing task releases its
 dependents and refills the free slots itself), the most urgent ready task first, never more
 than ``max_concurrency`` at once. The dependents of a failed or cancelled task are blocked at
-once; everything else still runs. Private to the orchestrator: state changes go through its
-``_transition`` so that observers see every one.
+once; everything else still runs. Once the orchestrator's budget is reached, nothing more
+starts (``stop_reason == "budget"``) and the tasks in flight finish. Private to the
+orchestrator: state changes go through its ``_transition`` so that observers see every one.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class RunLoop:
         self.workers: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.stop_reason: str | None = None
+        budget = orchestrator.budget
+        self.budget = budget if budget is not None and budget.active else None
         self.error: BaseException | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -105,8 +108,18 @@ class RunLoop:
                 return tid
         return None
 
+    def check_budget(self) -> None:
+        """Stop starting tasks if the budget is reached."""
+        if self.budget is not None and not self.stopping:
+            reached = self.budget.reached(self.orch.spend)
+            if reached is not None:
+                logger.info("budget reached (%s): no new task starts", reached)
+                self.stop("budget", cancel=False)
+
     def fill(self) -> None:
         """Start a worker per ready task while slots are free; resolve ``done`` when idle."""
+        if self.budget is not None:
+            self.check_budget()
         while self.heap and len(self.workers) < self.max_concurrency and not self.stopping:
             tid = self._pop_ready()
             if tid is None:
@@ -136,6 +149,8 @@ class RunLoop:
                         await self.settle(tid)
                 finally:
                     del self.running[tid]
+                if self.budget is not None:
+                    self.check_budget()
                 if self.stopping:
                     break
                 tid = self._pop_ready()

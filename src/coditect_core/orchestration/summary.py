@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .budget import Spend
 from .execution_result import ExecutionResult
 from .task import AgentTask, TaskStatus
 
@@ -15,7 +16,13 @@ __all__ = ["RunSummary", "build_report", "total_usage"]
 
 @dataclass
 class RunSummary:
-    """How a run ended: every task's status, and whether the run itself was cut short."""
+    """How a run ended: every task's status, and whether the run itself was cut short.
+
+    ``stop_reason`` says why a run stopped early: ``"budget"`` (the budget was reached: the
+    tasks never started are still PENDING, see :attr:`unstarted`), ``"cancelled"``,
+    ``"fail_fast: ..."`` or ``"error"``. ``cost`` is what the run spent
+    (:meth:`~.budget.Spend.to_dict`); ``budget`` the limits against it, if there were any.
+    """
 
     started_at: datetime
     finished_at: datetime
@@ -25,6 +32,18 @@ class RunSummary:
     stop_reason: str | None = None
     error: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, Any] | None = None
+
+    @property
+    def budget_stopped(self) -> bool:
+        """Whether the run ended because its budget was reached."""
+        return self.stop_reason == "budget"
+
+    @property
+    def unstarted(self) -> list[str]:
+        """Tasks this run never started (still PENDING), in definition order."""
+        return self.ids(TaskStatus.PENDING)
 
     def ids(self, status: TaskStatus) -> list[str]:
         """Task ids in ``status``, in definition order."""
@@ -56,6 +75,9 @@ class RunSummary:
             "counts": self.counts,
             "statuses": {tid: s.value for tid, s in self.statuses.items()},
             "usage": dict(self.usage),
+            "cost": dict(self.cost),
+            "budget": dict(self.budget) if self.budget is not None else None,
+            "unstarted": self.unstarted,
         }
 
 
@@ -75,14 +97,22 @@ def build_report(
     name: str,
     tasks: Mapping[str, AgentTask],
     results: Mapping[str, ExecutionResult],
+    spend: Spend | None = None,
 ) -> dict[str, Any]:
-    """A JSON-ready picture of a project: counts, progress, usage and every task."""
+    """A JSON-ready picture of a project: counts, progress, usage and every task.
+
+    With ``spend`` (a run's), each task run in this process gets its ``cost_usd`` over all its
+    attempts (``None`` if any was unknown) and ``cost_known_usd``; the others get ``None``.
+    """
     total = len(tasks)
     counts = dict.fromkeys((s.value for s in TaskStatus), 0)
     rows = []
     for task in tasks.values():
         counts[task.status.value] += 1
         result = results.get(task.task_id)
+        cost = cost_known = None
+        if spend is not None and result is not None and "cost" in result.metadata:
+            cost, cost_known, _ = spend.task_cost(task.task_id, result.metadata["cost"])
         rows.append(
             {
                 "task_id": task.task_id,
@@ -98,6 +128,8 @@ def build_report(
                 "duration_seconds": result.duration_seconds if result else None,
                 "attempts": result.attempts if result else 0,
                 "usage": result.usage.to_dict() if result and result.usage else None,
+                "cost_usd": cost,
+                "cost_known_usd": cost_known,
                 "error": result.error if result else None,
                 "handoff_prompt": (
                     result.metadata.get("handoff_prompt")

@@ -125,6 +125,23 @@ class StoreObserver(OrchestratorObserver):
             self.run_id, task.task_id, agent=agent, model=model, interface=interface
         )
 
+    async def attempt_started(
+        self,
+        task: AgentTask,
+        ended: ExecutionResult,
+        *,
+        agent: str,
+        model: str | None,
+        interface: str | None,
+    ) -> None:
+        """End the attempt in flight with ``ended``; record the next one (a retry or fallback)."""
+        previous = self._attempts.get(task.task_id)
+        if previous is not None:
+            await self.recorder.attempt_finished(previous, attempt_outcome(ended))
+        self._attempts[task.task_id] = await self.recorder.attempt_started(
+            self.run_id, task.task_id, agent=agent, model=model, interface=interface
+        )
+
     async def attempt_finished(
         self,
         task: AgentTask,

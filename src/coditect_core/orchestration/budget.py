@@ -1,0 +1,165 @@
+"""What a run spends (tokens and USD, by task and by agent) and the budget it must stay under.
+
+:class:`Spend` is fed one entry per attempt (a retry and a fallback are attempts too). A cost is
+``None`` when it is unknown (a model without a price, or a call that failed in a way the
+provider may still bill, such as a timeout); sums keep the known part and count the unknown
+attempts, so that a partly unknown total is never shown as a complete one (``cost_usd`` is then
+``None``; ``cost_known_usd`` is the known part).
+
+:class:`Budget` is a run's limit: once ``max_cost_usd`` (of known costs) or ``max_tokens`` is
+reached, the run starts no new task; calls already in flight finish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..llm_abstractions.base_llm import Usage
+
+__all__ = ["Budget", "Spend", "Tally"]
+
+
+@dataclass(slots=True)
+class Tally:
+    """Attempts summed: how many, their tokens, their cost."""
+
+    attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_known_usd: float = 0.0
+    cost_unknown: int = 0
+
+    def add(self, usage: Usage | None, cost: float | None) -> None:
+        self.attempts += 1
+        if usage is not None:
+            self.prompt_tokens += usage.prompt_tokens
+            self.completion_tokens += usage.completion_tokens
+        if cost is None:
+            self.cost_unknown += 1
+        else:
+            self.cost_known_usd += cost
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The whole cost, or ``None`` if any attempt's cost is unknown."""
+        return None if self.cost_unknown else self.cost_known_usd
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.tokens,
+            "cost_usd": self.cost_usd,
+            "cost_known_usd": self.cost_known_usd,
+            "cost_unknown_attempts": self.cost_unknown,
+        }
+
+
+@dataclass(slots=True)
+class Spend:
+    """A run's attempts summed overall and by agent.
+
+    Per task, only the attempts before a task's last one are kept here (``earlier``: a task's
+    last attempt is its result, whose ``metadata["cost"]`` says what it cost): :meth:`task_cost`
+    adds them up. ``record`` is on every task's path, so it is kept lean.
+    """
+
+    total: Tally = field(default_factory=Tally)
+    by_agent: dict[str | None, Tally] = field(default_factory=dict)
+    earlier: dict[str, Tally] = field(default_factory=dict)
+
+    def record(
+        self, task_id: str, agent: str | None, usage: Usage | None, cost: float | None
+    ) -> None:
+        """Count the last attempt of ``task_id`` (its result), made by ``agent``."""
+        total = self.total
+        tally = self.by_agent.get(agent)
+        if tally is None:
+            tally = self.by_agent[agent] = Tally()
+        total.attempts += 1
+        tally.attempts += 1
+        if usage is not None:
+            prompt, completion = usage.prompt_tokens, usage.completion_tokens
+            total.prompt_tokens += prompt
+            total.completion_tokens += completion
+            tally.prompt_tokens += prompt
+            tally.completion_tokens += completion
+        if cost is None:
+            total.cost_unknown += 1
+            tally.cost_unknown += 1
+        else:
+            total.cost_known_usd += cost
+            tally.cost_known_usd += cost
+
+    def record_earlier(
+        self, task_id: str, agent: str | None, usage: Usage | None, cost: float | None
+    ) -> None:
+        """Count an attempt of ``task_id`` that another attempt followed (retry, fallback)."""
+        self.record(task_id, agent, usage, cost)
+        tally = self.earlier.get(task_id)
+        if tally is None:
+            tally = self.earlier[task_id] = Tally()
+        tally.add(usage, cost)
+
+    def task_cost(self, task_id: str, last: float | None) -> tuple[float | None, float | None, int]:
+        """``(cost_usd, cost_known_usd, attempts)`` of a task whose last attempt cost ``last``
+        (``None``: unknown); ``cost_usd`` is ``None`` if any attempt's cost is unknown."""
+        earlier = self.earlier.get(task_id)
+        known = last or 0.0
+        unknown = last is None
+        attempts = 1
+        if earlier is not None:
+            known += earlier.cost_known_usd
+            unknown = unknown or bool(earlier.cost_unknown)
+            attempts += earlier.attempts
+        return (None if unknown else known), known, attempts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.total.to_dict(),
+            "by_agent": {name or "?": t.to_dict() for name, t in self.by_agent.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A run's limits; ``None`` is no limit."""
+
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_cost_usd is not None and self.max_cost_usd < 0:
+            raise ValueError(f"max_cost_usd must be >= 0, got {self.max_cost_usd!r}")
+        if self.max_tokens is not None and self.max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {self.max_tokens!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.max_cost_usd is not None or self.max_tokens is not None
+
+    def reached(self, spend: Spend) -> str | None:
+        """Which limit ``spend`` has reached (``"max_cost_usd"``, ``"max_tokens"``), if any."""
+        total = spend.total
+        if self.max_cost_usd is not None and total.cost_known_usd >= self.max_cost_usd:
+            return "max_cost_usd"
+        if self.max_tokens is not None and total.tokens >= self.max_tokens:
+            return "max_tokens"
+        return None
+
+    def describe(self, spend: Spend) -> dict[str, Any]:
+        """The limits and what was spent against them (for the run summary)."""
+        return {
+            "max_cost_usd": self.max_cost_usd,
+            "max_tokens": self.max_tokens,
+            "spent_cost_usd": spend.total.cost_known_usd,
+            "spent_tokens": spend.total.tokens,
+            "cost_unknown_attempts": spend.total.cost_unknown,
+            "reached": self.reached(spend),
+        }
