@@ -11,7 +11,8 @@ with the local runner and once with :class:`RayRunner` on a local Ray started he
 The figure is ``overhead_ms_per_task = (ray_makespan - local_makespan) / tasks * concurrency``:
 the extra time one task's slot is held. One warm-up run on Ray comes first (it starts the worker
 processes and imports our code there); ``ray_init_s`` and ``first_call_s`` report those one-off
-costs.
+costs. ``floor_ms_per_task`` is Ray's own share, measured in the same rounds: the same shape of
+work as bare Ray tasks that only sleep the latency, against bare ``asyncio.sleep`` calls.
 
     python bench/bench_ray_overhead.py [--tasks 60] [--rounds 3] [--latency 0.05]
 
@@ -72,6 +73,22 @@ async def makespan(
     return took
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def bare(tasks: int, latency: float, concurrency: int, remote: Any) -> tuple[float, float]:
+    """(bare asyncio makespan, bare Ray makespan) of ``tasks`` sleeps, ``concurrency`` at a time."""
+
+    async def run(one: Any) -> float:
+        started = time.perf_counter()
+        for _ in range(0, tasks, concurrency):
+            await asyncio.gather(*(one() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+    return await run(lambda: asyncio.sleep(latency)), await run(lambda: remote.remote(latency))
+
+
 def emit(**fields: Any) -> None:
     print(json.dumps({"bench": "ray_overhead", **fields}), flush=True)
 
@@ -83,6 +100,7 @@ async def main(args: argparse.Namespace) -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     emit(figure="ray_init_s", value=round(time.perf_counter() - started, 2), target="info")
     local, remote = LocalRunner(), RayRunner()
+    sleeper = ray.remote(max_retries=0)(_sleep)
     first = time.perf_counter()
     await makespan(1, args.latency, False, 1, remote)
     emit(figure="first_call_s", value=round(time.perf_counter() - first, 3), target="info")
@@ -90,7 +108,10 @@ async def main(args: argparse.Namespace) -> None:
     cases = {"chain": (True, 1), "wide": (False, 2)}
     for name, (chain, concurrency) in cases.items():
         times: dict[str, list[float]] = {"local": [], "ray": []}
+        floors: list[float] = []
         for i in range(args.rounds):
+            asleep, ray_sleep = await bare(args.tasks, args.latency, concurrency, sleeper)
+            floors.append((ray_sleep - asleep) / args.tasks * concurrency * 1000)
             order = [("local", local), ("ray", remote)]
             for side, runner in order if i % 2 == 0 else reversed(order):
                 times[side].append(
@@ -109,6 +130,7 @@ async def main(args: argparse.Namespace) -> None:
             tasks=args.tasks,
             concurrency=concurrency,
             latency_ms=args.latency * 1000,
+            floor_ms_per_task=round(statistics.median(floors), 2),
             local_s=[round(t, 3) for t in times["local"]],
             ray_s=[round(t, 3) for t in times["ray"]],
             load=os.getloadavg()[0],
