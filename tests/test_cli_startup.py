@@ -111,14 +111,18 @@ def test_verbose_logs_mask_keys(tmp_path: Path) -> None:
         agents={"leaky": {"type": "custom", "interface": "script", "command": [*leaky, "x"]}},
         task_agents={"STEP-4.1": "leaky"},
     )
-    done = run_cli("-v", "run", project, "--json", extra_env={"DEMO_API_KEY": canary})
+    done = run_cli("-vv", "run", project, "--json", extra_env={"DEMO_API_KEY": canary})
     assert done.returncode == 1
     assert " DEBUG coditect_core." in done.stderr
     assert " INFO coditect_core.orchestration.executor: task STEP-4.1 failed" in done.stderr
     assert "***" in done.stderr
     assert canary not in done.stderr + done.stdout
-    quiet = run_cli("run", project, extra_env={"DEMO_API_KEY": canary})
-    assert " DEBUG " not in quiet.stderr
+    info = run_cli("-v", "run", project, "--restart", extra_env={"DEMO_API_KEY": canary})
+    assert " INFO coditect_core." in info.stderr
+    assert " DEBUG " not in info.stderr
+    assert canary not in info.stderr + info.stdout
+    quiet = run_cli("run", project, "--restart", extra_env={"DEMO_API_KEY": canary})
+    assert " INFO " not in quiet.stderr
 
 
 def test_python_dash_m_runs_the_command() -> None:

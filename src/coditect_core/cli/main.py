@@ -36,7 +36,11 @@ def _show_help(ctx: typer.Context, value: bool) -> None:
 def _root(
     verbose: Annotated[
         bool,
-        typer.Option("--verbose", "-v", help="Debug logs on stderr (keys masked)."),
+        typer.Option("--verbose", "-v", help="Info logs on stderr (keys masked)."),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", "-vv", help="Debug logs on stderr (keys masked)."),
     ] = False,
     _help: Annotated[
         bool,
@@ -50,9 +54,10 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    # Flags only, defaulting to False: Typer coerces any other option value (its own --help
-    # left unset is None) through pydantic, which would cost `coditect CMD --help` ~0.15 s.
-    setup_logging(2 if verbose else 0)
+    # Flags only, defaulting to False: Typer coerces any other option value (a -v count, or its
+    # own --help left unset as None) through pydantic, which would cost every command ~0.15 s.
+    # So -vv is an option of its own (Click matches the whole '-vv' before splitting it).
+    setup_logging(2 if debug else 1 if verbose else 0)
 
 
 ask.register(app)
