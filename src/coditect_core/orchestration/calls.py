@@ -210,8 +210,14 @@ def request_failed(
     gates: dict[str, AgentGate],
     max_pause: float,
 ) -> None:
-    """A request of ``agent`` failed: note it; a 429's Retry-After pauses the agent's queue."""
+    """A request of ``agent`` failed: note it; a 429's Retry-After pauses the agent's queue.
+
+    A configuration error (no key, SDK missing) is raised before any request goes out: it is
+    not counted as a request.
+    """
     attempts.failed(agent, model, error, latency)
+    if isinstance(error, LlmConfigurationError):
+        attempts.requests -= 1
     if isinstance(error, LlmRateLimitError) and error.retry_after:
         gate = gates.get(agent.name)
         if gate is None:
