@@ -140,6 +140,8 @@ class Writer:
             if not backlog:
                 stopping = not self._take(backlog, block=True)
             while not stopping and len(backlog) < MAX_BATCH:  # whatever else is queued now
+                if self._queue.empty():  # (cheaper than get_nowait's exception)
+                    break
                 taken = self._take(backlog, block=False)
                 if taken is None:
                     break
