@@ -70,6 +70,27 @@ class DieOnce:
         return "survived"
 
 
+class SlowDownOnce:
+    """A fake model reply that answers 429 with Retry-After the first time (a marker file
+    remembers), then names the task; every call appends its Unix time to the marker."""
+
+    def __init__(self, marker: str, retry_after: float) -> None:
+        self.marker = marker
+        self.retry_after = retry_after
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        import time
+
+        from coditect_core.errors import LlmRateLimitError
+
+        first = not os.path.exists(self.marker)
+        with open(self.marker, "a") as f:
+            f.write(f"{time.time()}\n")
+        if first:
+            raise LlmRateLimitError("slow down", retry_after=self.retry_after, provider="fake")
+        return "after the pause"
+
+
 def count_llama_loads(actor: Any) -> None:
     """Run inside an actor: count every ``llama_cpp.Llama`` built from now on."""
     import llama_cpp
@@ -360,6 +381,116 @@ async def test_a_worker_killed_mid_call_is_retried_and_the_run_succeeds(
 
 
 @needs_ray
+async def test_a_lost_worker_is_an_attempt_in_the_stored_history(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    from coditect_core.orchestration.runners.ray import RayRunner
+    from coditect_core.orchestration.state.observer import StoreObserver, run_status
+    from coditect_core.orchestration.store import StateStore
+
+    marker = tmp_path / "died-once"
+    agent = AgentConfig(
+        "mortal", "custom", provider="fake", provider_options={"default": DieOnce(str(marker))}
+    )
+    orch = ProjectOrchestrator(AgentRegistry([agent]), name="lost", runner=RayRunner())
+    orch.add_task(AgentTask("B", "the one whose worker dies", agent="mortal"))
+    store = StateStore.open(tmp_path / "state.db")
+    try:
+        info = await store.begin_run("lost")
+        observer = StoreObserver(store, info.run_id)
+        await observer.define(orch)
+        orch.add_observer(observer)
+        async with orch:
+            summary = await asyncio.wait_for(orch.run(), 90)
+        await store.finish_run(info.run_id, run_status(summary))
+        attempts = await asyncio.to_thread(store.attempts, "lost", task_id="B")
+    finally:
+        await store.aclose()
+    assert summary.ok
+    assert [a.status for a in attempts] == ["failed", "succeeded"]
+    assert attempts[0].error is not None
+    assert "the Ray worker running this request died (WorkerCrashedError" in attempts[0].error
+    assert attempts[0].agent == attempts[1].agent == "mortal"
+
+
+@needs_ray
+async def test_a_429_on_a_worker_pauses_the_agent_on_the_driver(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    from coditect_core.orchestration.runners.ray import RayRunner
+
+    marker = tmp_path / "calls"
+    retry_after = 1.0
+    agent = AgentConfig(
+        "busy",
+        "custom",
+        provider="fake",
+        provider_options={
+            "default": SlowDownOnce(str(marker), retry_after),
+            "retry": {"max_attempts": 3, "initial_delay": 0.0, "max_delay": 5.0},
+        },
+    )
+    orch = ProjectOrchestrator(AgentRegistry([agent]), runner=RayRunner())
+    orch.add_task(AgentTask("R", "rate limited once", agent="busy"))
+    async with orch:
+        summary = await asyncio.wait_for(orch.run(), 90)
+        gate = orch.executor.gate("busy")
+    assert summary.ok
+    assert orch.results["R"].output == "after the pause"
+    assert gate is not None  # the driver's queue of the agent was paused by the worker's 429
+    assert gate.paused_until > 0
+    first, second = (float(line) for line in marker.read_text().split())
+    assert second - first >= retry_after * 0.95
+
+
+@needs_ray
+async def test_an_agents_own_limits_hold_on_the_cluster(ray_cluster: Any, tmp_path: Path) -> None:
+    """``max_concurrency: 1`` and ``requests_per_minute`` of agents in the project file, with
+    the run allowing 4 at once and Ray 2: the stubs see the agents' pace, not the cluster's."""
+    from coditect_core.session import ProjectSession
+
+    with StubServer(latency=0.3) as capped_stub, StubServer() as paced_stub:
+        agents = {
+            name: {
+                "type": "openai-gpt",
+                "model": "gpt-4o-mini",
+                "api_key": "sk-test-0123456789",
+                "base_url": stub.openai_url,
+                **limits,
+            }
+            for name, stub, limits in (
+                ("capped", capped_stub, {"max_concurrency": 1}),
+                ("paced", paced_stub, {"requests_per_minute": 200}),  # one per 0.3 s
+            )
+        }
+        spec = {
+            "project": "limits-on-ray",
+            "runner": "ray",
+            "defaults": {"max_concurrency": 4},
+            "agents": agents,
+            "tasks": [
+                {"id": f"{name}-{i}", "title": f"{name} {i}", "agent": name}
+                for name in agents
+                for i in range(5)
+            ],
+        }
+        path = tmp_path / "project.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        async with ProjectSession.open(path) as session:
+            outcome = await asyncio.wait_for(session.run(), 120)
+        capped = sorted(r.received_at for r in capped_stub.requests)
+        paced = sorted(r.received_at for r in paced_stub.requests)
+    assert outcome.summary.ok, outcome.summary.counts
+    assert len(capped) == len(paced) == 5
+    assert min(b - a for a, b in itertools.pairwise(capped)) >= 0.3 * 0.95
+    # The pace is set where requests leave the driver. As on one machine, the first request
+    # also builds its client after its turn, so the first gap may come out shorter; every
+    # other one keeps the pace (unpaced, these requests would reach the stub two at a time).
+    gaps = sorted(b - a for a, b in itertools.pairwise(paced))
+    assert gaps[1] >= 0.3 * 0.9, gaps
+
+
+@needs_ray
 async def test_the_runs_concurrency_cap_holds_on_the_cluster(ray_cluster: Any) -> None:
     """With 2 CPUs Ray could run 2 requests at once; the run allows 1, so the stub never sees a
     request before it has answered the previous one."""
@@ -451,6 +582,7 @@ async def test_local_model_agents_load_the_model_once_per_actor(ray_cluster: Any
             "local",
             max_tokens=2,
             temperature=0.0,
+            system_prompt="Reply in one word.",  # a short prompt: the model is slow on 2 cores
             provider_options={"n_ctx": 512, "n_threads": 1},
         )
         for name in ("small-a", "small-b")

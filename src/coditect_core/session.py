@@ -188,7 +188,7 @@ class ProjectSession:
         """
         orchestrator, store = self.orchestrator, self.store
         concurrency = max_concurrency or self.project.defaults.max_concurrency
-        await orchestrator.runner.start()  # e.g. connect to Ray before the run begins
+        await orchestrator.runner.start(orchestrator.executor)  # e.g. Ray: connect, warm up
         info = await store.begin_run(
             orchestrator.name,
             options={

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from ...llm_abstractions.messages import Message
 from ...llm_abstractions.retry import NO_RETRY
 from ...redaction import RedactingFilter, register_secret
 
-__all__ = ["AgentActor", "LlmSpec", "run_llm_call"]
+__all__ = ["AgentActor", "LlmSpec", "run_llm_call", "warm_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,26 @@ def run_llm_call(spec_box: list[Any], messages: list[Message], kwargs: dict[str,
     return process.run(_request(llm, messages, kwargs))
 
 
+async def _make_client(llm: BaseLlm) -> None:
+    llm._get_client()  # the SDK import and the client, on the loop that will use them
+
+
+def warm_worker(spec_boxes: list[list[Any]], hold: float) -> int:
+    """Build the LLMs of ``spec_boxes`` and their clients in this worker process (the SDK
+    imports happen now, not during a request), then hold the worker ``hold`` seconds so that
+    the other warm-up tasks land on other workers. Returns this process's id."""
+    import ray
+
+    process = _this_process()
+    for box in spec_boxes:
+        try:
+            process.run(_make_client(process.llm(box[0], ray.get)))  # type: ignore[arg-type]
+        except Exception as error:  # the request will report it
+            logger.debug("warm-up of an LLM failed: %s", error)
+    time.sleep(hold)
+    return os.getpid()
+
+
 class AgentActor:
     """One agent's home on the cluster: its LLMs, and so its loaded model, live as long as it.
 
@@ -175,6 +196,11 @@ class AgentActor:
             if llm is None:
                 llm = self.llms[key] = spec.build()
         return llm
+
+    async def warm(self, spec_box: list[Any]) -> None:
+        """Build the LLM of ``spec_box`` and its client now, before its first request."""
+        llm = await self._llm(spec_box[0])
+        llm._get_client()
 
     async def generate(
         self, spec_box: list[Any], messages: list[Message], kwargs: dict[str, Any]

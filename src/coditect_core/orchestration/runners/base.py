@@ -55,8 +55,9 @@ class Runner(ABC):
         """Run ``task`` as ``executor.execute(task, agent, mode, upstream=upstream, **options)``
         would (``options``: whatever else the executor takes, passed through)."""
 
-    async def start(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
-        """Get ready before the first call (connect to a cluster...); optional, idempotent."""
+    async def start(self, executor: TaskExecutor | None = None) -> None:  # noqa: B027
+        """Get ready before the first call (connect to a cluster, warm ``executor``'s agents
+        up there...); optional (empty here), idempotent."""
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
         """Release what the runner holds (workers, actors, a cluster connection it made)."""

@@ -47,10 +47,16 @@ import os
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...errors import LlmConfigurationError, LlmConnectionError, LlmResponseError, RunnerError
+from ...errors import (
+    CoditectError,
+    LlmConfigurationError,
+    LlmConnectionError,
+    LlmResponseError,
+    RunnerError,
+)
 from ...llm_abstractions.base_llm import BaseLlm, CallParams, LlmResponse, StreamState
 from ..agent_registry import AgentConfig, AgentInterface, AgentType
-from ._worker import AgentActor, LlmSpec, run_llm_call
+from ._worker import AgentActor, LlmSpec, run_llm_call, warm_worker
 from .base import Runner
 
 if TYPE_CHECKING:
@@ -72,6 +78,8 @@ HEAVY_MODEL_TYPES = frozenset({AgentType.LOCAL, AgentType.META_LLAMA})
 INSTALL_HINT = "pip install 'coditect-core[ray]'"
 _RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _CLOSE_TIMEOUT = 10.0  # seconds the actors get to close their clients before they are killed
+_WARM_WORKERS = 16  # at most this many worker processes are warmed up before the first request
+_WARM_HOLD = 0.5  # seconds a warm-up task keeps its worker, so that the others go elsewhere
 
 # The lost requests of the task being executed (set by RayRunner.execute, read by its result).
 _LOST: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
@@ -203,6 +211,7 @@ class RayRunner(Runner):
         self._ray: Any = None
         self._owns_ray = False
         self._task_fn: Any = None
+        self._warm_fn: Any = None
         self._actor_cls: Any = None
         self._task_fns: dict[str, Any] = {}
         self._actors: dict[str, Any] = {}
@@ -216,9 +225,12 @@ class RayRunner(Runner):
 
     # ------------------------------------------------------------------ connection
 
-    async def start(self) -> None:
-        """Connect to the cluster (or start a local one). Blocks while Ray starts."""
+    async def start(self, executor: TaskExecutor | None = None) -> None:
+        """Connect to the cluster (or start a local one; this blocks while Ray starts), and
+        warm ``executor``'s agents up there (:meth:`warm_up`)."""
         self._connect()
+        if executor is not None:
+            await self._warmed(executor)
 
     def _connect(self) -> Any:
         if self._ray is not None:
@@ -243,6 +255,7 @@ class RayRunner(Runner):
             exc.LocalRayletDiedError,
         )
         self._task_fn = ray.remote(max_retries=0)(run_llm_call)
+        self._warm_fn = ray.remote(max_retries=0)(warm_worker)
         self._actor_cls = ray.remote(AgentActor)
         self._ray = ray
         return ray
@@ -352,7 +365,7 @@ class RayRunner(Runner):
         **options: Any,
     ) -> ExecutionResult:
         self._connect()
-        self.bind(executor)
+        await self._warmed(executor)
         lost: list[str] = []
         token = _LOST.set(lost)
         try:
@@ -363,13 +376,59 @@ class RayRunner(Runner):
             result.metadata["ray"] = {"lost_calls": len(lost), "lost": lost}
         return result
 
+    async def _warmed(self, executor: TaskExecutor) -> None:
+        """Wait for ``executor``'s warm-up, started by the first caller (once per executor)."""
+        self.bind(executor)
+        runner, warm = executor.__dict__.get("_ray_warm", (None, None))
+        if runner is not self or warm is None:
+            warm = asyncio.ensure_future(self.warm_up(executor))
+            executor.__dict__["_ray_warm"] = (self, warm)
+        await asyncio.shield(warm)
+
+    async def warm_up(self, executor: TaskExecutor) -> None:
+        """Before the first request: start the agents' actors and, on as many worker processes
+        as the cluster has CPUs (at most 16), build the agents' LLMs and clients (the SDK
+        imports). A request then costs the same from the first one on, and a rate limit paced
+        on the driver is not bunched by workers still starting. Failures are left to the
+        requests to report."""
+        self._connect()
+        self.bind(executor)
+        boxes: list[list[Any]] = []
+        actors = []
+        for agent in executor.registry.list(enabled_only=True):
+            if agent.interface not in (AgentInterface.API, AgentInterface.HYBRID):
+                continue
+            try:
+                llm = executor.get_llm(agent)
+            except (CoditectError, ValueError, OSError, ImportError) as error:
+                logger.debug("agent %s not warmed up: %s", agent.name, error)
+                continue
+            if isinstance(llm, _RemoteLlm):
+                box = self._box(llm)
+                if llm._on_actor:
+                    actors.append(self.actor(agent.name).warm.remote(box))
+                else:
+                    boxes.append(box)
+        cpus = int(self._ray.cluster_resources().get("CPU", 1))
+        warming = [
+            self._warm_fn.remote(boxes, _WARM_HOLD)
+            for _ in range(max(1, min(cpus, _WARM_WORKERS)) if boxes else 0)
+        ]
+        done = await asyncio.gather(*warming, *actors, return_exceptions=True)
+        pids = {pid for pid in done[: len(warming)] if isinstance(pid, int)}
+        logger.info("warmed %d worker(s) and %d actor(s)", len(pids), len(actors))
+
+    def _box(self, llm: _RemoteLlm) -> list[Any]:
+        if not llm._spec_box:
+            llm._spec_box = [self._ray.put(llm.spec())]
+        return llm._spec_box
+
     async def _request(
         self, llm: _RemoteLlm, messages: list[Message], params: CallParams
     ) -> LlmResponse:
         """One request of ``llm`` on the cluster: its answer, or the error it raised there."""
         ray = self._connect()
-        if not llm._spec_box:
-            llm._spec_box = [ray.put(llm.spec())]
+        box = self._box(llm)
         kwargs = {
             "model": params.model,
             "max_tokens": params.max_tokens,
@@ -380,9 +439,9 @@ class RayRunner(Runner):
         agent = llm._agent
         if llm._on_actor:
             handle = await self._actor_ready(agent)
-            ref = handle.generate.remote(llm._spec_box, messages, kwargs)
+            ref = handle.generate.remote(box, messages, kwargs)
         else:
-            ref = self._task_for(agent).remote(llm._spec_box, messages, kwargs)
+            ref = self._task_for(agent).remote(box, messages, kwargs)
         try:
             outcome = await ref
         except asyncio.CancelledError:
