@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from coditect_core.errors import RunLockedError, StateError
+from coditect_core.orchestration.state import bulk
 from coditect_core.orchestration.store import AttemptOutcome, StateStore
 from coditect_core.orchestration.task import TaskStatus
 
@@ -150,6 +151,28 @@ async def test_a_bad_write_in_an_autocommit_batch_fails_alone(tmp_path: Path) ->
         assert "not in flight" in str(outcomes[0])
         assert isinstance(outcomes[1], int)
         assert [x.task_id for x in store.snapshot("p").in_flight] == ["A", "B"]
+
+
+async def test_batches_longer_than_one_statement(tmp_path: Path, monkeypatch) -> None:
+    """An SQLite that binds few parameters (before 3.32: 999) gets several statements per batch,
+    inside one explicit transaction."""
+    monkeypatch.setattr(bulk, "_MAX_ROWS", 5)
+    with StateStore.open(tmp_path / "state.db") as store:
+        run = await store.begin_run("p")
+        tasks = [f"T{i:02d}" for i in range(40)]
+        await store.define_tasks(run.run_id, {t: f"h-{t}" for t in tasks})
+        started = await asyncio.gather(
+            *(store.task_started(run.run_id, t, agent="a") for t in tasks)
+        )
+        ids = dict(zip(tasks, started, strict=True))
+        await asyncio.gather(
+            *(
+                store.task_finished(run.run_id, t, "completed", attempt_id=ids[t], attempt=OK)
+                for t in tasks
+            )
+        )
+        await store.finish_run(run.run_id)
+        _check(store, "p", ids)
 
 
 # -- in memory --------------------------------------------------------------------------------

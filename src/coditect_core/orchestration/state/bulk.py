@@ -54,7 +54,20 @@ _TEXT = ("note", "agent", "model", "interface", "a_error", "a_output", "error", 
 _NUMBER = ("run_id", "prompt_tokens", "completion_tokens", "latency_s", "cost")
 _WIDTH = len(_COLUMNS)
 _ATTEMPT_ID = _COLUMNS.index("attempt_id")
-_MAX_ROWS = 512  # rows per statement at most (x 20 parameters, well under SQLite's limit)
+
+
+def _max_rows() -> int:
+    """Rows per statement at most: 512, or fewer if this SQLite binds fewer parameters (before
+    3.32 the limit was 999)."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        limit = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    finally:
+        probe.close()
+    return max(1, min(512, limit // _WIDTH))
+
+
+_MAX_ROWS = _max_rows()
 
 
 def _t(value: str | None) -> str | int:
@@ -402,7 +415,7 @@ class Batch:
         done = 0
         while done < total:
             n = min(total - done, _MAX_ROWS)
-            size = _statement_rows(n)
+            size = min(_statement_rows(n), _MAX_ROWS)
             values = flat[done * _WIDTH : (done + n) * _WIDTH]
             if size > n:
                 values += _PAD * (size - n)
