@@ -18,8 +18,10 @@ default). ``cli`` and ``script`` agents run their commands on the driver, and ``
 ones make no call at all.
 
 The runner reaches the executor's LLMs through its ``_llm_class`` hook (:meth:`RayRunner.bind`):
-each agent's LLM class is replaced by a subclass whose one request (``_generate``) is sent to
-Ray. The driver's instance still validates settings and looks up the key as on one machine.
+each agent's LLM class is replaced by a subclass (:mod:`._remote`) whose one request
+(``_generate``) is sent to Ray. The driver's instance still validates settings and looks up the
+key as on one machine. Before the first request, :meth:`RayRunner.warm_up` builds the agents'
+clients on the workers (and starts the actors), as the local runner imports the SDKs before a run.
 
 A request whose worker process (or actor, or node) dies fails with a retryable
 :class:`LlmConnectionError` that says so: the executor retries it like a dropped connection (on
@@ -49,20 +51,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import (
     CoditectError,
-    LlmConfigurationError,
     LlmConnectionError,
     LlmResponseError,
     RunnerError,
 )
-from ...llm_abstractions.base_llm import BaseLlm, CallParams, LlmResponse, StreamState
+from ...llm_abstractions.base_llm import BaseLlm, CallParams, LlmResponse
 from ..agent_registry import AgentConfig, AgentInterface, AgentType
-from ._worker import AgentActor, LlmSpec, run_llm_call, warm_worker
+from ._remote import RemoteLlm
+from ._worker import AgentActor, run_llm_call, warm_worker
 from .base import Runner
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-    from ...llm_abstractions.keys import Secret
     from ...llm_abstractions.messages import Message
     from ..execution_result import ExecutionResult
     from ..executor import TaskExecutor, Upstream
@@ -111,71 +110,6 @@ def _resource_options(value: Any) -> dict[str, float]:
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
-class _RemoteLlm(BaseLlm):
-    """Mixed in before an agent's real LLM class: its requests are sent to the Ray runner.
-
-    The real constructor still runs here (settings checked, key looked up, retry policy chosen);
-    a heavy model's file is only needed where its actor runs.
-    """
-
-    _runner: ClassVar[RayRunner]
-    _agent: ClassVar[str]
-    _on_actor: ClassVar[bool]
-    _real: ClassVar[type[BaseLlm]]
-
-    def __init__(self, model: str | None = None, api_key: str | None = None, **settings: Any):
-        self._spec_args = (model, dict(settings))
-        self._spec_box: list[Any] = []
-        try:
-            super().__init__(model=model, api_key=api_key, **settings)
-        except LlmConfigurationError:
-            if not self._on_actor:
-                raise
-            # e.g. the model file exists on the GPU nodes only: the actor checks it there.
-            BaseLlm.__init__(
-                self, model or f"{self._real.provider}-default", api_key=api_key, **settings
-            )
-
-    def _resolve_key(self, api_key: str | None) -> Secret | None:
-        try:
-            return super()._resolve_key(api_key)
-        except LlmConfigurationError:
-            if self._runner.send_keys:
-                raise
-            return None  # the workers' environment has it
-
-    def spec(self) -> LlmSpec:
-        """What a worker needs to build the real LLM."""
-        model, settings = self._spec_args
-        key = self._api_key if self._runner.send_keys else None
-        return LlmSpec(self._real, model, key, settings)
-
-    def _create_client(self) -> Any:
-        return None  # the clients live on the workers
-
-    async def _close_client(self, client: Any) -> None:
-        return None
-
-    async def _generate(
-        self, client: Any, messages: list[Message], params: CallParams
-    ) -> LlmResponse:
-        return await self._runner._request(self, messages, params)
-
-    async def _stream(
-        self, client: Any, messages: list[Message], params: CallParams, state: StreamState
-    ) -> AsyncIterator[str]:
-        response = await self._generate(client, messages, params)  # one delta: the whole reply
-        state.usage, state.finish_reason, state.model = (
-            response.usage,
-            response.finish_reason,
-            response.model,
-        )
-        yield response.text
-
-    def _map_error(self, error: Exception) -> Any:
-        return None
 
 
 class RayRunner(Runner):
@@ -320,7 +254,7 @@ class RayRunner(Runner):
 
     def remote_class(self, real: type[BaseLlm], agent: AgentConfig) -> type[BaseLlm]:
         """``real`` made to send its requests to this runner, for ``agent``."""
-        if issubclass(real, _RemoteLlm):
+        if issubclass(real, RemoteLlm):
             return real
         key = (real, agent.name)
         cls = self._classes.get(key)
@@ -332,7 +266,7 @@ class RayRunner(Runner):
                 "_real": real,
                 "__module__": __name__,
             }
-            cls = self._classes[key] = type(f"Ray{real.__name__}", (_RemoteLlm, real), attrs)
+            cls = self._classes[key] = type(f"Ray{real.__name__}", (RemoteLlm, real), attrs)
         return cls
 
     def bind(self, executor: TaskExecutor) -> None:
@@ -403,7 +337,7 @@ class RayRunner(Runner):
             except (CoditectError, ValueError, OSError, ImportError) as error:
                 logger.debug("agent %s not warmed up: %s", agent.name, error)
                 continue
-            if isinstance(llm, _RemoteLlm):
+            if isinstance(llm, RemoteLlm):
                 box = self._box(llm)
                 if llm._on_actor:
                     actors.append(self.actor(agent.name).warm.remote(box))
@@ -418,13 +352,13 @@ class RayRunner(Runner):
         pids = {pid for pid in done[: len(warming)] if isinstance(pid, int)}
         logger.info("warmed %d worker(s) and %d actor(s)", len(pids), len(actors))
 
-    def _box(self, llm: _RemoteLlm) -> list[Any]:
+    def _box(self, llm: RemoteLlm) -> list[Any]:
         if not llm._spec_box:
             llm._spec_box = [self._ray.put(llm.spec())]
         return llm._spec_box
 
     async def _request(
-        self, llm: _RemoteLlm, messages: list[Message], params: CallParams
+        self, llm: RemoteLlm, messages: list[Message], params: CallParams
     ) -> LlmResponse:
         """One request of ``llm`` on the cluster: its answer, or the error it raised there."""
         ray = self._connect()
@@ -459,7 +393,7 @@ class RayRunner(Runner):
             raise outcome
         return outcome
 
-    def _lost(self, llm: _RemoteLlm, error: BaseException) -> LlmConnectionError:
+    def _lost(self, llm: RemoteLlm, error: BaseException) -> LlmConnectionError:
         """A request whose worker (or actor, or node) died: note it, and say it can be retried."""
         what = _first_line(error)
         where = f"actor of agent {llm._agent}" if llm._on_actor else "worker"
