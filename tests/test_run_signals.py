@@ -96,6 +96,7 @@ def _check_interrupted_state(project: Path) -> set[str]:
 
 
 def _resume_and_check(project: Path, stub: StubServer, done_before: set[str]) -> None:
+    time.sleep(stub.latency + 0.3)  # the stub finishes answering the calls the run gave up
     stub.clear()
     resumed = run_cli("run", project, "--json", extra_env={"OPENAI_API_KEY": KEY})
     assert resumed.returncode == 0, resumed.stderr
@@ -126,9 +127,12 @@ def test_a_signal_cancels_commits_exits_130_and_the_next_run_resumes(
         assert "interrupted: state saved" in err
         done_before = _check_interrupted_state(project)
         with StateStore.open(_state(project), readonly=True) as store:
-            cut = [a for a in store.attempts(NAME) if a.status == "cancelled"]
-        assert cut, "the calls in flight were cancelled and recorded so"
-        assert all(a.cost is None for a in cut)  # it may have been billed: unknown, not zero
+            every = store.attempts(NAME)
+        # A call in flight was cancelled (or, cut while its end was being written, marked
+        # interrupted); one cancelled before it went out left no attempt. None is billed as 0.
+        cut = [a for a in every if a.status != "succeeded"]
+        assert {a.status for a in cut} <= {"cancelled", "interrupted"}, cut
+        assert all(a.cost is None for a in cut)
         assert set(_asked(stub)) >= done_before
         _resume_and_check(project, stub, done_before)
 
@@ -147,7 +151,9 @@ def test_a_second_sigint_exits_at_once_without_harming_the_state(tmp_path: Path)
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        assert child.returncode == 130, err
+        # 130; or, when the second signal lands in the last instants of the interpreter's own
+        # shutdown (the run already over), a death by SIGINT, which a shell reports as 130 too.
+        assert child.returncode in (130, -signal.SIGINT), err
         # Whichever way it ended (clean, or cut short by the second signal), the state opens,
         # and what was in flight is marked interrupted, never left running.
         with StateStore.open(_state(project)) as store:  # for writing: recovery runs

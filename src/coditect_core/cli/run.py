@@ -64,6 +64,15 @@ def _make_view(total: int, skipped: int) -> Any:
             self.started[task.task_id] = time.monotonic()
             out.print(f"started   {task.task_id} on {kw.get('agent') or '?'}", markup=False)
 
+        async def attempt_started(self, task: AgentTask, ended: ExecutionResult, **kw: Any) -> None:
+            agent = kw.get("agent") or "?"
+            kind = "retry" if agent == ended.agent else "fallback"
+            out.print(
+                f"{kind:<9} {task.task_id} on {agent} after: {ended.error}",
+                markup=False,
+                highlight=False,
+            )
+
         async def attempt_finished(
             self, task: AgentTask, result: ExecutionResult, **kw: Any
         ) -> None:
@@ -208,7 +217,8 @@ def budget_message(summary: Any) -> str:
 
 
 def _install_stop_signals(loop: Any, task: Any) -> Any:
-    """SIGINT/SIGTERM: the first cancels ``task`` (a clean stop); the second exits at once.
+    """SIGINT/SIGTERM: the first cancels ``task`` (a clean stop); the second, or any once
+    ``task`` is done, exits at once with status 130.
 
     Returns a function that puts the previous handlers back.
     """
@@ -348,11 +358,10 @@ def register(app: typer.Typer) -> None:
             current = asyncio.current_task()
             assert current is not None
             # SIGTERM ends the run like Ctrl-C: cancel, record, exit 130; a second one: at once.
-            restore = _install_stop_signals(asyncio.get_running_loop(), current)
-            try:
-                return await run_session()
-            finally:
-                restore()
+            # The handlers stay to the end of the process: a signal that comes while the
+            # interpreter shuts down must still mean "exit 130 now", not a death by SIGINT.
+            _install_stop_signals(asyncio.get_running_loop(), current)
+            return await run_session()
 
         async def run_session() -> RunOutcome:
             async with session:
