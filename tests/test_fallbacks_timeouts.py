@@ -251,3 +251,15 @@ async def test_agent_timeout_of_a_command_is_retried_then_falls_back(
     assert all("0.5s" in e["error"] for e in earlier)
     for pid in map(int, pids.read_text().split()):
         assert wait_gone(pid)
+
+
+async def test_a_failure_to_record_an_attempt_stops_the_run_not_the_task() -> None:
+    class BrokenStore(EventLog):
+        async def attempt_started(self, task: AgentTask, ended: Any, **kw: Any) -> None:
+            raise OSError("disk full")
+
+    a = fake("a", [LlmServerError("down", status_code=500)], fallbacks=["b"])
+    orch = ProjectOrchestrator(executor=executor(a, fake("b")), observers=[BrokenStore()])
+    orch.add_task(AgentTask("T1", "the task", "Do it.", agent="a"))
+    with pytest.raises(OSError, match="disk full"):
+        await orch.run()

@@ -88,13 +88,14 @@ def error_text(error: BaseException, agent: AgentConfig | None) -> str:
 def failure_cost(error: BaseException) -> float | None:
     """What a failed request cost: 0 if nothing can have been billed, else ``None`` (unknown).
 
-    Nothing is billed when no request was made (configuration), or when the provider refused
+    Nothing is billed when no request was made (configuration, an unusable agent), or when the
+    provider refused
     or failed it (rate limit, bad request, authentication, permission, server error, any HTTP
     error status). A timeout, a dropped connection, a malformed or truncated reply or a
     filtered completion may have been billed for work we never received: unknown.
     """
-    if isinstance(error, _UNBILLED):
-        return 0.0
+    if isinstance(error, _UNBILLED) or not isinstance(error, LlmError):
+        return 0.0  # (an error outside the LLM tree: an agent or a setting, before any request)
     status = getattr(error, "status_code", None)
     if status is not None and status >= 400:
         return 0.0
@@ -112,6 +113,7 @@ class Attempts:
     cost: float | None = 0.0  # of the same; None once one is unknown
     failure: tuple[AgentConfig, str | None, BaseException, float] | None = None
     deadline: float | None = None
+    hook_error: BaseException | None = None  # the hook's own failure: never the task's
     earlier: tuple[dict[str, Any], ...] | list[dict[str, Any]] = ()  # ended, when no hook
 
     def __init__(
@@ -181,7 +183,11 @@ class Attempts:
         self.cost = 0.0
         self.agent = agent
         if self.hook is not None:
-            await self.hook(self.task, ended, agent)
+            try:
+                await self.hook(self.task, ended, agent)
+            except BaseException as error:
+                self.hook_error = error  # the executor lets it through: the run must stop
+                raise
         else:  # e.g. run on another machine: the result carries them back
             self.earlier = [*self.earlier, ended.to_dict()]
 

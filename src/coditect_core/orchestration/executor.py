@@ -7,9 +7,10 @@ One LLM instance per agent is created on first use, reused by every task, and cl
 :meth:`TaskExecutor.aclose`.
 
 :meth:`TaskExecutor.execute` dispatches on the agent's interface (``api``, ``cli``, ``script``,
-``interactive``, ``hybrid``; the handlers are in :mod:`.interfaces`). Whatever goes wrong (unknown or disabled agent, missing key,
-provider error, a crashing command) becomes a FAILED :class:`ExecutionResult` with a clear
-error; only cancellation propagates.
+``interactive``, ``hybrid``; the handlers are in :mod:`.interfaces`). Whatever goes wrong
+(unknown or disabled agent, missing key, provider error, a crashing command) becomes a FAILED
+:class:`ExecutionResult` with a clear error; only cancellation propagates, and a failure of
+the ``on_attempt`` hook (recording an attempt), which is not the task's.
 
 Reliability lives here too (the requests themselves: :mod:`.calls`):
 
@@ -296,7 +297,7 @@ class TaskExecutor(InterfaceHandlers):
                     continue
                 llm = self._get_llm(agent, via_command=agent.interface is AgentInterface.CLI)[0]
                 llm._get_client()  # the SDK import and the client, on this loop
-            except (CoditectError, ValueError, OSError, ImportError) as error:
+            except Exception as error:  # its call will fail and say why
                 logger.debug("agent %s not warmed up: %s", name, error)
                 continue
             ready.append(name)
@@ -364,8 +365,12 @@ class TaskExecutor(InterfaceHandlers):
                     raise
                 await self._fall_back(task, config, result, upstream or (), attempts, error)
         except (CoditectError, ValueError, OSError) as error:
+            if error is attempts.hook_error:
+                raise  # recording the attempt failed (the store): not this task's failure
             self._fail(result, error, attempts)
         except Exception as error:  # a bug or an unmapped failure: still only this task's
+            if error is attempts.hook_error:
+                raise
             logger.exception("unexpected error executing task %s", task.task_id)
             self._fail(result, error, attempts)
         else:
