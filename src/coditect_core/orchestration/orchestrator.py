@@ -85,6 +85,7 @@ class ProjectOrchestrator:
         self.runner = runner or LocalRunner()  # where calls execute (runners/: local, ray)
         self.budget = budget
         self.spend = Spend()
+        self._attempt_hook = self._next_attempt  # bound once: it is set around every call
         self.tasks: dict[str, AgentTask] = {}
         self.results: dict[str, ExecutionResult] = {}
         self._observers: list[OrchestratorObserver] = list(observers)
@@ -205,7 +206,7 @@ class ProjectOrchestrator:
             await self._transition(
                 task, TaskStatus.IN_PROGRESS, agent=name, model=model, interface=interface
             )
-            hook = ATTEMPT_HOOK.set(self._next_attempt)  # retries, fallbacks reported live...
+            hook = ATTEMPT_HOOK.set(self._attempt_hook)  # retries, fallbacks reported live...
             try:
                 result = await self.runner.execute(self.executor, task, agent, upstream=upstream)
             finally:
