@@ -460,7 +460,7 @@ async def test_an_agents_own_limits_hold_on_the_cluster(ray_cluster: Any, tmp_pa
             }
             for name, stub, limits in (
                 ("capped", capped_stub, {"max_concurrency": 1}),
-                ("paced", paced_stub, {"requests_per_minute": 200}),  # one per 0.3 s
+                ("paced", paced_stub, {"requests_per_minute": 100}),  # one per 0.6 s
             )
         }
         spec = {
@@ -487,7 +487,7 @@ async def test_an_agents_own_limits_hold_on_the_cluster(ray_cluster: Any, tmp_pa
     # also builds its client after its turn, so the first gap may come out shorter; every
     # other one keeps the pace (unpaced, these requests would reach the stub two at a time).
     gaps = sorted(b - a for a, b in itertools.pairwise(paced))
-    assert gaps[1] >= 0.3 * 0.9, gaps
+    assert gaps[1] >= 0.6 * 0.75, gaps  # room for the hop's jitter on a loaded machine
 
 
 @needs_ray

@@ -197,11 +197,6 @@ class AgentActor:
                 llm = self.llms[key] = spec.build()
         return llm
 
-    async def warm(self, spec_box: list[Any]) -> None:
-        """Build the LLM of ``spec_box`` and its client now, before its first request."""
-        llm = await self._llm(spec_box[0])
-        llm._get_client()
-
     async def generate(
         self, spec_box: list[Any], messages: list[Message], kwargs: dict[str, Any]
     ) -> Outcome:

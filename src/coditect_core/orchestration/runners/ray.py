@@ -21,7 +21,7 @@ The runner reaches the executor's LLMs through its ``_llm_class`` hook (:meth:`R
 each agent's LLM class is replaced by a subclass (:mod:`._remote`) whose one request
 (``_generate``) is sent to Ray. The driver's instance still validates settings and looks up the
 key as on one machine. Before the first request, :meth:`RayRunner.warm_up` builds the agents'
-clients on the workers (and starts the actors), as the local runner imports the SDKs before a run.
+clients on the workers, as the local runner imports the SDKs before a run.
 
 A request whose worker process (or actor, or node) dies fails with a retryable
 :class:`LlmConnectionError` that says so: the executor retries it like a dropped connection (on
@@ -320,17 +320,18 @@ class RayRunner(Runner):
         await asyncio.shield(warm)
 
     async def warm_up(self, executor: TaskExecutor) -> None:
-        """Before the first request: start the agents' actors and, on as many worker processes
-        as the cluster has CPUs (at most 16), build the agents' LLMs and clients (the SDK
-        imports). A request then costs the same from the first one on, and a rate limit paced
-        on the driver is not bunched by workers still starting. Failures are left to the
-        requests to report."""
+        """Before the first request: on as many worker processes as the cluster has CPUs (at
+        most 16), build the agents' LLMs and clients (the SDK imports). A request then costs the
+        same from the first one on, and a rate limit paced on the driver is not bunched by
+        workers still starting. Actors are left to their first request (an agent no task uses
+        holds no CPU or GPU). Failures are left to the requests to report."""
         self._connect()
         self.bind(executor)
         boxes: list[list[Any]] = []
-        actors = []
         for agent in executor.registry.list(enabled_only=True):
             if agent.interface not in (AgentInterface.API, AgentInterface.HYBRID):
+                continue
+            if self.uses_actor(agent):
                 continue
             try:
                 llm = executor.get_llm(agent)
@@ -338,19 +339,16 @@ class RayRunner(Runner):
                 logger.debug("agent %s not warmed up: %s", agent.name, error)
                 continue
             if isinstance(llm, RemoteLlm):
-                box = self._box(llm)
-                if llm._on_actor:
-                    actors.append(self.actor(agent.name).warm.remote(box))
-                else:
-                    boxes.append(box)
+                boxes.append(self._box(llm))
+        if not boxes:
+            return
         cpus = int(self._ray.cluster_resources().get("CPU", 1))
         warming = [
-            self._warm_fn.remote(boxes, _WARM_HOLD)
-            for _ in range(max(1, min(cpus, _WARM_WORKERS)) if boxes else 0)
+            self._warm_fn.remote(boxes, _WARM_HOLD) for _ in range(max(1, min(cpus, _WARM_WORKERS)))
         ]
-        done = await asyncio.gather(*warming, *actors, return_exceptions=True)
-        pids = {pid for pid in done[: len(warming)] if isinstance(pid, int)}
-        logger.info("warmed %d worker(s) and %d actor(s)", len(pids), len(actors))
+        done = await asyncio.gather(*warming, return_exceptions=True)
+        pids = {pid for pid in done if isinstance(pid, int)}
+        logger.info("warmed %d Ray worker(s) up for %d LLM(s)", len(pids), len(boxes))
 
     def _box(self, llm: RemoteLlm) -> list[Any]:
         if not llm._spec_box:
