@@ -116,6 +116,8 @@ class Attempts:
     hook_error: BaseException | None = None  # the hook's own failure: never the task's
     earlier: tuple[dict[str, Any], ...] | list[dict[str, Any]] = ()  # ended, when no hook
 
+    timeout: float | None = None
+
     def __init__(
         self,
         task: AgentTask,
@@ -125,8 +127,13 @@ class Attempts:
     ) -> None:
         self.task = task
         self.hook = hook
-        self.timeout = timeout
         if timeout is not None:
+            self.limit(timeout)
+
+    def limit(self, timeout: float | None) -> None:
+        """Give the whole execution ``timeout`` seconds from now (``None``: no limit)."""
+        if timeout is not None:
+            self.timeout = timeout
             self.deadline = time.monotonic() + timeout
 
     def succeeded(self, usage: Usage | None, cost: float | None) -> None:

@@ -345,8 +345,9 @@ class TaskExecutor(InterfaceHandlers):
             status=ExecutionStatus.IN_PROGRESS,
             started_at=datetime.now(UTC),
         )
-        timeout = self.task_timeouts.get(task.task_id) if self.task_timeouts else None
-        attempts = Attempts(task, on_attempt or ATTEMPT_HOOK.get(), timeout=timeout)
+        attempts = Attempts(task, on_attempt or ATTEMPT_HOOK.get())
+        if self.task_timeouts:
+            attempts.limit(self.task_timeouts.get(task.task_id))
         try:
             if isinstance(upstream, dict) or (
                 upstream

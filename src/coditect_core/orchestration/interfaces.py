@@ -81,11 +81,20 @@ class InterfaceHandlers:
         attempts: Attempts,
         *,
         via_command: bool = False,
+        first: LlmError | None = None,
     ) -> LlmResponse:
-        """One call of ``agent``'s LLM, retried by its policy, gated by its limits, priced."""
+        """One call of ``agent``'s LLM, retried by its policy, gated by its limits, priced.
+
+        ``first``: the call's first request was already made, and failed with it.
+        """
         llm, policy = self._get_llm(agent, via_command=via_command)
-        first_error: LlmError | None = None
-        if attempts.failure is None and attempts.deadline is None and agent.name not in self._gates:
+        first_error = first
+        if (
+            first is None
+            and attempts.failure is None
+            and attempts.deadline is None
+            and agent.name not in self._gates
+        ):
             # The common case, kept cheap: the attempt's first request, nothing to wait for.
             attempts.requests += 1
             t0 = time.monotonic()
@@ -150,7 +159,33 @@ class InterfaceHandlers:
         """The plan's step 4.3: factory class -> one instance per agent -> messages -> call."""
         result.status = ExecutionStatus.IN_PROGRESS
         messages = self._messages(task, agent_config, upstream)
-        # generate_async is generate_content_async keeping usage, model and attempt count.
+        llm, policy = self._get_llm(agent_config)
+        if (
+            attempts.failure is None
+            and attempts.deadline is None
+            and agent_config.name not in self._gates
+        ):
+            # The common case, inlined (this is every task's path): as in _ask.
+            attempts.requests += 1
+            t0 = time.monotonic()
+            try:
+                # generate_async: generate_content_async keeping usage, model, attempts.
+                response = await llm.generate_async(messages)
+            except LlmError as error:
+                request_failed(
+                    attempts, agent_config, llm.model, error, time.monotonic() - t0,
+                    self._gates, policy.max_delay,
+                )  # fmt: skip
+                if not error.retryable or policy.max_attempts == 1:
+                    raise
+                response = await self._ask(agent_config, messages, attempts, first=error)
+            else:  # a fresh attempt's only request: its usage and cost are this call's
+                attempts.usage = response.usage
+                attempts.cost = self.prices.cost(
+                    agent_config.name, llm.provider, response.model, response.usage
+                )
+            self._apply(result, response)
+            return result
         response = await self._ask(agent_config, messages, attempts)
         self._apply(result, response)
         return result

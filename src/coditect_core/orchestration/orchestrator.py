@@ -206,11 +206,16 @@ class ProjectOrchestrator:
             await self._transition(
                 task, TaskStatus.IN_PROGRESS, agent=name, model=model, interface=interface
             )
-            hook = ATTEMPT_HOOK.set(self._attempt_hook)  # retries, fallbacks reported live...
-            try:
+            if ATTEMPT_HOOK.get() is self._attempt_hook:  # a run's worker: set once, below
                 result = await self.runner.execute(self.executor, task, agent, upstream=upstream)
-            finally:
-                ATTEMPT_HOOK.reset(hook)
+            else:
+                hook = ATTEMPT_HOOK.set(self._attempt_hook)  # retries, fallbacks: live...
+                try:
+                    result = await self.runner.execute(
+                        self.executor, task, agent, upstream=upstream
+                    )
+                finally:
+                    ATTEMPT_HOOK.reset(hook)
             earlier = result.metadata.pop("earlier_attempts", None)
             if earlier:  # ...unless the call ran elsewhere (another process): then after it
                 await self._replay_attempts(task, earlier, result)

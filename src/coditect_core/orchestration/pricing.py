@@ -26,6 +26,7 @@ __all__ = ["Price", "PriceBook", "PriceTable", "call_cost", "default_price_table
 
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 _PER = 1_000_000
+_UNSEEN: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,4 +143,9 @@ class PriceBook:
         self, agent: str | None, provider: str | None, model: str | None, usage: Usage | None
     ) -> float | None:
         """USD of one call; ``None`` when its price or its token counts are unknown."""
-        return call_cost(self.price(agent, provider, model), usage)
+        price = self._cache.get((agent, provider, model), _UNSEEN)  # every call: kept lean
+        if price is _UNSEEN:
+            price = self.price(agent, provider, model)
+        if price is None or usage is None:
+            return None
+        return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / _PER

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .calls import ATTEMPT_HOOK
 from .task import TaskStatus
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ class RunLoop:
         """
         me = asyncio.current_task()
         assert me is not None
+        ATTEMPT_HOOK.set(self.orch._attempt_hook)  # this worker's own context: set once
         try:
             while tid is not None:
                 self.running[tid] = me
