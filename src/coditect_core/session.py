@@ -15,7 +15,7 @@ The file's reliability settings reach the executor and the orchestrator here: ea
 
     async with ProjectSession.open("project.yaml") as session:
         outcome = await session.run(max_concurrency=4)
-        print(outcome.summary.counts)
+        counts = outcome.summary.counts
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from ..errors import AgentError
 from ..llm_abstractions.keys import Secret
+from ._coerce import coerce_enum
 
 __all__ = [
     "AgentCapability",
@@ -76,15 +77,7 @@ class AgentCapability(StrEnum):
 
 
 def _coerce(enum: type[E], value: Any, what: str, agent: str) -> E:
-    if isinstance(value, enum):
-        return value
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum)  # type: ignore[attr-defined]
-        raise AgentError(
-            f"agent {agent!r}: {what} is {value!r}; expected one of {allowed}"
-        ) from None
+    return coerce_enum(enum, value, what=what, owner=f"agent {agent!r}", error=AgentError)
 
 
 @dataclass

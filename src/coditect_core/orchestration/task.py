@@ -15,6 +15,8 @@ from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
+from ._coerce import coerce_enum
+
 __all__ = ["AgentTask", "ProjectPhase", "TaskPriority", "TaskStatus"]
 
 E = TypeVar("E", bound=Enum)
@@ -76,15 +78,7 @@ class ProjectPhase(StrEnum):
 
 
 def _coerce(enum: type[E], value: Any, what: str, task_id: str) -> E:
-    if isinstance(value, enum):
-        return value
-    try:
-        return enum(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum)  # type: ignore[attr-defined]
-        raise ValueError(
-            f"task {task_id!r}: {what} is {value!r}; expected one of {allowed}"
-        ) from None
+    return coerce_enum(enum, value, what=what, owner=f"task {task_id!r}", error=ValueError)
 
 
 def _parse_time(value: Any, what: str, task_id: str) -> datetime | None:
