@@ -318,7 +318,7 @@ def register(app: typer.Typer) -> None:
         """
         import asyncio
 
-        from ..errors import CoditectError, ProjectFileError, RunLockedError, StateError
+        from ..errors import CoditectError, RunLockedError
         from ..session import ProjectSession
 
         try:
@@ -332,7 +332,7 @@ def register(app: typer.Typer) -> None:
                 max_cost_usd=max_cost,
                 max_tokens=max_tokens,
             )
-        except (ProjectFileError, StateError, CoditectError, OSError) as error:
+        except (CoditectError, OSError) as error:  # bad file, unusable state, bad runner
             fail(str(error), ExitCode.BAD_INPUT)
         except KeyboardInterrupt:
             err_console().print("interrupted before the run started: nothing was run")
