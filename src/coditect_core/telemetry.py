@@ -234,7 +234,9 @@ class _Instrumentation:
         original = self.call_with_retry
 
         @functools.wraps(original)
-        async def call_with_retry(policy: Any, fn: Callable[[int], Awaitable[Any]]) -> Any:
+        async def call_with_retry(
+            policy: Any, fn: Callable[[int], Awaitable[Any]], **kwargs: Any
+        ) -> Any:
             async def attempt(n: int) -> Any:
                 try:
                     return await fn(n)
@@ -251,7 +253,7 @@ class _Instrumentation:
                         )
                     raise
 
-            return await original(policy, attempt)
+            return await original(policy, attempt, **kwargs)
 
         return call_with_retry
 

@@ -19,9 +19,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+)
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
@@ -206,29 +214,71 @@ class BaseLlm(ABC):
 
     async def generate_async(self, messages: Messages, **kwargs: Any) -> LlmResponse:
         """Send ``messages`` and return the whole :class:`LlmResponse`, retries included."""
-        import asyncio
-
         msgs = normalize_messages(messages, provider=self.provider)
         params = self._params(kwargs)
         client = self._get_client()
         started = time.monotonic()
+        # The first attempt inline (most calls succeed at once: no closure, no retry frame);
+        # after a failure, call_with_retry takes over and replays it as its attempt 1 (it
+        # decides whether to retry, and telemetry sees every failed attempt there).
+        try:
+            response = await self._attempt(client, msgs, params, started)
+        except Exception as error:
+            first = self._as_llm_error(error, params.timeout)
+            response = await self._retry(client, msgs, params, started, first)
+        response.latency_s = time.monotonic() - started
+        response.provider = self.provider
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log_done(response)
+        return response
 
-        async def once(attempt: int) -> LlmResponse:
-            timeout = self._attempt_timeout(params.timeout, started)
-            with self._mapped_errors(timeout):
-                if timeout is None:  # no timer to arm: the common, cheapest path
-                    response = await self._generate(client, msgs, params)
-                else:
-                    async with asyncio.timeout(timeout):
-                        response = await self._generate(client, msgs, params)
+    async def _retry(
+        self,
+        client: Any,
+        msgs: list[Message],
+        params: CallParams,
+        started: float,
+        first: LlmError,
+    ) -> LlmResponse:
+        """After the first attempt failed with ``first``: what the retry policy makes of it.
+
+        (Its own method: a closure in :meth:`generate_async` would cost every call its cells.)
+        """
+
+        async def again(attempt: int) -> LlmResponse:
+            if attempt == 1:
+                raise first
+            response = await self._attempt(client, msgs, params, started, mapped=True)
             response.attempts = attempt
             return response
 
-        response = await call_with_retry(self.retry, once)
-        response.latency_s = time.monotonic() - started
-        response.provider = self.provider
-        self._log_done(response)
-        return response
+        return await call_with_retry(self.retry, again, started=started)
+
+    def _attempt(
+        self,
+        client: Any,
+        msgs: list[Message],
+        params: CallParams,
+        started: float,
+        *,
+        mapped: bool = False,
+    ) -> Awaitable[LlmResponse]:
+        """One request; with ``mapped``, any failure comes out as an :class:`LlmError`."""
+        timeout = self._attempt_timeout(params.timeout, started)
+        if timeout is None and not mapped:  # no timer to arm: the common, cheapest path
+            return self._generate(client, msgs, params)
+        return self._guarded(client, msgs, params, timeout)
+
+    async def _guarded(
+        self, client: Any, msgs: list[Message], params: CallParams, limit: float | None
+    ) -> LlmResponse:
+        import asyncio
+
+        with self._mapped_errors(limit):
+            if limit is None:
+                return await self._generate(client, msgs, params)
+            async with asyncio.timeout(limit):
+                return await self._generate(client, msgs, params)
 
     def stream_content_async(self, messages: Messages, **kwargs: Any) -> LlmStream:
         """Send ``messages`` and iterate over text deltas; ``.response`` holds usage at the end.
@@ -277,6 +327,8 @@ class BaseLlm(ABC):
     # ----------------------------------------------------------------- pipeline
 
     def _params(self, kwargs: dict[str, Any]) -> CallParams:
+        if not kwargs and not self.provider_options:  # the instance's settings as they are
+            return CallParams(self.model, self.max_tokens, self.temperature, self.timeout, {})
         options = {**self.provider_options, **kwargs}
         return CallParams(
             model=options.pop("model", None) or self.model,
@@ -299,9 +351,8 @@ class BaseLlm(ABC):
 
     def _get_client(self) -> Any:
         """The client for the running loop (clients hold connections bound to one loop)."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
+        # asyncio is in sys.modules whenever a loop runs (no import statement on every call).
+        loop = sys.modules["asyncio"].get_running_loop()
         if self._client is None or self._client_loop is not loop:
             if self._client is not None:
                 logger.debug("%s: new event loop, new client", self.provider)
@@ -315,22 +366,33 @@ class BaseLlm(ABC):
         """Turn any exception of a call into an :class:`LlmError` without the key in its text."""
         try:
             yield
-        except LlmError as error:
-            self._claim(error)
-            raise
         except Exception as error:
-            mapped = self._map_error(error)
-            if mapped is None and isinstance(error, TimeoutError):
-                within = f" within {timeout:g}s" if timeout is not None else ""
-                mapped = LlmTimeoutError(f"no answer{within}")
-            elif mapped is None:
-                mapped = LlmResponseError(
-                    f"unexpected {type(error).__name__}: {error}", retryable=False
-                )
-            self._claim(mapped)
-            # The cause stays chained for debugging, unless it would show the key.
-            cause = error if self._redact_exception(error) else None
-            raise mapped from cause
+            mapped = self._as_llm_error(error, timeout)
+            if mapped is error:
+                raise
+            raise mapped from mapped.__cause__
+
+    def _as_llm_error(self, error: Exception, timeout: float | None) -> LlmError:
+        """``error`` as an :class:`LlmError` naming this provider, the key taken out of it.
+
+        An exception that is not an :class:`LlmError` is mapped (``_map_error``, else a timeout
+        or an unexpected response) and kept as the result's ``__cause__`` for debugging, unless
+        its text would show the key.
+        """
+        if isinstance(error, LlmError):
+            self._claim(error)
+            return error
+        mapped = self._map_error(error)
+        if mapped is None and isinstance(error, TimeoutError):
+            within = f" within {timeout:g}s" if timeout is not None else ""
+            mapped = LlmTimeoutError(f"no answer{within}")
+        elif mapped is None:
+            mapped = LlmResponseError(
+                f"unexpected {type(error).__name__}: {error}", retryable=False
+            )
+        self._claim(mapped)
+        mapped.__cause__ = error if self._redact_exception(error) else None
+        return mapped
 
     def _claim(self, error: LlmError) -> None:
         """Name this provider on ``error`` and take the key out of its text."""

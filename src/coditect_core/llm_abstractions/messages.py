@@ -44,7 +44,9 @@ def normalize_messages(messages: Messages, *, provider: str | None = None) -> li
     """
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
-    if isinstance(messages, Mapping | bytes | bytearray) or not isinstance(messages, Sequence):
+    if type(messages) is not list and (
+        isinstance(messages, Mapping | bytes | bytearray) or not isinstance(messages, Sequence)
+    ):
         raise LlmRequestError(
             f"messages must be a string or a list of {{'role', 'content'}} mappings, "
             f"not {type(messages).__name__}",
@@ -82,7 +84,7 @@ def normalize_messages(messages: Messages, *, provider: str | None = None) -> li
                 provider=provider,
             )
         out.append({"role": role, "content": content})  # type: ignore[typeddict-item]
-    if all(m["role"] == "system" for m in out):
+    if out[-1]["role"] == "system" and all(m["role"] == "system" for m in out):
         raise LlmRequestError(
             "messages has only system messages: add a user message", provider=provider
         )

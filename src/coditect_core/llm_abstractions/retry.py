@@ -70,7 +70,9 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
-async def call_with_retry(policy: RetryPolicy, fn: Callable[[int], Awaitable[_T]]) -> _T:
+async def call_with_retry(
+    policy: RetryPolicy, fn: Callable[[int], Awaitable[_T]], *, started: float | None = None
+) -> _T:
     """Await ``fn(attempt)`` until it succeeds or the policy gives up; re-raise the last error.
 
     ``fn`` receives the 1-based attempt number so that results can report it. Exceptions that are
@@ -79,8 +81,10 @@ async def call_with_retry(policy: RetryPolicy, fn: Callable[[int], Awaitable[_T]
     The first attempt runs outside tenacity (most calls succeed at once, and a tenacity loop costs
     about 80 µs a call); after a retryable failure tenacity takes over, replaying that failure as
     its own first attempt so that waits, attempt numbers and the deadline stay exact.
+    ``started`` (``time.monotonic()``, default now) is when the call began, for the deadline.
     """
-    started = time.monotonic()
+    if started is None:
+        started = time.monotonic()
     try:
         return await fn(1)
     except LlmError as error:

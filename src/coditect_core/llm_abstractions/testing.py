@@ -17,12 +17,14 @@ class) is raised (retryable ones are retried by the usual policy, which takes th
 callable is called with the messages and its result used the same way. With the script
 exhausted, ``default`` answers (a string, or a callable of the messages; by default an echo of the
 last user message). ``latency`` seconds pass before every reply. Every attempt is logged in
-``calls`` (messages and :class:`CallParams`). Streams are cut into ``chunk_size`` characters.
-Retries wait no time unless ``retry`` says otherwise.
+``calls`` (messages and :class:`CallParams`) unless ``record_calls`` is false (for benchmarks:
+the log keeps every call's messages as long as the instance lives). Streams are cut into
+``chunk_size`` characters. Retries wait no time unless ``retry`` says otherwise.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -45,12 +47,24 @@ class FakeCall:
     params: CallParams
 
 
+_ECHO = "fake reply to: "  # three words
+
+
+def _echoed(messages: list[Message]) -> str:
+    """What :func:`_echo` repeats: the last user message (else the last one), cut at 200."""
+    for message in reversed(messages):
+        if message["role"] == "user":
+            return message["content"][:200]
+    return messages[-1]["content"][:200]
+
+
 def _echo(messages: list[Message]) -> str:
-    user = [m["content"] for m in messages if m["role"] == "user"] or [messages[-1]["content"]]
-    return f"fake reply to: {user[-1][:200]}"
+    return _ECHO + _echoed(messages)
 
 
+@functools.lru_cache(maxsize=4096)
 def _count_tokens(text: str) -> int:
+    """Words, as the fake's token count (cached: the same system prompt comes back each call)."""
     return len(text.split())
 
 
@@ -70,6 +84,7 @@ class FakeLlm(BaseLlm):
         default: str | Callable[[list[Message]], str] = _echo,
         chunk_size: int = 8,
         retry: RetryPolicy | None = None,
+        record_calls: bool = True,
         **settings: Any,
     ) -> None:
         super().__init__(
@@ -82,6 +97,7 @@ class FakeLlm(BaseLlm):
         self.latency = latency
         self.default = default
         self.chunk_size = chunk_size
+        self.record_calls = record_calls
         self.calls: list[FakeCall] = []
         self.closed = 0
 
@@ -98,21 +114,25 @@ class FakeLlm(BaseLlm):
     async def _generate(
         self, client: Any, messages: list[Message], params: CallParams
     ) -> LlmResponse:
-        self.calls.append(FakeCall(messages, params))
+        if self.record_calls:
+            self.calls.append(FakeCall(messages, params))
         if self.latency:
             import asyncio
 
             await asyncio.sleep(self.latency)
-        text = self._next_reply(messages)
-        if params.max_tokens is not None:
-            text = " ".join(text.split(" ")[: params.max_tokens])
-        prompt = sum(_count_tokens(m["content"]) for m in messages)
-        return LlmResponse(
-            text=text,
-            model=params.model,
-            usage=Usage(prompt, _count_tokens(text)),
-            finish_reason="stop",
-        )
+        completion = -1
+        if not self.replies and self.default is _echo and params.max_tokens is None:
+            echoed = _echoed(messages)  # (the usual case, counted from the cache: a message)
+            text, completion = _ECHO + echoed, 3 + _count_tokens(echoed)
+        else:
+            text = self._next_reply(messages)
+            if params.max_tokens is not None:
+                text = " ".join(text.split(" ")[: params.max_tokens])
+        prompt = sum([_count_tokens(m["content"]) for m in messages])
+        if completion < 0:
+            completion = _count_tokens(text)
+        usage = Usage(prompt, completion, prompt + completion)
+        return LlmResponse(text, params.model, usage, "stop")
 
     async def _stream(
         self, client: Any, messages: list[Message], params: CallParams, state: StreamState

@@ -32,6 +32,7 @@ from .agent_registry import AgentConfig, AgentRegistry
 from .budget import Budget, Spend
 from .calls import ATTEMPT_HOOK
 from .executor import ExecutionResult, ExecutionStatus, TaskExecutor
+from .gc_tuning import DEFAULT_GC_THRESHOLD, fewer_collections
 from .observer import OrchestratorObserver
 from .prompts import UpstreamOutput
 from .run_loop import RunLoop
@@ -63,7 +64,8 @@ class ProjectOrchestrator:
     ``results`` maps a task id to its latest :class:`ExecutionResult`; a store restoring a
     project fills it (with ``tasks``) before :meth:`run`, so that completed tasks are skipped
     and their outputs reach their dependents. ``budget`` limits each run; ``spend`` is what the
-    current (or last) run spent.
+    current (or last) run spent. During :meth:`run` the garbage collector's young generation is
+    collected less often (``gc_threshold``, see :mod:`.gc_tuning`; ``None`` leaves it alone).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class ProjectOrchestrator:
         observers: Iterable[OrchestratorObserver] = (),
         runner: Runner | None = None,
         budget: Budget | None = None,
+        gc_threshold: int | None = DEFAULT_GC_THRESHOLD,
     ) -> None:
         if registry is None:
             registry = executor.registry if executor is not None else AgentRegistry()
@@ -84,6 +87,7 @@ class ProjectOrchestrator:
         self.executor = executor or TaskExecutor(registry, default_agent=default_agent)
         self.runner = runner or LocalRunner()  # where calls execute (runners/: local, ray)
         self.budget = budget
+        self.gc_threshold = gc_threshold  # during run(): see gc_tuning (None: GC untouched)
         self.spend = Spend()
         self._attempt_hook = self._next_attempt  # bound once: it is set around every call
         self.tasks: dict[str, AgentTask] = {}
@@ -155,6 +159,18 @@ class ProjectOrchestrator:
         To IN_PROGRESS: ``task_started`` (with ``agent``/``model``/``interface``). With a
         ``result``: ``attempt_finished``. Otherwise: ``task_status_changed``.
         """
+        old = self._set_status(task, new, reason, result)
+        if self._observers:
+            await self._notify(task, old, new, reason, result, agent, model, interface)
+
+    def _set_status(
+        self,
+        task: AgentTask,
+        new: TaskStatus,
+        reason: str | None,
+        result: ExecutionResult | None,
+    ) -> TaskStatus:
+        """The task side of :meth:`_transition` (no observers: no coroutine); the old status."""
         old = task.status
         task.status = new
         if new is TaskStatus.IN_PROGRESS:
@@ -166,8 +182,20 @@ class ProjectOrchestrator:
             self.results[task.task_id] = result
         if reason and new in _NOTED:
             task.notes.append(reason)
-        if not self._observers:
-            return
+        return old
+
+    async def _notify(
+        self,
+        task: AgentTask,
+        old: TaskStatus,
+        new: TaskStatus,
+        reason: str | None,
+        result: ExecutionResult | None,
+        agent: str | None,
+        model: str | None,
+        interface: str | None,
+    ) -> None:
+        """The observer side of :meth:`_transition`."""
         for observer in self._observers:
             if new is TaskStatus.IN_PROGRESS:
                 await observer.task_started(
@@ -178,9 +206,9 @@ class ProjectOrchestrator:
             else:
                 await observer.task_status_changed(task, old, new, reason=reason)
 
-    def _upstream(self, task: AgentTask) -> list[UpstreamOutput]:
+    def _upstream(self, task: AgentTask) -> Sequence[UpstreamOutput]:
         if not task.dependencies:
-            return []
+            return ()
         out = []
         for dep in dict.fromkeys(task.dependencies):
             result = self.results.get(dep)
@@ -188,8 +216,13 @@ class ProjectOrchestrator:
                 out.append(UpstreamOutput(dep, self.tasks[dep].title, result.output))
         return out
 
-    async def _execute_and_record(self, task: AgentTask, agent: str | None) -> ExecutionResult:
-        """Run ``task`` once: record its start, execute it, record the result and new status."""
+    async def _execute_and_record(
+        self, task: AgentTask, agent: str | None, current: asyncio.Task[Any] | None = None
+    ) -> ExecutionResult:
+        """Run ``task`` once: record its start, execute it, record the result and new status.
+
+        ``current``: the asyncio task running this (a run's worker knows it), else looked up.
+        """
         tid = task.task_id
         name, model, interface = agent or task.agent or self.executor.default_agent, None, None
         if self._observers:  # only they need to know the agent before the call
@@ -199,13 +232,16 @@ class ProjectOrchestrator:
             except AgentError:
                 pass  # execute() turns it into a FAILED result with the same message
         upstream = self._upstream(task)
-        current = asyncio.current_task()
+        if current is None:
+            current = asyncio.current_task()
         if current is not None:
             self._inflight[tid] = current
         try:
-            await self._transition(
-                task, TaskStatus.IN_PROGRESS, agent=name, model=model, interface=interface
-            )
+            old = self._set_status(task, TaskStatus.IN_PROGRESS, None, None)
+            if self._observers:  # (the transition inline: this is every task's path)
+                await self._notify(
+                    task, old, TaskStatus.IN_PROGRESS, None, None, name, model, interface
+                )
             if ATTEMPT_HOOK.get() is self._attempt_hook:  # a run's worker: set once, below
                 result = await self.runner.execute(self.executor, task, agent, upstream=upstream)
             else:
@@ -253,7 +289,9 @@ class ProjectOrchestrator:
             reason = f"failed: {result.error}"
         elif new is TaskStatus.AWAITING_HUMAN:
             reason = "handed to a person: waiting to be completed by hand"
-        await self._transition(task, new, reason=reason, result=result)
+        old = self._set_status(task, new, reason, result)
+        if self._observers:
+            await self._notify(task, old, new, reason, result, None, None, None)
         return result
 
     async def _next_attempt(
@@ -393,6 +431,8 @@ class ProjectOrchestrator:
             TaskStatus.BLOCKED: "reset: blocked in an earlier run, checking again",
         }
         for task in self.tasks.values():
+            if task.status is _PENDING or task.status is TaskStatus.COMPLETED:
+                continue  # (most tasks: checked by identity, without hashing the enum)
             reason = resets.get(task.status)
             if task.status is TaskStatus.CANCELLED and task.metadata.pop(_INTERRUPTED, False):
                 reason = "reset: interrupted in an earlier run"
@@ -419,6 +459,12 @@ class ProjectOrchestrator:
         self.spend = Spend()
         loop = RunLoop(self, graph, order, max_concurrency, fail_fast)
         self._run = loop
+        with fewer_collections(self.gc_threshold):
+            return await self._run_loop(loop, started, clock, max_concurrency, fail_fast)
+
+    async def _run_loop(
+        self, loop: RunLoop, started: datetime, clock: float, max_concurrency: int, fail_fast: bool
+    ) -> RunSummary:
         cancelled = False
         try:
             await self._prepare_run()
@@ -447,7 +493,8 @@ class ProjectOrchestrator:
                 await observer.run_finished(self, summary)
         if loop.error is not None:
             raise loop.error
-        logger.info("run of %s finished: %s", self.name, summary.counts)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("run of %s finished: %s", self.name, summary.counts)
         return summary
 
     def _summary(

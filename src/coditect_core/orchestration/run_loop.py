@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import SchedulingError
 from .calls import ATTEMPT_HOOK
 from .task import TaskStatus
 
@@ -27,6 +28,8 @@ __all__: list[str] = []
 logger = logging.getLogger(__name__)
 
 _DEAD = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.BLOCKED)
+_MAX_TASKS = 1 << 28
+_INDEX = _MAX_TASKS - 1
 
 
 def _dependents(graph: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -55,10 +58,17 @@ class RunLoop:
         self.order = order
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
-        self.key = {tid: (t.priority.rank, i) for i, (tid, t) in enumerate(self.tasks.items())}
+        # A ready task's place in the heap: priority rank, then the order tasks were added, as
+        # one small int (rank << 28 | index: ints compare faster than tuples, and stay one
+        # machine digit); ids[index] is its id. ``key`` holds it for the tasks that wait for
+        # dependencies (made in start()).
+        self.ids = list(self.tasks)
+        if len(self.ids) >= _MAX_TASKS:
+            raise SchedulingError(f"a run takes at most {_MAX_TASKS - 1:,} tasks")
+        self.key: dict[str, int] = {}
         self.dependents = _dependents(graph)
         self.waiting: dict[str, int] = {}
-        self.heap: list[tuple[int, int, str]] = []
+        self.heap: list[int] = []
         self.running: dict[str, asyncio.Task[None]] = {}  # task id -> the worker running it
         self.workers: set[asyncio.Task[None]] = set()
         self.stopping = False
@@ -69,41 +79,52 @@ class RunLoop:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def _push(self, tid: str) -> None:
-        heapq.heappush(self.heap, (*self.key[tid], tid))
+        heapq.heappush(self.heap, self.key[tid])
 
     async def start(self) -> None:
         """Count unmet dependencies, block what can never run, start what is ready."""
-        for tid in self.order:
-            task = self.tasks[tid]
+        tasks, heap, key = self.tasks, self.heap, self.key
+        for i, task in enumerate(tasks.values()):  # (a pass in the order tasks were added)
             if task.status is not TaskStatus.PENDING:
                 continue
-            unmet = 0
-            dead: str | None = None
-            for dep in set(task.dependencies):
-                status = self.tasks[dep].status
-                if status is TaskStatus.COMPLETED:
+            place = task.priority.rank << 28 | i
+            if task.dependencies:
+                key[task.task_id] = place  # checked below, in dependency order
+            else:
+                heap.append(place)  # ready (the heap is made in one go, below)
+        if key:
+            for tid in self.order:  # dependencies first: blocking cascades in one pass
+                if tid not in key:
                     continue
-                if status in _DEAD:
-                    dead = dep
-                    break
-                unmet += 1
-            if dead is not None:
-                await self.orch._transition(
-                    task,
-                    TaskStatus.BLOCKED,
-                    reason=f"blocked: depends on {dead}, which is {self.tasks[dead].status.value}",
-                )
-                continue
-            self.waiting[tid] = unmet
-            if unmet == 0:
-                self._push(tid)
+                task = tasks[tid]
+                unmet = 0
+                dead: str | None = None
+                for dep in set(task.dependencies):
+                    status = tasks[dep].status
+                    if status is TaskStatus.COMPLETED:
+                        continue
+                    if status in _DEAD:
+                        dead = dep
+                        break
+                    unmet += 1
+                if dead is not None:
+                    await self.orch._transition(
+                        task,
+                        TaskStatus.BLOCKED,
+                        reason=f"blocked: depends on {dead}, which is {tasks[dead].status.value}",
+                    )
+                    continue
+                self.waiting[tid] = unmet
+                if unmet == 0:
+                    heap.append(key[tid])
+        heapq.heapify(heap)
         self.fill()
 
     def _pop_ready(self) -> str | None:
         """The most urgent ready task still pending (others were handled by hand meanwhile)."""
-        heap, tasks = self.heap, self.tasks
+        heap, tasks, ids = self.heap, self.tasks, self.ids
         while heap:
-            tid = heapq.heappop(heap)[2]
+            tid = ids[heapq.heappop(heap) & _INDEX]
             if tasks[tid].status is TaskStatus.PENDING:
                 self.waiting.pop(tid, None)
                 return tid
@@ -144,7 +165,7 @@ class RunLoop:
                 self.running[tid] = me
                 try:
                     task = self.tasks[tid]
-                    await self.orch._execute_and_record(task, None)
+                    await self.orch._execute_and_record(task, None, me)
                     if task.status is TaskStatus.COMPLETED:
                         self.release(tid)  # the common case, without a coroutine
                     else:

@@ -44,25 +44,20 @@ class TaskStatus(StrEnum):
 
 
 class TaskPriority(StrEnum):
-    """How urgent a task is. ``rank`` orders them: 0 (critical) runs first."""
+    """How urgent a task is. ``rank`` orders them: 0 (critical) up to 3 (low); sort ascending
+    to run the most urgent first."""
+
+    rank: int
 
     CRITICAL = "critical"
     HIGH = "high"
     MEDIUM = "medium"
     LOW = "low"
 
-    @property
-    def rank(self) -> int:
-        """0 for critical up to 3 for low: sort ascending to run the most urgent first."""
-        return _PRIORITY_RANK[self]
-
-
-_PRIORITY_RANK = {
-    TaskPriority.CRITICAL: 0,
-    TaskPriority.HIGH: 1,
-    TaskPriority.MEDIUM: 2,
-    TaskPriority.LOW: 3,
-}
+    def __init__(self, value: str) -> None:
+        # A plain attribute of each member (the enum idiom for data per member): the scheduler
+        # reads it for every task, and a property or a dict keyed by the enum costs more.
+        self.rank = ("critical", "high", "medium", "low").index(value)
 
 
 class ProjectPhase(StrEnum):
