@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from ..errors import AgentError, SchedulingError
@@ -55,6 +56,7 @@ _TASK_STATUS = {
 _NOTED = (TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED, TaskStatus.AWAITING_HUMAN)
 _FINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
 _PENDING = TaskStatus.PENDING
+_STATUS = attrgetter("status")
 _INTERRUPTED = "interrupted"  # task.metadata flag: cancelled because its run was
 
 
@@ -504,7 +506,7 @@ class ProjectOrchestrator:
             started_at=started,
             finished_at=datetime.now(UTC),
             duration_seconds=time.monotonic() - clock,
-            statuses={tid: t.status for tid, t in self.tasks.items()},
+            statuses=dict(zip(self.tasks, map(_STATUS, self.tasks.values()), strict=True)),
             cancelled=cancelled,
             stop_reason=loop.stop_reason,
             error=repr(loop.error) if loop.error is not None else None,

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from .budget import Spend
@@ -80,16 +81,14 @@ class RunSummary:
         }
 
 
+_USAGE = attrgetter("usage")
+_TOKENS = [(n, attrgetter(n)) for n in ("prompt_tokens", "completion_tokens", "total_tokens")]
+
+
 def total_usage(results: Mapping[str, ExecutionResult]) -> dict[str, int]:
     """Token counts summed over ``results``."""
-    prompt = completion = total = 0
-    for result in results.values():
-        usage = result.usage
-        if usage is not None:
-            prompt += usage.prompt_tokens
-            completion += usage.completion_tokens
-            total += usage.total_tokens
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    usages = [u for u in map(_USAGE, results.values()) if u is not None]
+    return {name: sum(map(getter, usages)) for name, getter in _TOKENS}
 
 
 def build_report(
