@@ -4,7 +4,9 @@ Drives the real stack: ``ProjectOrchestrator`` with a ``FakeLlm`` agent (zero la
 independent tasks, its transitions recorded through ``StoreObserver`` into
 
 * ``disk``: a :class:`StateStore` on disk (a fresh file in a temporary directory: WAL,
-  ``synchronous=NORMAL``, one writer thread, every transition committed before the run goes on),
+  ``synchronous=NORMAL``, one writer thread; each task's start committed before its call goes
+  out, its result queued without waiting and committed, in order, before anything queued after
+  it: a dependent's start, the end of the run; WAL checkpoints from a thread of their own),
 * ``memory``: the same :class:`StateStore` opened in memory (``StateStore.open(":memory:")``: the
   same schema, SQL, writer thread and group commit, no file),
 * ``null``: the same observer writing into :class:`NullRecorder` (keeps nothing),

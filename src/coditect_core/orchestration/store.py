@@ -7,11 +7,17 @@ task, and every attempt (agent, model, interface, times, status, error, tokens, 
 output). File format, identity checks and migrations: :mod:`.state.schema`.
 
 Writes are ``async`` and go through one writer thread (:mod:`.state.writer`): the event loop never
-blocks on SQLite, and an awaited write has been *committed* when it returns. The orchestrator's
-rules follow by awaiting in order: ``await store.task_started(...)`` before the call goes out,
-``await store.task_finished(...)`` before any dependent starts. WAL with ``synchronous=NORMAL``:
+blocks on SQLite, an awaited write has been *committed* when it returns, and writes are committed
+in the order they were queued. The orchestrator's rules follow: ``await store.task_started(...)``
+before the call goes out; ``task_finished(..., wait=False)`` queues the result without waiting,
+which is enough for "committed before any dependent starts" because a dependent's start is queued
+(and awaited) after it. A result that fails to be written is not lost from sight: later awaited
+task writes are refused, and :meth:`~StateStore.flush`, :meth:`~StateStore.finish_run` or
+:meth:`~StateStore.close` raise its error (:mod:`.state.writer`). WAL with ``synchronous=NORMAL``:
 a committed write survives the death of the process (SIGKILL included); only an OS crash or power
-loss may lose the last commits (``synchronous="FULL"`` closes that too, at a cost).
+loss may lose the last commits (``synchronous="FULL"`` closes that too, at a cost). The WAL is
+copied back into the database file by a checkpointer thread of its own, not inside the writer's
+commits (:mod:`.state.checkpoint`).
 
 A run (:meth:`~StateStore.begin_run` ... :meth:`~StateStore.finish_run`) holds the project's run
 lock (:mod:`.state.lock`): a second live run is refused with :class:`RunLockedError`, and a lock
@@ -54,8 +60,10 @@ from typing import Any, TypeVar
 from ..errors import StateError
 from ..llm_abstractions.keys import Secret
 from .state.bulk import Batch, install
+from .state.checkpoint import Checkpointer
 from .state.legacy import ImportReport, import_op, load_project_state
 from .state.lock import AnyLock, LocalLock, LockHolder, RunLock, lock_path_for
+from .state.null import NullRecorder
 from .state.observer import StoreObserver
 from .state.ops import ActiveRun, Ops, coerce_task_status
 from .state.plan import ResumePlan, SuccessRecord, plan_resume, task_content_hash
@@ -115,6 +123,7 @@ class StateStore:
         conn: sqlite3.Connection | None,
         reader: sqlite3.Connection | None,
         scrubber: Scrubber,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.path = path
         self.readonly = conn is None
@@ -126,7 +135,9 @@ class StateStore:
         self._scrubber = scrubber
         self._active: dict[int, ActiveRun] = {}  # touched only by the writer thread and close()
         self._ops = Ops(scrubber, self._active)
-        self._writer = Writer(conn, path, self._ops.reload) if conn is not None else None
+        self._writer = (
+            Writer(conn, path, self._ops.reload, checkpointer) if conn is not None else None
+        )
         self._closed = False
         self.recovered: list[Recovery] = []
         """What opening found left in flight by dead runs, and marked interrupted."""
@@ -165,20 +176,24 @@ class StateStore:
                 raise
             return cls(Path(MEMORY), conn, None, Scrubber(secrets))
         path = Path(path)
-        conn = None
+        conn = checkpointer = None
         if not readonly:
             conn = open_database(path, synchronous=synchronous, check_integrity=check_integrity)
         try:
             if conn is not None:
                 install(conn)
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+                checkpointer = Checkpointer(path, synchronous=synchronous)
             reader = open_database(
                 path, readonly=True, check_integrity=readonly and check_integrity
             )
         except BaseException:
+            if checkpointer is not None:
+                checkpointer.close()
             if conn is not None:
                 conn.close()
             raise
-        store = cls(path, conn, reader, Scrubber(secrets))
+        store = cls(path, conn, reader, Scrubber(secrets), checkpointer)
         if store._writer is not None:
             try:
                 store.recovered = store._writer.call_sync(
@@ -193,24 +208,38 @@ class StateStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop writing: runs still open are finished as ``interrupted`` (their in-flight
-        attempts too), locks are released, connections closed. Idempotent."""
+        """Stop writing: everything queued is committed, runs still open are finished as
+        ``interrupted`` (their in-flight attempts too), locks are released, connections closed.
+        Raises the error of a write queued without waiting (``wait=False``) that failed and was
+        not reported yet, once all that is done. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        if self._writer is not None:
-            for run_id in list(self._active):
-                try:
-                    self._writer.call_sync(self._ops.finish_run(run_id, "interrupted"), solo=True)
-                except StateError:
-                    logger.exception("%s: could not finish run %d on close", self.path, run_id)
-            self._writer.close()
-        with self._read_lock:
-            if self._reader is not None:
-                self._reader.close()
+        try:
+            if self._writer is not None:
+                for run_id in list(self._active):
+                    try:
+                        self._writer.call_sync(
+                            self._ops.finish_run(run_id, "interrupted"), solo=True
+                        )
+                    except StateError:
+                        logger.exception("%s: could not finish run %d on close", self.path, run_id)
+                self._writer.close()
+        finally:
+            with self._read_lock:
+                if self._reader is not None:
+                    self._reader.close()
 
     async def aclose(self) -> None:
+        if self._writer is not None and not self._closed:
+            self._writer.hand_over()  # this turn's writes first: close() runs in a thread
         await asyncio.to_thread(self.close)
+
+    async def flush(self) -> None:
+        """Return once every write queued so far is committed. Raises the error of a write
+        queued without waiting (``wait=False``) that failed since the last report."""
+        if self._writer is not None:
+            await self._writer.flush()
 
     def __enter__(self) -> StateStore:
         return self
@@ -258,8 +287,9 @@ class StateStore:
 
     async def finish_run(self, run_id: int, status: str = "succeeded") -> None:
         """Record the end of a run (``succeeded``, ``failed``, ``waiting``, ``interrupted``...)
-        and release its lock. Attempts still in flight become ``interrupted``."""
-        await self._call(self._ops.finish_run(run_id, str(status)), solo=True)
+        and release its lock. Attempts still in flight become ``interrupted``. Then raises the
+        error of a write queued without waiting that failed and was not reported yet."""
+        await self._call(self._ops.finish_run(run_id, str(status)), solo=True, report=True)
 
     # -- tasks and attempts ------------------------------------------------------------------
 
@@ -314,23 +344,33 @@ class StateStore:
         note: str | None = None,
         attempt_id: int | None = None,
         attempt: AttemptOutcome | None = None,
+        wait: bool = True,
     ) -> None:
         """The task reaches ``status`` (``completed`` records a success with the task's content
         hash); with ``attempt_id`` and ``attempt``, that attempt ends in the same transaction.
-        Await it before any dependent starts."""
-        await self._call(
-            self._ops.task_finished(
-                run_id,
-                task_id,
-                coerce_task_status(status),
-                output,
-                error,
-                note,
-                attempt_id,
-                attempt,
-                time.time(),
-            )
+
+        ``wait=True``: returns once it is committed. ``wait=False``: returns at once; it is
+        committed after every write queued before it and before every write queued after it
+        (so a dependent's awaited :meth:`task_started` still follows it). If it fails, every
+        later awaited task write is refused, and the error is raised by the next
+        :meth:`flush`, :meth:`finish_run` or :meth:`close`."""
+        op = self._ops.task_finished(
+            run_id,
+            task_id,
+            coerce_task_status(status),
+            output,
+            error,
+            note,
+            attempt_id,
+            attempt,
+            time.time(),
         )
+        if wait:
+            await self._call(op)
+        elif self._writer is None:
+            raise StateError(f"{self.path}: opened read-only")
+        else:
+            self._writer.post(op)
 
     async def set_task_status(
         self, run_id: int, task_id: str, status: TaskStatus | str, *, note: str | None = None
@@ -405,11 +445,13 @@ class StateStore:
             return LocalLock(self._local_locks, project)
         return RunLock(lock_path_for(self.path, project), project)
 
-    def _call(self, op: Callable[[Batch], T], *, solo: bool = False) -> asyncio.Future[T]:
+    def _call(
+        self, op: Callable[[Batch], T], *, solo: bool = False, report: bool = False
+    ) -> asyncio.Future[T]:
         """Queue a write operation; await the returned future for its committed result."""
         if self._writer is None:
             raise StateError(f"{self.path}: opened read-only")
-        return self._writer.submit(op, solo=solo)
+        return self._writer.submit(op, solo=solo, report=report)
 
     def call_sync(self, op: Callable[[Batch], T], *, solo: bool = False) -> T:
         """Run a write operation from synchronous code (importers, the CLI)."""
@@ -434,50 +476,3 @@ class StateStore:
                     conn.execute("COMMIT")
             except sqlite3.Error as e:
                 raise StateError(f"{self.path}: cannot read the state database: {e}") from e
-
-
-class NullRecorder:
-    """The store's write interface, keeping nothing: for runs without state, and as the
-    baseline of the store's benchmark."""
-
-    path = None
-
-    def __init__(self) -> None:
-        self._next_id = 0
-
-    def _id(self) -> int:
-        self._next_id += 1
-        return self._next_id
-
-    async def begin_run(self, project: str, **_: Any) -> RunInfo:
-        return RunInfo(self._id(), project, time.time())
-
-    async def finish_run(self, run_id: int, status: str = "succeeded") -> None:
-        return None
-
-    async def define_tasks(self, run_id: int, hashes: Mapping[str, str], *_: Any) -> None:
-        return None
-
-    async def task_started(self, run_id: int, task_id: str, **_: Any) -> int:
-        return self._id()
-
-    async def attempt_started(self, run_id: int, task_id: str, **_: Any) -> int:
-        return self._id()
-
-    async def attempt_finished(self, attempt_id: int, outcome: AttemptOutcome) -> None:
-        return None
-
-    async def task_finished(self, run_id: int, task_id: str, status: Any, **_: Any) -> None:
-        return None
-
-    async def set_task_status(self, run_id: int, task_id: str, status: Any, **_: Any) -> None:
-        return None
-
-    async def load_succeeded(self, project: str) -> dict[str, SuccessRecord]:
-        return {}
-
-    async def aclose(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None

@@ -3,8 +3,20 @@
 The orchestrator routes each status change through its observers and awaits them in order
 (:mod:`coditect_core.orchestration.observer`); this observer turns them into store writes, so
 that "a task is recorded as started before its call goes out, and its result is committed before
-any dependent starts" holds by construction. The caller begins and finishes the store run around
-:meth:`ProjectOrchestrator.run`, because resuming needs the store *before* the run starts::
+any dependent starts" holds by construction:
+
+* a task's start (and each retry's or fallback's attempt) is awaited until it is committed;
+* a task's result is queued without waiting (``wait=False``): the store commits in the order
+  writes were queued, and whatever must follow the result (a dependent's start, which is
+  queued after it and awaited before the dependent's call goes out; the end of the run) is
+  queued later, so it is committed later. A task thus costs one wait for a commit, not two;
+* at the end of the run (:meth:`StoreObserver.run_finished`) the observer waits until all of it
+  is committed, and raises the error of a result that could not be written, so that the run
+  fails as it would have had it waited (a failed result also makes every later awaited write
+  fail, which stops the run at the next task start).
+
+The caller begins and finishes the store run around :meth:`ProjectOrchestrator.run`, because
+resuming needs the store *before* the run starts::
 
     run = await store.begin_run(orchestrator.name, options={...}, restart=restart)
     observer = StoreObserver(store, run.run_id)
@@ -13,7 +25,8 @@ any dependent starts" holds by construction. The caller begins and finishes the 
     summary = await orchestrator.run(...)
     await store.finish_run(run.run_id, run_status(summary))
 
-``recorder`` may be any object with the store's write methods (:class:`NullRecorder` included).
+``recorder`` may be any object with the store's write methods and ``flush`` (:class:`NullRecorder`
+included); its ``task_finished`` takes ``wait=False``.
 """
 
 from __future__ import annotations
@@ -150,20 +163,24 @@ class StoreObserver(OrchestratorObserver):
         previous: TaskStatus,
         reason: str | None,
     ) -> None:
+        """Queue the result without waiting for its commit (see the module docstring)."""
         attempt_id = self._attempts.pop(task.task_id, None)
-        outcome = attempt_outcome(result)
         if attempt_id is None:  # finished by hand: there was no call
             await self.recorder.task_finished(
                 self.run_id, task.task_id, task.status,
-                output=result.output, error=result.error, note=reason,
+                output=result.output, error=result.error, note=reason, wait=False,
             )  # fmt: skip
             return
         await self.recorder.task_finished(
-            self.run_id, task.task_id, task.status,
-            note=reason, error=result.error, attempt_id=attempt_id, attempt=outcome,
+            self.run_id, task.task_id, task.status, note=reason, error=result.error,
+            attempt_id=attempt_id, attempt=attempt_outcome(result), wait=False,
         )  # fmt: skip
 
     async def task_status_changed(
         self, task: AgentTask, old: TaskStatus, new: TaskStatus, *, reason: str | None
     ) -> None:
         await self.recorder.set_task_status(self.run_id, task.task_id, new, note=reason)
+
+    async def run_finished(self, orchestrator: ProjectOrchestrator, summary: RunSummary) -> None:
+        """Wait until every write of the run is committed; raise one that failed."""
+        await self.recorder.flush()
