@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from coditect_core.errors import StateError
+from coditect_core.orchestration.state import schema
 from coditect_core.orchestration.state.schema import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -217,3 +219,58 @@ def test_truncated_coditect_database_is_refused(tmp_path: Path) -> None:
 def test_synchronous_setting_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="synchronous"):
         open_database(tmp_path / "state.db", synchronous="NORMAL; DROP TABLE runs")
+
+
+def test_a_reader_never_sees_a_half_created_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = default_state_path(tmp_path)
+    seen: list[bool] = []
+    migrate = schema._migrate
+
+    def migrate_and_look(conn: sqlite3.Connection, at: Path, migrations: tuple) -> None:
+        # While the schema is being written, a reader finds nothing at the path (not an empty
+        # file, nor "schema version 0").
+        seen.append(path.exists())
+        with pytest.raises(StateError, match="no state database here"):
+            open_database(path, readonly=True)
+        migrate(conn, at, migrations)
+        seen.append(path.exists())
+
+    monkeypatch.setattr(schema, "_migrate", migrate_and_look)
+    with StateStore.open(path):
+        assert read_header(path) == (APPLICATION_ID, SCHEMA_VERSION)
+    assert seen == [False, False]
+    assert _mode(path) == 0o600
+    assert [p.name for p in path.parent.iterdir() if not p.name.startswith("state.db")] == []
+
+
+def test_a_failed_creation_leaves_nothing_behind(tmp_path: Path) -> None:
+    broken = ((1, "broken", "CREATE TABLE runs (id INTEGER PRIMARY KEY,"),)
+    with pytest.raises(StateError, match="cannot create the state database"):
+        open_database(tmp_path / "state.db", migrations=broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrent_creators_share_one_complete_database(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            open_database(path).close()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    conn.close()
+    assert {p.name for p in tmp_path.iterdir()} <= {"state.db", "state.db-wal", "state.db-shm"}

@@ -11,6 +11,12 @@ written to it, a file that is not SQLite, an SQLite file that is not ours (no or
 ``application_id``), a corrupt one, and one written by a newer coditect-core. Times are stored as
 Unix seconds (REAL, UTC); JSON columns hold compact JSON text.
 
+A new database is created whole, never seen half-made: it is built (schema, identity, WAL mode)
+in a private temporary file beside its path, closed (SQLite folds its WAL into it), and only then
+given its name with ``link(2)``, which fails rather than replace a file that another process
+created meanwhile (that one is then used). A reader therefore finds either no file, or a file
+with its complete schema: never an empty file or "schema version 0".
+
 ``task_events`` and ``attempts`` are append-mostly logs written on every transition, so they have
 no secondary index: each one would cost every transition a b-tree insert (about a fifth of the
 writer's time in ``bench/bench_store.py``), while the queries that would use it (one task's
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -170,7 +177,7 @@ def open_database(
     if not path.exists():
         if readonly:
             raise StateError(f"{path}: no state database here")
-        _create_empty(path)
+        _create(path, migrations, busy_timeout_s)
         created = True
     header = read_header(path)
     if header is not None:
@@ -257,17 +264,43 @@ def _connect(uri: str, busy_timeout_s: float) -> sqlite3.Connection:
     )
 
 
-def _create_empty(path: Path) -> None:
-    """Create the directory (0700) and an empty database file with mode 0600."""
+def _create(path: Path, migrations: tuple[Migration, ...], busy_timeout_s: float) -> None:
+    """Create the directory (0700) and the database, complete, with mode 0600 (see the module
+    docstring). If another process creates ``path`` meanwhile, its file is kept."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        os.close(fd)
-    except FileExistsError:
-        return  # another process created it first; it will be checked like any file
+        os.close(os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as e:
         raise StateError(f"{path}: cannot create the state database: {e.strerror}") from e
-    _restrict_mode(path)
+    try:
+        _restrict_mode(temp)
+        conn = _connect(f"{temp.resolve().as_uri()}?mode=rw", busy_timeout_s)
+        try:
+            _migrate(conn, path, migrations)
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()  # the last connection: the WAL is folded in and removed
+        _publish(temp, path)
+    except sqlite3.Error as e:
+        raise StateError(f"{path}: cannot create the state database: {e}") from e
+    except OSError as e:
+        raise StateError(f"{path}: cannot create the state database: {e.strerror}") from e
+    finally:
+        for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def _publish(temp: Path, path: Path) -> None:
+    """Give ``temp`` the name ``path`` unless ``path`` exists (then another process won)."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        return
+    except OSError:  # a file system without hard links: rename, which could replace a file
+        if not path.exists():  # created in the last moment; the window is this line
+            os.rename(temp, path)
 
 
 def _restrict_mode(path: Path) -> None:
