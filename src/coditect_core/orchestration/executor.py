@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from ..errors import AgentError, CoditectError, LlmConfigurationError, LlmError
@@ -66,6 +67,7 @@ __all__ = ["ExecutionResult", "ExecutionStatus", "TaskExecutor"]
 logger = logging.getLogger(__name__)
 
 _CAPABILITY_VALUES = frozenset(c.value for c in AgentCapability)
+_AGENT_OF = attrgetter("agent")
 _INTERFACE_NAMES = {i: i.value for i in AgentInterface}
 
 Upstream = Sequence[UpstreamOutput] | Mapping[str, str] | None
@@ -273,14 +275,17 @@ class TaskExecutor(InterfaceHandlers):
         waiting for its answer then could time out for nothing. An agent that cannot be made
         ready (no key, SDK missing) is skipped: its task's call reports why.
         """
-        names: dict[str, None] = {}
-        for task in tasks:
-            name = task.agent or self.default_agent
-            if name is None:
-                with contextlib.suppress(AgentError):
-                    names[self.resolve_agent(task).name] = None
+        tasks = list(tasks)
+        names = dict.fromkeys(map(_AGENT_OF, tasks))  # (one C-level pass: runs of 10,000s)
+        if "" in names or None in names:  # no agent named: the default's, or a guess by tags
+            names = {name: None for name in names if name}
+            if self.default_agent:
+                names[self.default_agent] = None
             else:
-                names[name] = None
+                for task in tasks:
+                    if not task.agent:
+                        with contextlib.suppress(AgentError):
+                            names[self.resolve_agent(task).name] = None
         ready = []
         for name in list(names):
             try:

@@ -432,9 +432,9 @@ class ProjectOrchestrator:
             TaskStatus.FAILED: "reset: failed in an earlier run, trying again",
             TaskStatus.BLOCKED: "reset: blocked in an earlier run, checking again",
         }
-        for task in self.tasks.values():
-            if task.status is _PENDING or task.status is TaskStatus.COMPLETED:
-                continue  # (most tasks: checked by identity, without hashing the enum)
+        done = TaskStatus.COMPLETED
+        stale = [t for t in self.tasks.values() if t.status not in (_PENDING, done)]
+        for task in stale:
             reason = resets.get(task.status)
             if task.status is TaskStatus.CANCELLED and task.metadata.pop(_INTERRUPTED, False):
                 reason = "reset: interrupted in an earlier run"
