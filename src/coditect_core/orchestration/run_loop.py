@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SchedulingError
 from .calls import ATTEMPT_HOOK
-from .task import TaskStatus
+from .task import TaskPriority, TaskStatus
 
 if TYPE_CHECKING:
     from .orchestrator import ProjectOrchestrator
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 _DEAD = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.BLOCKED)
 _MAX_TASKS = 1 << 28
 _INDEX = _MAX_TASKS - 1
+_PLACE = {p: p.rank << 28 for p in TaskPriority}  # a task's place in the heap: this | index
 
 
 def _dependents(graph: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -87,7 +88,7 @@ class RunLoop:
         for i, task in enumerate(tasks.values()):  # (a pass in the order tasks were added)
             if task.status is not TaskStatus.PENDING:
                 continue
-            place = task.priority.rank << 28 | i
+            place = _PLACE[task.priority] | i
             if task.dependencies:
                 key[task.task_id] = place  # checked below, in dependency order
             else:
