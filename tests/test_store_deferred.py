@@ -84,6 +84,13 @@ def _size(path: Path) -> int:
     return os.path.getsize(path)
 
 
+def _wal_starts(db: Path) -> int:
+    """How many times the WAL started over: its header's checkpoint sequence number (read from
+    the file, which changes nothing)."""
+    with open(f"{db}-wal", "rb") as f:
+        return int.from_bytes(f.read(16)[12:16], "big")
+
+
 def _task_of(messages: list[Message]) -> str:
     return re.search(r"# Task (\w+):", messages[-1]["content"]).group(1)
 
@@ -297,17 +304,45 @@ async def test_checkpoints_keep_the_wal_bounded_and_fill_the_database_file(
     monkeypatch.setattr(checkpoint, "FRAMES", 100)
     db = tmp_path / "state.db"
     wal = Path(f"{db}-wal")
-    tasks = [AgentTask(f"T{i:04d}", f"task {i}", "Go.") for i in range(1500)]
+    tasks = [AgentTask(f"T{i:04d}", f"task {i}", "Go.") for i in range(3000)]
     async with StateStore.open(db) as store:
         empty = _size(db)
         assert await _run(store, _orchestrator("ok", tasks), concurrency=8) == "succeeded"
         page = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0]
-        # About 1,500 pages went through the WAL (as many as it would hold without the
-        # checkpoints); it started over every couple of hundred.
-        assert _size(wal) < 500 * (page + 24)
+        # About 3,000 pages went through the WAL (as many as it would hold without the
+        # checkpoints); it started over every few hundred (at most RESTART_PASSES * 100).
+        assert _size(wal) < 1200 * (page + 24)
         assert _size(db) > empty + 100 * page  # checkpoints copied them into the file
     with StateStore.open(db, readonly=True) as reader:
-        assert reader.snapshot("proj").counts == {"completed": 1500}
+        assert reader.snapshot("proj").counts == {"completed": 3000}
+
+
+async def test_the_writer_bounds_the_wal_when_the_checkpointer_falls_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoint, "FRAMES", 100)
+    monkeypatch.setattr(checkpoint.Checkpointer, "_run", lambda self: None)  # never a pass
+    db = tmp_path / "state.db"
+    tasks = [AgentTask(f"T{i:04d}", f"task {i}", "Go.") for i in range(3000)]
+    async with StateStore.open(db) as store:
+        assert await _run(store, _orchestrator("ok", tasks), concurrency=8) == "succeeded"
+        page = sqlite3.connect(db).execute("PRAGMA page_size").fetchone()[0]
+        assert _size(Path(f"{db}-wal")) < 1200 * (page + 24)  # twice 400 pages, and a little
+
+
+async def test_the_wal_starts_over_once_the_writer_is_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoint, "FRAMES", 100)  # a start over is due at 400 pages or idle
+    db = tmp_path / "state.db"
+    tasks = [AgentTask(f"T{i:04d}", f"task {i}", "Go.") for i in range(150)]
+    async with StateStore.open(db) as store:
+        assert await _run(store, _orchestrator("ok", tasks), concurrency=8) == "succeeded"
+        starts = _wal_starts(db)
+        await asyncio.sleep(20 * checkpoint.IDLE_S)  # idle: the writer catches up...
+        run = await store.begin_run("proj")  # ...so the next commit starts the WAL over
+        await store.finish_run(run.run_id)
+        assert _wal_starts(db) == starts + 1
 
 
 async def test_a_reader_in_another_process_sees_consistent_snapshots_of_a_run(

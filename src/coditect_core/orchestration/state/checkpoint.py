@@ -10,12 +10,20 @@ writer's connection (``wal_autocheckpoint=0``) and checkpoints this way instead:
 1. the writer tells the :class:`Checkpointer` about each commit; after about :data:`FRAMES` WAL
    pages (estimated from the pages per commit that the last pass found) it wakes its thread;
 2. the thread runs a ``PASSIVE`` checkpoint on a connection of its own: it syncs the WAL and copies
-   its pages into the database file while the writer goes on committing (``PASSIVE`` never
-   blocks a reader or a writer);
-3. the pages committed during that copy are still only in the WAL, and a WAL starts over from its
-   beginning only once all of it was copied; so the writer, between two batches, runs a
-   ``PASSIVE`` checkpoint itself (:meth:`Checkpointer.catch_up`), which has only those few pages
-   left to copy, and its next commit starts the WAL over.
+   the pages committed since its last pass into the database file, while the writer goes on
+   committing (``PASSIVE`` never blocks a reader or a writer). Pages committed during that copy
+   are synced and copied by a further pass, and so on while a pass takes long (at most
+   :data:`_FOLLOW_UPS` more);
+3. a WAL starts over from its beginning (instead of growing) only once all of it was copied
+   while nothing else was committed: so from time to time the writer runs a ``PASSIVE``
+   checkpoint itself, between two batches (:meth:`Checkpointer.catch_up`; only the last few
+   pages are left to sync and copy), and its next commit starts the WAL over. It does so when it
+   has had nothing to write for :data:`IDLE_S` (a run waiting for its models: free), and at the
+   latest once the WAL holds about :data:`RESTART_PASSES` times :data:`FRAMES` pages (a run that
+   writes without a pause: a few milliseconds every few thousand pages). If the thread falls
+   behind (a loaded machine, a slow disk), the writer does not wait for it past twice that: it
+   estimates the WAL's pages from its own commits and checkpoints by itself, as SQLite would
+   have done in every commit.
 
 Durability is what it was: a checkpoint only moves committed pages from the WAL into the database
 file, syncing the WAL first (the checkpointer's connection uses the writer's ``synchronous``). A
@@ -27,15 +35,24 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
-__all__ = ["FRAMES", "Checkpointer"]
+__all__ = ["FRAMES", "IDLE_S", "RESTART_PASSES", "Checkpointer"]
 
 logger = logging.getLogger(__name__)
 
-#: WAL pages between checkpoints (SQLite's own default ``wal_autocheckpoint``).
+#: WAL pages between checkpoint passes (SQLite's own default ``wal_autocheckpoint``).
 FRAMES = 1000
+#: WAL pages after which the writer starts the WAL over even without a pause, in passes
+#: (:data:`FRAMES` pages each): 4 is 16 MB of WAL with 4 KB pages.
+RESTART_PASSES = 4
+#: Seconds without a write after which the writer starts the WAL over.
+IDLE_S = 0.05
 _MIN_EVERY, _MAX_EVERY = 16, FRAMES  # commits between passes, whatever the estimate says
+# A pass syncs and copies what was committed during the pass before it: passes follow each other
+# until one is short (little was committed meanwhile).
+_FOLLOW_UPS, _SHORT_S = 3, 0.002
 
 
 class Checkpointer:
@@ -51,6 +68,7 @@ class Checkpointer:
     ) -> None:
         self._path = path
         self._frames = FRAMES if frames is None else frames
+        self._restart_frames = RESTART_PASSES * self._frames
         self._conn = sqlite3.connect(
             f"{Path(path).resolve().as_uri()}?mode=rw",
             uri=True,
@@ -64,11 +82,15 @@ class Checkpointer:
             self._conn.close()
             raise
         self._every = max(_MIN_EVERY, self._frames // 16)  # commits between passes (adapted)
-        self._commits = 0  # writer thread: commits since the last catch-up
-        self._requested_at = 0  # writer thread: _commits when it asked for the running pass
-        self._requested = False  # writer thread: a pass runs, or its catch-up is due
+        self._commits = 0  # writer thread: commits since it last woke the thread
+        self._since_start = 0  # writer thread: commits since the WAL last started over (about)
+        self._requested_at = 0  # commits between the last two wake-ups
+        self._busy = False  # a pass was asked for and is not done yet
+        self._log = 0  # thread: WAL pages at its last pass
         self.catch_up_due = False
-        """Set by the thread once a pass is done: the writer should :meth:`catch_up`."""
+        """Set by the thread: the WAL is long, the writer should :meth:`catch_up` now."""
+        self.restart_wanted = False
+        """Set by the thread: the writer should :meth:`catch_up` when it is idle."""
         self.passes = 0
         self._stopping = False
         self._wake = threading.Event()
@@ -82,21 +104,33 @@ class Checkpointer:
     def committed(self) -> None:
         """One more commit; wake the thread once enough pages were appended."""
         self._commits += 1
-        if not self._requested and self._commits >= self._every:
-            self._requested = True
-            self._requested_at = self._commits
+        self._since_start += 1
+        if not self._busy and self._commits >= self._every:
+            self._busy = True
+            self._requested_at, self._commits = self._commits, 0
             self._wake.set()
+        # _every commits make about _frames pages: past twice the start-over mark, do not wait.
+        if self._since_start * self._frames >= 2 * self._restart_frames * self._every:
+            self.catch_up_due = True
+
+    @property
+    def restart_pending(self) -> bool:
+        """A pass runs, or is done and wants the writer to catch up once idle."""
+        return self._busy or self.restart_wanted
 
     def catch_up(self, conn: sqlite3.Connection) -> None:
-        """Copy what was committed during the last pass (on the writer's own connection, between
-        two batches), so that the next commit starts the WAL over."""
-        self.catch_up_due = False
+        """Copy what the thread's passes left (on the writer's own connection, between two
+        batches), so that the next commit starts the WAL over."""
+        self.catch_up_due = self.restart_wanted = False
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            busy, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as e:
             logger.warning("%s: WAL checkpoint failed (retried later): %s", self._path, e)
-        self._commits = 0
-        self._requested = False
+            busy, log, done = 1, 1, 0
+        if not busy and done == log:  # all copied: the next commit starts the WAL over
+            self._since_start = 0
+        else:  # the thread's pass holds the checkpoint, or a reader an old snapshot: later
+            self._since_start = max(0, self._since_start - self._every)
 
     def close(self) -> None:
         """Stop the thread (after the pass under way, if any) and close its connection."""
@@ -116,14 +150,31 @@ class Checkpointer:
             if self._stopping:
                 return
             commits = self._requested_at
-            try:
-                row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error as e:
-                logger.warning("%s: WAL checkpoint failed (retried later): %s", self._path, e)
-                row = None
-            self.passes += 1
-            if row is not None and row[1] > 0 and commits > 0:
-                per_commit = row[1] / commits  # WAL pages now over commits since it started over
-                every = int(self._frames / per_commit)
-                self._every = max(_MIN_EVERY, min(_MAX_EVERY, every))
-            self.catch_up_due = True
+            row = self._pass()
+            if row is not None:
+                log = row[1]
+                grown = log - self._log if log >= self._log else log  # else: it started over
+                self._log = log
+                if grown > 0 and commits > 0:
+                    every = int(self._frames * commits / grown)
+                    self._every = max(_MIN_EVERY, min(_MAX_EVERY, every))
+            for _ in range(_FOLLOW_UPS):  # what was committed meanwhile, while it is not little
+                started = time.monotonic()
+                if self._stopping or self._pass() is None:
+                    break
+                if time.monotonic() - started < _SHORT_S:
+                    break
+            if self._log >= self._restart_frames:
+                self.catch_up_due = True
+            else:
+                self.restart_wanted = True
+            self._busy = False
+
+    def _pass(self) -> tuple[int, int, int] | None:
+        """One ``PASSIVE`` checkpoint: ``(busy, WAL pages, pages copied)``, None if it failed."""
+        self.passes += 1
+        try:
+            return self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as e:
+            logger.warning("%s: WAL checkpoint failed (retried later): %s", self._path, e)
+            return None

@@ -35,7 +35,7 @@ event loop, all together, rather than one by one: fewer thread wake-ups, and the
 when the loop is about to wait rather than in the middle of its work (GIL contention). Sync
 callers block on a ``concurrent.futures`` future (after handing over what their own thread's
 loop queued, so the order holds for them too). With a :class:`~.checkpoint.Checkpointer`, the
-thread tells it about each commit and runs its short catch-up between batches.
+thread tells it about each commit and runs its short catch-up between batches when it is due.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from typing import Any
 
 from ...errors import StateError
 from .bulk import Batch, StaleIds
-from .checkpoint import Checkpointer
+from .checkpoint import IDLE_S, Checkpointer
 
 __all__ = ["MAX_BATCH", "Operation", "Writer"]
 
@@ -207,7 +207,15 @@ class Writer:
         checkpointer = self._checkpointer
         while backlog or not stopping:
             if not backlog:
-                stopping = not self._take(backlog, block=True)
+                if checkpointer is not None and checkpointer.restart_pending:
+                    taken = self._take(backlog, block=True, timeout=IDLE_S)
+                    if taken is None:  # idle: a good moment to start the WAL over
+                        if checkpointer.restart_wanted:
+                            checkpointer.catch_up(self._conn)
+                        continue
+                    stopping = not taken
+                else:
+                    stopping = not self._take(backlog, block=True)
             while not stopping and len(backlog) < MAX_BATCH:  # whatever else is queued now
                 if self._queue.empty():  # (cheaper than get_nowait's exception)
                     break
@@ -227,10 +235,12 @@ class Writer:
             if checkpointer is not None and checkpointer.catch_up_due:
                 checkpointer.catch_up(self._conn)
 
-    def _take(self, backlog: deque[_Item], *, block: bool) -> bool | None:
+    def _take(
+        self, backlog: deque[_Item], *, block: bool, timeout: float | None = None
+    ) -> bool | None:
         """Move one queue entry into ``backlog``: True, False for the stop mark, None if empty."""
         try:
-            entry = self._queue.get() if block else self._queue.get_nowait()
+            entry = self._queue.get(block, timeout)
         except queue.Empty:
             return None
         if entry is _STOP:
