@@ -57,6 +57,7 @@ _NOTED = (TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED, TaskStatu
 _FINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
 _PENDING = TaskStatus.PENDING
 _STATUS = attrgetter("status")
+_DEPENDENCIES = attrgetter("dependencies")
 _INTERRUPTED = "interrupted"  # task.metadata flag: cancelled because its run was
 
 
@@ -455,7 +456,7 @@ class ProjectOrchestrator:
         if self._run is not None:
             raise SchedulingError("a run is already active on this orchestrator")
         # Ids are unique (add_task refuses duplicates); the lists are only read.
-        graph = {tid: task.dependencies for tid, task in self.tasks.items()}
+        graph = dict(zip(self.tasks, map(_DEPENDENCIES, self.tasks.values()), strict=True))
         order = validate_graph(graph)
         started, clock = datetime.now(UTC), time.monotonic()
         self.spend = Spend()

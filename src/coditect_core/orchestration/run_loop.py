@@ -36,6 +36,8 @@ _PLACE = {p: p.rank << 28 for p in TaskPriority}  # a task's place in the heap: 
 def _dependents(graph: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     """task id -> the tasks that depend on it, listed once each; tasks without any are absent."""
     out: dict[str, list[str]] = {}
+    if not any(graph.values()):
+        return out
     for tid, needs in graph.items():
         if needs:
             for dep in dict.fromkeys(needs):

@@ -79,6 +79,8 @@ def validate_graph(deps: Graph) -> list[str]:
     Raises :class:`SchedulingError` for a dependency on an unknown task or a cycle; the message
     prints the cycle's path (``"A -> B -> A"``).
     """
+    if not any(deps.values()):  # no dependencies at all (a wide graph): nothing to check
+        return list(deps)
     for tid, needs in deps.items():
         for dep in needs:
             if dep not in deps:
