@@ -221,10 +221,12 @@ class BaseLlm(ABC):
         # The first attempt inline (most calls succeed at once: no closure, no retry frame);
         # after a failure, call_with_retry takes over and replays it as its attempt 1 (it
         # decides whether to retry, and telemetry sees every failed attempt there).
+        first: LlmError | None = None
         try:
             response = await self._attempt(client, msgs, params, started)
         except Exception as error:
             first = self._as_llm_error(error, params.timeout)
+        if first is not None:  # (out of the except block: no exception held while retrying)
             response = await self._retry(client, msgs, params, started, first)
         response.latency_s = time.monotonic() - started
         response.provider = self.provider
@@ -391,7 +393,9 @@ class BaseLlm(ABC):
                 f"unexpected {type(error).__name__}: {error}", retryable=False
             )
         self._claim(mapped)
+        # As ``raise mapped from error`` would (``from None`` if it would show the key).
         mapped.__cause__ = error if self._redact_exception(error) else None
+        mapped.__suppress_context__ = True
         return mapped
 
     def _claim(self, error: LlmError) -> None:
