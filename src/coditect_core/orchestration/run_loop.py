@@ -87,12 +87,12 @@ class RunLoop:
     async def start(self) -> None:
         """Count unmet dependencies, block what can never run, start what is ready."""
         tasks, heap, key = self.tasks, self.heap, self.key
-        for i, task in enumerate(tasks.values()):  # (a pass in the order tasks were added)
+        for i, (tid, task) in enumerate(tasks.items()):  # (in the order tasks were added)
             if task.status is not TaskStatus.PENDING:
                 continue
             place = _PLACE[task.priority] | i
             if task.dependencies:
-                key[task.task_id] = place  # checked below, in dependency order
+                key[tid] = place  # checked below, in dependency order
             else:
                 heap.append(place)  # ready (the heap is made in one go, below)
         if key:
