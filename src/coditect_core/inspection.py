@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import StateError
 from .orchestration.executor import TaskExecutor
 from .orchestration.prompts import UpstreamOutput, build_messages
 from .orchestration.state.observer import agent_task_hash
@@ -306,23 +305,15 @@ def _plan(
     return plan, ready
 
 
-def _read(db: Path, project: str, *, tries: int = 6) -> tuple[StoreContents, LockHolder | None]:
+def _read(db: Path, project: str) -> tuple[StoreContents, LockHolder | None]:
     """Everything the store holds on ``project``, and the live holder of its run lock.
 
-    A database that the first run is creating this very moment reads as unusable (no schema
-    yet) for a few milliseconds: a failed open is tried again for about a second."""
+    (A database is created whole before it gets its name: a reader never finds it half-made.)"""
     from .orchestration.store import StateStore
     from .reporting.build import read_store
 
-    for attempt in range(tries):
-        try:
-            with StateStore.open(db, readonly=True) as store:
-                return read_store(store, project), store.lock_holder(project)
-        except StateError:
-            if attempt == tries - 1:
-                raise
-            time.sleep(0.2)
-    raise AssertionError("unreachable")
+    with StateStore.open(db, readonly=True) as store:
+        return read_store(store, project), store.lock_holder(project)
 
 
 def load_view(
