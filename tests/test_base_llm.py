@@ -371,6 +371,22 @@ async def test_stream_yields_deltas_then_response_and_usage() -> None:
     assert llm.streams_closed == 1
 
 
+async def test_a_stream_without_token_counts_has_unknown_usage_not_zero() -> None:
+    class Uncounted(FakeLlm):
+        async def _stream(
+            self, client: Any, messages: list[Message], params: CallParams, state: StreamState
+        ) -> AsyncIterator[str]:
+            state.finish_reason = "stop"
+            yield "no counts"
+
+    stream = Uncounted().stream_content_async("hi")
+    assert [d async for d in stream] == ["no counts"]
+    assert stream.response is not None
+    assert stream.response.text == "no counts"
+    assert stream.usage is None
+    assert stream.response.usage == Usage(0, 0)  # the documented placeholder
+
+
 async def test_fake_stream_is_chunked() -> None:
     llm = FakeLlm(["abcdefghij"], chunk_size=3)
     stream = llm.stream_content_async("hi")

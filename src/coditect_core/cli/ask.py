@@ -22,7 +22,12 @@ async def _ask(llm: Any, messages: list[dict[str, str]], as_json: bool) -> dict[
             sys.stdout.write(delta)
             sys.stdout.flush()
         sys.stdout.write("\n")
-        return stream.response.to_dict() if stream.response else {}
+        if stream.response is None:
+            return {}
+        result = stream.response.to_dict()
+        if stream.usage is None:  # the server counted nothing: unknown, not zero
+            result["usage"] = None
+        return result
     finally:
         await llm.aclose()
 
@@ -81,7 +86,9 @@ def register(app: typer.Typer) -> None:
             print_json(result)
         elif result:
             usage = result["usage"]
-            err_console().print(
-                f"[dim]{result['model']}: {usage['prompt_tokens']} in, "
-                f"{usage['completion_tokens']} out, {result['latency_s']:.2f}s[/]"
+            tokens = (
+                f"{usage['prompt_tokens']} in, {usage['completion_tokens']} out"
+                if usage is not None
+                else "tokens unknown"
             )
+            err_console().print(f"[dim]{result['model']}: {tokens}, {result['latency_s']:.2f}s[/]")

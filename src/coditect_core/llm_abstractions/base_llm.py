@@ -476,6 +476,7 @@ class LlmStream:
         self._messages = messages
         self._params = params
         self._iterator: AsyncGenerator[str, None] | None = None
+        self._usage_sent = False
         self.response: LlmResponse | None = None
 
     def __repr__(self) -> str:
@@ -484,8 +485,10 @@ class LlmStream:
 
     @property
     def usage(self) -> Usage | None:
-        """Token counts, known once the stream is exhausted."""
-        return self.response.usage if self.response else None
+        """Token counts, known once the stream is exhausted; ``None`` before, and also when
+        the server sent none (some OpenAI-compatible servers, llama.cpp's among them, count
+        no stream): unknown, not zero. ``response.usage`` then holds zeros."""
+        return self.response.usage if self.response is not None and self._usage_sent else None
 
     def __aiter__(self) -> AsyncGenerator[str, None]:
         if self._iterator is None:
@@ -545,6 +548,9 @@ class LlmStream:
                         delta = await anext(agen, None)
         finally:
             await _aclose(agen)
+        self._usage_sent = state.usage is not None
+        if not self._usage_sent:
+            logger.debug("%s: the server sent no token counts for this stream", llm.provider)
         self.response = LlmResponse(
             text="".join(parts),
             model=state.model or params.model,
