@@ -62,12 +62,15 @@ from .prompts import (
 )
 from .task import AgentTask
 
-__all__ = ["ExecutionResult", "ExecutionStatus", "TaskExecutor"]
+__all__ = ["ExecutionResult", "ExecutionStatus", "LlmClassHook", "TaskExecutor"]
 
 logger = logging.getLogger(__name__)
 
 _CAPABILITY_VALUES = frozenset(c.value for c in AgentCapability)
 _AGENT_OF = attrgetter("agent")
+
+LlmClassHook = Callable[[AgentConfig, type[BaseLlm]], type[BaseLlm]]
+"""``hook(agent, cls)``: the class to build ``agent``'s LLM with instead of ``cls``."""
 _INTERFACE_NAMES = {i: i.value for i in AgentInterface}
 
 Upstream = Sequence[UpstreamOutput] | Mapping[str, str] | None
@@ -132,6 +135,10 @@ class TaskExecutor(InterfaceHandlers):
     prices them (default: the shipped table); ``fallback_on`` (agent name -> ``"retryable"`` or
     ``"any"``) says which failures send a task to the agent's fallbacks; ``task_timeouts``
     (task id -> seconds) bound a task's whole execution.
+
+    ``llm_class_hook(agent, cls)``, when set, may replace the class an agent's LLM is built
+    with (``cls``: the one the factory picked): a runner that places requests elsewhere
+    (:class:`~.runners.ray.RayRunner`) sets it before the first call.
     """
 
     def __init__(
@@ -157,6 +164,7 @@ class TaskExecutor(InterfaceHandlers):
         self._gates: dict[str, AgentGate] = {}
         for name, agent_limits in (limits or {}).items():
             self.set_limits(name, agent_limits)
+        self.llm_class_hook: LlmClassHook | None = None
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
         self._llms: dict[tuple[str, bool], tuple[AgentConfig, BaseLlm, RetryPolicy]] = {}
         self._retired: list[BaseLlm] = []
@@ -258,9 +266,10 @@ class TaskExecutor(InterfaceHandlers):
         if via_command:
             llm = CommandLlm(agent.command, model=agent.model, **settings)
         else:
-            llm = self._llm_class(agent)(
-                model=agent.model, api_key=agent.api_key_value(), **settings
-            )
+            cls = self._llm_class(agent)
+            if self.llm_class_hook is not None:
+                cls = self.llm_class_hook(agent, cls)
+            llm = cls(model=agent.model, api_key=agent.api_key_value(), **settings)
         policy, llm.retry = llm.retry, _ONE_TRY
         self._llms[key] = (agent, llm, policy)
         logger.debug("created %r for agent %s", llm, agent.name)

@@ -17,7 +17,7 @@ budgets hold across the cluster exactly as on one machine. ``resources`` (per ag
 default). ``cli`` and ``script`` agents run their commands on the driver, and ``interactive``
 ones make no call at all.
 
-The runner reaches the executor's LLMs through its ``_llm_class`` hook (:meth:`RayRunner.bind`):
+The runner reaches the executor's LLMs through its ``llm_class_hook`` (:meth:`RayRunner.bind`):
 each agent's LLM class is replaced by a subclass (:mod:`._remote`) whose one request
 (``_generate``) is sent to Ray. The driver's instance still validates settings and looks up the
 key as on one machine. Before the first request, :meth:`RayRunner.warm_up` builds the agents'
@@ -274,17 +274,16 @@ class RayRunner(Runner):
 
         Bind before the executor's first call: LLMs it already made stay where they are.
         """
-        if executor.__dict__.get("_ray_runner") is self:
+        hook = executor.llm_class_hook
+        if hook == self._place:
             return
-        original = getattr(executor, "_llm_class", None)
-        if original is None:
-            raise RunnerError("this TaskExecutor has no _llm_class hook: cannot place its calls")
+        if hook is not None:
+            raise RunnerError("this TaskExecutor's calls are placed by another runner already")
+        executor.llm_class_hook = self._place
 
-        def llm_class(agent: AgentConfig) -> type[BaseLlm]:
-            return self.remote_class(original(agent), agent)
-
-        executor.__dict__["_llm_class"] = llm_class
-        executor.__dict__["_ray_runner"] = self
+    def _place(self, agent: AgentConfig, real: type[BaseLlm]) -> type[BaseLlm]:
+        """The executor's ``llm_class_hook``: ``agent``'s requests go to Ray."""
+        return self.remote_class(real, agent)
 
     # ------------------------------------------------------------------ execution
 
