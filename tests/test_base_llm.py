@@ -387,6 +387,27 @@ async def test_a_stream_without_token_counts_has_unknown_usage_not_zero() -> Non
     assert stream.response.usage == Usage(0, 0)  # the documented placeholder
 
 
+async def test_prepare_makes_the_client_once_before_the_first_call() -> None:
+    made: list[object] = []
+
+    class Counting(FakeLlm):
+        def _create_client(self) -> Any:
+            made.append(object())
+            return made[-1]
+
+    llm = Counting()
+    llm.prepare()
+    assert len(made) == 1
+    assert await llm.generate_content_async("hi") == "fake reply to: hi"
+    llm.prepare()
+    assert len(made) == 1  # the call and a second prepare() reuse it
+
+
+def test_prepare_needs_a_running_loop() -> None:
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        FakeLlm().prepare()
+
+
 async def test_fake_stream_is_chunked() -> None:
     llm = FakeLlm(["abcdefghij"], chunk_size=3)
     stream = llm.stream_content_async("hi")

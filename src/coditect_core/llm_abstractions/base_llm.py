@@ -298,6 +298,13 @@ class BaseLlm(ABC):
         """
         return self._run_sync("generate_content", self.generate_content_async, messages, kwargs)
 
+    def prepare(self) -> None:
+        """Make the SDK client for the running event loop now (importing the SDK), rather
+        than on the first call: for callers about to put many calls in flight, since the
+        import holds the loop for up to a second. Raises what a call would (a missing extra:
+        :class:`LlmNotInstalledError`). Must be called with a loop running."""
+        self._get_client()
+
     async def aclose(self) -> None:
         """Close the SDK client. The instance can still be used: a new client is made."""
         import asyncio

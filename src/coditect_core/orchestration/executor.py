@@ -310,7 +310,7 @@ class TaskExecutor(InterfaceHandlers):
                 if not agent.enabled or agent.interface not in _WARM:
                     continue
                 llm = self._get_llm(agent, via_command=agent.interface is AgentInterface.CLI)[0]
-                llm._get_client()  # the SDK import and the client, on this loop
+                llm.prepare()  # the SDK import and the client, on this loop
             except Exception as error:  # its call will fail and say why
                 logger.debug("agent %s not warmed up: %s", name, error)
                 continue

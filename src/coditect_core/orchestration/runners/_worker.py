@@ -155,7 +155,7 @@ def run_llm_call(spec_box: list[Any], messages: list[Message], kwargs: dict[str,
 
 
 async def _make_client(llm: BaseLlm) -> None:
-    llm._get_client()  # the SDK import and the client, on the loop that will use them
+    llm.prepare()  # the SDK import and the client, on the loop that will use them
 
 
 def warm_worker(spec_boxes: list[list[Any]], hold: float) -> int:
