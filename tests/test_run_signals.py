@@ -161,7 +161,7 @@ def test_a_second_sigint_exits_at_once_without_harming_the_state(tmp_path: Path)
             assert not snap.in_flight
             assert "in_progress" not in snap.counts
             done_before = set(store.succeeded_tasks(NAME))
-            check = store._read(lambda conn: conn.execute("PRAGMA integrity_check").fetchone())
+            check = store.read(lambda conn: conn.execute("PRAGMA integrity_check").fetchone())
             assert check == ("ok",)
         assert done_before
         _resume_and_check(project, stub, done_before)

@@ -389,18 +389,18 @@ class StateStore:
     def succeeded_tasks(self, project: str) -> dict[str, SuccessRecord]:
         """Tasks whose current status is ``completed``: content hash at success, success
         sequence number and output (what :func:`~.state.plan.plan_resume` needs)."""
-        return self._read(lambda conn: read_succeeded(conn, project))
+        return self.read(lambda conn: read_succeeded(conn, project))
 
     def snapshot(self, project: str) -> ProjectSnapshot:
         """Runs, tasks and in-flight attempts of ``project``, from one consistent snapshot."""
-        return self._read(lambda conn: read_snapshot(conn, project))
+        return self.read(lambda conn: read_snapshot(conn, project))
 
     def runs(self, project: str) -> list[RunRecord]:
-        return self._read(lambda conn: read_runs(conn, project))
+        return self.read(lambda conn: read_runs(conn, project))
 
     def task_history(self, project: str, task_id: str) -> list[TaskEvent]:
         """Every status transition of a task, oldest first."""
-        return self._read(lambda conn: read_task_history(conn, project, task_id))
+        return self.read(lambda conn: read_task_history(conn, project, task_id))
 
     def attempts(
         self,
@@ -410,7 +410,7 @@ class StateStore:
         run_id: int | None = None,
         status: AttemptStatus | str | None = None,
     ) -> list[AttemptRecord]:
-        return self._read(
+        return self.read(
             lambda conn: read_attempts(
                 conn,
                 project,
@@ -459,7 +459,9 @@ class StateStore:
             raise StateError(f"{self.path}: opened read-only")
         return self._writer.call_sync(op, solo=solo)
 
-    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)`` in one read transaction: a consistent picture across tables while a
+        run writes (reports use it). ``fn`` must only read."""
         if self._reader is None:  # in memory: the writer's connection, between two batches
             if self._closed:
                 raise StateError(f"{self.path}: the state store is closed")

@@ -71,7 +71,7 @@ def read_store(store: StateStore, project: str) -> StoreContents:
             events=_read_events(conn, project),
         )
 
-    return store._read(read)
+    return store.read(read)
 
 
 def dependency_levels(graph: Mapping[str, Sequence[str]]) -> dict[str, int]:
