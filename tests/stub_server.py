@@ -347,6 +347,8 @@ class StubServer:
             action = reply()
         if self.latency:
             await asyncio.sleep(self.latency)
+            if reader.at_eof() or writer.is_closing():  # the client hung up meanwhile:
+                raise _Closed  # nothing is sent, so nothing is counted as sent
         if action.kind == "status":
             await self._send_status(writer, fmt, action)
             return keep_alive

@@ -161,3 +161,25 @@ def test_standalone_process_with_control_endpoints() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+async def test_a_client_that_hangs_up_during_the_latency_gets_no_reply_counted() -> None:
+    with StubServer(latency=0.3) as stub:
+        host, port = stub.url.removeprefix("http://").rstrip("/").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        body = json.dumps(CHAT).encode()
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: stub\r\n"
+            b"content-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the stub has the request and sleeps its latency
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.5)
+        with httpx2.Client(base_url=stub.url) as http:  # and a client that waits: counted
+            assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
+        assert stub.request_count == 2
+        assert stub.reply_count == 1
