@@ -8,7 +8,7 @@ pipeline), in one run:
 * ``chain``: 1,000 tasks each depending on the previous one, 1 ms latency. Ideal makespan:
   1,000 x 1 ms = 1.0 s. Target: measured / ideal <= 1.30.
 
-    python bench/bench_orchestration.py [--reps 3] [--profile wide|chain]
+    python bench/bench_orchestration.py [--reps 5] [--profile wide|chain]
 
 Prints one JSON line per figure: ``ratio`` (measured / ideal, best of ``--reps`` runs; the
 target), its median, ``ratio_gc_untouched`` (the same, with ``gc_threshold=None``: CPython's
@@ -109,7 +109,7 @@ async def run_once(case: dict[str, Any], **options: Any) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--profile", choices=sorted(CASES))
     args = parser.parse_args()
 
