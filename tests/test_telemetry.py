@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from coditect_core import telemetry
+from coditect_core.errors import LlmRateLimitError
 from coditect_core.llm_abstractions import FakeLlm, Gpt
 from coditect_core.llm_abstractions.base_llm import BaseLlm
 from coditect_core.llm_abstractions.registry import register_llm, unregister_llm
@@ -224,6 +225,22 @@ async def test_streams_and_uninstrument(exporter: Any) -> None:
     assert not telemetry.is_instrumented()
     await FakeLlm(["x"]).generate_async("not traced")
     assert len(memory.get_finished_spans()) == 1
+
+
+async def test_a_stream_retried_before_its_first_delta_records_the_failed_attempt(
+    exporter: Any,
+) -> None:
+    provider, memory = exporter
+    telemetry.instrument(tracer_provider=provider)
+    llm = FakeLlm([LlmRateLimitError("slow down", retry_after=0), "after a retry"])
+    async with llm.stream_content_async("hi") as stream:
+        text = "".join([d async for d in stream])
+    assert text == "after a retry"
+    (span,) = memory.get_finished_spans()
+    failed = [e for e in span.events if e.name == "coditect.llm.attempt_failed"]
+    assert [e.attributes["coditect.llm.attempt"] for e in failed] == [1]
+    assert failed[0].attributes["coditect.llm.retryable"] is True
+    assert span.attributes["coditect.llm.attempts"] == 2
 
 
 async def test_a_real_sdk_call_names_system_and_server(

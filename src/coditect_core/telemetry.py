@@ -23,7 +23,8 @@ only with ``capture_content=True``, as ``gen_ai.input.messages`` / ``gen_ai.outp
 
 :func:`instrument` wraps :meth:`BaseLlm.generate_async` and the stream of
 :meth:`BaseLlm.stream_content_async` in place (as OpenTelemetry instrumentations do), and the
-retry loop that :mod:`.llm_abstractions.base_llm` calls; :func:`uninstrument` puts them back.
+retry loop that :mod:`.llm_abstractions.base_llm` and :mod:`.llm_abstractions.stream` call;
+:func:`uninstrument` puts them back.
 :mod:`coditect_core.llm_abstractions` never imports OpenTelemetry.
 """
 
@@ -45,7 +46,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "coditect_core.telemetry needs OpenTelemetry: pip install 'coditect-core[otel]'"
     ) from error
 
-from .llm_abstractions import base_llm
+from .llm_abstractions import base_llm, stream
 from .llm_abstractions.base_llm import BaseLlm, LlmResponse, LlmStream
 from .llm_abstractions.messages import normalize_messages
 from .orchestration.observer import OrchestratorObserver
@@ -277,7 +278,8 @@ def instrument(
     state = _Instrumentation(tracer_provider, capture_content)
     BaseLlm.generate_async = state.wrap_generate()  # type: ignore[method-assign]
     LlmStream._run = state.wrap_stream()  # type: ignore[method-assign]
-    base_llm.call_with_retry = state.wrap_retry()  # type: ignore[assignment]
+    # Both modules that make calls look call_with_retry up as their own global.
+    base_llm.call_with_retry = stream.call_with_retry = state.wrap_retry()  # type: ignore[assignment]
     _active = state
     logger.debug("LLM calls traced (capture_content=%s)", capture_content)
 
@@ -290,7 +292,7 @@ def uninstrument() -> None:
         return
     BaseLlm.generate_async = state.generate_async  # type: ignore[method-assign]
     LlmStream._run = state.stream_run  # type: ignore[method-assign]
-    base_llm.call_with_retry = state.call_with_retry  # type: ignore[assignment]
+    base_llm.call_with_retry = stream.call_with_retry = state.call_with_retry  # type: ignore[assignment]
 
 
 def is_instrumented() -> bool:

@@ -23,20 +23,20 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
     Coroutine,
     Iterator,
 )
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from ..errors import LlmConfigurationError, LlmError, LlmResponseError, LlmTimeoutError
+from .datatypes import CallParams, LlmResponse, StreamState, Usage
 from .keys import Secret, resolve_api_key
 from .messages import Message, Messages, normalize_messages
 from .retry import RetryPolicy, call_with_retry
+from .stream import LlmStream
 
 if TYPE_CHECKING:
     import asyncio
@@ -45,70 +45,6 @@ __all__ = ["BaseLlm", "CallParams", "LlmResponse", "LlmStream", "StreamState", "
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts of one call (or a sum of calls). ``total_tokens`` defaults to the sum."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = -1
-
-    def __post_init__(self) -> None:
-        if self.total_tokens < 0:
-            object.__setattr__(self, "total_tokens", self.prompt_tokens + self.completion_tokens)
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.total_tokens + other.total_tokens,
-        )
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
-@dataclass(slots=True)
-class LlmResponse:
-    """The result of one successful call, retries included."""
-
-    text: str
-    model: str
-    usage: Usage = field(default_factory=Usage)
-    finish_reason: str | None = None
-    attempts: int = 1
-    latency_s: float = 0.0
-    provider: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (``usage`` as a nested dict)."""
-        return asdict(self)
-
-
-@dataclass(slots=True)
-class CallParams:
-    """Settings of one call: instance defaults overridden by the call's keyword arguments.
-
-    ``options`` are the provider-specific extras passed straight through to the SDK call.
-    ``timeout`` bounds one attempt (for a stream: the wait for each delta).
-    """
-
-    model: str
-    max_tokens: int | None = None
-    temperature: float | None = None
-    timeout: float | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class StreamState:
-    """Filled in by a provider's ``_stream`` as the stream goes: what only arrives at the end."""
-
-    usage: Usage | None = None
-    finish_reason: str | None = None
-    model: str | None = None
 
 
 class BaseLlm(ABC):
@@ -469,109 +405,3 @@ class BaseLlm(ABC):
         finally:
             if self._client_loop is asyncio.get_running_loop():
                 await self.aclose()
-
-
-class LlmStream:
-    """An async iterator of text deltas; after it is exhausted, ``response`` is the whole reply.
-
-    ``async with llm.stream_content_async(...) as stream`` closes the provider's stream (and its
-    connection) even when the loop stops early; so does ``await stream.aclose()``.
-    """
-
-    def __init__(self, llm: BaseLlm, messages: list[Message], params: CallParams) -> None:
-        self._llm = llm
-        self._messages = messages
-        self._params = params
-        self._iterator: AsyncGenerator[str, None] | None = None
-        self._usage_sent = False
-        self.response: LlmResponse | None = None
-
-    def __repr__(self) -> str:
-        state = "done" if self.response else "open"
-        return f"<LlmStream {self._llm!r} {state}>"
-
-    @property
-    def usage(self) -> Usage | None:
-        """Token counts, known once the stream is exhausted; ``None`` before, and also when
-        the server sent none (some OpenAI-compatible servers, llama.cpp's among them, count
-        no stream): unknown, not zero. ``response.usage`` then holds zeros."""
-        return self.response.usage if self.response is not None and self._usage_sent else None
-
-    def __aiter__(self) -> AsyncGenerator[str, None]:
-        if self._iterator is None:
-            self._iterator = self._run()
-        return self._iterator
-
-    async def __anext__(self) -> str:
-        return await self.__aiter__().__anext__()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Stop the stream early and release its connection."""
-        if self._iterator is not None:
-            await self._iterator.aclose()
-
-    async def _open(
-        self, client: Any, attempt: int, started: float
-    ) -> tuple[AsyncGenerator[str, None], StreamState, str | None, int]:
-        """One attempt: start the provider's stream and wait for its first delta."""
-        import asyncio
-
-        llm, params = self._llm, self._params
-        state = StreamState()
-        agen: Any = llm._stream(client, self._messages, params, state)
-        timeout = llm._attempt_timeout(params.timeout, started)
-        try:
-            with llm._mapped_errors(timeout):
-                async with asyncio.timeout(timeout):
-                    first = await anext(agen, None)
-        except BaseException:
-            await _aclose(agen)
-            raise
-        return agen, state, first, attempt
-
-    async def _run(self) -> AsyncGenerator[str, None]:
-        import asyncio
-
-        llm, params = self._llm, self._params
-        client = llm._get_client()
-        started = time.monotonic()
-        agen, state, delta, attempts = await call_with_retry(
-            llm.retry, lambda attempt: self._open(client, attempt, started)
-        )
-        parts: list[str] = []
-        try:
-            while delta is not None:
-                if delta:
-                    parts.append(delta)
-                    yield delta
-                with llm._mapped_errors(params.timeout):
-                    async with asyncio.timeout(params.timeout):
-                        delta = await anext(agen, None)
-        finally:
-            await _aclose(agen)
-        self._usage_sent = state.usage is not None
-        if not self._usage_sent:
-            logger.debug("%s: the server sent no token counts for this stream", llm.provider)
-        self.response = LlmResponse(
-            text="".join(parts),
-            model=state.model or params.model,
-            usage=state.usage or Usage(),
-            finish_reason=state.finish_reason,
-            attempts=attempts,
-            latency_s=time.monotonic() - started,
-            provider=llm.provider,
-        )
-        llm._log_done(self.response)
-
-
-async def _aclose(iterator: AsyncIterator[str]) -> None:
-    """Close a provider's stream if it can be closed (async generators can)."""
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()

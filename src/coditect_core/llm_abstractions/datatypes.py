@@ -1,0 +1,76 @@
+"""The values of one call: :class:`CallParams` in; :class:`LlmResponse` with its :class:`Usage`
+out; :class:`StreamState`, filled in as a stream goes.
+
+Re-exported by :mod:`.base_llm` (and the package), where providers import them from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CallParams", "LlmResponse", "StreamState", "Usage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call (or a sum of calls). ``total_tokens`` defaults to the sum."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = -1
+
+    def __post_init__(self) -> None:
+        if self.total_tokens < 0:
+            object.__setattr__(self, "total_tokens", self.prompt_tokens + self.completion_tokens)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class LlmResponse:
+    """The result of one successful call, retries included."""
+
+    text: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    attempts: int = 1
+    latency_s: float = 0.0
+    provider: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (``usage`` as a nested dict)."""
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class CallParams:
+    """Settings of one call: instance defaults overridden by the call's keyword arguments.
+
+    ``options`` are the provider-specific extras passed straight through to the SDK call.
+    ``timeout`` bounds one attempt (for a stream: the wait for each delta).
+    """
+
+    model: str
+    max_tokens: int | None = None
+    temperature: float | None = None
+    timeout: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StreamState:
+    """Filled in by a provider's ``_stream`` as the stream goes: what only arrives at the end."""
+
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    model: str | None = None
