@@ -34,6 +34,7 @@ from .budget import Budget, Spend
 from .calls import ATTEMPT_HOOK
 from .executor import ExecutionResult, ExecutionStatus, TaskExecutor
 from .gc_tuning import DEFAULT_GC_THRESHOLD, fewer_collections
+from .manual import INTERRUPTED, ManualActions
 from .observer import OrchestratorObserver
 from .prompts import UpstreamOutput
 from .run_loop import RunLoop
@@ -58,10 +59,9 @@ _FINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLE
 _PENDING = TaskStatus.PENDING
 _STATUS = attrgetter("status")
 _DEPENDENCIES = attrgetter("dependencies")
-_INTERRUPTED = "interrupted"  # task.metadata flag: cancelled because its run was
 
 
-class ProjectOrchestrator:
+class ProjectOrchestrator(ManualActions):
     """Tasks, agents and runs of one project.
 
     ``results`` maps a task id to its latest :class:`ExecutionResult`; a store restoring a
@@ -275,7 +275,7 @@ class ProjectOrchestrator:
                 metadata={"cost": None},
             )
             if not by_user:
-                task.metadata[_INTERRUPTED] = True
+                task.metadata[INTERRUPTED] = True
             self.spend.record(tid, name, None, None)  # it may have been billed: cost unknown
             await self._transition(task, TaskStatus.CANCELLED, reason=reason, result=result)
             if not by_user:
@@ -352,79 +352,6 @@ class ProjectOrchestrator:
             self._run.fill()
         return result
 
-    def _check_by_hand(self, task: AgentTask, action: str, allowed: Sequence[TaskStatus]) -> None:
-        if task.status is TaskStatus.IN_PROGRESS:
-            raise SchedulingError(f"cannot {action} task {task.task_id!r}: it is in progress")
-        if self._run is not None and task.status not in allowed:
-            raise SchedulingError(
-                f"cannot {action} task {task.task_id!r} while a run is active: "
-                f"it is {task.status.value}"
-            )
-
-    async def complete_task(
-        self, task_id: str, output: str | None = None, *, note: str | None = None
-    ) -> ExecutionResult:
-        """Mark a task done by hand (e.g. one a person finished), with its ``output``."""
-        task = self.get_task(task_id)
-        if task.status is TaskStatus.COMPLETED:
-            raise SchedulingError(f"task {task_id!r} is already completed")
-        self._check_by_hand(task, "complete", (TaskStatus.PENDING, TaskStatus.AWAITING_HUMAN))
-        previous = self.results.get(task_id)
-        now = datetime.now(UTC)
-        result = ExecutionResult(
-            task_id,
-            agent=previous.agent if previous else None,
-            status=ExecutionStatus.SUCCESS,
-            started_at=previous.started_at if previous else now,
-            completed_at=now,
-            output=output,
-            metadata={"by_hand": True, **({"note": note} if note else {})},
-        )
-        if note:
-            task.notes.append(note)
-        await self._transition(task, TaskStatus.COMPLETED, reason=note, result=result)
-        if self._run is not None:
-            await self._run.settle(task_id)
-            self._run.fill()
-        return result
-
-    async def fail_task(self, task_id: str, error: str = "failed by hand") -> ExecutionResult:
-        """Mark a task failed by hand; its dependents are blocked if a run is active."""
-        task = self.get_task(task_id)
-        self._check_by_hand(task, "fail", (TaskStatus.PENDING, TaskStatus.AWAITING_HUMAN))
-        now = datetime.now(UTC)
-        result = ExecutionResult(
-            task_id,
-            status=ExecutionStatus.FAILED,
-            started_at=now,
-            completed_at=now,
-            error=error,
-            metadata={"by_hand": True},
-        )
-        await self._transition(task, TaskStatus.FAILED, reason=f"failed: {error}", result=result)
-        if self._run is not None:
-            await self._run.settle(task_id)
-        return result
-
-    async def cancel_task(self, task_id: str, reason: str = "cancelled by user") -> None:
-        """Cancel a task: a call in flight is cancelled; the task will not run again unless
-        reset by hand, and its pending dependents are blocked (in an active run)."""
-        task = self.get_task(task_id)
-        if task.status is TaskStatus.COMPLETED:
-            raise SchedulingError(f"task {task_id!r} is already completed")
-        if task.status is TaskStatus.CANCELLED:
-            return
-        inflight = self._inflight.get(task_id)
-        if inflight is not None and inflight is not asyncio.current_task():
-            self._cancel_requests.add(task_id)
-            inflight.cancel()
-            await asyncio.wait([inflight])
-            return
-        task.metadata.pop(_INTERRUPTED, None)
-        await self._transition(task, TaskStatus.CANCELLED, reason=reason)
-        if self._run is not None:
-            await self._run.settle(task_id)
-
     # ------------------------------------------------------------------ runs
 
     async def _prepare_run(self) -> None:
@@ -437,7 +364,7 @@ class ProjectOrchestrator:
         stale = [t for t in self.tasks.values() if t.status not in (_PENDING, done)]
         for task in stale:
             reason = resets.get(task.status)
-            if task.status is TaskStatus.CANCELLED and task.metadata.pop(_INTERRUPTED, False):
+            if task.status is TaskStatus.CANCELLED and task.metadata.pop(INTERRUPTED, False):
                 reason = "reset: interrupted in an earlier run"
             if reason is not None:
                 await self._transition(task, TaskStatus.PENDING, reason=reason)
