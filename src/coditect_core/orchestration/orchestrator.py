@@ -40,7 +40,7 @@ from .prompts import UpstreamOutput
 from .run_loop import RunLoop
 from .runners.base import Runner
 from .runners.local import LocalRunner
-from .scheduler import ready_tasks, validate_graph, validate_tasks
+from .scheduler import all_in, ready_tasks, validate_graph, validate_tasks
 from .summary import RunSummary, build_report, total_usage
 from .task import AgentTask, TaskStatus
 
@@ -361,6 +361,8 @@ class ProjectOrchestrator(ManualActions):
             TaskStatus.BLOCKED: "reset: blocked in an earlier run, checking again",
         }
         done = TaskStatus.COMPLETED
+        if all_in(self.tasks.values(), _PENDING, done):
+            return  # nothing left unfinished (a fresh project, or one run to the end)
         stale = [t for t in self.tasks.values() if t.status not in (_PENDING, done)]
         for task in stale:
             reason = resets.get(task.status)
@@ -399,7 +401,11 @@ class ProjectOrchestrator(ManualActions):
         try:
             await self._prepare_run()
             if type(self.runner) is LocalRunner:  # SDK imports before any call is in flight
-                self.executor.warm_up(t for t in self.tasks.values() if t.status is _PENDING)
+                tasks = self.tasks.values()
+                pending = (
+                    tasks if all_in(tasks, _PENDING) else [t for t in tasks if t.status is _PENDING]
+                )
+                self.executor.warm_up(pending)
             for observer in self._observers:
                 await observer.run_started(
                     self, max_concurrency=max_concurrency, fail_fast=fail_fast

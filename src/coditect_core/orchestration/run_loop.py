@@ -14,10 +14,13 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Mapping, Sequence
+from itertools import count
+from operator import attrgetter, or_
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SchedulingError
 from .calls import ATTEMPT_HOOK
+from .scheduler import all_in
 from .task import TaskPriority, TaskStatus
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ _DEAD = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.BLOCKED)
 _MAX_TASKS = 1 << 28
 _INDEX = _MAX_TASKS - 1
 _PLACE = {p: p.rank << 28 for p in TaskPriority}  # a task's place in the heap: this | index
+_PRIORITY = attrgetter("priority")
 
 
 def _dependents(graph: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -87,6 +91,13 @@ class RunLoop:
     async def start(self) -> None:
         """Count unmet dependencies, block what can never run, start what is ready."""
         tasks, heap, key = self.tasks, self.heap, self.key
+        if not self.dependents and all_in(tasks.values(), TaskStatus.PENDING):
+            # All ready (no dependencies, nothing done yet: a fresh wide graph): the places in
+            # one go, in C, rather than a Python loop over 10,000s of tasks.
+            heap.extend(map(or_, map(_PLACE.__getitem__, map(_PRIORITY, tasks.values())), count()))
+            heapq.heapify(heap)
+            self.fill()
+            return
         for i, (tid, task) in enumerate(tasks.items()):  # (in the order tasks were added)
             if task.status is not TaskStatus.PENDING:
                 continue
