@@ -5,12 +5,10 @@ run off the writer thread (the WAL stays bounded while readers in another proces
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import re
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ from coditect_core.orchestration.state import checkpoint
 from coditect_core.orchestration.state.observer import StoreObserver, run_status
 from coditect_core.orchestration.state.writer import Writer
 from coditect_core.orchestration.store import AttemptOutcome, StateStore
-from test_store_readers import READER
+from test_store_readers import ReaderProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -354,15 +352,6 @@ async def test_a_reader_in_another_process_sees_consistent_snapshots_of_a_run(
     db = tmp_path / ".coditect" / "state.db"
     total = 400
     store = StateStore.open(db)
-    reader = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        READER,
-        str(db),
-        str(total),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
     orchestrator = _orchestrator(
         "ok", [AgentTask(f"T{i:04d}", f"task {i}", "Go.") for i in range(total)], latency=0.002
     )
@@ -371,21 +360,14 @@ async def test_a_reader_in_another_process_sees_consistent_snapshots_of_a_run(
         observer = StoreObserver(store, run.run_id)
         await observer.define(orchestrator)
         orchestrator.add_observer(observer)
-        assert reader.stdout is not None
-        line = await asyncio.wait_for(reader.stdout.readline(), 60)
-        assert line.strip() == b"READING"
-        summary = await orchestrator.run(max_concurrency=8)
-        await store.finish_run(run.run_id, run_status(summary))
-        out, err = await asyncio.wait_for(reader.communicate(), 90)
+        async with ReaderProcess(db, total) as reader:
+            summary = await orchestrator.run(max_concurrency=8)
+            await store.finish_run(run.run_id, run_status(summary))
     finally:
-        if reader.returncode is None:
-            reader.kill()
-            await reader.wait()
         await orchestrator.aclose()
         await store.aclose()
     assert summary.counts[TaskStatus.COMPLETED.value] == total
-    assert reader.returncode == 0, err.decode()
-    result = json.loads(out.decode().strip().splitlines()[-1])
+    result = reader.result
     assert result["violations"] == [], result
     assert result["final"] == total
     assert result["distinct"] >= 3, result  # it really read while the run was writing

@@ -56,50 +56,81 @@ READER = textwrap.dedent(
 )
 
 
+class ReaderProcess:
+    """:data:`READER` in a process of its own, reading ``db`` until ``total`` tasks completed.
+
+    ``async with ReaderProcess(db, total) as reader:`` returns once it reads; write inside the
+    block; after it, ``reader.result`` is what it saw (its last JSON line). Killed on failure.
+    """
+
+    def __init__(self, db: Path, total: int) -> None:
+        self.db, self.total = db, total
+        self.result: dict[str, object] = {}
+
+    async def __aenter__(self) -> ReaderProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            READER,
+            str(self.db),
+            str(self.total),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        except BaseException:
+            await self._kill()
+            raise
+        assert line.strip() == b"READING"
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is not None:
+            await self._kill()
+            return
+        try:
+            out, err = await asyncio.wait_for(self.proc.communicate(), 90)
+        finally:
+            await self._kill()
+        assert self.proc.returncode == 0, err.decode()
+        self.result = json.loads(out.decode().strip().splitlines()[-1])
+
+    async def _kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
 async def test_reader_in_another_process_sees_consistent_snapshots(tmp_path: Path) -> None:
     db = tmp_path / ".coditect" / "state.db"
     total = 600
     store = StateStore.open(db)
-    reader = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        READER,
-        str(db),
-        str(total),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
     try:
         run = await store.begin_run("proj")
         ids = [f"T{i:04d}" for i in range(total)]
         await store.define_tasks(run.run_id, {t: f"h-{t}" for t in ids})
-        assert reader.stdout is not None
-        line = await asyncio.wait_for(reader.stdout.readline(), 60)
-        assert line.strip() == b"READING"
-        sem = asyncio.Semaphore(8)
+        async with ReaderProcess(db, total) as reader:
+            sem = asyncio.Semaphore(8)
 
-        async def one(tid: str) -> None:
-            async with sem:
-                attempt = await store.task_started(run.run_id, tid, agent="fake")
-                await asyncio.sleep(0.001)
-                await store.task_finished(
-                    run.run_id,
-                    tid,
-                    "completed",
-                    attempt_id=attempt,
-                    attempt=AttemptOutcome("succeeded", output=tid),
-                )
+            async def one(tid: str) -> None:
+                async with sem:
+                    attempt = await store.task_started(run.run_id, tid, agent="fake")
+                    await asyncio.sleep(0.001)
+                    await store.task_finished(
+                        run.run_id,
+                        tid,
+                        "completed",
+                        attempt_id=attempt,
+                        attempt=AttemptOutcome("succeeded", output=tid),
+                    )
 
-        await asyncio.gather(*(one(t) for t in ids))
-        await store.finish_run(run.run_id)
-        out, err = await asyncio.wait_for(reader.communicate(), 90)
+            await asyncio.gather(*(one(t) for t in ids))
+            await store.finish_run(run.run_id)
     finally:
-        if reader.returncode is None:
-            reader.kill()
-            await reader.wait()
         await store.aclose()
-    assert reader.returncode == 0, err.decode()
-    result = json.loads(out.decode().strip().splitlines()[-1])
+    result = reader.result
     print(result)
     assert result["violations"] == [], result
     assert result["final"] == total
