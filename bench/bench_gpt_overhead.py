@@ -1,9 +1,9 @@
 """Calls per second of ``Gpt.generate_content_async`` against the raw ``openai`` SDK.
 
-Both talk to the same loopback stub server (``tests/stub_server.py``, started here as its own
-process so that it does not share this interpreter's GIL), with the same concurrency, the same
-request and one client each, made and warmed before timing. Rounds are interleaved (raw, Gpt,
-Gpt, raw, ...) so that both sides see the same machine load. Figures, one JSON line each:
+Both talk to the same loopback stub server (``tests/support/stub_server.py``, started here as
+its own process so that it does not share this interpreter's GIL), with the same concurrency,
+the same request and one client each, made and warmed before timing. Rounds are interleaved
+(raw, Gpt, Gpt, raw, ...) so that both sides see the same machine load. Figures, one JSON line each:
 
 * ``raw_calls_per_s`` and ``gpt_calls_per_s``: medians over the rounds;
 * ``ratio``: the median of the per-round ratios gpt/raw (target >= 0.97);
@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-STUB = Path(__file__).resolve().parent.parent / "tests" / "stub_server.py"
+STUB = Path(__file__).resolve().parent.parent / "tests" / "support" / "stub_server.py"
 TARGET = 0.97
 MESSAGES = [{"role": "user", "content": "Summarise the task in one line."}]
 MODEL = "gpt-5.4-mini"

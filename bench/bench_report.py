@@ -1,6 +1,6 @@
 """Benchmark: building and rendering the report of a 500-task project (HTML, Markdown, JSON).
 
-A 500-task project (the test scenario of tests/report_scenario.py: three agents, failures,
+A 500-task project (the test scenario of tests/support/report_scenario.py: three agents, failures,
 retries, a fallback, blocked tasks) is run twice on zero-latency scripted agents and recorded
 into a state store; then the report is built from the store and rendered, ``--reps`` times each.
 Prints one JSON line per figure: seconds per build and per render (best and median), and the
@@ -21,16 +21,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
-from coditect_core.orchestration.store import StateStore
+from report_scenario import record_scenario
+
 from coditect_core.reporting import (
     build_report,
     render_html,
     render_json,
     render_markdown,
 )
-from report_scenario import record_scenario
+from coditect_core.store import StateStore
 
 
 def _time(fn: Callable[[], object], reps: int) -> list[float]:

@@ -46,8 +46,8 @@ from coditect_core.orchestration import (
     ProjectOrchestrator,
     TaskStatus,
 )
-from coditect_core.orchestration.state.observer import StoreObserver, run_status
-from coditect_core.orchestration.store import NullRecorder, StateStore
+from coditect_core.store import NullRecorder, StateStore
+from coditect_core.store.observer import StoreObserver, run_status
 
 
 def build(tasks: int, latency: float = 0.0) -> ProjectOrchestrator:

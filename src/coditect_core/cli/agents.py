@@ -1,7 +1,7 @@
 """``coditect agents`` and ``coditect doctor``: which agents can be used here, and what is missing.
 
 Both only look (no network) unless ``doctor --ping`` asks each usable agent for one token. The
-checks live in :mod:`coditect_core.agent_check`; this module renders them.
+checks live in :mod:`coditect_core.app.doctor`; this module renders them.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import typer
 from .output import ExitCode, console, fail, print_json
 
 if TYPE_CHECKING:
-    from ..agent_check import AgentCheck
-    from ..project_file import ProjectFile
+    from ..app.doctor import AgentCheck
+    from ..project import ProjectFile
 
 __all__ = ["register"]
 
@@ -25,7 +25,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def _read(project: Path) -> ProjectFile:
     from ..errors import ProjectFileError
-    from ..project_file import read_project_file
+    from ..project import read_project_file
 
     try:
         return read_project_file(project)
@@ -72,8 +72,7 @@ def _agents_table(checks: list[AgentCheck], title: str) -> None:
 
 def _state_info(spec: ProjectFile, state: Path | None) -> dict[str, Any]:
     from ..errors import StateError
-    from ..orchestration.store import StateStore
-    from ..session import state_path_for
+    from ..store import StateStore, state_path_for
 
     db = state_path_for(spec.path, state)
     info: dict[str, Any] = {"path": str(db), "exists": db.exists(), "ok": True}
@@ -106,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
           coditect agents project.yaml --json | jq '.agents[].problems'
         """
-        from ..agent_check import check_agents
+        from ..app.doctor import check_agents
 
         spec = _read(project)
         _, checks = check_agents(spec)
@@ -156,7 +155,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from .. import __version__
-        from ..agent_check import check_agents, installed_extras, ping_agents
+        from ..app.doctor import check_agents, installed_extras, ping_agents
 
         spec = _read(project)
         resolved, checks = check_agents(spec)

@@ -64,7 +64,7 @@ def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
 
 def setup_logging(verbosity: int) -> None:
     """``-v`` shows info, ``-vv`` debug; secrets are masked by the redacting filter."""
-    from ..redaction import RedactingFilter
+    from ..secrets import RedactingFilter
 
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)

@@ -79,9 +79,9 @@ def register(app: typer.Typer) -> None:
           coditect report project.yaml --run 3 --json
         """
         from ..errors import ProjectFileError, StateError
-        from ..orchestration.store import StateStore, default_state_path
         from ..project import read_project_file
         from ..reporting import build_report, render_html, render_json, render_markdown
+        from ..store import StateStore, default_state_path
 
         fmt = ReportFormat.json if as_json else format_
         try:

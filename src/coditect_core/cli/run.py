@@ -18,9 +18,9 @@ import typer
 from .output import ExitCode, console, err_console, fail, print_json
 
 if TYPE_CHECKING:
+    from ..app.session import RunOutcome
     from ..orchestration.execution_result import ExecutionResult
     from ..orchestration.task import AgentTask
-    from ..session import RunOutcome
 
 __all__ = ["exit_code_for", "register"]
 
@@ -318,8 +318,8 @@ def register(app: typer.Typer) -> None:
         """
         import asyncio
 
+        from ..app.session import ProjectSession
         from ..errors import CoditectError, RunLockedError
-        from ..session import ProjectSession
 
         try:
             session = ProjectSession.open(

@@ -1,7 +1,7 @@
 """``coditect status``, ``tasks``, ``show`` and ``next``: where a project stands, read-only.
 
 They read the project file and its state store without writing anything (no run lock, nothing
-marked interrupted; see :mod:`coditect_core.inspection`), so they work from another terminal
+marked interrupted; see :mod:`coditect_core.app.view`), so they work from another terminal
 while a run is writing.
 """
 
@@ -16,7 +16,7 @@ import typer
 from .output import ExitCode, console, fail, print_json
 
 if TYPE_CHECKING:
-    from ..inspection import ProjectView, TaskView
+    from ..app.view import ProjectView, TaskView
 
 __all__ = ["STATUS_STYLES", "register"]
 
@@ -51,8 +51,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def load(project: Path, state: Path | None) -> ProjectView:
     """The project's view, or exit 2 with the reason."""
+    from ..app.view import load_view
     from ..errors import ProjectFileError, StateError
-    from ..inspection import load_view
 
     try:
         return load_view(project, state=state)
@@ -299,7 +299,7 @@ def register(app: typer.Typer) -> None:
         """
         import difflib
 
-        from ..inspection import attempt_dict, iso
+        from ..app.view import attempt_dict, iso
 
         view = load(project, state)
         try:

@@ -1,6 +1,6 @@
 """``coditect task complete|fail|cancel|reset``: record what a person did to a task.
 
-Recorded durably in the state store (:mod:`coditect_core.by_hand`), so that the next ``run``
+Recorded durably in the state store (:mod:`coditect_core.app.by_hand`), so that the next ``run``
 respects it: a completed task is skipped (its output goes to its dependents), a failed one runs
 again, a cancelled one is held (it and its dependents stay put) until it is reset.
 """
@@ -51,7 +51,7 @@ def _record(
 ) -> None:
     import asyncio
 
-    from ..by_hand import record_by_hand
+    from ..app.by_hand import record_by_hand
     from ..errors import ProjectFileError, RunLockedError, StateError
 
     try:

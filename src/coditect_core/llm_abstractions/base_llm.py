@@ -32,8 +32,9 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from ..errors import LlmConfigurationError, LlmError, LlmResponseError, LlmTimeoutError
+from ..secrets import Secret, mask
 from .datatypes import CallParams, LlmResponse, StreamState, Usage
-from .keys import Secret, resolve_api_key
+from .keys import resolve_api_key
 from .messages import Message, Messages, normalize_messages
 from .retry import RetryPolicy, call_with_retry
 from .stream import LlmStream
@@ -349,12 +350,11 @@ class BaseLlm(ABC):
         error.args = tuple(self._redact(a) if isinstance(a, str) else a for a in error.args)
 
     def _redact(self, text: object) -> str:
-        key = self._api_key.get() if self._api_key else ""
-        text = str(text)
-        return text.replace(key, "***") if key else text
+        """``text`` with this instance's key masked (:func:`coditect_core.secrets.mask`)."""
+        return mask(str(text), [self._api_key.get()] if self._api_key else [])
 
     def _redact_exception(self, error: BaseException) -> bool:
-        """Redact ``error.args`` in place; ``False`` if the key still shows in its text."""
+        """Mask the key in ``error.args``, in place; ``False`` if it still shows in its text."""
         if not self._api_key:
             return True
         with contextlib.suppress(Exception):

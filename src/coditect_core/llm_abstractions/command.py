@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LlmConfigurationError, LlmResponseError, LlmTimeoutError
-from ..redaction import redact
+from ..secrets import mask
 from .base_llm import BaseLlm, CallParams, LlmResponse, Usage
 from .messages import Message
 from .retry import NO_RETRY, RetryPolicy
@@ -47,7 +47,7 @@ class ProcessResult:
 def stderr_tail(stderr: bytes, limit: int = 2000) -> str:
     """The last ``limit`` characters of ``stderr``, decoded and stripped, known secrets masked
     (a command may print a key it was given; the text ends up in errors, logs and output)."""
-    text = redact(stderr.decode("utf-8", errors="replace").strip())
+    text = mask(stderr.decode("utf-8", errors="replace").strip())
     return text if len(text) <= limit else "..." + text[-limit:]
 
 

@@ -2,7 +2,7 @@
 
 The lookup order is: the explicit ``api_key`` argument, then each environment variable the
 provider names, in order (blank values count as unset). A missing key fails before any network
-traffic, naming the variables. A key found is registered with :mod:`coditect_core.redaction`, so
+traffic, naming the variables. A key found is registered with :mod:`coditect_core.secrets`, so
 the log filter masks it too.
 """
 
@@ -12,36 +12,9 @@ import os
 from collections.abc import Sequence
 
 from ..errors import LlmConfigurationError
-from ..redaction import register_secret
+from ..secrets import Secret, register_secret
 
 __all__ = ["Secret", "resolve_api_key"]
-
-
-class Secret:
-    """A string that shows as ``***`` in ``repr``, ``str`` and f-strings; ``get()`` reveals it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        """The secret value. Call it only where the value goes on the wire."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 def resolve_api_key(

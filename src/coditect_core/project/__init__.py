@@ -1,8 +1,67 @@
-"""Project files: the YAML format, read into agents (``AgentConfig``) and tasks (``AgentTask``).
+"""The YAML project file: agents and a task graph, read into ``AgentConfig``s and ``AgentTask``s.
 
-See :mod:`coditect_core.project_file` for the format. The package splits along its seams:
-:mod:`._yaml` (safe parsing with lines), :mod:`.schema` (types), :mod:`.checks` (cross-field
-rules), :mod:`.env` (``${VAR}``), :mod:`.diagnostics` (error text), :mod:`.loader` (the API).
+The format (every key is optional unless marked *required*)::
+
+    project: refactor-task-executor        # name; default: the file name
+    description: ...
+    runner: local                          # local | ray
+    budget: {max_cost_usd: 5.0, max_tokens: 200000}
+    defaults:
+      agent: local                         # for tasks that name none (or the only agent)
+      max_concurrency: 4                   # tasks running at once
+      timeout: 600                         # seconds per task
+      priority: medium                     # critical | high | medium | low
+    agents:                                # *required*: name -> settings
+      claude:
+        type: anthropic-claude             # *required*: anthropic-claude, openai-gpt,
+                                           #   google-gemini, meta-llama, openai-compatible,
+                                           #   local, custom
+        interface: api                     # api | cli | script | interactive | hybrid
+        model: claude-sonnet-4-5
+        api_key: "${ANTHROPIC_API_KEY}"    # quote ${...} inside { } or [ ]
+        base_url: ...                      # OpenAI-compatible servers
+        system_prompt: ...
+        temperature: 0.2                   # 0 to 2
+        max_tokens: 1024
+        timeout: 120                       # seconds per call
+        capabilities: [code, testing]      # code research design testing deployment
+                                           #   documentation analysis planning
+        fallbacks: [gpt]                   # agents tried when this one fails
+        fallback_on: retryable             # retryable | any
+        enabled: true
+        command: [claude, -p]              # argv of a cli/script agent (never a shell)
+        reviewer: gpt                      # the critic of a hybrid agent
+        provider: my-plugin                # LLM registry name of a custom agent
+        options: {top_p: 0.9}              # passed to the provider class as is
+        requests_per_minute: 50
+        tokens_per_minute: 40000
+        max_concurrency: 2                 # calls to this agent at once
+        price: {input: 3.0, output: 15.0}  # USD per million tokens
+        resources: {num_cpus: 1, num_gpus: 0}   # per call, on a Ray cluster
+        description: ...
+    tasks:                                 # *required*: a list
+      - id: TASK-001                       # *required*: letters, digits, _ . -
+        title: Update executor imports     # *required*
+        description: ...
+        agent: claude
+        priority: high
+        phase: implementation
+        dependencies: [TASK-000]
+        deliverables: [...]
+        success_criteria: [...]
+        tags: [...]
+        estimated_hours: 1.5
+        timeout: 300                       # seconds, for this task
+        metadata: {any: json}
+
+``${VAR}`` and ``${VAR:-default}`` are expanded from the environment in the string settings of
+agents (``$${`` is a literal ``${``); task text is taken literally. An unset variable is an error
+only for an agent the run uses. Every error is a :class:`~coditect_core.errors.ProjectFileError`
+naming the file, the line, the field (``tasks[3].dependencies[0]``) and the bad value.
+
+The package splits along its seams: :mod:`._yaml` (safe parsing with lines), :mod:`.schema`
+(types), :mod:`.checks` (cross-field rules), :mod:`.env` (``${VAR}``), :mod:`.diagnostics`
+(error text), :mod:`.loader` (the API).
 """
 
 from __future__ import annotations

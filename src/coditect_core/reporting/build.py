@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StateError
 from ..orchestration.prompts import task_prompt
-from ..orchestration.state.records import (
+from ..store.records import (
     AttemptRecord,
     RunRecord,
     TaskRecord,
@@ -28,8 +28,8 @@ from ..orchestration.state.records import (
 from .model import AgentRow, AttemptRow, Figures, ReportData, RunRow, TaskRow
 
 if TYPE_CHECKING:
-    from ..orchestration.store import StateStore
     from ..orchestration.task import AgentTask
+    from ..store import StateStore
 
 __all__ = ["StoreContents", "build_report", "dependency_levels", "read_store"]
 

@@ -15,7 +15,7 @@ through the agent's limits), and a failure comes back as the :class:`LlmError` i
   its whole life: an agent with a heavy model (``local``, ``meta-llama``) loads it once per actor.
 
 The API key travels inside the spec as a :class:`Secret` (masked ``repr``); on arrival the
-provider's key lookup registers it with :mod:`coditect_core.redaction`, and this worker's log
+provider's key lookup registers it with :mod:`coditect_core.secrets`, and this worker's log
 handlers mask it.
 """
 
@@ -38,7 +38,7 @@ from ...llm_abstractions.base_llm import BaseLlm, LlmResponse
 from ...llm_abstractions.keys import Secret
 from ...llm_abstractions.messages import Message
 from ...llm_abstractions.retry import NO_RETRY
-from ...redaction import RedactingFilter, register_secret
+from ...secrets import RedactingFilter, register_secret
 
 __all__ = ["AgentActor", "LlmSpec", "run_llm_call", "warm_worker"]
 

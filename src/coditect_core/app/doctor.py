@@ -1,0 +1,259 @@
+"""Which agents of a project can be used here, and what each one is missing.
+
+:func:`check_agents` looks without any network traffic and without importing a provider SDK
+(an SDK extra is found with :func:`importlib.util.find_spec`): the agent is enabled; its
+``${VAR}`` references are set; its provider is known; the provider's SDK extra is installed; an
+API key is at hand (``api_key:`` or the provider's variable); the embedded model file exists;
+the command of a ``cli``/``script`` agent is on ``PATH``; the reviewer of a ``hybrid`` agent is
+usable. :func:`ping_agents` then asks the usable ones for one token (and, for an agent with a
+``base_url``, first checks that something answers HTTP there). Keys never appear in the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CoditectError, LlmConfigurationError
+from ..orchestration.agent_registry import AgentConfig, AgentInterface, AgentType
+from ..project import Project, ProjectFile
+
+__all__ = ["EXTRAS", "SDK_MODULES", "AgentCheck", "check_agents", "installed_extras", "ping_agents"]
+
+SDK_MODULES: dict[str, tuple[str, str]] = {
+    "anthropic-claude": ("anthropic", "anthropic"),
+    "openai-gpt": ("openai", "openai"),
+    "openai-compatible": ("openai", "openai"),
+    "google-gemini": ("google.genai", "gemini"),
+    "local": ("llama_cpp", "local"),
+}
+"""A built-in provider's name -> (the module its SDK provides, the extra that installs it)."""
+
+EXTRAS: dict[str, str] = {
+    "anthropic": "anthropic",
+    "openai": "openai",
+    "gemini": "google.genai",
+    "local": "llama_cpp",
+}
+"""An extra of coditect-core -> the module that shows it is installed."""
+
+PING_PROMPT = "Reply with the single word: OK"
+
+
+def module_installed(name: str) -> bool:
+    """Whether ``name`` can be imported, found without importing it (a parent package of a
+    dotted name is imported, as Python must; ``google`` is a bare namespace)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def installed_extras() -> dict[str, bool]:
+    """Each provider extra of coditect-core, and whether it is installed."""
+    return {extra: module_installed(module) for extra, module in EXTRAS.items()}
+
+
+@dataclass
+class AgentCheck:
+    """One agent: its settings (no key) and what stands between it and a call."""
+
+    name: str
+    type: str
+    interface: str
+    model: str | None
+    enabled: bool
+    tasks: list[str]
+    problems: list[str] = field(default_factory=list)
+    provider: str | None = None
+    base_url: str | None = None
+    server: str | None = None
+    """With a ping: what the ``base_url`` answered (``HTTP 200``), else None."""
+    ping: dict[str, Any] | None = None
+    """With a ping: ``{"ok": bool, "latency_s": ..., "model": ..., "error": ...}``."""
+
+    @property
+    def usable(self) -> bool:
+        """Nothing missing (and, when pinged, the ping answered)."""
+        return not self.problems and (self.ping is None or bool(self.ping.get("ok")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "interface": self.interface,
+            "model": self.model,
+            "provider": self.provider,
+            "enabled": self.enabled,
+            "base_url": self.base_url,
+            "tasks": list(self.tasks),
+            "usable": self.usable,
+            "problems": list(self.problems),
+            "server": self.server,
+            "ping": self.ping,
+        }
+
+
+def _llm_class_problems(
+    check: AgentCheck, config: AgentConfig | None, provider: str, environ: Mapping[str, str]
+) -> None:
+    from ..llm_abstractions.registry import get_llm_class
+
+    try:
+        cls = get_llm_class(provider)
+    except LlmConfigurationError as error:
+        check.problems.append(str(error))
+        return
+    check.provider = cls.provider
+    sdk = SDK_MODULES.get(cls.provider)
+    if sdk is not None and not module_installed(sdk[0]):
+        check.problems.append(
+            f"the SDK is not installed: pip install 'coditect-core[{sdk[1]}]' (module {sdk[0]})"
+        )
+    has_key = config is None or config.api_key_value() is not None  # None: said above
+    in_env = any((environ.get(var) or "").strip() for var in cls.api_key_env)
+    if cls.api_key_env and not has_key and not in_env:
+        check.problems.append(
+            f"no API key: set {' or '.join(cls.api_key_env)} (or api_key: in the file)"
+        )
+    if cls.provider == "local" and config is not None:
+        from ..llm_abstractions.local import default_model_path
+
+        if config.model:
+            if not os.path.isfile(os.path.expanduser(config.model)):
+                check.problems.append(f"model file {config.model!r} does not exist")
+        else:
+            try:
+                default_model_path()
+            except CoditectError as error:
+                check.problems.append(str(error))
+
+
+def _command_problem(command: list[str] | None) -> str | None:
+    if not command:
+        return "no command"
+    program = command[0]
+    if os.sep in program:
+        if os.path.isfile(program) and os.access(program, os.X_OK):
+            return None
+        return f"command {program!r} does not exist or is not executable"
+    if shutil.which(program) is None:
+        return f"command {program!r} is not on PATH"
+    return None
+
+
+def check_agents(
+    project_file: ProjectFile, environ: Mapping[str, str] | None = None
+) -> tuple[Project, list[AgentCheck]]:
+    """Every agent of the file, in file order, with what it is missing (no network).
+
+    Returns the project resolved for these checks too (its registry holds the agents whose
+    variables are set), for :func:`ping_agents`.
+    """
+    env = os.environ if environ is None else environ
+    project = project_file.resolve(only=[], environ=env)
+    users: dict[str, list[str]] = {}
+    for tid in project_file.task_ids:
+        users.setdefault(project_file.agent_of(tid), []).append(tid)
+    checks: list[AgentCheck] = []
+    for name, spec in project_file.spec.agents.items():
+        config = project.agents.get(name) if name in project.agents else None
+        check = AgentCheck(
+            name=name,
+            type=str(spec.type),
+            interface=str(spec.interface),
+            model=config.model if config else spec.model,
+            enabled=spec.enabled,
+            tasks=users.get(name, []),
+            base_url=config.base_url if config else None,
+        )
+        if not spec.enabled:
+            check.problems.append("disabled (enabled: false in the file)")
+        if name in project.unavailable_agents:
+            check.problems.append(project.unavailable_agents[name])
+        interface = AgentInterface(spec.interface)
+        if interface in (AgentInterface.API, AgentInterface.HYBRID):
+            provider = spec.provider if spec.type == AgentType.CUSTOM.value else spec.type
+            if config is not None and config.provider:
+                provider = config.provider
+            if provider and "${" not in provider:  # else: its variable is unset (said above)
+                _llm_class_problems(check, config, provider, env)
+        elif interface in (AgentInterface.CLI, AgentInterface.SCRIPT):
+            command = config.command if config else spec.command
+            problem = _command_problem(command)
+            if problem:
+                check.problems.append(problem)
+        checks.append(check)
+    by_name = {c.name: c for c in checks}
+    for name, spec in project_file.spec.agents.items():
+        reviewer = by_name.get(spec.reviewer) if spec.reviewer else None
+        if reviewer is not None and reviewer.problems and not by_name[name].problems:
+            by_name[name].problems.append(f"its reviewer {reviewer.name!r} is not usable")
+    return project, checks
+
+
+def _http_check(url: str, timeout: float) -> tuple[bool, str]:
+    """Whether something answers HTTP at ``url`` (any status counts), and what."""
+    request = urllib.request.Request(url, method="GET", headers={"User-Agent": "coditect-doctor"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return True, f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        return True, f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        return False, f"nothing answers at {url}: {reason}"
+
+
+async def _ping_one(check: AgentCheck, executor: Any, wait_s: float) -> None:
+    if check.base_url:
+        answered, what = await asyncio.to_thread(_http_check, check.base_url, min(wait_s, 5.0))
+        check.server = what
+        if not answered:
+            check.problems.append(f"server not answering: {what}")
+            return
+    started = time.monotonic()
+    try:
+        llm = executor.get_llm(check.name)
+        response = await asyncio.wait_for(
+            llm.generate_async(PING_PROMPT, max_tokens=1, timeout=wait_s), wait_s + 1.0
+        )
+    except TimeoutError:
+        check.ping = {"ok": False, "error": f"no answer within {wait_s:g}s"}
+        return
+    except CoditectError as error:
+        check.ping = {"ok": False, "error": str(error)}
+        return
+    check.ping = {
+        "ok": True,
+        "latency_s": round(time.monotonic() - started, 3),
+        "model": response.model,
+        "reply": response.text[:40],
+    }
+
+
+async def ping_agents(project: Project, checks: list[AgentCheck], *, wait_s: float = 20.0) -> None:
+    """One-token live call on every usable agent with a model behind it (``api``, ``hybrid``
+    and ``cli`` interfaces), all at once; the results land in each check's ``ping``."""
+    from ..orchestration.executor import TaskExecutor
+
+    executor = TaskExecutor(project.agents)
+    pingable = {AgentInterface.API.value, AgentInterface.HYBRID.value, AgentInterface.CLI.value}
+    try:
+        await asyncio.gather(
+            *(
+                _ping_one(c, executor, wait_s)
+                for c in checks
+                if not c.problems and c.interface in pingable
+            )
+        )
+    finally:
+        await executor.aclose()

@@ -1,0 +1,269 @@
+"""``ProjectSession``: a project file, its state store and an orchestrator, opened together.
+
+This is what ``coditect run`` (and any program that wants the same behaviour) uses: load and
+check the project file, open its durable state (``.coditect/state.db`` beside the file unless
+told otherwise), build a :class:`ProjectOrchestrator` recording into the store, decide what must
+run (the resume plan: skip tasks that succeeded and did not change, re-run changed tasks and
+everything downstream), run, and record how the run ended.
+
+The file's reliability settings reach the executor and the orchestrator here: each agent's
+``requests_per_minute``, ``tokens_per_minute``, ``max_concurrency``, ``price`` and
+``fallback_on``, each task's ``timeout`` (else ``defaults.timeout``), and the run's ``budget``
+(which ``max_cost_usd`` / ``max_tokens`` given to :meth:`ProjectSession.open` override).
+
+::
+
+    async with ProjectSession.open("project.yaml") as session:
+        outcome = await session.run(max_concurrency=4)
+        counts = outcome.summary.counts
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..orchestration.budget import Budget
+from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
+from ..orchestration.executor import TaskExecutor
+from ..orchestration.limits import AgentLimits
+from ..orchestration.orchestrator import ProjectOrchestrator
+from ..orchestration.pricing import Price, PriceBook
+from ..orchestration.resume import ResumePlan, plan_resume
+from ..orchestration.runners import make_runner
+from ..orchestration.summary import RunSummary
+from ..orchestration.task import TaskStatus
+from ..project import Project, read_project_file
+from ..store import StateStore, state_path_for
+from ..store.observer import StoreObserver, agent_task_hash, run_status
+
+__all__ = ["ProjectSession", "RunOutcome", "build_executor", "run_budget"]
+
+logger = logging.getLogger(__name__)
+
+
+def build_executor(project: Project) -> TaskExecutor:
+    """The executor of ``project``: its agents with their limits, prices, fallback rule, and
+    the tasks' timeouts (a task's own, else ``defaults.timeout``)."""
+    settings = project.agent_settings
+    timeouts = {t.task_id: project.timeout_for(t.task_id) for t in project.tasks}
+    return TaskExecutor(
+        project.agents,
+        default_agent=project.defaults.agent,
+        limits={
+            name: AgentLimits(s.requests_per_minute, s.tokens_per_minute, s.max_concurrency)
+            for name, s in settings.items()
+        },
+        prices=PriceBook(
+            {name: Price(s.price.input, s.price.output) for name, s in settings.items() if s.price}
+        ),
+        fallback_on={name: s.fallback_on for name, s in settings.items()},
+        task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
+    )
+
+
+def run_budget(
+    project: Project, max_cost_usd: float | None = None, max_tokens: int | None = None
+) -> Budget | None:
+    """The run's budget: the file's ``budget``, each limit overridden when given here."""
+    spec = project.budget
+    budget = Budget(
+        max_cost_usd if max_cost_usd is not None else (spec.max_cost_usd if spec else None),
+        max_tokens if max_tokens is not None else (spec.max_tokens if spec else None),
+    )
+    return budget if budget.active else None
+
+
+def budget_options(budget: Budget) -> dict[str, Any]:
+    """A budget as the run's recorded options."""
+    return {"max_cost_usd": budget.max_cost_usd, "max_tokens": budget.max_tokens}
+
+
+@dataclass
+class RunOutcome:
+    """What one run did: the resume plan it followed, and the summary of the run."""
+
+    run_id: int
+    plan: ResumePlan
+    summary: RunSummary
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "skipped": self.skipped,
+            "ran": list(self.plan.run),
+            "reasons": dict(self.plan.reasons),
+            **self.summary.to_dict(),
+        }
+
+
+class ProjectSession:
+    """One project, its store and its orchestrator. Open with :meth:`open`; close when done."""
+
+    def __init__(
+        self, project: Project, store: StateStore, orchestrator: ProjectOrchestrator
+    ) -> None:
+        self.project = project
+        self.store = store
+        self.orchestrator = orchestrator
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        state: str | os.PathLike[str] | None = None,
+        only: Iterable[str] | None = None,
+        agent: str | None = None,
+        runner: str | None = None,
+        ray_address: str | None = None,
+        max_cost_usd: float | None = None,
+        max_tokens: int | None = None,
+    ) -> ProjectSession:
+        """Load ``path`` and open its store. Raises :class:`ProjectFileError` (nothing written)
+        for a bad file, :class:`StateError` for an unusable state database.
+
+        ``only`` selects tasks; their dependencies come along (those that already succeeded
+        are skipped by the resume plan). ``agent`` runs every selected task on that agent.
+        ``runner`` (``"local"`` or ``"ray"``; default: the file's ``runner:``) says where the
+        calls run; ``ray_address`` is the Ray cluster (default: ``RAY_ADDRESS``, else a new
+        local Ray) and implies ``runner="ray"``. ``max_cost_usd`` and ``max_tokens`` override
+        the file's ``budget``.
+        """
+        project_file = read_project_file(path)
+        wanted = list(only) if only else []
+        # The ids themselves too, so that resolve() refuses an unknown one (did you mean...).
+        selected = [*wanted, *project_file.with_dependencies(wanted)] if wanted else None
+        project = project_file.resolve(only=selected, agent_override=agent)
+        resources = {n: s.resources for n, s in project.agent_settings.items() if s.resources}
+        calls_run_on = make_runner(
+            runner or ("ray" if ray_address else project.runner),
+            address=ray_address,
+            resources=resources,
+        )  # before the store: an unknown runner writes nothing
+        store = StateStore.open(state_path_for(path, state))
+        try:
+            for config in project.agents.list():
+                store.add_secrets(config.api_key)
+            orchestrator = ProjectOrchestrator(
+                project.agents,
+                build_executor(project),
+                name=project.name,
+                default_agent=project.defaults.agent,
+                runner=calls_run_on,
+                budget=run_budget(project, max_cost_usd, max_tokens),
+            )
+            wanted = set(project.selected)
+            orchestrator.add_tasks(t for t in project.tasks if t.task_id in wanted)
+        except BaseException:
+            store.close()
+            raise
+        return cls(project, store, orchestrator)
+
+    async def run(
+        self,
+        *,
+        max_concurrency: int | None = None,
+        restart: bool = False,
+        fail_fast: bool = False,
+    ) -> RunOutcome:
+        """Run what the resume plan says must run; record everything in the store.
+
+        Raises :class:`RunLockedError` if another live process is running this project,
+        :class:`RunnerError` if the runner cannot start (no Ray cluster to reach).
+        """
+        orchestrator, store = self.orchestrator, self.store
+        concurrency = max_concurrency or self.project.defaults.max_concurrency
+        await orchestrator.runner.start(orchestrator.executor)  # e.g. Ray: connect, warm up
+        info = await store.begin_run(
+            orchestrator.name,
+            options={
+                "max_concurrency": concurrency,
+                "restart": restart,
+                "fail_fast": fail_fast,
+                **({"budget": budget_options(orchestrator.budget)} if orchestrator.budget else {}),
+            },
+            restart=restart,
+        )
+        status = "error"
+        try:
+            observer = StoreObserver(store, info.run_id)
+            hashes = await observer.define(orchestrator)
+            plan = self._plan(
+                hashes, {} if restart else await store.load_succeeded(orchestrator.name)
+            )
+            orchestrator.add_observer(observer)
+            summary = await orchestrator.run(concurrency, fail_fast=fail_fast)
+            status = run_status(summary)
+        except BaseException:
+            status = "interrupted"
+            raise
+        finally:
+            await store.finish_run(info.run_id, status)
+        return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip))
+
+    def preview(self, *, restart: bool = False) -> ResumePlan:
+        """The resume plan a run would follow now, without running or writing anything."""
+        orchestrator = self.orchestrator
+        hashes = {
+            tid: agent_task_hash(task, orchestrator.executor)
+            for tid, task in orchestrator.tasks.items()
+        }
+        succeeded = {} if restart else self.store.succeeded_tasks(orchestrator.name)
+        deps = {tid: t.dependencies for tid, t in orchestrator.tasks.items()}
+        plan = plan_resume(hashes, deps, succeeded)
+        return plan if restart else self._hold(plan, mark=False)
+
+    def _plan(self, hashes: dict[str, str], succeeded: dict[str, Any]) -> ResumePlan:
+        """Mark the tasks the plan skips as completed, with their recorded outputs."""
+        tasks = self.orchestrator.tasks
+        plan = plan_resume(hashes, {tid: t.dependencies for tid, t in tasks.items()}, succeeded)
+        for tid in plan.skip:
+            task = tasks[tid]
+            task.status = TaskStatus.COMPLETED
+            self.orchestrator.results[tid] = ExecutionResult(
+                task_id=tid,
+                agent=task.agent,
+                status=ExecutionStatus.SUCCESS,
+                output=succeeded[tid].output,
+                metadata={"resumed": True},
+            )
+        plan = self._hold(plan, mark=True)
+        for tid in plan.run:
+            logger.info("%s runs: %s", tid, plan.reasons.get(tid, ""))
+        return plan
+
+    def _hold(self, plan: ResumePlan, *, mark: bool) -> ResumePlan:
+        """Tasks cancelled by hand (``coditect task cancel``) stay cancelled (``mark``: set so
+        for the run, which then blocks their dependents); see :mod:`coditect_core.app.by_hand`."""
+        from dataclasses import replace
+
+        from .view import held_task_ids
+
+        held = held_task_ids(self.store.snapshot(self.orchestrator.name).tasks)
+        held &= set(plan.reasons)
+        if not held:
+            return plan
+        reasons = dict(plan.reasons)
+        for tid in held:
+            if mark:
+                self.orchestrator.tasks[tid].status = TaskStatus.CANCELLED
+            reasons[tid] = "held: cancelled by hand; it and its dependents wait for `task reset`"
+        return replace(plan, reasons=reasons)
+
+    async def aclose(self) -> None:
+        """Close the models' clients and the store."""
+        try:
+            await self.orchestrator.aclose()
+        finally:
+            await self.store.aclose()
+
+    async def __aenter__(self) -> ProjectSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,376 @@
+"""Read-only views of a project: its file together with what its state store recorded.
+
+This answers the questions of ``coditect status``, ``tasks``, ``show`` and ``next`` (and of any
+program that wants the same answers) without changing anything: the store is opened read-only
+(no file is created, no run lock is taken, nothing is marked interrupted) and everything is read
+in one read transaction, so a view taken from another process while a run writes is one
+consistent picture. No API key is needed: ``${VAR}`` references that are unset stay as written
+(:func:`resolve_offline`), which only matters for a setting that changes a task's content hash
+(an agent's ``model`` or ``system_prompt``), and then the run could not use that agent anyway.
+
+What ``run`` would do next comes from the same resume plan it follows
+(:func:`~coditect_core.orchestration.resume.plan_resume`, with the same content hashes), plus
+the tasks *held* by hand: a task cancelled with ``coditect task cancel`` stays cancelled, and its
+dependents blocked, until it is reset (``coditect task reset``) or the project restarted.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..orchestration.executor import TaskExecutor
+from ..orchestration.prompts import UpstreamOutput, build_messages
+from ..orchestration.resume import ResumePlan, SuccessRecord, plan_resume
+from ..orchestration.task import AgentTask, TaskStatus
+from ..project import Project, ProjectFile, read_project_file
+from ..store.observer import agent_task_hash
+from ..store.records import AttemptRecord, RunRecord, TaskRecord
+
+if TYPE_CHECKING:
+    from ..reporting.build import StoreContents
+    from ..store.lock import LockHolder
+
+__all__ = [
+    "CANCELLED_BY_HAND",
+    "ProjectView",
+    "TaskView",
+    "attempt_dict",
+    "definition_hashes",
+    "held_task_ids",
+    "iso",
+    "load_view",
+    "resolve_offline",
+    "run_dict",
+]
+
+CANCELLED_BY_HAND = "cancelled by hand"
+"""How the store's ``error`` of a task cancelled with ``coditect task cancel`` begins: such a
+task is *held* (not run again until reset). A run's own cancellations never read like this."""
+
+
+def iso(ts: float | None) -> str | None:
+    """A UNIX time as an ISO 8601 string in UTC (``None`` stays ``None``)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def held_task_ids(records: Iterable[TaskRecord]) -> set[str]:
+    """The tasks the store records as cancelled by hand."""
+    return {
+        r.task_id
+        for r in records
+        if r.status == TaskStatus.CANCELLED.value and (r.error or "").startswith(CANCELLED_BY_HAND)
+    }
+
+
+def resolve_offline(project_file: ProjectFile) -> Project:
+    """``project_file`` resolved for every task without needing any variable to be set: an
+    unset ``${NAME}`` (without a default) reads as itself."""
+    environ = dict(os.environ)
+    for names in project_file.variables().values():
+        for name in names:
+            environ.setdefault(name, f"${{{name}}}")
+    return project_file.resolve(environ=environ)
+
+
+def definition_hashes(project: Project) -> dict[str, str]:
+    """Each task's content hash, exactly as ``coditect run`` computes it."""
+    executor = TaskExecutor(project.agents, default_agent=project.defaults.agent)
+    return {task.task_id: agent_task_hash(task, executor) for task in project.tasks}
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """One task of the file with its recorded state."""
+
+    task: AgentTask
+    status: str
+    """The recorded status; ``pending`` for a task never recorded."""
+    record: TaskRecord | None
+    attempts: list[AttemptRecord]
+    events: list[tuple[int | None, str, float, str | None]]
+    """Its status changes: ``(run_id, status, at, note)``, oldest first."""
+    held: bool = False
+    ready: bool = False
+    """Whether ``coditect run`` would start it at once (it must run, and nothing it needs must)."""
+    reason: str | None = None
+    """Why a run would run it (``not succeeded yet``, ``definition changed``...), else None."""
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def output(self) -> str | None:
+        return self.record.output if self.record else None
+
+    @property
+    def error(self) -> str | None:
+        return self.record.error if self.record else None
+
+    def tokens(self) -> tuple[int, int]:
+        """Prompt and completion tokens over its attempts (unknown counts as 0)."""
+        return (
+            sum(a.prompt_tokens or 0 for a in self.attempts),
+            sum(a.completion_tokens or 0 for a in self.attempts),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready row (the ``tasks --json`` format)."""
+        prompt, completion = self.tokens()
+        return {
+            "task_id": self.task_id,
+            "title": self.task.title,
+            "status": self.status,
+            "agent": self.task.agent,
+            "priority": self.task.priority.value,
+            "dependencies": list(self.task.dependencies),
+            "attempts": len(self.attempts),
+            "tokens": {"prompt": prompt, "completion": completion},
+            "updated_at": iso(self.record.updated_at) if self.record else None,
+            "error": self.error,
+            "held": self.held,
+            "ready": self.ready,
+        }
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    """A project file and its recorded state, read at one moment."""
+
+    name: str
+    path: str
+    state_path: Path
+    state_exists: bool
+    project: Project
+    tasks: list[TaskView]
+    runs: list[RunRecord]
+    plan: ResumePlan
+    holder: LockHolder | None = None
+    """The live process running the project now, if any (advisory)."""
+    unknown_tasks: list[str] = field(default_factory=list)
+    """Tasks the store knows that the file no longer defines."""
+    read_at: float = field(default_factory=time.time)
+
+    def task(self, task_id: str) -> TaskView:
+        """The task called ``task_id`` (``KeyError`` if the file has none)."""
+        for view in self.tasks:
+            if view.task_id == task_id:
+                return view
+        raise KeyError(task_id)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for view in self.tasks:
+            out[view.status] = out.get(view.status, 0) + 1
+        return out
+
+    @property
+    def last_run(self) -> RunRecord | None:
+        return self.runs[-1] if self.runs else None
+
+    @property
+    def running(self) -> bool:
+        """Whether a live process is running the project now."""
+        return self.holder is not None
+
+    def in_flight(self) -> list[AttemptRecord]:
+        """Attempts recorded as running (by a live run, or one that died: see ``running``)."""
+        return [a for view in self.tasks for a in view.attempts if a.status == "running"]
+
+    def ready(self) -> list[TaskView]:
+        return [view for view in self.tasks if view.ready]
+
+    def dependents(self, task_id: str) -> list[str]:
+        return [v.task_id for v in self.tasks if task_id in v.task.dependencies]
+
+    def messages(self, task_id: str) -> list[dict[str, str]]:
+        """The messages the task's agent gets: system prompt, and the task with the recorded
+        outputs of its dependencies as context."""
+        view = self.task(task_id)
+        titles = {v.task_id: v.task.title for v in self.tasks}
+        upstream = [
+            UpstreamOutput(dep, titles.get(dep, dep), self.task(dep).output or "")
+            for dep in dict.fromkeys(view.task.dependencies)
+            if dep in titles and self.task(dep).output is not None
+        ]
+        agent = None
+        name = view.task.agent or self.project.defaults.agent
+        if name and name in self.project.agents:
+            agent = self.project.agents.get(name)
+        return [dict(m) for m in build_messages(view.task, agent, upstream)]
+
+    def status_dict(self) -> dict[str, Any]:
+        """The ``status --json`` format."""
+        last = self.last_run
+        now = self.read_at
+        return {
+            "project": self.name,
+            "file": self.path,
+            "state": str(self.state_path),
+            "state_exists": self.state_exists,
+            "tasks": len(self.tasks),
+            "counts": self.counts,
+            "done": self.counts.get(TaskStatus.COMPLETED.value, 0),
+            "running": self.running,
+            "holder": None
+            if self.holder is None
+            else {
+                "pid": self.holder.pid,
+                "host": self.holder.host,
+                "run_id": self.holder.run_id,
+                "since": iso(self.holder.since),
+            },
+            "runs": len(self.runs),
+            "last_run": None if last is None else run_dict(last),
+            "in_flight": [
+                {
+                    "task_id": a.task_id,
+                    "attempt_id": a.attempt_id,
+                    "run_id": a.run_id,
+                    "agent": a.agent,
+                    "model": a.model,
+                    "started_at": iso(a.started_at),
+                    "elapsed_s": round(max(0.0, now - a.started_at), 3),
+                }
+                for a in self.in_flight()
+            ],
+            "ready": [v.task_id for v in self.ready()],
+            "held": [v.task_id for v in self.tasks if v.held],
+            "unknown_tasks": list(self.unknown_tasks),
+        }
+
+
+def run_dict(run: RunRecord) -> dict[str, Any]:
+    """A JSON-ready run record."""
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "pid": run.pid,
+        "host": run.host,
+    }
+
+
+def attempt_dict(a: AttemptRecord) -> dict[str, Any]:
+    """A JSON-ready attempt record."""
+    return {
+        "attempt_id": a.attempt_id,
+        "run_id": a.run_id,
+        "agent": a.agent,
+        "model": a.model,
+        "interface": a.interface,
+        "status": a.status,
+        "started_at": iso(a.started_at),
+        "finished_at": iso(a.finished_at),
+        "duration_s": None if a.finished_at is None else round(a.finished_at - a.started_at, 3),
+        "prompt_tokens": a.prompt_tokens,
+        "completion_tokens": a.completion_tokens,
+        "cost_usd": a.cost,
+        "error": a.error,
+        "output": a.output,
+    }
+
+
+def _plan(
+    tasks: list[AgentTask],
+    hashes: Mapping[str, str],
+    records: Mapping[str, TaskRecord],
+    held: set[str],
+    busy: set[str],
+) -> tuple[ResumePlan, set[str]]:
+    """The resume plan a run would follow now, and the tasks it would start at once."""
+    succeeded = {
+        tid: SuccessRecord(r.succeeded_hash, int(r.success_seq or 0), r.output)
+        for tid, r in records.items()
+        if r.status == TaskStatus.COMPLETED.value and tid in hashes
+    }
+    plan = plan_resume(hashes, {t.task_id: t.dependencies for t in tasks}, succeeded)
+    done = set(plan.skip)
+    ready = {
+        t.task_id
+        for t in tasks
+        if t.task_id in plan.reasons
+        and t.task_id not in held
+        and t.task_id not in busy
+        and all(dep in done for dep in t.dependencies)
+    }
+    return plan, ready
+
+
+def _read(db: Path, project: str) -> tuple[StoreContents, LockHolder | None]:
+    """Everything the store holds on ``project``, and the live holder of its run lock.
+
+    (A database is created whole before it gets its name: a reader never finds it half-made.)"""
+    from ..reporting.build import read_store
+    from ..store import StateStore
+
+    with StateStore.open(db, readonly=True) as store:
+        return read_store(store, project), store.lock_holder(project)
+
+
+def load_view(
+    path: str | os.PathLike[str], *, state: str | os.PathLike[str] | None = None
+) -> ProjectView:
+    """Read the project file at ``path`` and its state (``.coditect/state.db`` beside it unless
+    ``state`` says otherwise). A project never run has a view with every task ``pending``.
+
+    Raises :class:`ProjectFileError` for a bad file, :class:`StateError` for an unusable store.
+    """
+    from ..store import state_path_for
+
+    project_file = read_project_file(path)
+    project = resolve_offline(project_file)
+    db = state_path_for(path, state)
+    name = project_file.name
+    holder = None
+    records: dict[str, TaskRecord] = {}
+    attempts: dict[str, list[AttemptRecord]] = {}
+    events: dict[str, list[tuple[int | None, str, float, str | None]]] = {}
+    runs: list[RunRecord] = []
+    exists = db.exists()
+    if exists:
+        contents, holder = _read(db, name)
+        runs = contents.runs
+        records = {r.task_id: r for r in contents.tasks}
+        for a in contents.attempts:
+            attempts.setdefault(a.task_id, []).append(a)
+        for tid, run_id, status, at, note in contents.events:
+            events.setdefault(tid, []).append((run_id, status, at, note))
+    held = held_task_ids(records.values())
+    # A task in progress is busy only while its run lives: a dead run's would run again.
+    busy = {t for t, r in records.items() if r.status == TaskStatus.IN_PROGRESS.value and holder}
+    plan, ready = _plan(project.tasks, definition_hashes(project), records, held, busy)
+    views = [
+        TaskView(
+            task=task,
+            status=records[task.task_id].status if task.task_id in records else "pending",
+            record=records.get(task.task_id),
+            attempts=attempts.get(task.task_id, []),
+            events=events.get(task.task_id, []),
+            held=task.task_id in held,
+            ready=task.task_id in ready,
+            reason=plan.reasons.get(task.task_id),
+        )
+        for task in project.tasks
+    ]
+    defined = set(project_file.task_ids)
+    return ProjectView(
+        name=name,
+        path=project_file.path,
+        state_path=db,
+        state_exists=exists,
+        project=project,
+        tasks=views,
+        runs=runs,
+        plan=plan,
+        holder=holder,
+        unknown_tasks=[tid for tid in records if tid not in defined],
+    )

@@ -1,0 +1,125 @@
+"""Resume planning: which tasks of a project must run again, the way a build tool decides.
+
+Pure functions, no I/O. A task's *content hash* (:func:`task_content_hash`) covers what it asks
+for: prompt text, agent, model, dependencies (and any extra settings the caller adds). The store
+keeps, for every task that succeeded, the hash it had then and a *success sequence number* that
+grows with every success in the database. :func:`plan_resume` then runs a task when
+
+* it never succeeded (new, failed, interrupted, waiting, cancelled...), or
+* its hash differs from the one recorded at its success ("definition changed"), or
+* one of its dependencies runs in this plan ("upstream X runs"), so everything downstream of a
+  change runs too, or
+* one of its dependencies succeeded *after* it did ("upstream X is newer"): a run that re-ran X
+  and died before reaching its dependents leaves them to be rebuilt, like ``make``'s timestamps.
+
+A recorded hash of ``None`` (a task imported from an old state file, whose hash cannot be known)
+counts as unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .scheduler import validate_graph
+
+__all__ = ["HASH_PREFIX", "ResumePlan", "SuccessRecord", "plan_resume", "task_content_hash"]
+
+HASH_PREFIX = "sha256:"
+_HASH_FORMAT = 1  # bump when the hashed payload changes shape: every task then re-runs once
+
+
+def task_content_hash(
+    *,
+    prompt: str,
+    agent: str | None,
+    model: str | None,
+    dependencies: Iterable[str] = (),
+    **extra: Any,
+) -> str:
+    """A stable hash of a task definition: ``"sha256:<64 hex digits>"``.
+
+    The payload is canonical JSON (sorted keys, no whitespace, UTF-8); ``dependencies`` are a set
+    (their order does not matter). ``extra`` adds JSON-serialisable settings that change a
+    result (a system prompt, a temperature...); never pass a key.
+    """
+    payload = {
+        "format": _HASH_FORMAT,
+        "prompt": prompt,
+        "agent": agent,
+        "model": model,
+        "dependencies": sorted(set(dependencies)),
+        "extra": extra,
+    }
+    text = json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SuccessRecord:
+    """What the store remembers of a task's last success."""
+
+    content_hash: str | None
+    seq: int
+    output: str | None = None
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """``run`` and ``skip`` partition the tasks (in topological order); ``reasons`` says why each
+    task of ``run`` runs; ``changed`` lists those whose own definition changed."""
+
+    run: tuple[str, ...]
+    skip: tuple[str, ...]
+    changed: tuple[str, ...] = ()
+    reasons: Mapping[str, str] = field(default_factory=dict)
+
+
+def plan_resume(
+    hashes: Mapping[str, str],
+    dependencies: Mapping[str, Sequence[str]],
+    succeeded: Mapping[str, SuccessRecord],
+) -> ResumePlan:
+    """Decide which tasks run again. ``hashes`` and ``dependencies`` describe the project now
+    (the same task ids); ``succeeded`` is the store's record (:meth:`StateStore.succeeded_tasks`).
+
+    Raises :class:`~coditect_core.errors.SchedulingError` for an unknown dependency or a cycle.
+    """
+    missing = set(dependencies) ^ set(hashes)
+    if missing:
+        raise ValueError(f"hashes and dependencies describe different tasks: {sorted(missing)}")
+    order = validate_graph(dependencies)
+    runs: set[str] = set()
+    reasons: dict[str, str] = {}
+    changed: list[str] = []
+    for tid in order:
+        record = succeeded.get(tid)
+        reason = None
+        if record is None:
+            reason = "not succeeded yet"
+        elif record.content_hash is not None and record.content_hash != hashes[tid]:
+            reason = "definition changed"
+            changed.append(tid)
+        else:
+            for dep in dependencies[tid]:
+                if dep in runs:
+                    reason = f"upstream {dep} runs"
+                    break
+                dep_record = succeeded[dep]  # not in runs, so it succeeded
+                if dep_record.seq > record.seq:
+                    reason = f"upstream {dep} succeeded after it"
+                    break
+        if reason is not None:
+            runs.add(tid)
+            reasons[tid] = reason
+    return ResumePlan(
+        run=tuple(t for t in order if t in runs),
+        skip=tuple(t for t in order if t not in runs),
+        changed=tuple(changed),
+        reasons=reasons,
+    )

@@ -1,0 +1,57 @@
+"""The durable state of projects, in SQLite: runs, tasks, their transitions and attempts.
+
+:class:`StateStore` is the one entry point (open, record a run, read); :class:`StoreObserver`
+records an orchestrator's run into it. The parts:
+
+* :mod:`.state_store` ``StateStore``: opening, runs, task and attempt writes, reads
+* :mod:`.schema`      the file format: identity checks, schema, numbered migrations
+* :mod:`.writer`      the single writer thread and its group commit, in submission order
+* :mod:`.checkpoint`  WAL checkpoints from a thread of their own, off the writer's path
+* :mod:`.bulk`        a batch's transitions as rows, written in one statement
+* :mod:`.ops`         the write operations (run begin/finish, task and attempt transitions)
+* :mod:`.records`     the records handed back, and the read queries
+* :mod:`.lock`        the per-project run lock (``flock``), taken over from dead holders
+* :mod:`.legacy`      import of the original orchestrator's ``project_state.json``
+* :mod:`.observer`    the orchestrator observer that records a run into a store
+* :mod:`.null`        ``NullRecorder``: the write interface, keeping nothing
+
+What must run again is decided from these records by
+:mod:`coditect_core.orchestration.resume` (pure).
+"""
+
+from __future__ import annotations
+
+from .legacy import ImportReport
+from .null import NullRecorder
+from .observer import StoreObserver, run_status
+from .records import (
+    AttemptOutcome,
+    AttemptRecord,
+    AttemptStatus,
+    ProjectSnapshot,
+    Recovery,
+    RunInfo,
+    RunRecord,
+    TaskEvent,
+    TaskRecord,
+)
+from .state_store import StateStore, default_state_path, state_path_for
+
+__all__ = [
+    "AttemptOutcome",
+    "AttemptRecord",
+    "AttemptStatus",
+    "ImportReport",
+    "NullRecorder",
+    "ProjectSnapshot",
+    "Recovery",
+    "RunInfo",
+    "RunRecord",
+    "StateStore",
+    "StoreObserver",
+    "TaskEvent",
+    "TaskRecord",
+    "default_state_path",
+    "run_status",
+    "state_path_for",
+]

@@ -1,0 +1,402 @@
+"""The state store's write operations: each builds a function of a :class:`~.bulk.Batch` that
+the writer thread runs inside a transaction (:mod:`.writer`).
+
+Transitions append rows to the batch (written in one statement per batch); anything else uses
+the batch's connection (:attr:`~.bulk.Batch.conn`: in its transaction, earlier rows written).
+
+Every text value passes through the :class:`~.scrub.Scrubber` here, in the writer thread, so the
+scrub costs the event loop nothing. Operations touch only the database, except the *solo* ones
+(:meth:`Ops.begin_run`, :meth:`Ops.finish_run`), which also take or release the run lock and
+manage their own transaction. The rows of history and attempts point at their task by the
+task row's integer id (``task_ref``); each active run caches task id -> row id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from ..errors import RunLockedError, StateError
+from ..orchestration.task import TaskStatus
+from ..secrets import Scrubber
+from .bulk import Batch
+from .lock import AnyLock
+from .records import AttemptOutcome, AttemptStatus, Recovery, RunInfo, project_id
+
+__all__ = [
+    "ActiveRun",
+    "Ops",
+    "coerce_attempt_status",
+    "coerce_task_status",
+    "ensure_project",
+    "mark_interrupted",
+]
+
+Op = Callable[[Batch], Any]
+
+_ATTEMPT_ALIASES = {
+    "success": AttemptStatus.SUCCEEDED,
+    "completed": AttemptStatus.SUCCEEDED,
+    "error": AttemptStatus.FAILED,
+    "failure": AttemptStatus.FAILED,
+    "timeout": AttemptStatus.FAILED,
+}
+_IN_PROGRESS = TaskStatus.IN_PROGRESS.value
+_DIED = "interrupted: its run ended (process died or stopped) first"
+_PENDING = TaskStatus.PENDING.value
+
+
+def coerce_attempt_status(value: Any) -> AttemptStatus:
+    """An :class:`AttemptStatus` from itself, its value, or an executor status like ``success``."""
+    if type(value) is AttemptStatus:
+        return value
+    raw = value.value if isinstance(value, Enum) else value
+    try:
+        return AttemptStatus(raw)
+    except ValueError:
+        alias = _ATTEMPT_ALIASES.get(str(raw).lower())
+        if alias is None:
+            allowed = ", ".join(s.value for s in AttemptStatus)
+            raise ValueError(f"attempt status {raw!r}: expected one of {allowed}") from None
+        return alias
+
+
+def coerce_task_status(value: Any) -> TaskStatus:
+    """A :class:`TaskStatus` from itself or its value; ValueError naming the allowed ones."""
+    if type(value) is TaskStatus:
+        return value
+    try:
+        return TaskStatus(value.value if isinstance(value, Enum) else value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in TaskStatus)
+        raise ValueError(f"task status {value!r}: expected one of {allowed}") from None
+
+
+def ensure_project(conn: sqlite3.Connection, name: str, now: float) -> int:
+    found = project_id(conn, name)
+    if found is not None:
+        return found
+    cur = conn.execute("INSERT INTO projects(name, created_at) VALUES (?, ?)", (name, now))
+    return int(cur.lastrowid or 0)
+
+
+def mark_interrupted(conn: sqlite3.Connection, pid: int, now: float, note: str) -> int:
+    """Attempts in flight become ``interrupted``, in-progress tasks ``pending`` (with a history
+    entry), open runs ``interrupted``. Call only while holding the project's run lock. Returns
+    the number of attempts marked."""
+    open_runs = "SELECT id FROM runs WHERE project_id = ? AND status = 'running'"
+    cur = conn.execute(
+        "UPDATE attempts SET status = 'interrupted', finished_at = ?, error = coalesce(error, ?) "
+        f"WHERE status = 'running' AND run_id IN ({open_runs})",
+        (now, note, pid),
+    )
+    marked = cur.rowcount
+    conn.execute(
+        "INSERT INTO task_events(task_ref, run_id, status, at, note) "
+        f"SELECT id, (SELECT max(id) FROM ({open_runs})), ?, ?, ? "
+        "FROM tasks WHERE project_id = ? AND status = ?",
+        (pid, _PENDING, now, note, pid, _IN_PROGRESS),
+    )
+    conn.execute(
+        "UPDATE tasks SET status = ?, updated_at = ? WHERE project_id = ? AND status = ?",
+        (_PENDING, now, pid, _IN_PROGRESS),
+    )
+    conn.execute(
+        "UPDATE runs SET status = 'interrupted', finished_at = ? "
+        "WHERE project_id = ? AND status = 'running'",
+        (now, pid),
+    )
+    return marked
+
+
+@dataclass(slots=True)
+class ActiveRun:
+    """A run begun by this store: its project and lock, and task id -> task row id."""
+
+    run_id: int
+    project: str
+    project_id: int
+    lock: AnyLock
+    refs: dict[str, int] = field(default_factory=dict)
+
+
+class Ops:
+    """Builders of write operations over one store's active runs."""
+
+    def __init__(self, scrubber: Scrubber, active: dict[int, ActiveRun]) -> None:
+        self._scrub = scrubber
+        self._active = active
+
+    def reload(self, conn: sqlite3.Connection) -> None:
+        """Re-read the task row ids of the active runs (after a rollback undid some)."""
+        for run in self._active.values():
+            run.refs = dict(
+                conn.execute(
+                    "SELECT task_id, id FROM tasks WHERE project_id = ?", (run.project_id,)
+                )
+            )
+
+    def _run(self, run_id: int) -> ActiveRun:
+        run = self._active.get(run_id)
+        if run is None:
+            raise StateError(f"run {run_id} is not an active run of this state store")
+        return run
+
+    def _ref(self, batch: Batch, run: ActiveRun, task_id: str, now: float) -> int:
+        """The row id of ``task_id``, creating a ``pending`` row for a task never defined."""
+        ref = run.refs.get(task_id)
+        if ref is None:
+            cur = batch.unflushed().execute(
+                "INSERT INTO tasks(project_id, task_id, status, updated_at) VALUES (?, ?, ?, ?)",
+                (run.project_id, task_id, _PENDING, now),
+            )
+            ref = run.refs[task_id] = int(cur.lastrowid or 0)
+            batch.event(ref, run.run_id, _PENDING, now, "new task")
+        return ref
+
+    # -- runs (solo) -------------------------------------------------------------------------
+
+    def recover(self, lock_for: Callable[[str], AnyLock]) -> Op:
+        """Mark what dead runs left in flight, for every project whose run lock is free (a
+        project with a live run is left alone: its attempts really are in flight)."""
+
+        def op(batch: Batch) -> list[Recovery]:
+            conn = batch.conn
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT p.name FROM runs r JOIN projects p ON p.id = r.project_id "
+                    "WHERE r.status = 'running'"
+                )
+            ]
+            found = []
+            for name in names:
+                lock = lock_for(name)
+                try:
+                    previous = lock.acquire()
+                except RunLockedError:
+                    continue
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        pid = project_id(conn, name)
+                        marked = (
+                            0 if pid is None else mark_interrupted(conn, pid, time.time(), _DIED)
+                        )
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        _rollback(conn)
+                        raise
+                finally:
+                    lock.release()
+                found.append(Recovery(name, marked, previous.describe() if previous else None))
+            return found
+
+        return op
+
+    def begin_run(
+        self,
+        project: str,
+        options: dict[str, Any],
+        restart: bool,
+        lock: AnyLock,
+        pid: int,
+        host: str,
+        now: float,
+    ) -> Op:
+        def op(batch: Batch) -> RunInfo:
+            conn = batch.conn
+            previous = lock.acquire()
+            try:
+                self._scrub.refresh()
+                conn.execute("BEGIN IMMEDIATE")
+                proj = ensure_project(conn, project, now)
+                marked = mark_interrupted(conn, proj, now, _DIED)
+                cur = conn.execute(
+                    "INSERT INTO runs(project_id, started_at, status, options, pid, host) "
+                    "VALUES (?, ?, 'running', ?, ?, ?)",
+                    (proj, now, self._scrub.json(options), pid, self._scrub.text(host)),
+                )
+                run_id = int(cur.lastrowid or 0)
+                if restart:
+                    conn.execute(
+                        "INSERT INTO task_events(task_ref, run_id, status, at, note) "
+                        "SELECT id, ?, ?, ?, 'restart: every task runs again' "
+                        "FROM tasks WHERE project_id = ?",
+                        (run_id, _PENDING, now, proj),
+                    )
+                    conn.execute(
+                        "UPDATE tasks SET status = ?, updated_at = ?, error = NULL, "
+                        "succeeded_hash = NULL, success_seq = NULL WHERE project_id = ?",
+                        (_PENDING, now, proj),
+                    )
+                refs = dict(
+                    conn.execute("SELECT task_id, id FROM tasks WHERE project_id = ?", (proj,))
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                lock.release()
+                raise
+            lock.set_run(run_id)
+            self._active[run_id] = ActiveRun(run_id, project, proj, lock, refs)
+            return RunInfo(run_id, project, now, marked, previous.describe() if previous else None)
+
+        return op
+
+    def finish_run(self, run_id: int, status: str, note: str | None = None) -> Op:
+        def op(batch: Batch) -> None:
+            conn = batch.conn
+            run = self._run(run_id)
+            now = time.time()
+            why = note or f"interrupted: run {run_id} ended ({status}) while it was in progress"
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                mark_interrupted(conn, run.project_id, now, why)
+                conn.execute(
+                    "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+                    (self._scrub.text(status), now, run_id),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            del self._active[run_id]
+            run.lock.release()
+
+        return op
+
+    # -- tasks (batched) ---------------------------------------------------------------------
+
+    def define_tasks(self, run_id: int, hashes: dict[str, str]) -> Op:
+        now = time.time()
+
+        def op(batch: Batch) -> None:
+            run = self._run(run_id)
+            s = self._scrub.text
+            rows = [
+                (s(digest), self._ref(batch, run, s(tid) or "", now))
+                for tid, digest in hashes.items()
+            ]
+            batch.conn.executemany("UPDATE tasks SET content_hash = ? WHERE id = ?", rows)
+
+        return op
+
+    def task_started(
+        self,
+        run_id: int,
+        task_id: str,
+        agent: str | None,
+        model: str | None,
+        interface: str | None,
+        note: str | None,
+        now: float,
+    ) -> Op:
+        def op(batch: Batch) -> int:
+            run = self._run(run_id)
+            s = self._scrub.text
+            ref = self._ref(batch, run, s(task_id) or "", now)
+            return batch.start(
+                ref, run_id, _IN_PROGRESS, now, s(note), s(agent), s(model), s(interface)
+            )
+
+        return op
+
+    def attempt_started(
+        self,
+        run_id: int,
+        task_id: str,
+        agent: str | None,
+        model: str | None,
+        interface: str | None,
+        now: float,
+    ) -> Op:
+        def op(batch: Batch) -> int:
+            run = self._run(run_id)
+            s = self._scrub.text
+            ref = self._ref(batch, run, s(task_id) or "", now)
+            return batch.attempt(ref, run_id, now, s(agent), s(model), s(interface))
+
+        return op
+
+    def attempt_finished(self, attempt_id: int, outcome: AttemptOutcome, now: float) -> Op:
+        status = _final_attempt_status(outcome)
+
+        def op(batch: Batch) -> None:
+            self._finish_attempt(batch, attempt_id, status, outcome, now)
+
+        return op
+
+    def task_finished(
+        self,
+        run_id: int,
+        task_id: str,
+        status: TaskStatus,
+        output: str | None,
+        error: str | None,
+        note: str | None,
+        attempt_id: int | None,
+        attempt: AttemptOutcome | None,
+        now: float,
+    ) -> Op:
+        attempt_status = None
+        if attempt is not None:
+            if attempt_id is None:
+                raise ValueError("task_finished: an attempt outcome needs its attempt_id")
+            attempt_status = _final_attempt_status(attempt)
+            if output is None:
+                output = attempt.output
+            if error is None:
+                error = attempt.error
+        completed = status is TaskStatus.COMPLETED
+
+        def op(batch: Batch) -> None:
+            run = self._run(run_id)
+            s = self._scrub.text
+            ref = self._ref(batch, run, s(task_id) or "", now)
+            text, ended = s(output), None
+            if attempt is not None and attempt_status is not None:
+                o = attempt
+                ended = (
+                    attempt_id, attempt_status.value, s(o.error), o.prompt_tokens,
+                    o.completion_tokens, o.latency_s, o.cost,
+                    text if o.output is output else s(o.output),
+                )  # fmt: skip
+            batch.finish_task(
+                ref, run_id, status.value, now, s(note), text, None if completed else s(error),
+                completed=completed, attempt=ended,
+            )  # fmt: skip
+
+        return op
+
+    def _finish_attempt(
+        self,
+        batch: Batch,
+        attempt_id: int,
+        status: AttemptStatus,
+        o: AttemptOutcome,
+        now: float,
+    ) -> None:
+        s = self._scrub.text
+        batch.finish_attempt(
+            attempt_id, status.value, now, s(o.error), o.prompt_tokens, o.completion_tokens,
+            o.latency_s, o.cost, s(o.output),
+        )  # fmt: skip
+
+
+def _final_attempt_status(outcome: AttemptOutcome) -> AttemptStatus:
+    status = coerce_attempt_status(outcome.status)
+    if status is AttemptStatus.RUNNING:
+        raise ValueError("an attempt cannot finish as 'running'")
+    return status
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

@@ -1,0 +1,234 @@
+"""What the state store hands back: plain frozen records, and the queries that build them.
+
+Every reader function takes a connection already inside a read transaction (so that several
+queries see one consistent snapshot) and returns records; none writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ..orchestration.resume import SuccessRecord
+
+__all__ = [
+    "AttemptOutcome",
+    "AttemptRecord",
+    "AttemptStatus",
+    "ProjectSnapshot",
+    "Recovery",
+    "RunInfo",
+    "RunRecord",
+    "TaskEvent",
+    "TaskRecord",
+    "read_attempts",
+    "read_runs",
+    "read_snapshot",
+    "read_succeeded",
+    "read_task_history",
+]
+
+
+class AttemptStatus(StrEnum):
+    """How one call of one agent on one task ended (``running`` while in flight)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    AWAITING_HUMAN = "awaiting_human"  # handed to a person (an interactive agent)
+    INTERRUPTED = "interrupted"  # the process died (or stopped) while it was in flight
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """The end of an attempt, as the executor measured it. ``cost`` is None when unknown."""
+
+    status: AttemptStatus | str
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    cost: float | None = None
+    output: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run that has begun: returned by :meth:`StateStore.begin_run`."""
+
+    run_id: int
+    project: str
+    started_at: float
+    interrupted_attempts: int = 0
+    """Attempts of earlier runs found in flight and marked ``interrupted`` when this run began."""
+    took_over_from: str | None = None
+    """The dead holder whose run lock this run took over, described, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What opening a store found left by a dead run of a project, and marked interrupted."""
+
+    project: str
+    interrupted_attempts: int
+    previous_holder: str | None
+    """The dead process that held the project's run lock, described, if it said who it was."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: int
+    project: str
+    started_at: float
+    finished_at: float | None
+    status: str
+    options: dict[str, Any]
+    pid: int | None
+    host: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    task_id: str
+    status: str
+    content_hash: str | None
+    output: str | None
+    error: str | None
+    updated_at: float
+    succeeded_hash: str | None
+    success_seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One status transition of a task."""
+
+    event_id: int
+    task_id: str
+    run_id: int | None
+    status: str
+    at: float
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    attempt_id: int
+    run_id: int
+    task_id: str
+    agent: str | None
+    model: str | None
+    interface: str | None
+    started_at: float
+    finished_at: float | None
+    status: str
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float | None
+    cost: float | None
+    output: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSnapshot:
+    """One consistent picture of a project (all read in one transaction)."""
+
+    project: str
+    runs: list[RunRecord] = field(default_factory=list)
+    tasks: list[TaskRecord] = field(default_factory=list)
+    in_flight: list[AttemptRecord] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tasks:
+            out[t.status] = out.get(t.status, 0) + 1
+        return out
+
+    @property
+    def last_run(self) -> RunRecord | None:
+        return self.runs[-1] if self.runs else None
+
+
+_ATTEMPT_COLUMNS = (
+    "a.id, a.run_id, t.task_id, a.agent, a.model, a.interface, a.started_at, a.finished_at, "
+    "a.status, a.error, a.prompt_tokens, a.completion_tokens, a.latency_s, a.cost, a.output"
+)
+
+
+def project_id(conn: sqlite3.Connection, project: str) -> int | None:
+    row = conn.execute("SELECT id FROM projects WHERE name = ?", (project,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def read_runs(conn: sqlite3.Connection, project: str) -> list[RunRecord]:
+    rows = conn.execute(
+        "SELECT r.id, r.started_at, r.finished_at, r.status, r.options, r.pid, r.host "
+        "FROM runs r JOIN projects p ON p.id = r.project_id WHERE p.name = ? ORDER BY r.id",
+        (project,),
+    ).fetchall()
+    return [RunRecord(r[0], project, r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
+
+
+def read_tasks(conn: sqlite3.Connection, project: str) -> list[TaskRecord]:
+    rows = conn.execute(
+        "SELECT t.task_id, t.status, t.content_hash, t.output, t.error, t.updated_at, "
+        "t.succeeded_hash, t.success_seq "
+        "FROM tasks t JOIN projects p ON p.id = t.project_id WHERE p.name = ? ORDER BY t.id",
+        (project,),
+    ).fetchall()
+    return [TaskRecord(*r) for r in rows]
+
+
+def read_task_history(conn: sqlite3.Connection, project: str, task_id: str) -> list[TaskEvent]:
+    rows = conn.execute(
+        "SELECT e.id, t.task_id, e.run_id, e.status, e.at, e.note FROM task_events e "
+        "JOIN tasks t ON t.id = e.task_ref JOIN projects p ON p.id = t.project_id "
+        "WHERE p.name = ? AND t.task_id = ? ORDER BY e.id",
+        (project, task_id),
+    ).fetchall()
+    return [TaskEvent(*r) for r in rows]
+
+
+def read_attempts(
+    conn: sqlite3.Connection,
+    project: str,
+    *,
+    task_id: str | None = None,
+    run_id: int | None = None,
+    status: str | None = None,
+) -> list[AttemptRecord]:
+    sql = (
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts a JOIN tasks t ON t.id = a.task_ref "
+        "JOIN projects p ON p.id = t.project_id WHERE p.name = ?"
+    )
+    args: list[Any] = [project]
+    for column, value in (("t.task_id", task_id), ("a.run_id", run_id), ("a.status", status)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    rows = conn.execute(sql + " ORDER BY a.id", args).fetchall()
+    return [AttemptRecord(*r) for r in rows]
+
+
+def read_succeeded(conn: sqlite3.Connection, project: str) -> dict[str, SuccessRecord]:
+    rows = conn.execute(
+        "SELECT t.task_id, t.succeeded_hash, t.success_seq, t.output FROM tasks t "
+        "JOIN projects p ON p.id = t.project_id WHERE p.name = ? AND t.status = 'completed'",
+        (project,),
+    ).fetchall()
+    return {r[0]: SuccessRecord(r[1], int(r[2] or 0), r[3]) for r in rows}
+
+
+def read_snapshot(conn: sqlite3.Connection, project: str) -> ProjectSnapshot:
+    return ProjectSnapshot(
+        project,
+        runs=read_runs(conn, project),
+        tasks=read_tasks(conn, project),
+        in_flight=read_attempts(conn, project, status=AttemptStatus.RUNNING.value),
+    )

@@ -1,0 +1,281 @@
+"""Cost arithmetic (the shipped price table, overrides, unknown prices kept unknown) and run
+budgets (no new task once reached, calls in flight finish, the unstarted tasks listed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coditect_core.app.session import ProjectSession
+from coditect_core.errors import (
+    LlmConnectionError,
+    LlmContentFilterError,
+    LlmNotInstalledError,
+    LlmRateLimitError,
+    LlmServerError,
+    LlmTimeoutError,
+)
+from coditect_core.llm_abstractions.base_llm import Usage
+from coditect_core.orchestration import (
+    AgentConfig,
+    AgentRegistry,
+    AgentTask,
+    ProjectOrchestrator,
+    TaskExecutor,
+)
+from coditect_core.orchestration.budget import Budget, Spend, Tally
+from coditect_core.orchestration.calls import failure_cost
+from coditect_core.orchestration.pricing import (
+    Price,
+    PriceBook,
+    PriceTable,
+    call_cost,
+    default_price_table,
+)
+
+# ---------------------------------------------------------------------------- prices
+
+
+def test_the_shipped_table_says_when_and_where_its_prices_come_from() -> None:
+    data = json.loads(
+        resources.files("coditect_core").joinpath("data/prices.json").read_text("utf-8")
+    )
+    assert data["currency"] == "USD"
+    assert data["unit"] == "per_million_tokens"
+    assert data["prices_as_of"]
+    assert data["compiled_on"]
+    assert data["verified_online"] is False
+    assert "NOT re-checked" in data["source"]
+    table = default_price_table()
+    for provider in ("openai-gpt", "anthropic-claude", "google-gemini"):
+        assert data["providers"][provider], provider
+    assert table.info["prices_as_of"] == data["prices_as_of"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "price"),
+    [
+        ("openai-gpt", "gpt-4o-mini", Price(0.15, 0.6)),
+        ("openai-gpt", "gpt-4o-mini-2024-07-18", Price(0.15, 0.6)),  # dated snapshot
+        ("openai-gpt", "gpt-4o", Price(2.5, 10.0)),
+        ("openai-gpt", "gpt-4o-2024-05-13", Price(5.0, 15.0)),  # a snapshot priced apart
+        ("anthropic-claude", "claude-sonnet-4-5-20250929", Price(3.0, 15.0)),
+        ("anthropic-claude", "claude-3-7-sonnet-latest", Price(3.0, 15.0)),
+        ("google-gemini", "models/gemini-2.5-flash", Price(0.3, 2.5)),
+        ("local", "SmolLM2-135M-Instruct.Q4_1.gguf", Price(0.0, 0.0)),  # no charge per token
+        ("openai-gpt", "gpt-4o-mini-tts", None),  # starts like a listed model: not it
+        ("openai-gpt", "gpt-5.4-mini", None),  # newer than the table: unknown, not guessed
+        ("anthropic-claude", "gpt-4o", None),  # another provider's model
+        ("openai-compatible", "llama3.2", None),
+        ("fake", "fake-model", None),
+        (None, None, None),
+    ],
+)
+def test_lookup(provider: str | None, model: str | None, price: Price | None) -> None:
+    assert default_price_table().lookup(provider, model) == price
+
+
+def test_cost_arithmetic() -> None:
+    usage = Usage(prompt_tokens=1_000, completion_tokens=500)
+    assert Price(3.0, 15.0).cost(usage) == pytest.approx(0.003 + 0.0075)
+    assert call_cost(Price(0.15, 0.6), Usage(2_000_000, 1_000_000)) == pytest.approx(0.9)
+    assert call_cost(None, usage) is None  # unknown price: unknown cost, never 0
+    assert call_cost(Price(3.0, 15.0), None) is None  # unknown tokens: unknown cost
+    assert call_cost(Price(0.0, 0.0), usage) == 0.0  # a known zero is a zero
+    with pytest.raises(ValueError, match="negative"):
+        Price(-1.0, 0.0)
+
+
+def test_an_agents_price_wins_over_the_table() -> None:
+    table = PriceTable({"openai-gpt": {"gpt-4o": Price(2.5, 10.0)}})
+    book = PriceBook({"cheap": Price(1.0, 2.0)}, table=table)
+    usage = Usage(1_000_000, 1_000_000)
+    assert book.cost("cheap", "openai-gpt", "gpt-4o", usage) == pytest.approx(3.0)
+    assert book.cost("other", "openai-gpt", "gpt-4o", usage) == pytest.approx(12.5)
+    assert book.cost("other", "openai-gpt", "unlisted", usage) is None
+    assert book.cost("cheap", "fake", "anything", usage) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    ("error", "cost"),
+    [
+        (LlmRateLimitError("429"), 0.0),
+        (LlmServerError("overloaded", status_code=529), 0.0),
+        (LlmNotInstalledError("no sdk"), 0.0),
+        (LlmTimeoutError("no answer"), None),
+        (LlmConnectionError("reset"), None),
+        (LlmContentFilterError("filtered"), None),
+    ],
+)
+def test_failed_requests_cost_zero_only_when_nothing_was_billed(
+    error: Exception, cost: float | None
+) -> None:
+    assert failure_cost(error) == cost
+
+
+def test_sums_keep_unknown_costs_unknown() -> None:
+    tally = Tally()
+    tally.add(Usage(10, 5), 0.25)
+    tally.add(None, None)
+    assert tally.cost_usd is None
+    assert tally.cost_known_usd == 0.25
+    assert tally.to_dict()["cost_unknown_attempts"] == 1
+    spend = Spend()
+    spend.record_earlier("T1", "a", None, 0.0)
+    spend.record("T1", "b", Usage(100, 50), 0.5)
+    spend.record("T2", "a", Usage(1, 1), None)
+    assert spend.task_cost("T1", 0.5) == (0.5, 0.5, 2)
+    assert spend.task_cost("T2", None) == (None, 0.0, 1)
+    data = spend.to_dict()
+    assert data["attempts"] == 3
+    assert data["total_tokens"] == 152
+    assert data["cost_usd"] is None
+    assert data["cost_known_usd"] == 0.5
+    assert data["by_agent"]["a"]["attempts"] == 2
+    assert data["by_agent"]["b"]["cost_usd"] == 0.5
+
+
+def _fake(name: str = "fake", **options: Any) -> AgentConfig:
+    return AgentConfig(name, "custom", provider="fake", provider_options=options)
+
+
+async def test_every_attempt_task_agent_and_run_is_priced() -> None:
+    prices = PriceBook({"priced": Price(1_000.0, 2_000.0)})
+    registry = AgentRegistry([_fake("priced"), _fake("unpriced")])
+    orchestrator = ProjectOrchestrator(executor=TaskExecutor(registry, prices=prices))
+    orchestrator.add_tasks(
+        [
+            AgentTask("A", "a", "Alpha.", agent="priced"),
+            AgentTask("B", "b", "Beta.", agent="unpriced"),
+        ]
+    )
+    summary = await orchestrator.run()
+    a, b = orchestrator.get_result("A"), orchestrator.get_result("B")
+    assert a is not None
+    assert b is not None
+    assert a.usage is not None
+    expected = (a.usage.prompt_tokens * 1_000 + a.usage.completion_tokens * 2_000) / 1e6
+    assert a.metadata["cost"] == pytest.approx(expected)
+    assert b.metadata["cost"] is None  # the fake model has no price
+    assert summary.cost["cost_known_usd"] == pytest.approx(expected)
+    assert summary.cost["cost_usd"] is None
+    assert summary.cost["by_agent"]["priced"]["cost_usd"] == pytest.approx(expected)
+    assert summary.cost["by_agent"]["unpriced"]["cost_usd"] is None
+    rows = {r["task_id"]: r for r in orchestrator.generate_report()["tasks"]}
+    assert rows["A"]["cost_usd"] == pytest.approx(expected)
+    assert rows["B"]["cost_usd"] is None
+    assert summary.to_dict()["cost"] == summary.cost
+
+
+# ---------------------------------------------------------------------------- budgets
+
+
+def _orchestrator(n: int, budget: Budget, latency: float = 0.0) -> ProjectOrchestrator:
+    prices = PriceBook({"fake": Price(1_000.0, 1_000.0)})  # USD 0.001 a token
+    registry = AgentRegistry([_fake(latency=latency)])
+    orchestrator = ProjectOrchestrator(
+        executor=TaskExecutor(registry, prices=prices), budget=budget
+    )
+    orchestrator.add_tasks(AgentTask(f"T{i}", f"task {i}", "Go.", agent="fake") for i in range(n))
+    return orchestrator
+
+
+async def _tokens_of_one_task() -> int:
+    """What one of these tasks uses (every one the same: the same prompt and reply length)."""
+    result = await TaskExecutor(AgentRegistry([_fake()])).execute(
+        AgentTask("T0", "task 0", "Go.", agent="fake")
+    )
+    assert result.usage is not None
+    return result.usage.total_tokens
+
+
+@pytest.mark.parametrize("limit", ["max_tokens", "max_cost_usd"])
+async def test_budget_reached_starts_no_new_task(limit: str) -> None:
+    per_task = await _tokens_of_one_task()
+    budget = (
+        Budget(max_tokens=int(per_task * 2.5))
+        if limit == "max_tokens"
+        else Budget(max_cost_usd=per_task * 2.5 / 1_000)
+    )
+    orchestrator = _orchestrator(10, budget)
+    summary = await orchestrator.run(max_concurrency=1)
+    assert summary.stop_reason == "budget"
+    assert summary.budget_stopped
+    assert summary.counts["completed"] == 3  # the third crossed the line
+    assert summary.unstarted == [f"T{i}" for i in range(3, 10)]
+    assert summary.budget is not None
+    assert summary.budget["reached"] == limit
+    assert summary.budget["spent_tokens"] == 3 * per_task
+    assert summary.budget["spent_cost_usd"] == pytest.approx(3 * per_task / 1_000)
+    data = summary.to_dict()
+    assert data["stop_reason"] == "budget"
+    assert data["unstarted"] == summary.unstarted
+    # the next run (a larger budget) takes the rest
+    orchestrator.budget = Budget(max_tokens=per_task * 100)
+    again = await orchestrator.run(max_concurrency=1)
+    assert again.ok
+    assert again.cost["attempts"] == 7
+
+
+async def test_calls_in_flight_finish_when_the_budget_is_reached() -> None:
+    orchestrator = _orchestrator(12, Budget(max_tokens=1), latency=0.05)
+    summary = await orchestrator.run(max_concurrency=4)
+    assert summary.stop_reason == "budget"
+    counts = summary.counts
+    assert counts["completed"] == 4  # the four started together all finished
+    assert counts["cancelled"] == 0
+    assert counts["pending"] == 8
+
+
+async def test_a_zero_budget_runs_nothing() -> None:
+    summary = await _orchestrator(3, Budget(max_cost_usd=0.0)).run()
+    assert summary.stop_reason == "budget"
+    assert summary.unstarted == ["T0", "T1", "T2"]
+    assert summary.cost["attempts"] == 0
+
+
+PROJECT = """
+project: budgeted
+budget: {max_cost_usd: 5.0, max_tokens: 100000}
+defaults: {agent: a, timeout: 30}
+agents:
+  a:
+    type: custom
+    provider: fake
+    fallbacks: [b]
+    fallback_on: any
+    requests_per_minute: 120
+    tokens_per_minute: 90000
+    max_concurrency: 2
+    price: {input: 1.5, output: 6.0}
+  b: {type: custom, provider: fake}
+tasks:
+  - {id: T1, title: one}
+  - {id: T2, title: two, timeout: 5}
+"""
+
+
+def test_the_project_files_settings_reach_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "project.yaml"
+    path.write_text(PROJECT)
+    session = ProjectSession.open(path, max_tokens=10)
+    try:
+        executor = session.orchestrator.executor
+        assert executor.task_timeouts == {"T1": 30.0, "T2": 5.0}
+        assert executor.fallback_on == {"a": "any", "b": "retryable"}
+        gate = executor.gate("a")
+        assert gate is not None
+        assert gate.limits.requests_per_minute == 120
+        assert gate.limits.tokens_per_minute == 90000
+        assert gate.limits.max_concurrency == 2
+        assert executor.gate("b") is None
+        assert executor.prices.price("a", "fake", "fake-model") == Price(1.5, 6.0)
+        assert executor.prices.price("b", "fake", "fake-model") is None
+        assert session.orchestrator.budget == Budget(max_cost_usd=5.0, max_tokens=10)
+    finally:
+        asyncio.run(session.aclose())

@@ -1,0 +1,172 @@
+"""A ProjectOrchestrator run recorded through StoreObserver, on FakeLlm."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from coditect_core.errors import LlmAuthenticationError
+from coditect_core.llm_abstractions.messages import Message
+from coditect_core.orchestration import (
+    AgentConfig,
+    AgentRegistry,
+    AgentTask,
+    ProjectOrchestrator,
+    TaskStatus,
+)
+from coditect_core.orchestration.orchestrator import RunSummary
+from coditect_core.orchestration.resume import plan_resume
+from coditect_core.store import StateStore
+from coditect_core.store.observer import StoreObserver, agent_task_hash, run_status
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _orchestrator(reply, tasks: list[AgentTask]) -> ProjectOrchestrator:
+    registry = AgentRegistry(
+        [
+            AgentConfig(
+                "fake",
+                "custom",
+                provider="fake",
+                model="fake-model",
+                provider_options={"default": reply},
+            )
+        ]
+    )
+    orchestrator = ProjectOrchestrator(registry, name="proj", default_agent="fake")
+    orchestrator.add_tasks(tasks)
+    return orchestrator
+
+
+async def _record_run(store: StateStore, orchestrator: ProjectOrchestrator) -> str:
+    run = await store.begin_run(orchestrator.name, options={"max_concurrency": 3})
+    observer = StoreObserver(store, run.run_id)
+    await observer.define(orchestrator)
+    orchestrator.add_observer(observer)
+    try:
+        summary = await orchestrator.run(max_concurrency=3)
+    finally:
+        await orchestrator.aclose()
+    status = run_status(summary)
+    await store.finish_run(run.run_id, status)
+    return status
+
+
+def _graph() -> list[AgentTask]:
+    return [
+        AgentTask("A", "first", "Do A."),
+        AgentTask("B", "second", "Do B.", dependencies=["A"]),
+        AgentTask("C", "third", "Do C.", dependencies=["B"]),
+        AgentTask("D", "apart", "Do D."),
+    ]
+
+
+async def test_every_transition_is_committed_before_what_follows_it(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    seen: list[str] = []
+
+    def reply(messages: list[Message]) -> str:
+        # Runs when the call goes out: check what another connection sees at that moment.
+        tid = re.search(r"# Task (\w+):", messages[-1]["content"]).group(1)
+        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+        status = dict(conn.execute("SELECT task_id, status FROM tasks").fetchall())
+        running = conn.execute(
+            "SELECT count(*) FROM attempts a JOIN tasks t ON t.id = a.task_ref "
+            "WHERE t.task_id = ? AND a.status = 'running'",
+            (tid,),
+        ).fetchone()[0]
+        conn.close()
+        assert status[tid] == "in_progress"
+        assert running == 1
+        for dep in {"B": ["A"], "C": ["B"]}.get(tid, []):
+            assert status[dep] == "completed"  # committed before this dependent started
+        seen.append(tid)
+        return f"output of {tid}"
+
+    async with StateStore.open(db) as store:
+        status = await _record_run(store, _orchestrator(reply, _graph()))
+        assert status == "succeeded"
+        assert sorted(seen) == ["A", "B", "C", "D"]
+        tasks = {t.task_id: t for t in store.snapshot("proj").tasks}
+        assert {t.status for t in tasks.values()} == {"completed"}
+        assert tasks["C"].output == "output of C"
+        for tid in tasks:
+            (attempt,) = store.attempts("proj", task_id=tid)
+            assert attempt.status == "succeeded"
+            assert (attempt.agent, attempt.model, attempt.interface) == (
+                "fake",
+                "fake-model",
+                "api",
+            )
+            assert attempt.prompt_tokens
+            assert attempt.completion_tokens
+            assert attempt.latency_s is not None
+            assert [e.status for e in store.task_history("proj", tid)] == [
+                "pending",
+                "in_progress",
+                "completed",
+            ]
+
+
+async def test_failure_and_blocked_dependents_are_recorded(tmp_path: Path) -> None:
+    def reply(messages: list[Message]) -> str | Exception:
+        if "# Task B:" in messages[-1]["content"]:
+            return LlmAuthenticationError("key refused", provider="fake", status_code=401)
+        return "ok"
+
+    async with StateStore.open(tmp_path / "state.db") as store:
+        status = await _record_run(store, _orchestrator(reply, _graph()))
+        assert status == "failed"
+        tasks = {t.task_id: t for t in store.snapshot("proj").tasks}
+        assert {tid: t.status for tid, t in tasks.items()} == {
+            "A": "completed",
+            "B": "failed",
+            "C": "blocked",
+            "D": "completed",
+        }
+        assert "key refused" in (tasks["B"].error or "")
+        (attempt,) = store.attempts("proj", task_id="B")
+        assert attempt.status == "failed"
+        assert "key refused" in (attempt.error or "")
+        assert store.attempts("proj", task_id="C") == []
+        assert "blocked" in (store.task_history("proj", "C")[-1].note or "")
+        assert set(store.succeeded_tasks("proj")) == {"A", "D"}
+
+
+async def test_recorded_hashes_drive_the_resume_plan(tmp_path: Path) -> None:
+    async with StateStore.open(tmp_path / "state.db") as store:
+        first = _orchestrator("done", _graph())
+        await _record_run(store, first)
+        succeeded = store.succeeded_tasks("proj")
+
+        edited = _graph()
+        edited[1] = AgentTask("B", "second", "Do B, differently.", dependencies=["A"])
+        again = _orchestrator("done", edited)
+        hashes = {t.task_id: agent_task_hash(t, again.executor) for t in edited}
+        deps = {t.task_id: t.dependencies for t in edited}
+        plan = plan_resume(hashes, deps, succeeded)
+        assert set(plan.run) == {"B", "C"}
+        assert set(plan.skip) == {"A", "D"}
+        same = {t.task_id: agent_task_hash(t, first.executor) for t in _graph()}
+        assert plan_resume(same, deps, succeeded).run == ()
+        await again.aclose()
+
+
+def test_run_status_words() -> None:
+    now = datetime.now(UTC)
+
+    def summary(*statuses: TaskStatus, **kw: object) -> RunSummary:
+        by_id = {f"T{i}": status for i, status in enumerate(statuses)}
+        return RunSummary(now, now, 0.0, by_id, **kw)
+
+    assert run_status(summary(TaskStatus.COMPLETED)) == "succeeded"
+    assert run_status(summary(TaskStatus.COMPLETED, TaskStatus.BLOCKED)) == "failed"
+    assert run_status(summary(TaskStatus.AWAITING_HUMAN)) == "waiting"
+    assert run_status(summary(TaskStatus.PENDING)) == "incomplete"
+    assert run_status(summary(TaskStatus.PENDING, cancelled=True)) == "interrupted"
+    assert run_status(summary(TaskStatus.PENDING, error="boom")) == "error"
