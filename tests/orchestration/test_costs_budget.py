@@ -28,7 +28,6 @@ from coditect_core.orchestration import (
     ProjectOrchestrator,
     TaskExecutor,
 )
-from coditect_core.orchestration.budget import Budget, Spend, Tally
 from coditect_core.orchestration.calls import failure_cost
 from coditect_core.orchestration.pricing import (
     Price,
@@ -37,6 +36,7 @@ from coditect_core.orchestration.pricing import (
     call_cost,
     default_price_table,
 )
+from coditect_core.orchestration.spend import Budget, Spend, Tally
 
 # ---------------------------------------------------------------------------- prices
 

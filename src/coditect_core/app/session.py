@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..orchestration.budget import Budget
 from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
 from ..orchestration.executor import TaskExecutor
 from ..orchestration.limits import AgentLimits
@@ -34,6 +33,7 @@ from ..orchestration.orchestrator import ProjectOrchestrator
 from ..orchestration.pricing import Price, PriceBook
 from ..orchestration.resume import ResumePlan, plan_resume
 from ..orchestration.runners import make_runner
+from ..orchestration.spend import Budget
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import TaskStatus
 from ..project import Project, read_project_file

@@ -30,7 +30,6 @@ from typing import Any
 
 from ..errors import AgentError, SchedulingError
 from .agent_registry import AgentConfig, AgentRegistry
-from .budget import Budget, Spend
 from .calls import ATTEMPT_HOOK
 from .executor import ExecutionResult, ExecutionStatus, TaskExecutor
 from .gc_tuning import DEFAULT_GC_THRESHOLD, fewer_collections
@@ -41,6 +40,7 @@ from .run_loop import RunLoop
 from .runners.base import Runner
 from .runners.local import LocalRunner
 from .scheduler import all_in, ready_tasks, validate_graph, validate_tasks
+from .spend import Budget, Spend
 from .summary import RunSummary, build_report, total_usage
 from .task import AgentTask, TaskStatus
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
-from .budget import Spend
 from .execution_result import ExecutionResult
+from .spend import Spend
 from .task import AgentTask, TaskStatus
 
 __all__ = ["RunSummary", "build_report", "total_usage"]
