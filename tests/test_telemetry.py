@@ -22,11 +22,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from provider_contract import KEY
+from report_scenario import PROVIDER, Scenario, ScenarioLlm
+from stub_server import StubServer
 
 from coditect_core import telemetry
 from coditect_core.errors import LlmRateLimitError
-from coditect_core.llm_abstractions import FakeLlm, Gpt
-from coditect_core.llm_abstractions.base_llm import BaseLlm
+from coditect_core.llm_abstractions import FakeLlm, Gpt, instrumentation
 from coditect_core.llm_abstractions.registry import register_llm, unregister_llm
 from coditect_core.orchestration import (
     AgentConfig,
@@ -38,9 +40,6 @@ from coditect_core.orchestration import (
     TaskExecutor,
     TaskStatus,
 )
-from provider_contract import KEY
-from report_scenario import PROVIDER, Scenario, ScenarioLlm
-from stub_server import StubServer
 
 pytestmark = pytest.mark.timeout(60)
 MARKER = "PROMPT-MARKER-7f3a"  # in every task description: must never reach a span by default
@@ -207,10 +206,9 @@ async def test_capture_content_records_prompts_and_replies(exporter: Any) -> Non
 
 async def test_streams_and_uninstrument(exporter: Any) -> None:
     provider, memory = exporter
-    original = BaseLlm.generate_async
     telemetry.instrument(tracer_provider=provider)
     assert telemetry.is_instrumented()
-    assert BaseLlm.generate_async is not original
+    assert instrumentation.installed() is not None
     llm = FakeLlm(["one two three"], chunk_size=4)
     async with llm.stream_content_async(f"hello {MARKER}") as stream:
         text = "".join([d async for d in stream])
@@ -221,7 +219,7 @@ async def test_streams_and_uninstrument(exporter: Any) -> None:
     assert span.attributes["gen_ai.usage.output_tokens"] == 3
     assert MARKER not in _everything(span)
     telemetry.uninstrument()
-    assert BaseLlm.generate_async is original
+    assert instrumentation.installed() is None
     assert not telemetry.is_instrumented()
     await FakeLlm(["x"]).generate_async("not traced")
     assert len(memory.get_finished_spans()) == 1

@@ -17,6 +17,7 @@ exception escapes a provider. Messages never contain an API key.
     │   ├── LlmRateLimitError          429: slow down; ``retry_after`` seconds when the server said
     │   ├── LlmTimeoutError            no answer within the timeout                      (retryable)
     │   ├── LlmConnectionError         the connection failed or was reset                (retryable)
+    │   │   └── LlmWorkerLostError     the process running the request died (a Ray worker)
     │   ├── LlmServerError             5xx, 529 overloaded                               (retryable)
     │   ├── LlmContentFilterError      the provider refused or filtered the content
     │   └── LlmResponseError           malformed, empty or truncated response            (retryable)
@@ -50,6 +51,7 @@ __all__ = [
     "LlmResponseError",
     "LlmServerError",
     "LlmTimeoutError",
+    "LlmWorkerLostError",
     "ProjectFileError",
     "RunLockedError",
     "RunnerError",
@@ -175,6 +177,15 @@ class LlmConnectionError(LlmError):
     """The connection could not be made, or was dropped mid-call."""
 
     retryable = True
+
+
+class LlmWorkerLostError(LlmConnectionError):
+    """The process running the request (a Ray worker or actor, its node) died: the request may
+    be sent again, to another one. ``lost`` says what was lost, as the runner saw it."""
+
+    def __init__(self, message: str, *, lost: str = "", provider: str | None = None) -> None:
+        super().__init__(message, provider=provider)
+        self.lost = lost
 
 
 class LlmServerError(LlmError):

@@ -21,19 +21,18 @@ and, on failure, ``error.type`` with an ERROR status; each failed try (retried o
 ``coditect.llm.attempt_failed`` event. Prompts and outputs (messages, task text) are recorded
 only with ``capture_content=True``, as ``gen_ai.input.messages`` / ``gen_ai.output.messages``.
 
-:func:`instrument` wraps :meth:`BaseLlm.generate_async` and the stream of
-:meth:`BaseLlm.stream_content_async` in place (as OpenTelemetry instrumentations do), and the
-retry loop that :mod:`.llm_abstractions.base_llm` and :mod:`.llm_abstractions.stream` call;
-:func:`uninstrument` puts them back.
+:func:`instrument` installs itself as the instrumentation of
+:mod:`coditect_core.llm_abstractions.instrumentation`, which every call of
+:meth:`BaseLlm.generate_async` and every stream reports to; :func:`uninstrument` removes it.
 :mod:`coditect_core.llm_abstractions` never imports OpenTelemetry.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -46,9 +45,10 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "coditect_core.telemetry needs OpenTelemetry: pip install 'coditect-core[otel]'"
     ) from error
 
-from .llm_abstractions import base_llm, stream
-from .llm_abstractions.base_llm import BaseLlm, LlmResponse, LlmStream
-from .llm_abstractions.messages import normalize_messages
+from .errors import LlmError
+from .llm_abstractions import instrumentation
+from .llm_abstractions.base_llm import BaseLlm, LlmResponse
+from .llm_abstractions.messages import Message
 from .orchestration.observer import OrchestratorObserver
 from .orchestration.prompts import task_prompt
 from .orchestration.task import AgentTask, TaskStatus
@@ -115,45 +115,80 @@ def _output_json(response: LlmResponse) -> str:
 # ----------------------------------------------------------------------------- LLM calls
 
 
-class _Instrumentation:
-    """What :func:`instrument` replaced, to put back; and its settings."""
+class _Calls:
+    """The instrumentation :func:`instrument` installs: a span per LLM call."""
 
     def __init__(self, provider: trace.TracerProvider | None, capture_content: bool) -> None:
         self.tracer = _tracer(provider)
         self.capture_content = capture_content
-        self.generate_async = BaseLlm.generate_async
-        self.stream_run = LlmStream._run
-        self.call_with_retry = base_llm.call_with_retry
 
-    def request_attributes(
-        self, llm: BaseLlm, kwargs: Mapping[str, Any], *, stream: bool
-    ) -> dict[str, Any]:
-        model = kwargs.get("model") or llm.model
-        system = GEN_AI_SYSTEMS.get(llm.provider, llm.provider)
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.system": system,
-            "gen_ai.provider.name": system,
-            "gen_ai.request.model": model,
-            "coditect.llm.provider": llm.provider,
-        }
-        max_tokens = kwargs.get("max_tokens", llm.max_tokens)
-        temperature = kwargs.get("temperature", llm.temperature)
-        if max_tokens is not None:
-            attributes["gen_ai.request.max_tokens"] = max_tokens
-        if temperature is not None:
-            attributes["gen_ai.request.temperature"] = temperature
-        if stream:
-            attributes["gen_ai.request.stream"] = True
-        if llm.base_url:
-            parts = urlsplit(llm.base_url)
-            if parts.hostname:
-                attributes["server.address"] = parts.hostname
-            if parts.port:
-                attributes["server.port"] = parts.port
-        return attributes
+    def start_call(
+        self, llm: BaseLlm, messages: list[Message], options: Mapping[str, Any], stream: bool
+    ) -> _CallSpan:
+        attributes = _request_attributes(llm, options, stream=stream)
+        if self.capture_content:
+            attributes["gen_ai.input.messages"] = _messages_json(messages)
+        span = self.tracer.start_span(
+            f"chat {attributes['gen_ai.request.model']}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        return _CallSpan(span, self.capture_content)
 
-    def finish(self, span: trace.Span, response: LlmResponse) -> None:
+
+def _request_attributes(
+    llm: BaseLlm, options: Mapping[str, Any], *, stream: bool
+) -> dict[str, Any]:
+    model = options.get("model") or llm.model
+    system = GEN_AI_SYSTEMS.get(llm.provider, llm.provider)
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": system,
+        "gen_ai.provider.name": system,
+        "gen_ai.request.model": model,
+        "coditect.llm.provider": llm.provider,
+    }
+    max_tokens = options.get("max_tokens", llm.max_tokens)
+    temperature = options.get("temperature", llm.temperature)
+    if max_tokens is not None:
+        attributes["gen_ai.request.max_tokens"] = max_tokens
+    if temperature is not None:
+        attributes["gen_ai.request.temperature"] = temperature
+    if stream:
+        attributes["gen_ai.request.stream"] = True
+    if llm.base_url:
+        parts = urlsplit(llm.base_url)
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+        if parts.port:
+            attributes["server.port"] = parts.port
+    return attributes
+
+
+class _CallSpan:
+    """One call's span: current while the call runs, ended when it ends."""
+
+    def __init__(self, span: trace.Span, capture_content: bool) -> None:
+        self.span = span
+        self.capture_content = capture_content
+
+    def current(self) -> AbstractContextManager[Any]:
+        return trace.use_span(
+            self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        )
+
+    def attempt_failed(self, error: LlmError, attempt: int) -> None:
+        self.span.add_event(
+            "coditect.llm.attempt_failed",
+            {
+                "coditect.llm.attempt": attempt,
+                "error.type": _error_type(error),
+                "coditect.llm.retryable": bool(error.retryable),
+            },
+        )
+
+    def finished(self, response: LlmResponse) -> None:
+        span = self.span
         span.set_attribute("gen_ai.response.model", response.model)
         span.set_attribute("gen_ai.usage.input_tokens", response.usage.prompt_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", response.usage.completion_tokens)
@@ -162,104 +197,14 @@ class _Instrumentation:
         span.set_attribute("coditect.llm.attempts", response.attempts)
         if self.capture_content:
             span.set_attribute("gen_ai.output.messages", _output_json(response))
+        span.end()
 
-    def wrap_generate(self) -> Callable[..., Awaitable[LlmResponse]]:
-        original = self.generate_async
-
-        @functools.wraps(original)
-        async def generate_async(llm: BaseLlm, messages: Any, **kwargs: Any) -> LlmResponse:
-            attributes = self.request_attributes(llm, kwargs, stream=False)
-            if self.capture_content:
-                msgs = normalize_messages(messages, provider=llm.provider)
-                attributes["gen_ai.input.messages"] = _messages_json(msgs)
-            name = f"chat {attributes['gen_ai.request.model']}"
-            with self.tracer.start_as_current_span(
-                name,
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    response = await original(llm, messages, **kwargs)
-                except BaseException as error:
-                    _fail(span, error)
-                    raise
-                self.finish(span, response)
-                return response
-
-        return generate_async
-
-    def wrap_stream(self) -> Callable[[LlmStream], AsyncGenerator[str, None]]:
-        original = self.stream_run
-
-        @functools.wraps(original)
-        async def _run(stream: LlmStream) -> AsyncGenerator[str, None]:
-            llm = stream._llm
-            params = stream._params
-            kwargs = {"model": params.model, "max_tokens": params.max_tokens}
-            kwargs["temperature"] = params.temperature
-            attributes = self.request_attributes(llm, kwargs, stream=True)
-            if self.capture_content:
-                attributes["gen_ai.input.messages"] = _messages_json(stream._messages)
-            span = self.tracer.start_span(
-                f"chat {params.model}", kind=SpanKind.CLIENT, attributes=attributes
-            )
-            inner = original(stream)
-            try:
-                token = otel_context.attach(trace.set_span_in_context(span))
-                try:
-                    first = await anext(inner, None)  # the retries happen here
-                finally:
-                    otel_context.detach(token)
-                if first is not None:
-                    yield first
-                    async for delta in inner:
-                        yield delta
-            except GeneratorExit:
-                span.set_attribute("coditect.llm.stream_closed_early", True)
-                raise
-            except BaseException as error:
-                _fail(span, error)
-                raise
-            else:
-                if stream.response is not None:
-                    self.finish(span, stream.response)
-            finally:
-                await inner.aclose()
-                span.end()
-
-        return _run
-
-    def wrap_retry(self) -> Callable[..., Awaitable[Any]]:
-        original = self.call_with_retry
-
-        @functools.wraps(original)
-        async def call_with_retry(
-            policy: Any, fn: Callable[[int], Awaitable[Any]], **kwargs: Any
-        ) -> Any:
-            async def attempt(n: int) -> Any:
-                try:
-                    return await fn(n)
-                except Exception as error:
-                    span = trace.get_current_span()
-                    if span.is_recording():
-                        span.add_event(
-                            "coditect.llm.attempt_failed",
-                            {
-                                "coditect.llm.attempt": n,
-                                "error.type": _error_type(error),
-                                "coditect.llm.retryable": bool(getattr(error, "retryable", False)),
-                            },
-                        )
-                    raise
-
-            return await original(policy, attempt, **kwargs)
-
-        return call_with_retry
-
-
-_active: _Instrumentation | None = None
+    def failed(self, error: BaseException) -> None:
+        if isinstance(error, GeneratorExit):  # a stream its reader stopped early
+            self.span.set_attribute("coditect.llm.stream_closed_early", True)
+        else:
+            _fail(self.span, error)
+        self.span.end()
 
 
 def instrument(
@@ -272,31 +217,19 @@ def instrument(
     default, since prompts and outputs may hold code, personal data or secrets. Calling it again
     replaces the settings.
     """
-    global _active
-    if _active is not None:
-        uninstrument()
-    state = _Instrumentation(tracer_provider, capture_content)
-    BaseLlm.generate_async = state.wrap_generate()  # type: ignore[method-assign]
-    LlmStream._run = state.wrap_stream()  # type: ignore[method-assign]
-    # Both modules that make calls look call_with_retry up as their own global.
-    base_llm.call_with_retry = stream.call_with_retry = state.wrap_retry()  # type: ignore[assignment]
-    _active = state
+    instrumentation.install(_Calls(tracer_provider, capture_content))
     logger.debug("LLM calls traced (capture_content=%s)", capture_content)
 
 
 def uninstrument() -> None:
-    """Stop tracing LLM calls: the original methods are back."""
-    global _active
-    state, _active = _active, None
-    if state is None:
-        return
-    BaseLlm.generate_async = state.generate_async  # type: ignore[method-assign]
-    LlmStream._run = state.stream_run  # type: ignore[method-assign]
-    base_llm.call_with_retry = stream.call_with_retry = state.call_with_retry  # type: ignore[assignment]
+    """Stop tracing LLM calls."""
+    if is_instrumented():
+        instrumentation.uninstall()
 
 
 def is_instrumented() -> bool:
-    return _active is not None
+    """Whether :func:`instrument` is in effect."""
+    return isinstance(instrumentation.installed(), _Calls)
 
 
 # ----------------------------------------------------------------------------- runs and tasks
@@ -424,7 +357,7 @@ class TelemetryObserver(OrchestratorObserver):
             span.set_attribute("gen_ai.response.model", result.model)
         if result.agent:
             span.set_attribute("gen_ai.agent.name", result.agent)
-        cost = result.metadata.get("cost")
+        cost = result.cost_usd
         if isinstance(cost, int | float):
             span.set_attribute("coditect.cost_usd", float(cost))
         if task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):

@@ -158,6 +158,7 @@ async def test_response_fields() -> None:
         "attempts": 1,
         "latency_s": response.latency_s,
         "provider": "probe",
+        "cost_usd": None,  # not priced: no pricing step wraps this LLM
     }
     assert await Probe(["plain"]).generate_content_async("hi") == "plain"
 

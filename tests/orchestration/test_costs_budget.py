@@ -21,6 +21,13 @@ from coditect_core.errors import (
     LlmTimeoutError,
 )
 from coditect_core.llm_abstractions.base_llm import Usage
+from coditect_core.llm_abstractions.pricing import (
+    Price,
+    PriceBook,
+    PriceTable,
+    call_cost,
+    default_price_table,
+)
 from coditect_core.orchestration import (
     AgentConfig,
     AgentRegistry,
@@ -28,14 +35,7 @@ from coditect_core.orchestration import (
     ProjectOrchestrator,
     TaskExecutor,
 )
-from coditect_core.orchestration.calls import failure_cost
-from coditect_core.orchestration.pricing import (
-    Price,
-    PriceBook,
-    PriceTable,
-    call_cost,
-    default_price_table,
-)
+from coditect_core.orchestration.attempts import failure_cost
 from coditect_core.orchestration.spend import Budget, Spend, Tally
 
 # ---------------------------------------------------------------------------- prices
@@ -126,11 +126,12 @@ def test_sums_keep_unknown_costs_unknown() -> None:
     assert tally.cost_known_usd == 0.25
     assert tally.to_dict()["cost_unknown_attempts"] == 1
     spend = Spend()
-    spend.record_earlier("T1", "a", None, 0.0)
+    spend.record("T1", "a", None, 0.0)  # an attempt that failed, then the one that answered
     spend.record("T1", "b", Usage(100, 50), 0.5)
     spend.record("T2", "a", Usage(1, 1), None)
-    assert spend.task_cost("T1", 0.5) == (0.5, 0.5, 2)
-    assert spend.task_cost("T2", None) == (None, 0.0, 1)
+    t1, t2 = spend.by_task["T1"], spend.by_task["T2"]
+    assert (t1.cost_usd, t1.cost_known_usd, t1.attempts) == (0.5, 0.5, 2)
+    assert (t2.cost_usd, t2.cost_known_usd, t2.attempts) == (None, 0.0, 1)
     data = spend.to_dict()
     assert data["attempts"] == 3
     assert data["total_tokens"] == 152
@@ -160,8 +161,8 @@ async def test_every_attempt_task_agent_and_run_is_priced() -> None:
     assert b is not None
     assert a.usage is not None
     expected = (a.usage.prompt_tokens * 1_000 + a.usage.completion_tokens * 2_000) / 1e6
-    assert a.metadata["cost"] == pytest.approx(expected)
-    assert b.metadata["cost"] is None  # the fake model has no price
+    assert a.cost_usd == pytest.approx(expected)
+    assert b.cost_usd is None  # the fake model has no price
     assert summary.cost["cost_known_usd"] == pytest.approx(expected)
     assert summary.cost["cost_usd"] is None
     assert summary.cost["by_agent"]["priced"]["cost_usd"] == pytest.approx(expected)
@@ -269,11 +270,10 @@ def test_the_project_files_settings_reach_the_run(tmp_path: Path) -> None:
         assert executor.task_timeouts == {"T1": 30.0, "T2": 5.0}
         assert executor.fallback_on == {"a": "any", "b": "retryable"}
         gate = executor.gate("a")
-        assert gate is not None
         assert gate.limits.requests_per_minute == 120
         assert gate.limits.tokens_per_minute == 90000
         assert gate.limits.max_concurrency == 2
-        assert executor.gate("b") is None
+        assert not executor.gate("b").limits.active
         assert executor.prices.price("a", "fake", "fake-model") == Price(1.5, 6.0)
         assert executor.prices.price("b", "fake", "fake-model") is None
         assert session.orchestrator.budget == Budget(max_cost_usd=5.0, max_tokens=10)

@@ -78,7 +78,7 @@ async def test_api_call_gets_system_prompt_task_and_upstream_context() -> None:
     assert result.attempts == 1
     assert result.usage is not None
     assert result.usage.total_tokens > 0
-    assert result.metadata["interface"] == "api"
+    assert result.interface == "api"
     assert result.duration_seconds is not None
     assert result.started_at is not None
     assert result.completed_at is not None

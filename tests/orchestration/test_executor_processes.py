@@ -112,7 +112,7 @@ async def test_cli_agent_gets_the_prompt_on_stdin(write_program: Program) -> Non
     assert result.status is ExecutionStatus.SUCCESS, result.error
     assert result.output == "agent m-7 did: # Task T3: Modify _execute_api"
     assert result.model == "m-7"
-    assert result.metadata["interface"] == "cli"
+    assert result.interface == "cli"
     await executor.aclose()
 
 
@@ -137,7 +137,7 @@ async def test_cli_agent_timeout_kills_it_and_its_children(
     )
     result = await executor_for(agent).execute(TASK)
     assert result.status is ExecutionStatus.FAILED
-    assert "no answer within 1s" in (result.error or "")
+    assert "did not finish within 1s; it was killed" in (result.error or "")
     assert wait_gone(int(pidfile.read_text()))
 
 
@@ -175,10 +175,16 @@ async def test_script_protocol_success(write_program: Program, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        (SCRIPT_CONFIG_ERROR, "script configuration error (exit 2): GEMINI_API_KEY is not set"),
-        (SCRIPT_BAD_TASK, "script the script rejected the task (exit 3): task has no description"),
-        (SCRIPT_MALFORMED, "the script printed malformed JSON on stdout"),
-        (SCRIPT_REPORTS_FAILURE, "script reported failure: model refused"),
+        (
+            SCRIPT_CONFIG_ERROR,
+            "[script] script configuration error (exit 2): GEMINI_API_KEY is not set",
+        ),
+        (
+            SCRIPT_BAD_TASK,
+            "[script] script the script rejected the task (exit 3): task has no description",
+        ),
+        (SCRIPT_MALFORMED, "[script] the script printed malformed JSON on stdout"),
+        (SCRIPT_REPORTS_FAILURE, "[script] script reported failure: model refused"),
     ],
 )
 async def test_script_protocol_failures(write_program: Program, source: str, expected: str) -> None:

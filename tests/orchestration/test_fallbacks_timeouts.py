@@ -89,7 +89,7 @@ async def test_retryable_failure_falls_back_after_the_retries_in_order() -> None
     result = orch.get_result("T1")
     assert result is not None
     assert result.agent == "c"
-    assert result.metadata["fallback_from"] == "a"
+    assert result.fallback_from == "a"
     assert result.attempts == 7  # 3 on a, 3 on b, 1 on c
     assert (calls(ex, "a"), calls(ex, "b"), calls(ex, "c")) == (3, 3, 1)
     started = [e for e in events.events if e.kind in ("task_started", "attempt_started")]
@@ -117,7 +117,7 @@ async def test_non_retryable_errors_fall_back_only_with_fallback_on_any(
     if falls:
         assert result.succeeded
         assert result.agent == "b"
-        assert [e["agent"] for e in result.metadata["earlier_attempts"]] == ["a"]
+        assert [e.agent for e in result.earlier_attempts] == ["a"]
     else:
         assert result.status is ExecutionStatus.FAILED
         assert result.agent == "a"
@@ -131,10 +131,10 @@ async def test_a_provider_that_is_not_installed_falls_back() -> None:
     result = await ex.execute(TASK)
     assert result.succeeded
     assert result.agent == "b"
-    (earlier,) = result.metadata["earlier_attempts"]
-    assert earlier["agent"] == "a"
-    assert "not installed" in earlier["error"]
-    assert earlier["metadata"]["cost"] == 0.0  # no request was made: nothing spent
+    (earlier,) = result.earlier_attempts
+    assert earlier.agent == "a"
+    assert "not installed" in earlier.error
+    assert earlier.cost_usd == 0.0  # no request was made: nothing spent
     assert result.attempts == 1  # one request: b's
 
 
@@ -147,8 +147,8 @@ async def test_every_fallback_failing_reports_the_last_error() -> None:
     assert result.agent == "b"
     assert "b down" in (result.error or "")
     assert result.attempts == 6
-    assert [e["agent"] for e in result.metadata["earlier_attempts"]] == ["a"] * 3 + ["b"] * 2
-    assert result.metadata["cost"] == 0.0  # a 5xx answer bills nothing
+    assert [e.agent for e in result.earlier_attempts] == ["a"] * 3 + ["b"] * 2
+    assert result.cost_usd == 0.0  # a 5xx answer bills nothing
 
 
 async def test_a_fallback_chain_stops_at_an_error_not_to_fall_back_on() -> None:
@@ -175,9 +175,9 @@ async def test_api_call_timeout_closes_the_connection_and_is_retried() -> None:
     assert result.succeeded, result.error
     assert result.output == "after the hang"
     assert result.attempts == 2
-    (earlier,) = result.metadata["earlier_attempts"]
-    assert "no answer within 0.3s" in earlier["error"]
-    assert earlier["metadata"]["cost"] is None  # the provider may have done the work
+    (earlier,) = result.earlier_attempts
+    assert "no answer within 0.3s" in earlier.error
+    assert earlier.cost_usd is None  # the provider may have done the work
     assert stub.request_count == 2
     assert replies == 1  # the hung request was abandoned by a closed connection
 
@@ -246,9 +246,9 @@ async def test_agent_timeout_of_a_command_is_retried_then_falls_back(
     assert result.succeeded, result.error
     assert result.agent == "b"
     assert result.attempts == 3  # two runs of the command, then b
-    earlier = result.metadata["earlier_attempts"]
-    assert [e["agent"] for e in earlier] == ["a", "a"]
-    assert all("0.5s" in e["error"] for e in earlier)
+    earlier = result.earlier_attempts
+    assert [e.agent for e in earlier] == ["a", "a"]
+    assert all("0.5s" in (e.error or "") for e in earlier)
     for pid in map(int, pids.read_text().split()):
         assert wait_gone(pid)
 

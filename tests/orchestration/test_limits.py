@@ -12,6 +12,7 @@ from reliability_support import TimedStub, max_in_window, stub_agent
 from stub_server import status
 
 from coditect_core.llm_abstractions.base_llm import CallParams, LlmResponse
+from coditect_core.llm_abstractions.limits import AgentGate, AgentLimits
 from coditect_core.llm_abstractions.registry import register_llm, unregister_llm
 from coditect_core.llm_abstractions.retry import RetryPolicy
 from coditect_core.llm_abstractions.testing import FakeLlm
@@ -22,7 +23,6 @@ from coditect_core.orchestration import (
     ProjectOrchestrator,
     TaskExecutor,
 )
-from coditect_core.orchestration.limits import AgentGate, AgentLimits
 
 FAST = RetryPolicy(max_attempts=6, initial_delay=0.0, max_delay=0.0)
 
@@ -39,13 +39,24 @@ def test_limits_are_checked() -> None:
     assert AgentLimits(max_concurrency=1).active
 
 
-def test_agents_without_limits_get_no_gate() -> None:
+async def test_agents_without_limits_pass_their_gate_at_once() -> None:
     registry = AgentRegistry([AgentConfig("a", "custom", provider="fake")])
     executor = TaskExecutor(
         registry, limits={"a": AgentLimits(), "b": AgentLimits(requests_per_minute=60)}
     )
-    assert executor.gate("a") is None  # the hot path stays a dict lookup
-    assert isinstance(executor.gate("b"), AgentGate)
+    free, paced = executor.gate("a"), executor.gate("b")
+    assert isinstance(free, AgentGate)
+    assert not free.limits.active
+    assert paced.limits.requests_per_minute == 60
+    entering = [asyncio.ensure_future(free.acquire(1000)) for _ in range(50)]
+    await asyncio.sleep(0)  # one turn of the loop: nothing to wait for
+    assert all(e.done() for e in entering)
+    first = asyncio.ensure_future(paced.acquire())
+    second = asyncio.ensure_future(paced.acquire())
+    await asyncio.sleep(0.05)
+    assert first.done()
+    assert not second.done()  # 60 a minute: the next one a second later
+    second.cancel()
 
 
 @pytest.mark.parametrize("faults", [0.0, 0.3])

@@ -27,6 +27,7 @@ from cli_projects import fake_project, run_cli
 from stub_server import StubServer, status
 
 from coditect_core.errors import LlmRequestError, RunnerError
+from coditect_core.llm_abstractions import FakeLlm
 from coditect_core.llm_abstractions.keys import Secret
 from coditect_core.orchestration.agent_registry import AgentConfig, AgentRegistry
 from coditect_core.orchestration.execution_result import ExecutionStatus
@@ -177,14 +178,16 @@ def _stub_agents(stub: StubServer, key: str = "sk-test-0123456789") -> list[Agen
 # --------------------------------------------------------------------- without a cluster
 
 
-async def test_local_runner_awaits_the_executor() -> None:
+async def test_the_local_runner_makes_the_requests_in_this_process() -> None:
     registry = AgentRegistry([AgentConfig("fake", "custom", provider="fake")])
-    executor = TaskExecutor(registry)
-    runner = LocalRunner()
-    result = await runner.execute(executor, AgentTask("T1", "hello", agent="fake"))
+    executor = TaskExecutor(registry, runner=LocalRunner())
+    result = await executor.execute(AgentTask("T1", "hello", agent="fake"))
     assert result.status is ExecutionStatus.SUCCESS
     assert result.output is not None
     assert "hello" in result.output
+    llm = executor.get_llm("fake")
+    assert isinstance(llm, FakeLlm)
+    assert len(llm.calls) == 1  # the request was this process's own
     await executor.aclose()
 
 
@@ -260,15 +263,15 @@ def test_ray_runner_is_built_without_connecting_and_checks_resources() -> None:
 @needs_ray
 def test_llm_spec_pickles_the_key_masked_or_leaves_it_out() -> None:
     from coditect_core.llm_abstractions.gpt import Gpt
-    from coditect_core.orchestration.runners.ray import RayRunner
+    from coditect_core.orchestration.runners.ray import RayLlm, RayRunner
 
-    agent = AgentConfig("gpt", "openai-gpt", model="gpt-4o-mini", api_key=CANARY)
+    agent = AgentConfig("gpt", "openai-gpt", model="gpt-4o-mini", api_key=CANARY, timeout=5.0)
     for send_keys in (True, False):
         runner = RayRunner(send_keys=send_keys)
-        llm = runner.remote_class(Gpt, agent)(model="gpt-4o-mini", api_key=CANARY, timeout=5.0)
-        assert isinstance(llm, Gpt)
-        assert type(llm).__name__ == "RayGpt"
-        spec = llm.spec()
+        llm = runner.open(agent, TaskExecutor(AgentRegistry([agent])).spec(agent))
+        assert isinstance(llm, RayLlm)
+        assert (llm.provider, llm.model, llm.timeout) == ("openai-gpt", "gpt-4o-mini", 5.0)
+        spec = llm.spec
         data = pickle.dumps(spec)
         copy = pickle.loads(data)
         assert CANARY not in repr(copy)
@@ -291,14 +294,17 @@ def test_without_send_keys_a_missing_driver_key_is_left_to_the_workers(
 ) -> None:
     from coditect_core.errors import LlmConfigurationError
     from coditect_core.llm_abstractions.gpt import Gpt
-    from coditect_core.orchestration.runners.ray import RayRunner
+    from coditect_core.orchestration.runners.ray import RayLlm, RayRunner
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     agent = AgentConfig("gpt", "openai-gpt", model="m")
+    spec = TaskExecutor(AgentRegistry([agent])).spec(agent)
+    assert spec.cls is Gpt
     with pytest.raises(LlmConfigurationError, match="OPENAI_API_KEY"):  # as on one machine
-        RayRunner().remote_class(Gpt, agent)(model="m")
-    keyless = RayRunner(send_keys=False).remote_class(Gpt, agent)(model="m")
-    assert keyless.spec().api_key is None
+        RayRunner().open(agent, spec)
+    keyless = RayRunner(send_keys=False).open(agent, spec)
+    assert isinstance(keyless, RayLlm)
+    assert keyless.spec.api_key is None
 
 
 # --------------------------------------------------------------------- on a real local Ray
@@ -615,7 +621,7 @@ async def test_a_project_file_saying_runner_ray_runs_its_requests_on_ray(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
     from coditect_core.app.session import ProjectSession
-    from coditect_core.orchestration.runners.ray import RayRunner
+    from coditect_core.orchestration.runners.ray import RayLlm, RayRunner
 
     session = ProjectSession.open(_ray_project(tmp_path))
     runner = session.orchestrator.runner
@@ -625,8 +631,8 @@ async def test_a_project_file_saying_runner_ray_runs_its_requests_on_ray(
         outcome = await asyncio.wait_for(session.run(), 90)
         assert outcome.summary.ok, outcome.summary.counts
         driver_llm = session.orchestrator.executor.get_llm("fake")
-        assert type(driver_llm).__name__ == "RayFakeLlm"
-        assert driver_llm.calls == []  # type: ignore[attr-defined]  # every request ran elsewhere
+        assert isinstance(driver_llm, RayLlm)  # a stand-in: every request ran on Ray
+        assert driver_llm.spec.cls is FakeLlm
     for result in session.orchestrator.results.values():
         assert result.output is not None
         assert result.output.startswith("fake reply to: # Task STEP-")

@@ -29,7 +29,7 @@ async def test_named_agents_their_fallbacks_and_the_default_are_warmed_once_each
     ready = await _warm(executor, tasks)
     assert ready == ["writer", "coder", "spare"]  # "off" is disabled, "ghost" unknown
     assert "idle" not in ready
-    assert {name for name, _ in executor._llms} == {"writer", "coder", "spare"}
+    assert executor.ready_agents() == ["writer", "coder", "spare"]  # built: no others
     await executor.aclose()
 
 

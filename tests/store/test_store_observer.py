@@ -19,9 +19,9 @@ from coditect_core.orchestration import (
     TaskStatus,
 )
 from coditect_core.orchestration.orchestrator import RunSummary
-from coditect_core.orchestration.resume import plan_resume
+from coditect_core.orchestration.resume import agent_task_hash, plan_resume
 from coditect_core.store import StateStore
-from coditect_core.store.observer import StoreObserver, agent_task_hash, run_status
+from coditect_core.store.observer import StoreObserver, run_status
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -147,12 +147,18 @@ async def test_recorded_hashes_drive_the_resume_plan(tmp_path: Path) -> None:
         edited = _graph()
         edited[1] = AgentTask("B", "second", "Do B, differently.", dependencies=["A"])
         again = _orchestrator("done", edited)
-        hashes = {t.task_id: agent_task_hash(t, again.executor) for t in edited}
+        hashes = {
+            t.task_id: agent_task_hash(t, again.registry, again.executor.default_agent)
+            for t in edited
+        }
         deps = {t.task_id: t.dependencies for t in edited}
         plan = plan_resume(hashes, deps, succeeded)
         assert set(plan.run) == {"B", "C"}
         assert set(plan.skip) == {"A", "D"}
-        same = {t.task_id: agent_task_hash(t, first.executor) for t in _graph()}
+        same = {
+            t.task_id: agent_task_hash(t, first.registry, first.executor.default_agent)
+            for t in _graph()
+        }
         assert plan_resume(same, deps, succeeded).run == ()
         await again.aclose()
 

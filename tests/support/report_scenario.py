@@ -32,12 +32,12 @@ from coditect_core.errors import (
     LlmServerError,
 )
 from coditect_core.llm_abstractions import FakeLlm
+from coditect_core.llm_abstractions.pricing import Price, PriceBook
 from coditect_core.llm_abstractions.registry import register_llm, unregister_llm
 from coditect_core.orchestration import (
     ProjectOrchestrator,
     TaskExecutor,
 )
-from coditect_core.orchestration.pricing import Price, PriceBook
 from coditect_core.project import load_project
 from coditect_core.store import StateStore
 from coditect_core.store.observer import StoreObserver, run_status

@@ -22,23 +22,24 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..llm_abstractions.limits import AgentLimits
+from ..llm_abstractions.pricing import Price, PriceBook
 from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
 from ..orchestration.executor import TaskExecutor
-from ..orchestration.limits import AgentLimits
 from ..orchestration.orchestrator import ProjectOrchestrator
-from ..orchestration.pricing import Price, PriceBook
-from ..orchestration.resume import ResumePlan, plan_resume
+from ..orchestration.resume import ResumePlan, SuccessRecord, agent_task_hash, plan_resume
 from ..orchestration.runners import make_runner
 from ..orchestration.spend import Budget
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import TaskStatus
 from ..project import Project, read_project_file
 from ..store import StateStore, state_path_for
-from ..store.observer import StoreObserver, agent_task_hash, run_status
+from ..store.observer import StoreObserver, run_status
+from .view import held_task_ids
 
 __all__ = ["ProjectSession", "RunOutcome", "build_executor", "run_budget"]
 
@@ -170,9 +171,11 @@ class ProjectSession:
         max_concurrency: int | None = None,
         restart: bool = False,
         fail_fast: bool = False,
+        on_plan: Callable[[ResumePlan], None] | None = None,
     ) -> RunOutcome:
         """Run what the resume plan says must run; record everything in the store.
 
+        ``on_plan(plan)`` is called with the plan the run follows, before any task starts.
         Raises :class:`RunLockedError` if another live process is running this project,
         :class:`RunnerError` if the runner cannot start (no Ray cluster to reach).
         """
@@ -193,9 +196,11 @@ class ProjectSession:
         try:
             observer = StoreObserver(store, info.run_id)
             hashes = await observer.define(orchestrator)
-            plan = self._plan(
-                hashes, {} if restart else await store.load_succeeded(orchestrator.name)
-            )
+            succeeded = await store.load_succeeded(orchestrator.name)
+            plan = self._plan(hashes, succeeded)
+            self._restore(plan, succeeded)
+            if on_plan is not None:
+                on_plan(plan)
             orchestrator.add_observer(observer)
             summary = await orchestrator.run(concurrency, fail_fast=fail_fast)
             status = run_status(summary)
@@ -209,51 +214,43 @@ class ProjectSession:
     def preview(self, *, restart: bool = False) -> ResumePlan:
         """The resume plan a run would follow now, without running or writing anything."""
         orchestrator = self.orchestrator
+        registry, default = orchestrator.registry, orchestrator.executor.default_agent
         hashes = {
-            tid: agent_task_hash(task, orchestrator.executor)
+            tid: agent_task_hash(task, registry, default)
             for tid, task in orchestrator.tasks.items()
         }
-        succeeded = {} if restart else self.store.succeeded_tasks(orchestrator.name)
-        deps = {tid: t.dependencies for tid, t in orchestrator.tasks.items()}
-        plan = plan_resume(hashes, deps, succeeded)
-        return plan if restart else self._hold(plan, mark=False)
+        if restart:
+            return plan_resume(hashes, self._dependencies(), {})
+        return self._plan(hashes, self.store.succeeded_tasks(orchestrator.name))
 
-    def _plan(self, hashes: dict[str, str], succeeded: dict[str, Any]) -> ResumePlan:
-        """Mark the tasks the plan skips as completed, with their recorded outputs."""
-        tasks = self.orchestrator.tasks
-        plan = plan_resume(hashes, {tid: t.dependencies for tid, t in tasks.items()}, succeeded)
+    def _dependencies(self) -> dict[str, list[str]]:
+        return {tid: task.dependencies for tid, task in self.orchestrator.tasks.items()}
+
+    def _plan(self, hashes: dict[str, str], succeeded: dict[str, SuccessRecord]) -> ResumePlan:
+        """The resume plan over the store's records (a restart has reset them already)."""
+        name = self.orchestrator.name
+        held = held_task_ids(self.store.snapshot(name).tasks)
+        plan = plan_resume(hashes, self._dependencies(), succeeded, held=held)
+        for tid in plan.run:
+            logger.info("%s runs: %s", tid, plan.reasons.get(tid, ""))
+        return plan
+
+    def _restore(self, plan: ResumePlan, succeeded: dict[str, SuccessRecord]) -> None:
+        """Put the recorded state on the board: skipped tasks completed (their outputs reach
+        their dependents), held tasks cancelled (their dependents blocked)."""
+        board = self.orchestrator.board
         for tid in plan.skip:
-            task = tasks[tid]
-            task.status = TaskStatus.COMPLETED
-            self.orchestrator.results[tid] = ExecutionResult(
+            task = board.get(tid)
+            result = ExecutionResult(
                 task_id=tid,
                 agent=task.agent,
                 status=ExecutionStatus.SUCCESS,
                 output=succeeded[tid].output,
                 metadata={"resumed": True},
             )
-        plan = self._hold(plan, mark=True)
-        for tid in plan.run:
-            logger.info("%s runs: %s", tid, plan.reasons.get(tid, ""))
-        return plan
-
-    def _hold(self, plan: ResumePlan, *, mark: bool) -> ResumePlan:
-        """Tasks cancelled by hand (``coditect task cancel``) stay cancelled (``mark``: set so
-        for the run, which then blocks their dependents); see :mod:`coditect_core.app.by_hand`."""
-        from dataclasses import replace
-
-        from .view import held_task_ids
-
-        held = held_task_ids(self.store.snapshot(self.orchestrator.name).tasks)
-        held &= set(plan.reasons)
-        if not held:
-            return plan
-        reasons = dict(plan.reasons)
-        for tid in held:
-            if mark:
-                self.orchestrator.tasks[tid].status = TaskStatus.CANCELLED
-            reasons[tid] = "held: cancelled by hand; it and its dependents wait for `task reset`"
-        return replace(plan, reasons=reasons)
+            board.restore(tid, TaskStatus.COMPLETED, result=result)
+        for tid in plan.held:
+            board.restore(tid, TaskStatus.CANCELLED, held=True)
 
     async def aclose(self) -> None:
         """Close the models' clients and the store."""

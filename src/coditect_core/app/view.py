@@ -24,12 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..orchestration.executor import TaskExecutor
 from ..orchestration.prompts import UpstreamOutput, build_messages
-from ..orchestration.resume import ResumePlan, SuccessRecord, plan_resume
+from ..orchestration.resume import ResumePlan, SuccessRecord, agent_task_hash, plan_resume
 from ..orchestration.task import AgentTask, TaskStatus
 from ..project import Project, ProjectFile, read_project_file
-from ..store.observer import agent_task_hash
 from ..store.records import AttemptRecord, RunRecord, TaskRecord
 
 if TYPE_CHECKING:
@@ -80,8 +78,8 @@ def resolve_offline(project_file: ProjectFile) -> Project:
 
 def definition_hashes(project: Project) -> dict[str, str]:
     """Each task's content hash, exactly as ``coditect run`` computes it."""
-    executor = TaskExecutor(project.agents, default_agent=project.defaults.agent)
-    return {task.task_id: agent_task_hash(task, executor) for task in project.tasks}
+    default = project.defaults.agent
+    return {task.task_id: agent_task_hash(task, project.agents, default) for task in project.tasks}
 
 
 @dataclass(frozen=True)
@@ -292,17 +290,9 @@ def _plan(
         for tid, r in records.items()
         if r.status == TaskStatus.COMPLETED.value and tid in hashes
     }
-    plan = plan_resume(hashes, {t.task_id: t.dependencies for t in tasks}, succeeded)
-    done = set(plan.skip)
-    ready = {
-        t.task_id
-        for t in tasks
-        if t.task_id in plan.reasons
-        and t.task_id not in held
-        and t.task_id not in busy
-        and all(dep in done for dep in t.dependencies)
-    }
-    return plan, ready
+    dependencies = {t.task_id: t.dependencies for t in tasks}
+    plan = plan_resume(hashes, dependencies, succeeded, held=held)
+    return plan, set(plan.starts_now(dependencies, busy))
 
 
 def _read(db: Path, project: str) -> tuple[StoreContents, LockHolder | None]:

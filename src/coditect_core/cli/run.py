@@ -20,6 +20,7 @@ from .output import ExitCode, console, err_console, fail, print_json
 if TYPE_CHECKING:
     from ..app.session import RunOutcome
     from ..orchestration.execution_result import ExecutionResult
+    from ..orchestration.resume import ResumePlan
     from ..orchestration.task import AgentTask
 
 __all__ = ["exit_code_for", "register"]
@@ -38,8 +39,9 @@ def exit_code_for(counts: dict[str, int], cancelled: bool) -> ExitCode:
     return ExitCode.OK
 
 
-def _make_view(total: int, skipped: int) -> Any:
-    """A Rich progress view on a terminal, plain lines otherwise (both are observers)."""
+def _make_view(total: int) -> Any:
+    """A Rich progress view on a terminal, plain lines otherwise (both are observers; the run
+    tells them its plan, ``planned``, before any task starts)."""
     from ..orchestration.observer import OrchestratorObserver
 
     out = err_console()
@@ -50,12 +52,15 @@ def _make_view(total: int, skipped: int) -> Any:
     class PlainView(OrchestratorObserver):
         def __init__(self) -> None:
             self.started: dict[str, float] = {}
-            self.done = skipped
+            self.done = 0
 
         def __enter__(self) -> PlainView:
-            if skipped:
-                out.print(f"{skipped} task(s) already done: skipped")
             return self
+
+        def planned(self, plan: ResumePlan) -> None:
+            self.done = len(plan.skip)
+            if self.done:
+                out.print(f"{self.done} task(s) already done: skipped")
 
         def __exit__(self, *exc: object) -> None:
             pass
@@ -104,8 +109,12 @@ def _make_view(total: int, skipped: int) -> Any:
                 console=out,
                 transient=True,
             )
-            self.overall = self.progress.add_task("[bold]run", total=total, completed=skipped)
+            self.overall = self.progress.add_task("[bold]run", total=total)
             self.rows: dict[str, Any] = {}
+
+        def planned(self, plan: ResumePlan) -> None:
+            self.done = len(plan.skip)
+            self.progress.update(self.overall, completed=self.done)
 
         def __enter__(self) -> LiveView:
             self.progress.__enter__()
@@ -370,11 +379,13 @@ def register(app: typer.Typer) -> None:
                     return await session.run(
                         max_concurrency=concurrency, restart=restart, fail_fast=fail_fast
                     )
-                skipped = 0 if restart else len(session.preview().skip)
-                with _make_view(total, skipped) as view:
+                with _make_view(total) as view:
                     session.orchestrator.add_observer(view)
                     return await session.run(
-                        max_concurrency=concurrency, restart=restart, fail_fast=fail_fast
+                        max_concurrency=concurrency,
+                        restart=restart,
+                        fail_fast=fail_fast,
+                        on_plan=view.planned,
                     )
 
         try:

@@ -1,4 +1,7 @@
-"""Floor 1: talking to models. One contract (:class:`BaseLlm`), one module per backend.
+"""Floor 1: talking to models; knows nothing of tasks. One contract (:class:`BaseLlm`), one module
+per backend, and the request pipeline as wrappers (:class:`WrapperLlm`: :class:`LimitedLlm`,
+:class:`PricedLlm`) with one retry loop (:mod:`.retry`) and one instrumentation hook
+(:mod:`.instrumentation`).
 
 Provider classes are imported on first access, and none imports its SDK until it is used, so
 ``import coditect_core.llm_abstractions`` stays cheap.
@@ -23,13 +26,19 @@ from ..errors import (
     LlmResponseError,
     LlmServerError,
     LlmTimeoutError,
+    LlmWorkerLostError,
 )
+from ..secrets import Secret
 from .base_llm import BaseLlm, CallParams, LlmResponse, LlmStream, StreamState, Usage
-from .keys import Secret, resolve_api_key
+from .keys import resolve_api_key
+from .limits import AgentGate, AgentLimits, LimitedLlm
 from .messages import Message, Messages, normalize_messages
+from .pricing import Price, PriceBook, PricedLlm
 from .registry import available_llms, create_llm, get_llm_class, register_llm, unregister_llm
 from .retry import NO_RETRY, RetryPolicy
+from .spec import LlmSpec
 from .testing import FakeLlm
+from .wrapper import WrapperLlm
 
 if TYPE_CHECKING:
     from .claude import Claude
@@ -40,6 +49,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_RETRY",
+    "AgentGate",
+    "AgentLimits",
     "BaseLlm",
     "CallParams",
     "Claude",
@@ -47,6 +58,7 @@ __all__ = [
     "FakeLlm",
     "Gemini",
     "Gpt",
+    "LimitedLlm",
     "LlmAuthenticationError",
     "LlmConfigurationError",
     "LlmConnectionError",
@@ -60,16 +72,22 @@ __all__ = [
     "LlmResponse",
     "LlmResponseError",
     "LlmServerError",
+    "LlmSpec",
     "LlmStream",
     "LlmTimeoutError",
+    "LlmWorkerLostError",
     "LocalLlm",
     "Message",
     "Messages",
     "OpenAICompatible",
+    "Price",
+    "PriceBook",
+    "PricedLlm",
     "RetryPolicy",
     "Secret",
     "StreamState",
     "Usage",
+    "WrapperLlm",
     "available_llms",
     "create_llm",
     "get_llm_class",

@@ -10,37 +10,36 @@ plus ``_create_client`` and ``_map_error`` when it talks to an SDK. Everything e
 once: message validation, key lookup, retries (:mod:`.retry`), timeouts, timing, usage, error
 mapping to :mod:`coditect_core.errors`, key redaction, and the sync wrapper.
 
-``asyncio`` is imported inside the methods that run calls: it is half of this package's import
-time, and code that only imports the package (``coditect --help``) never needs it.
+A call (:meth:`BaseLlm.generate_async`) is attempts (each one :meth:`BaseLlm.request_async`, one
+request) driven by the one retry loop and reported to :mod:`.instrumentation`. A request pipeline
+is built by wrapping: a :class:`~.wrapper.WrapperLlm` adds one concern (limits, pricing...) to
+each request of the LLM it wraps, and is itself a ``BaseLlm``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
-import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Coroutine,
     Iterator,
 )
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from ..errors import LlmConfigurationError, LlmError, LlmResponseError, LlmTimeoutError
 from ..secrets import Secret, mask
+from . import instrumentation
 from .datatypes import CallParams, LlmResponse, StreamState, Usage
 from .keys import resolve_api_key
 from .messages import Message, Messages, normalize_messages
 from .retry import RetryPolicy, call_with_retry
 from .stream import LlmStream
-
-if TYPE_CHECKING:
-    import asyncio
 
 __all__ = ["BaseLlm", "CallParams", "LlmResponse", "LlmStream", "StreamState", "Usage"]
 
@@ -60,10 +59,13 @@ class BaseLlm(ABC):
     that opened them), and reused by every call on that loop until :meth:`aclose`.
     """
 
-    provider: ClassVar[str] = "base"
+    provider: str = "base"  # a class attribute; a wrapper sets the one it wraps on itself
     default_model: ClassVar[str | None] = None
     api_key_env: ClassVar[tuple[str, ...]] = ()
     client_options: ClassVar[frozenset[str]] = frozenset()
+    handles_timeout: ClassVar[bool] = False
+    """Whether ``_generate`` enforces ``params.timeout`` itself (a command kills its process
+    group at it); otherwise the request is cancelled at the timeout."""
 
     def __init__(
         self,
@@ -150,74 +152,65 @@ class BaseLlm(ABC):
         return (await self.generate_async(messages, **kwargs)).text
 
     async def generate_async(self, messages: Messages, **kwargs: Any) -> LlmResponse:
-        """Send ``messages`` and return the whole :class:`LlmResponse`, retries included."""
+        """Send ``messages`` and return the whole :class:`LlmResponse`, retries included.
+
+        Each attempt is one :meth:`request_async`; the instance's ``retry`` policy decides
+        whether a failed one is tried again (:func:`.retry.call_with_retry`, the one retry
+        loop). An attempt's timeout is cut short so that it ends by the policy's deadline.
+        """
+        msgs = normalize_messages(messages, provider=self.provider)
+        started = time.monotonic()
+        observer = instrumentation.start_call(self, msgs, kwargs, stream=False)
+
+        # An attempt with a timeout is cut short to end by the policy's deadline; without one,
+        # the deadline only bounds when retries may start (the SDK's own timeout bounds it).
+        deadline = None
+        if self.retry.deadline is not None and kwargs.get("timeout", self.timeout) is not None:
+            deadline = started + self.retry.deadline
+
+        async def attempt(number: int) -> LlmResponse:
+            response = await self.request_async(msgs, deadline=deadline, **kwargs)
+            response.attempts = number
+            return response
+
+        with instrumentation.observed(observer):
+            response = await call_with_retry(
+                self.retry, attempt, started=started, on_failure=observer.attempt_failed
+            )
+            response.latency_s = time.monotonic() - started
+            observer.finished(response)
+        return response
+
+    async def request_async(
+        self, messages: Messages, *, deadline: float | None = None, **kwargs: Any
+    ) -> LlmResponse:
+        """Make one request: no retry. What a wrapper (:mod:`.wrapper`) passes each attempt on to.
+
+        ``deadline`` (``time.monotonic()``) bounds the request whatever its timeout: it is cut
+        when the deadline comes, and refused with :class:`LlmTimeoutError` if it has passed (the
+        provider is still told the request's own timeout).
+        Every failure comes out as an :class:`LlmError` without the key in its text.
+        """
         msgs = normalize_messages(messages, provider=self.provider)
         params = self._params(kwargs)
-        client = self._get_client()
+        timer = params.timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LlmTimeoutError("the deadline passed first", provider=self.provider)
+            timer = left if timer is None else min(timer, left)
+        if self.handles_timeout:  # _generate enforces it: give it the one in effect
+            params.timeout, timer = timer, None
         started = time.monotonic()
-        # The first attempt inline (most calls succeed at once: no closure, no retry frame);
-        # after a failure, call_with_retry takes over and replays it as its attempt 1 (it
-        # decides whether to retry, and telemetry sees every failed attempt there).
-        first: LlmError | None = None
-        try:
-            response = await self._attempt(client, msgs, params, started)
-        except Exception as error:
-            first = self._as_llm_error(error, params.timeout)
-        if first is not None:  # (out of the except block: no exception held while retrying)
-            response = await self._retry(client, msgs, params, started, first)
+        with self._mapped_errors(timer if timer is not None else params.timeout):
+            client = self._get_client()
+            async with asyncio.timeout(timer):
+                response = await self._generate(client, msgs, params)
         response.latency_s = time.monotonic() - started
         response.provider = self.provider
         if logger.isEnabledFor(logging.DEBUG):
             self._log_done(response)
         return response
-
-    async def _retry(
-        self,
-        client: Any,
-        msgs: list[Message],
-        params: CallParams,
-        started: float,
-        first: LlmError,
-    ) -> LlmResponse:
-        """After the first attempt failed with ``first``: what the retry policy makes of it.
-
-        (Its own method: a closure in :meth:`generate_async` would cost every call its cells.)
-        """
-
-        async def again(attempt: int) -> LlmResponse:
-            if attempt == 1:
-                raise first
-            response = await self._attempt(client, msgs, params, started, mapped=True)
-            response.attempts = attempt
-            return response
-
-        return await call_with_retry(self.retry, again, started=started)
-
-    def _attempt(
-        self,
-        client: Any,
-        msgs: list[Message],
-        params: CallParams,
-        started: float,
-        *,
-        mapped: bool = False,
-    ) -> Awaitable[LlmResponse]:
-        """One request; with ``mapped``, any failure comes out as an :class:`LlmError`."""
-        timeout = self._attempt_timeout(params.timeout, started)
-        if timeout is None and not mapped:  # no timer to arm: the common, cheapest path
-            return self._generate(client, msgs, params)
-        return self._guarded(client, msgs, params, timeout)
-
-    async def _guarded(
-        self, client: Any, msgs: list[Message], params: CallParams, limit: float | None
-    ) -> LlmResponse:
-        import asyncio
-
-        with self._mapped_errors(limit):
-            if limit is None:
-                return await self._generate(client, msgs, params)
-            async with asyncio.timeout(limit):
-                return await self._generate(client, msgs, params)
 
     def stream_content_async(self, messages: Messages, **kwargs: Any) -> LlmStream:
         """Send ``messages`` and iterate over text deltas; ``.response`` holds usage at the end.
@@ -226,7 +219,7 @@ class BaseLlm(ABC):
         call; after it, it is raised. To stop early, use ``async with`` or ``aclose()``.
         """
         msgs = normalize_messages(messages, provider=self.provider)
-        return LlmStream(self, msgs, self._params(kwargs))
+        return LlmStream(self, msgs, self._params(kwargs), kwargs)
 
     def generate_content(self, messages: Messages, **kwargs: Any) -> str:
         """Synchronous :meth:`generate_content_async`, for scripts outside an event loop.
@@ -244,8 +237,6 @@ class BaseLlm(ABC):
 
     async def aclose(self) -> None:
         """Close the SDK client. The instance can still be used: a new client is made."""
-        import asyncio
-
         client, loop = self._client, self._client_loop
         self._client, self._client_loop = None, None
         if client is None:
@@ -284,21 +275,9 @@ class BaseLlm(ABC):
             options=options,
         )
 
-    def _attempt_timeout(self, timeout: float | None, started: float) -> float | None:
-        """The attempt's timeout, shortened so that it cannot run past the retry deadline.
-
-        Without a timeout (none given, none on the instance) no timer is armed: the deadline
-        then bounds when retries may start, and the SDK's own timeout bounds the attempt.
-        """
-        if self.retry.deadline is None or timeout is None:
-            return timeout
-        left = max(self.retry.deadline - (time.monotonic() - started), 0.0)
-        return left if timeout is None else min(timeout, left)
-
     def _get_client(self) -> Any:
         """The client for the running loop (clients hold connections bound to one loop)."""
-        # asyncio is in sys.modules whenever a loop runs (no import statement on every call).
-        loop = sys.modules["asyncio"].get_running_loop()
+        loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
             if self._client is not None:
                 logger.debug("%s: new event loop, new client", self.provider)
@@ -382,8 +361,6 @@ class BaseLlm(ABC):
         messages: Messages,
         kwargs: dict[str, Any],
     ) -> _T:
-        import asyncio
-
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -398,8 +375,6 @@ class BaseLlm(ABC):
 
     async def _closing(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Await ``coro``, then close the client it made on this (short-lived) loop."""
-        import asyncio
-
         try:
             return await coro
         finally:

@@ -147,6 +147,7 @@ class CommandLlm(BaseLlm):
 
     provider = "command"
     api_key_env = ()
+    handles_timeout = True  # run_process kills the process group at the timeout
 
     def __init__(
         self,
@@ -189,6 +190,7 @@ class CommandLlm(BaseLlm):
         done = await run_process(
             argv,
             stdin=render_prompt(messages).encode("utf-8"),
+            timeout=params.timeout,
             cwd=self.cwd,
             env=self.env,
             provider=self.provider,

@@ -46,6 +46,8 @@ class LlmResponse:
     attempts: int = 1
     latency_s: float = 0.0
     provider: str | None = None
+    cost_usd: float | None = None
+    """USD of the call, once priced (:class:`~.pricing.PricedLlm`); ``None``: unknown."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (``usage`` as a nested dict)."""

@@ -5,8 +5,9 @@ Only errors whose ``retryable`` is true are retried; the policy stops at ``max_a
 the next wait would pass the overall ``deadline``. The error finally raised records the number of
 attempts in ``attempts``.
 
-Built on tenacity: its ``wait`` runs before its ``stop``, so the one jitter sample drawn for a
-retry is both the wait slept and the wait the deadline check (``stop_before_delay``) sees.
+Built on tenacity (:func:`call_with_retry`, the one retry loop): its ``wait`` runs before its
+``stop``, so the one jitter sample drawn for a retry is both the wait slept and the wait the
+deadline check (``stop_before_delay``) sees.
 """
 
 from __future__ import annotations
@@ -71,45 +72,24 @@ NO_RETRY = RetryPolicy(max_attempts=1)
 
 
 async def call_with_retry(
-    policy: RetryPolicy, fn: Callable[[int], Awaitable[_T]], *, started: float | None = None
+    policy: RetryPolicy,
+    fn: Callable[[int], Awaitable[_T]],
+    *,
+    started: float | None = None,
+    on_failure: Callable[[LlmError, int], None] | None = None,
 ) -> _T:
     """Await ``fn(attempt)`` until it succeeds or the policy gives up; re-raise the last error.
 
-    ``fn`` receives the 1-based attempt number so that results can report it. Exceptions that are
-    not a retryable :class:`LlmError` propagate at once.
-
-    The first attempt runs outside tenacity (most calls succeed at once, and a tenacity loop costs
-    about 80 µs a call); after a retryable failure tenacity takes over, replaying that failure as
-    its own first attempt so that waits, attempt numbers and the deadline stay exact.
-    ``started`` (``time.monotonic()``, default now) is when the call began, for the deadline.
+    The one retry loop of the package. ``fn`` receives the 1-based attempt number. Only a
+    :class:`LlmError` whose ``retryable`` is true is retried; anything else propagates at once.
+    The error finally raised carries the number of attempts made in ``attempts``.
+    ``on_failure(error, attempt)`` sees every failed attempt, retried or not. ``started``
+    (``time.monotonic()``, default now) is when the call began, for the policy's deadline.
     """
-    if started is None:
-        started = time.monotonic()
-    try:
-        return await fn(1)
-    except LlmError as error:
-        error.attempts = 1
-        if not error.retryable or policy.max_attempts == 1:
-            raise
-        first_error = error
-    return await _retry(policy, fn, first_error, time.monotonic() - started)
-
-
-async def _retry(
-    policy: RetryPolicy,
-    fn: Callable[[int], Awaitable[_T]],
-    first_error: LlmError,
-    elapsed: float,
-) -> _T:
     import tenacity  # kept off the package's import path
 
-    attempt = 1
-
-    def retryable(error: BaseException) -> bool:
-        if isinstance(error, LlmError):
-            error.attempts = attempt
-            return error.retryable
-        return False
+    if started is None:
+        started = time.monotonic()
 
     def wait(state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -125,19 +105,25 @@ async def _retry(
             state.upcoming_sleep,
         )
 
-    stop = tenacity.stop_after_attempt(policy.max_attempts)
+    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.max_attempts)
     if policy.deadline is not None:
+        elapsed = time.monotonic() - started
         stop = stop | tenacity.stop_before_delay(policy.deadline - elapsed)
-    async for trying in tenacity.AsyncRetrying(
-        retry=tenacity.retry_if_exception(retryable),
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, LlmError) and e.retryable),
         wait=wait,
         stop=stop,
         before_sleep=log_retry,
         reraise=True,
-    ):
-        with trying:
-            attempt = trying.retry_state.attempt_number
-            if attempt == 1:
-                raise first_error  # replayed: the call already failed once
-            return await fn(attempt)
+    )
+    async for attempt in retrying:
+        with attempt:
+            number = attempt.retry_state.attempt_number
+            try:
+                return await fn(number)
+            except LlmError as error:
+                error.attempts = number
+                if on_failure is not None:
+                    on_failure(error, number)
+                raise
     raise AssertionError("unreachable: tenacity returns or re-raises")  # pragma: no cover

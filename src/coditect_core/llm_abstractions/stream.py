@@ -7,11 +7,13 @@ it is raised. Re-exported by :mod:`.base_llm` and the package.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
+from . import instrumentation
 from .datatypes import CallParams, LlmResponse, StreamState, Usage
 from .messages import Message
 from .retry import call_with_retry
@@ -31,10 +33,17 @@ class LlmStream:
     connection) even when the loop stops early; so does ``await stream.aclose()``.
     """
 
-    def __init__(self, llm: BaseLlm, messages: list[Message], params: CallParams) -> None:
+    def __init__(
+        self,
+        llm: BaseLlm,
+        messages: list[Message],
+        params: CallParams,
+        options: Mapping[str, Any],
+    ) -> None:
         self._llm = llm
         self._messages = messages
         self._params = params
+        self._options = options
         self._iterator: AsyncGenerator[str, None] | None = None
         self._usage_sent = False
         self.response: LlmResponse | None = None
@@ -73,12 +82,12 @@ class LlmStream:
         self, client: Any, attempt: int, started: float
     ) -> tuple[AsyncGenerator[str, None], StreamState, str | None, int]:
         """One attempt: start the provider's stream and wait for its first delta."""
-        import asyncio
-
         llm, params = self._llm, self._params
         state = StreamState()
         agen: Any = llm._stream(client, self._messages, params, state)
-        timeout = llm._attempt_timeout(params.timeout, started)
+        timeout = params.timeout  # cut short to end by the retry policy's deadline
+        if llm.retry.deadline is not None and timeout is not None:
+            timeout = min(timeout, max(llm.retry.deadline - (time.monotonic() - started), 0.0))
         try:
             with llm._mapped_errors(timeout):
                 async with asyncio.timeout(timeout):
@@ -89,25 +98,32 @@ class LlmStream:
         return agen, state, first, attempt
 
     async def _run(self) -> AsyncGenerator[str, None]:
-        import asyncio
-
         llm, params = self._llm, self._params
-        client = llm._get_client()
+        observer = instrumentation.start_call(llm, self._messages, self._options, stream=True)
         started = time.monotonic()
-        agen, state, delta, attempts = await call_with_retry(
-            llm.retry, lambda attempt: self._open(client, attempt, started)
-        )
-        parts: list[str] = []
         try:
-            while delta is not None:
-                if delta:
-                    parts.append(delta)
-                    yield delta
-                with llm._mapped_errors(params.timeout):
-                    async with asyncio.timeout(params.timeout):
-                        delta = await anext(agen, None)
-        finally:
-            await _aclose(agen)
+            with observer.current():  # the call's context while it opens (retries included)
+                client = llm._get_client()
+                agen, state, delta, attempts = await call_with_retry(
+                    llm.retry,
+                    lambda attempt: self._open(client, attempt, started),
+                    started=started,
+                    on_failure=observer.attempt_failed,
+                )
+            parts: list[str] = []
+            try:
+                while delta is not None:
+                    if delta:
+                        parts.append(delta)
+                        yield delta
+                    with llm._mapped_errors(params.timeout):
+                        async with asyncio.timeout(params.timeout):
+                            delta = await anext(agen, None)
+            finally:
+                await _aclose(agen)
+        except BaseException as error:  # GeneratorExit too: the caller stopped early
+            observer.failed(error)
+            raise
         self._usage_sent = state.usage is not None
         if not self._usage_sent:
             logger.debug("%s: the server sent no token counts for this stream", llm.provider)
@@ -120,6 +136,7 @@ class LlmStream:
             latency_s=time.monotonic() - started,
             provider=llm.provider,
         )
+        observer.finished(self.response)
         llm._log_done(self.response)
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from ..errors import AgentError
 from ..llm_abstractions.keys import Secret
 from ._coerce import coerce_enum
+from .task import AgentTask
 
 __all__ = [
     "AgentCapability",
@@ -74,6 +75,9 @@ class AgentCapability(StrEnum):
     DOCUMENTATION = "documentation"
     ANALYSIS = "analysis"
     PLANNING = "planning"
+
+
+_CAPABILITY_VALUES = frozenset(c.value for c in AgentCapability)
 
 
 def _coerce(enum: type[E], value: Any, what: str, agent: str) -> E:
@@ -258,6 +262,34 @@ class AgentRegistry:
             if best is None or key < best:
                 best, choice = key, agent
         return choice
+
+    def resolve(
+        self, task: AgentTask, agent: str | None = None, *, default: str | None = None
+    ) -> AgentConfig:
+        """The agent that runs ``task``: ``agent`` if given, else the task's, else ``default``;
+        failing those, one whose capabilities match the task's tags, or the only enabled agent.
+
+        :class:`AgentError` if none can, or the one named is unknown or disabled.
+        """
+        name = agent or task.agent or default
+        config = self.get(name) if name else self._guess(task)
+        if not config.enabled:
+            raise AgentError(f"agent {config.name!r} is disabled")
+        return config
+
+    def _guess(self, task: AgentTask) -> AgentConfig:
+        capabilities = [t for t in task.tags if t in _CAPABILITY_VALUES]
+        if capabilities:
+            found = self.recommend(capabilities)
+            if found is not None:
+                return found
+        enabled = self.list(enabled_only=True)
+        if len(enabled) == 1:
+            return enabled[0]
+        known = ", ".join(self.names()) or "none registered"
+        raise AgentError(
+            f"task {task.task_id!r} names no agent and there is no default agent (agents: {known})"
+        )
 
     def enable(self, name: str) -> None:
         """Let agent ``name`` take tasks again."""

@@ -1,6 +1,7 @@
 """``ExecutionResult`` and ``ExecutionStatus``: what one execution of a task produced.
 
-Defined here and re-exported by :mod:`.executor` (where the plan names them).
+Defined here and re-exported by :mod:`.executor` (where the plan names them). The same type
+carries an execution's result, each of its failed attempts, and a result recorded by hand.
 """
 
 from __future__ import annotations
@@ -34,7 +35,17 @@ def _iso(value: datetime | None) -> str | None:
 
 @dataclass(slots=True)
 class ExecutionResult:
-    """What one execution of a task produced. ``usage`` sums every model call it made."""
+    """What one execution of a task produced: its last attempt, and the attempts before it.
+
+    ``agent``, ``model``, ``usage``, ``cost_usd`` and ``error`` are the last attempt's (``usage``
+    sums its model calls: a hybrid agent makes three); ``cost_usd`` is ``None`` when unknown
+    (no price for the model, or a failure the provider may have billed). ``attempts`` counts the
+    requests made, all attempts together. ``earlier_attempts`` are the attempts that failed
+    before the last one (a retry or a fallback each), in order, as results of their own.
+    ``fallback_from`` names the first agent when a fallback made the last attempt.
+    ``metadata`` holds what an interface adds (a hybrid agent's draft and review, an
+    interactive agent's hand-off prompt, a Ray runner's lost requests).
+    """
 
     task_id: str
     agent: str | None = None
@@ -47,6 +58,11 @@ class ExecutionResult:
     model: str | None = None
     usage: Usage | None = None
     attempts: int = 0
+    interface: str | None = None
+    cost_usd: float | None = None
+    finish_reason: str | None = None
+    fallback_from: str | None = None
+    earlier_attempts: list[ExecutionResult] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,6 +84,11 @@ class ExecutionResult:
             "model": self.model,
             "usage": self.usage.to_dict() if self.usage else None,
             "attempts": self.attempts,
+            "interface": self.interface,
+            "cost_usd": self.cost_usd,
+            "finish_reason": self.finish_reason,
+            "fallback_from": self.fallback_from,
+            "earlier_attempts": [e.to_dict() for e in self.earlier_attempts],
             "metadata": json.loads(json.dumps(self.metadata, default=str)),
         }
 
@@ -89,6 +110,11 @@ class ExecutionResult:
             model=data.get("model"),
             usage=Usage(**usage) if usage else None,
             attempts=data.get("attempts", 0),
+            interface=data.get("interface"),
+            cost_usd=data.get("cost_usd"),
+            finish_reason=data.get("finish_reason"),
+            fallback_from=data.get("fallback_from"),
+            earlier_attempts=[cls.from_dict(e) for e in data.get("earlier_attempts") or ()],
             metadata=dict(data.get("metadata") or {}),
             **times,
         )

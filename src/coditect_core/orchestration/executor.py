@@ -3,81 +3,61 @@
 The plan's centre (steps 4.1 to 4.5). ``_llm_factory`` maps each ``AgentType`` to the
 ``BaseLlm`` class registered under its value in :mod:`coditect_core.llm_abstractions.registry`
 (built-ins and ``coditect_core.llms`` plugins alike); a ``custom`` agent names its provider.
-One LLM instance per agent is created on first use, reused by every task, and closed by
-:meth:`TaskExecutor.aclose`.
 
-:meth:`TaskExecutor.execute` dispatches on the agent's interface (``api``, ``cli``, ``script``,
-``interactive``, ``hybrid``; the handlers are in :mod:`.interfaces`). Whatever goes wrong
-(unknown or disabled agent, missing key, provider error, a crashing command) becomes a FAILED
-:class:`ExecutionResult` with a clear error; only cancellation propagates, and a failure of
-the ``on_attempt`` hook (recording an attempt), which is not the task's.
+Each agent's requests go through one pipeline, built on first use and reused by every task
+(its client, its connection pool and its limits are the agent's), closed by
+:meth:`TaskExecutor.aclose`::
 
-Reliability lives here too (the requests themselves: :mod:`.calls`):
+    PricedLlm(LimitedLlm(runner.open(agent, spec)))      # per agent: price, limits, placement
+    AttemptedLlm(that, attempts, agent, retry_policy)    # per execution: retries as attempts
 
-* retries by the agent's policy (its LLM's ``retry``, or ``options: {retry: {...}}``), driven
-  by the executor so that every request passes the agent's limits (:mod:`.limits`) and is an
-  attempt of its own in the record;
-* fallbacks: when an agent fails with a retryable error after its retries, or is unavailable
-  (not installed, no key, command not found), its ``fallbacks`` are tried in order; other
-  errors (bad request, authentication) fall back only with ``fallback_on: any``;
-* timeouts: the agent's ``timeout`` bounds each call, the task's (``task_timeouts``) its whole
-  execution; a call cut by either is cancelled (connection closed, process group killed); one
-  cut by the agent's timeout is retried;
-* cost: every successful request is priced (:mod:`.pricing`); ``metadata["cost"]`` of a result
-  is the cost of the attempt it closes (``None``: unknown).
+``runner.open`` builds the provider's LLM here (:class:`~.runners.local.LocalRunner`) or a
+stand-in whose requests run on Ray (:class:`~.runners.ray.RayRunner`); command and script agents
+always run here. :meth:`TaskExecutor.execute` dispatches on the agent's interface
+(:mod:`.handlers`) and tries the agent's fallbacks when it fails (:meth:`~TaskExecutor.execute`
+says which failures): the one fallback loop. The task's timeout (``task_timeouts``) bounds the
+whole execution. Whatever goes wrong becomes a FAILED :class:`ExecutionResult` with a clear
+error; only cancellation propagates, and a failure of the ``on_attempt`` hook (recording an
+attempt), which is not the task's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any
 
 from ..errors import AgentError, CoditectError, LlmConfigurationError, LlmError
 from ..llm_abstractions.base_llm import BaseLlm
 from ..llm_abstractions.command import CommandLlm
+from ..llm_abstractions.limits import AgentGate, AgentLimits, LimitedLlm
+from ..llm_abstractions.pricing import PriceBook, PricedLlm
 from ..llm_abstractions.registry import get_llm_class
 from ..llm_abstractions.retry import NO_RETRY, RetryPolicy
-from .agent_registry import (
-    AgentCapability,
-    AgentConfig,
-    AgentInterface,
-    AgentRegistry,
-    AgentType,
-)
-from .calls import ATTEMPT_HOOK, AttemptHook, Attempts, error_text
+from ..llm_abstractions.spec import LlmSpec
+from ..secrets import Secret
+from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentType
+from .attempts import AttemptHook, Attempts, error_text
 from .execution_result import ExecutionResult, ExecutionStatus
-from .interfaces import InterfaceHandlers
-from .limits import AgentGate, AgentLimits
-from .pricing import PriceBook
-from .prompts import (
-    DEFAULT_MAX_CONTEXT_CHARS,
-    UpstreamOutput,
-    upstream_from_mapping,
-)
+from .handlers import HANDLERS, Execution, Handler
+from .prompts import DEFAULT_MAX_CONTEXT_CHARS, UpstreamOutput, upstream_from_mapping
+from .runners.base import Runner
+from .runners.local import LocalRunner
+from .script_protocol import ScriptLlm
 from .task import AgentTask
 
-__all__ = ["ExecutionResult", "ExecutionStatus", "LlmClassHook", "TaskExecutor"]
+__all__ = ["FALLBACK_ON", "ExecutionResult", "ExecutionStatus", "TaskExecutor", "falls_back"]
 
 logger = logging.getLogger(__name__)
 
-_CAPABILITY_VALUES = frozenset(c.value for c in AgentCapability)
-_AGENT_OF = attrgetter("agent")
-
-LlmClassHook = Callable[[AgentConfig, type[BaseLlm]], type[BaseLlm]]
-"""``hook(agent, cls)``: the class to build ``agent``'s LLM with instead of ``cls``."""
-_INTERFACE_NAMES = {i: i.value for i in AgentInterface}
-
 Upstream = Sequence[UpstreamOutput] | Mapping[str, str] | None
 
-_WARM = (AgentInterface.API, AgentInterface.CLI, AgentInterface.HYBRID)
-_ONE_TRY = RetryPolicy(max_attempts=1, deadline=None)  # the executor drives the retries
 FALLBACK_ON = ("retryable", "any")
+_WARM = (AgentInterface.API, AgentInterface.CLI, AgentInterface.HYBRID)
 
 
 def _retry_policy(value: Any) -> RetryPolicy | None:
@@ -119,26 +99,25 @@ class _LlmFactory(dict[AgentType, type[BaseLlm]]):
             return default
 
 
-Handler = Callable[
-    [AgentTask, AgentConfig, "ExecutionResult", Sequence[UpstreamOutput], Attempts],
-    Awaitable["ExecutionResult"],
-]
+@dataclass(frozen=True)
+class _AgentLlm:
+    """An agent's request pipeline, as built for its settings of the time."""
+
+    agent: AgentConfig
+    placed: BaseLlm  # what the runner opened: the provider's LLM, or a stand-in
+    pipeline: BaseLlm  # priced, limited
+    retry: RetryPolicy
 
 
-class TaskExecutor(InterfaceHandlers):
+class TaskExecutor:
     """Runs tasks on the agents of ``registry``.
 
-    ``default_agent`` takes tasks that name none; failing that, a task's tags are matched to
-    agent capabilities, and a registry with a single enabled agent uses it.
-
+    ``default_agent`` takes tasks that name none (see :meth:`AgentRegistry.resolve`).
     ``limits`` (agent name -> :class:`AgentLimits`) gate each agent's requests; ``prices``
     prices them (default: the shipped table); ``fallback_on`` (agent name -> ``"retryable"`` or
     ``"any"``) says which failures send a task to the agent's fallbacks; ``task_timeouts``
-    (task id -> seconds) bound a task's whole execution.
-
-    ``llm_class_hook(agent, cls)``, when set, may replace the class an agent's LLM is built
-    with (``cls``: the one the factory picked): a runner that places requests elsewhere
-    (:class:`~.runners.ray.RayRunner`) sets it before the first call.
+    (task id -> seconds) bound a task's whole execution; ``runner`` places the requests
+    (default: this process).
     """
 
     def __init__(
@@ -151,6 +130,7 @@ class TaskExecutor(InterfaceHandlers):
         prices: PriceBook | None = None,
         fallback_on: Mapping[str, str] | None = None,
         task_timeouts: Mapping[str, float] | None = None,
+        runner: Runner | None = None,
     ) -> None:
         self.registry = registry if registry is not None else AgentRegistry()
         self.default_agent = default_agent
@@ -161,57 +141,37 @@ class TaskExecutor(InterfaceHandlers):
             if mode not in FALLBACK_ON:
                 raise AgentError(f"agent {name!r}: fallback_on must be one of {FALLBACK_ON}")
         self.task_timeouts: dict[str, float] = dict(task_timeouts or {})
-        self._gates: dict[str, AgentGate] = {}
-        for name, agent_limits in (limits or {}).items():
-            self.set_limits(name, agent_limits)
-        self.llm_class_hook: LlmClassHook | None = None
+        self.limits: dict[str, AgentLimits] = dict(limits or {})
+        self.runner: Runner = runner if runner is not None else LocalRunner()
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
-        self._llms: dict[tuple[str, bool], tuple[AgentConfig, BaseLlm, RetryPolicy]] = {}
+        self._gates: dict[str, AgentGate] = {}
+        self._llms: dict[str, _AgentLlm] = {}
         self._retired: list[BaseLlm] = []
         self._handlers: dict[AgentInterface, Handler] = {
             AgentInterface.API: self._execute_api,
-            AgentInterface.CLI: self._execute_cli,
-            AgentInterface.SCRIPT: self._execute_script,
-            AgentInterface.INTERACTIVE: self._execute_interactive,
-            AgentInterface.HYBRID: self._execute_hybrid,
+            **HANDLERS,
         }
 
     # ------------------------------------------------------------------ agents and LLMs
 
-    def set_limits(self, agent: str, limits: AgentLimits | None) -> None:
-        """Gate ``agent``'s requests by ``limits`` (``None`` or no limit set: no gate)."""
-        if limits is None or not limits.active:
-            self._gates.pop(agent, None)
-        else:
-            self._gates[agent] = AgentGate(limits)
-
-    def gate(self, agent: str) -> AgentGate | None:
-        """The gate of ``agent``'s requests, if it has limits (or was paused by a 429)."""
-        return self._gates.get(agent)
-
     def resolve_agent(self, task: AgentTask, agent: str | None = None) -> AgentConfig:
-        """The agent that runs ``task``; :class:`AgentError` if none can, or it is disabled."""
-        name = agent or task.agent or self.default_agent
-        config = self.registry.get(name) if name else self._guess_agent(task)
-        if not config.enabled:
-            raise AgentError(f"agent {config.name!r} is disabled")
-        return config
+        """The agent that runs ``task`` (:meth:`AgentRegistry.resolve`, with the default)."""
+        return self.registry.resolve(task, agent, default=self.default_agent)
 
-    def _guess_agent(self, task: AgentTask) -> AgentConfig:
-        capabilities = [t for t in task.tags if t in _CAPABILITY_VALUES]
-        if capabilities:
-            found = self.registry.recommend(capabilities)
-            if found is not None:
-                return found
-        enabled = self.registry.list(enabled_only=True)
-        if len(enabled) == 1:
-            return enabled[0]
-        known = ", ".join(self.registry.names()) or "none registered"
-        raise AgentError(
-            f"task {task.task_id!r} names no agent and there is no default agent (agents: {known})"
-        )
+    def gate(self, agent: str) -> AgentGate:
+        """The gate every request of ``agent`` passes (its limits, and any 429 pause)."""
+        gate = self._gates.get(agent)
+        if gate is None:
+            gate = self._gates[agent] = AgentGate(self.limits.get(agent))
+        return gate
 
-    def _llm_class(self, agent: AgentConfig) -> type[BaseLlm]:
+    def llm_class(self, agent: AgentConfig) -> type[BaseLlm]:
+        """The class of ``agent``'s LLM: the factory's for its type (its provider's for
+        ``custom``), or the command or script backend of a ``cli``/``script`` agent."""
+        if agent.interface is AgentInterface.SCRIPT:
+            return ScriptLlm
+        if agent.command and agent.interface in (AgentInterface.CLI, AgentInterface.HYBRID):
+            return CommandLlm
         if agent.agent_type is AgentType.CUSTOM:
             if not agent.provider:
                 raise AgentError(f"agent {agent.name!r}: type custom needs a provider")
@@ -223,32 +183,9 @@ class TaskExecutor(InterfaceHandlers):
             )
         return llm_class
 
-    def get_llm(self, agent: str | AgentConfig) -> BaseLlm:
-        """The LLM instance an agent's calls go through (its command backend for a cli agent).
-
-        It makes one request per call: the executor drives the agent's retries itself (the
-        policy is :meth:`retry_policy`).
-        """
-        config = self.registry.get(agent) if isinstance(agent, str) else agent
-        return self._get_llm(config, via_command=config.interface is AgentInterface.CLI)[0]
-
-    def retry_policy(self, agent: str | AgentConfig) -> RetryPolicy:
-        """How the executor retries ``agent``'s calls."""
-        config = self.registry.get(agent) if isinstance(agent, str) else agent
-        if config.interface is AgentInterface.SCRIPT:
-            return _retry_policy(config.provider_options.get("retry")) or NO_RETRY
-        return self._get_llm(config, via_command=config.interface is AgentInterface.CLI)[1]
-
-    def _get_llm(
-        self, agent: AgentConfig, *, via_command: bool = False
-    ) -> tuple[BaseLlm, RetryPolicy]:
-        """The agent's LLM instance and retry policy, created on first use and reused."""
-        key = (agent.name, via_command)
-        cached = self._llms.get(key)
-        if cached is not None:
-            if cached[0] is agent:
-                return cached[1], cached[2]
-            self._retired.append(cached[1])  # the agent was re-registered: new settings
+    def spec(self, agent: AgentConfig) -> LlmSpec:
+        """How to build ``agent``'s LLM: its class and settings."""
+        cls = self.llm_class(agent)
         settings: dict[str, Any] = {
             name: value
             for name, value in (
@@ -262,18 +199,51 @@ class TaskExecutor(InterfaceHandlers):
         settings.update(agent.provider_options)
         if "retry" in settings:
             settings["retry"] = _retry_policy(settings["retry"])
-        llm: BaseLlm
-        if via_command:
-            llm = CommandLlm(agent.command, model=agent.model, **settings)
-        else:
-            cls = self._llm_class(agent)
-            if self.llm_class_hook is not None:
-                cls = self.llm_class_hook(agent, cls)
-            llm = cls(model=agent.model, api_key=agent.api_key_value(), **settings)
-        policy, llm.retry = llm.retry, _ONE_TRY
-        self._llms[key] = (agent, llm, policy)
-        logger.debug("created %r for agent %s", llm, agent.name)
-        return llm, policy
+        if issubclass(cls, CommandLlm):
+            settings["command"] = agent.command
+        key = agent.api_key_value()
+        return LlmSpec(cls, agent.model, Secret(key) if key else None, settings)
+
+    def _agent_llm(self, agent: AgentConfig) -> _AgentLlm:
+        """``agent``'s pipeline, built on first use and reused (rebuilt if it was
+        re-registered with new settings)."""
+        built = self._llms.get(agent.name)
+        if built is not None and built.agent is agent:
+            return built
+        if built is not None:
+            self._retired.append(built.placed)
+        spec = self.spec(agent)
+        # Commands run here whatever the runner: their working directory and programs are ours.
+        placed = spec.build() if issubclass(spec.cls, CommandLlm) else self.runner.open(agent, spec)
+        pipeline = PricedLlm(
+            LimitedLlm(placed, self.gate(agent.name), max_pause=placed.retry.max_delay),
+            self.prices,
+            agent=agent.name,
+        )
+        built = self._llms[agent.name] = _AgentLlm(agent, placed, pipeline, placed.retry)
+        logger.debug("built %r for agent %s", pipeline, agent.name)
+        return built
+
+    def get_llm(self, agent: str | AgentConfig) -> BaseLlm:
+        """``agent``'s LLM: one instance per agent, made on first use (by the runner: the
+        provider's, or a stand-in whose requests run elsewhere; the command backend of a
+        ``cli`` or ``script`` agent). The innermost step of :meth:`pipeline`."""
+        config = self.registry.get(agent) if isinstance(agent, str) else agent
+        return self._agent_llm(config).placed
+
+    def pipeline(self, agent: str | AgentConfig) -> BaseLlm:
+        """``agent``'s request pipeline: its LLM, limited and priced. Calling it retries by the
+        agent's policy; an execution calls it through an :class:`~.attempts.AttemptedLlm` so
+        that each request is an attempt."""
+        config = self.registry.get(agent) if isinstance(agent, str) else agent
+        return self._agent_llm(config).pipeline
+
+    def retry_policy(self, agent: str | AgentConfig) -> RetryPolicy:
+        """How ``agent``'s calls are retried: its LLM's policy, or ``options.retry``."""
+        config = self.registry.get(agent) if isinstance(agent, str) else agent
+        if config.interface is AgentInterface.INTERACTIVE:
+            return NO_RETRY
+        return self._agent_llm(config).retry
 
     def warm_up(self, tasks: Iterable[AgentTask]) -> list[str]:
         """Make the LLM clients of the agents ``tasks`` use (their fallbacks and reviewers
@@ -284,42 +254,37 @@ class TaskExecutor(InterfaceHandlers):
         waiting for its answer then could time out for nothing. An agent that cannot be made
         ready (no key, SDK missing) is skipped: its task's call reports why.
         """
-        tasks = list(tasks)
-        names = dict.fromkeys(map(_AGENT_OF, tasks))  # (one C-level pass: runs of 10,000s)
-        if "" in names or None in names:  # no agent named: the default's, or a guess by tags
-            names = {name: None for name in names if name}
-            if self.default_agent:
-                names[self.default_agent] = None
-            else:
-                for task in tasks:
-                    if not task.agent:
-                        with contextlib.suppress(AgentError):
-                            names[self.resolve_agent(task).name] = None
-        ready = []
-        for name in list(names):
+        names: dict[str, None] = {}
+        for task in tasks:
             try:
-                agent = self.registry.get(name)
+                names[self.resolve_agent(task).name] = None
             except AgentError:
-                continue
+                continue  # its execution reports it
+        for name in list(names):
+            agent = self.registry.get(name)
             for other in (*agent.fallbacks, agent.reviewer):
-                if other is not None:
+                if other is not None and other in self.registry:
                     names[other] = None
+        ready = []
         for name in names:
+            agent = self.registry.get(name)
+            if not agent.enabled or agent.interface not in _WARM:
+                continue
             try:
-                agent = self.registry.get(name)
-                if not agent.enabled or agent.interface not in _WARM:
-                    continue
-                llm = self._get_llm(agent, via_command=agent.interface is AgentInterface.CLI)[0]
-                llm.prepare()  # the SDK import and the client, on this loop
+                self.get_llm(agent).prepare()  # the SDK import and the client, on this loop
             except Exception as error:  # its call will fail and say why
                 logger.debug("agent %s not warmed up: %s", name, error)
                 continue
             ready.append(name)
         return ready
 
+    def ready_agents(self) -> list[str]:
+        """The agents whose pipeline has been built, in the order they were."""
+        return list(self._llms)
+
     async def aclose(self) -> None:
-        """Close every LLM instance the executor created."""
-        llms = [entry[1] for entry in self._llms.values()] + self._retired
+        """Close every LLM the executor built."""
+        llms = [built.placed for built in self._llms.values()] + self._retired
         self._llms.clear()
         self._retired.clear()
         await asyncio.gather(*(llm.aclose() for llm in llms), return_exceptions=True)
@@ -345,12 +310,15 @@ class TaskExecutor(InterfaceHandlers):
 
         ``mode`` overrides the agent's interface. ``upstream`` is what the task's dependencies
         produced (:class:`UpstreamOutput` items, or ``{task_id: output}``), given to the model
-        as context. ``on_attempt(task, ended, agent)`` (default: :data:`.calls.ATTEMPT_HOOK`)
-        is awaited before each further attempt (a retry or a fallback) goes out, with the
-        attempt that ended; without one, the ended attempts are in the result's
-        ``metadata["earlier_attempts"]``. The result returned describes the last attempt (its
-        agent, usage and cost). Never raises except on cancellation: failures are FAILED
-        results.
+        as context. ``on_attempt(task, ended, agent)`` is awaited before each further attempt
+        (a retry or a fallback) goes out, with the attempt that ended; the result keeps them
+        too (``earlier_attempts``). The result describes the last attempt (its agent, usage and
+        cost).
+
+        When the agent fails with a retryable error after its retries, or is unavailable (not
+        installed, no key, command not found), its ``fallbacks`` are tried in order; other
+        errors (bad request, authentication) fall back only with ``fallback_on: any``. Never
+        raises except on cancellation: failures are FAILED results.
         """
         started = time.monotonic()
         result = ExecutionResult(
@@ -359,97 +327,98 @@ class TaskExecutor(InterfaceHandlers):
             status=ExecutionStatus.IN_PROGRESS,
             started_at=datetime.now(UTC),
         )
-        attempts = Attempts(task, on_attempt or ATTEMPT_HOOK.get())
-        if self.task_timeouts:
-            attempts.limit(self.task_timeouts.get(task.task_id))
+        attempts = Attempts(task, on_attempt, timeout=self.task_timeouts.get(task.task_id))
+        if isinstance(upstream, Mapping):
+            upstream = upstream_from_mapping(upstream)
+        execution = Execution(self, task, upstream or (), result, attempts)
         try:
-            if isinstance(upstream, dict) or (
-                upstream
-                and not isinstance(upstream, list | tuple)
-                and isinstance(upstream, Mapping)
-            ):
-                upstream = upstream_from_mapping(upstream)
             config = attempts.agent = self.resolve_agent(task, agent)
-            result.agent = config.name
             interface = self._interface(mode) if mode is not None else config.interface
-            result.metadata["interface"] = _INTERFACE_NAMES[interface]
-            try:
-                await self._handlers[interface](task, config, result, upstream or (), attempts)
-            except LlmError as error:
-                if not config.fallbacks:
-                    raise
-                await self._fall_back(task, config, result, upstream or (), attempts, error)
+            await self._run_with_fallbacks(execution, config, interface)
         except (CoditectError, ValueError, OSError) as error:
             if error is attempts.hook_error:
                 raise  # recording the attempt failed (the store): not this task's failure
-            self._fail(result, error, attempts)
+            self._fail(execution, error)
         except Exception as error:  # a bug or an unmapped failure: still only this task's
             if error is attempts.hook_error:
                 raise
             logger.exception("unexpected error executing task %s", task.task_id)
-            self._fail(result, error, attempts)
+            self._fail(execution, error)
         else:
             result.usage = attempts.usage if attempts.usage is not None else result.usage
-            result.metadata["cost"] = attempts.cost
+            result.cost_usd = attempts.cost
         result.attempts = attempts.requests
-        if attempts.earlier:
-            result.metadata["earlier_attempts"] = attempts.earlier
+        result.earlier_attempts = attempts.ended
+        if attempts.lost:
+            result.metadata[self.runner.name] = {
+                "lost_calls": len(attempts.lost),
+                "lost": attempts.lost,
+            }
         result.duration_seconds = time.monotonic() - started
         result.completed_at = datetime.now(UTC)
         return result
 
-    async def _run(
-        self,
-        task: AgentTask,
-        agent: AgentConfig,
-        interface: AgentInterface,
-        result: ExecutionResult,
-        upstream: Sequence[UpstreamOutput],
-        attempts: Attempts,
-    ) -> None:
-        result.metadata["interface"] = _INTERFACE_NAMES[interface]
-        await self._handlers[interface](task, agent, result, upstream, attempts)
+    async def _execute_api(self, execution: Execution, agent: AgentConfig) -> None:
+        """The plan's step 4.3: the agent's LLM (the ``_llm_factory`` class, one instance per
+        agent, behind its pipeline) is sent the task's messages, and its answer is the task's."""
+        execution.answered(await execution.ask(agent, execution.messages(agent)))
 
-    async def _fall_back(
-        self,
-        task: AgentTask,
-        first: AgentConfig,
-        result: ExecutionResult,
-        upstream: Sequence[UpstreamOutput],
-        attempts: Attempts,
-        error: LlmError,
+    async def _run_with_fallbacks(
+        self, execution: Execution, first: AgentConfig, interface: AgentInterface
     ) -> None:
-        """Try ``first``'s fallbacks in order after it failed with ``error``; raise the last
-        error if none succeeds (or the error is not one to fall back on)."""
+        """Run on ``first``, then on its fallbacks in order while the failure calls for one;
+        raise the last error if none succeeds."""
+        result, attempts = execution.result, execution.attempts
+        agent = first
         mode = self.fallback_on.get(first.name, "retryable")
-        failed = first
-        for name in first.fallbacks:
-            if not falls_back(error, mode) or (attempts.deadline and attempts.time_left() <= 0):
-                break
+        queue = list(first.fallbacks)
+        while True:
+            result.agent = agent.name
+            result.interface = interface.value
+            try:
+                await self._handlers[interface](execution, agent)
+                return
+            except LlmError as error:
+                attempts.note(agent, error)
+                following = self._next_fallback(queue, first, agent, error, mode, attempts)
+                if following is None:
+                    raise
+                logger.info(
+                    "task %s: %s failed (%s); falling back to %s",
+                    execution.task.task_id,
+                    agent.name,
+                    error,
+                    following.name,
+                )
+            await attempts.begin(following)
+            result.fallback_from = first.name
+            agent, interface = following, following.interface
+
+    def _next_fallback(
+        self,
+        queue: list[str],
+        first: AgentConfig,
+        failed: AgentConfig,
+        error: LlmError,
+        mode: str,
+        attempts: Attempts,
+    ) -> AgentConfig | None:
+        """The next usable fallback, taken from ``queue``; ``None`` if the chain ends here."""
+        if not falls_back(error, mode):
+            return None
+        left = attempts.time_left()
+        if left is not None and left <= 0:
+            return None
+        while queue:
+            name = queue.pop(0)
             try:
                 agent = self.registry.get(name)
             except AgentError:
                 logger.warning("agent %s: fallback %r is not defined; skipped", first.name, name)
                 continue
-            if not agent.enabled or agent is failed:
-                continue
-            logger.info(
-                "task %s: %s failed (%s); falling back to %s",
-                task.task_id,
-                failed.name,
-                error,
-                agent.name,
-            )
-            attempts.note(failed, error)
-            await attempts.begin(agent)
-            result.agent = agent.name
-            result.metadata["fallback_from"] = first.name
-            try:
-                await self._run(task, agent, agent.interface, result, upstream, attempts)
-                return
-            except LlmError as next_error:
-                error, failed = next_error, agent
-        raise error
+            if agent.enabled and agent is not failed:
+                return agent
+        return None
 
     @staticmethod
     def _interface(mode: AgentInterface | str) -> AgentInterface:
@@ -459,7 +428,9 @@ class TaskExecutor(InterfaceHandlers):
             allowed = ", ".join(i.value for i in AgentInterface)
             raise AgentError(f"unknown mode {mode!r}; expected one of {allowed}") from None
 
-    def _fail(self, result: ExecutionResult, error: BaseException, attempts: Attempts) -> None:
+    @staticmethod
+    def _fail(execution: Execution, error: BaseException) -> None:
+        result, attempts = execution.result, execution.attempts
         result.status = ExecutionStatus.FAILED
         agent = attempts.agent
         if agent is not None:
@@ -467,9 +438,9 @@ class TaskExecutor(InterfaceHandlers):
             failure = attempts.failure
             if failure is not None and failure[1] is not None:
                 result.model = failure[1]
-            result.metadata["cost"] = attempts.final_cost()
+            result.cost_usd = attempts.final_cost()
         else:
-            result.metadata["cost"] = 0.0  # no agent, no request
+            result.cost_usd = 0.0  # no agent, no request
         if attempts.usage is not None:
             result.usage = attempts.usage
         result.error = error_text(error, agent)

@@ -1,7 +1,7 @@
 """The hook a durable store (or a timeline, or a test) uses to see every state change of a run.
 
-:class:`~coditect_core.orchestration.orchestrator.ProjectOrchestrator` routes every transition
-of every task through one internal method (``_transition``), which awaits its observers in
+Every transition of every task passes through :meth:`TaskBoard.transition
+<coditect_core.orchestration.board.TaskBoard.transition>`, which awaits the board's observers in
 order. The events, in the order they happen for one task::
 
     task_started(task, ...)        task is IN_PROGRESS; awaited *before* its call goes out
@@ -15,8 +15,8 @@ order. The events, in the order they happen for one task::
 plus ``run_started`` / ``run_finished`` around :meth:`ProjectOrchestrator.run`. A task's
 attributes (status, timestamps, notes) are already updated when an event arrives. An exception
 raised by an observer stops the run (a state that cannot be recorded must not go on changing).
-Every method is a no-op here; subclass and override what you need. The orchestrator keeps its
-state in memory whatever the observers do.
+Every method is a no-op here; subclass and override what you need. The board keeps the state in
+memory whatever the observers do.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class OrchestratorObserver:
         interface: str | None,
     ) -> None:
         """The attempt of ``task`` in flight failed (``ended``: its agent, error, usage and
-        ``metadata["cost"]``) and another begins on ``agent``: a retry, or a fallback. The task
+        ``cost_usd``) and another begins on ``agent``: a retry, or a fallback. The task
         stays IN_PROGRESS; the last attempt ends with :meth:`attempt_finished`."""
 
     async def attempt_finished(

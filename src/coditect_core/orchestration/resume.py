@@ -24,9 +24,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import AgentError
+from .agent_registry import AgentRegistry
+from .prompts import task_prompt
 from .scheduler import validate_graph
+from .task import AgentTask
 
-__all__ = ["HASH_PREFIX", "ResumePlan", "SuccessRecord", "plan_resume", "task_content_hash"]
+__all__ = [
+    "HASH_PREFIX",
+    "HELD",
+    "ResumePlan",
+    "SuccessRecord",
+    "agent_task_hash",
+    "plan_resume",
+    "task_content_hash",
+]
 
 HASH_PREFIX = "sha256:"
 _HASH_FORMAT = 1  # bump when the hashed payload changes shape: every task then re-runs once
@@ -69,24 +81,46 @@ class SuccessRecord:
     output: str | None = None
 
 
+HELD = "held: cancelled by hand; it and its dependents wait for `task reset`"
+"""The reason given for a held task (cancelled by hand), which a run leaves cancelled."""
+
+
 @dataclass(frozen=True)
 class ResumePlan:
     """``run`` and ``skip`` partition the tasks (in topological order); ``reasons`` says why each
-    task of ``run`` runs; ``changed`` lists those whose own definition changed."""
+    task of ``run`` runs; ``changed`` lists those whose own definition changed; ``held`` those
+    of ``run`` that were cancelled by hand, which the run leaves cancelled (their dependents
+    blocked)."""
 
     run: tuple[str, ...]
     skip: tuple[str, ...]
     changed: tuple[str, ...] = ()
     reasons: Mapping[str, str] = field(default_factory=dict)
+    held: tuple[str, ...] = ()
+
+    def starts_now(
+        self, dependencies: Mapping[str, Sequence[str]], busy: Iterable[str] = ()
+    ) -> list[str]:
+        """The tasks a run would start at once: they run, are not held or ``busy`` (in flight
+        in a live run), and everything they depend on is skipped (done), in plan order."""
+        done, busy = set(self.skip), set(busy)
+        return [
+            t
+            for t in self.run
+            if t not in self.held and t not in busy and all(d in done for d in dependencies[t])
+        ]
 
 
 def plan_resume(
     hashes: Mapping[str, str],
     dependencies: Mapping[str, Sequence[str]],
     succeeded: Mapping[str, SuccessRecord],
+    held: Iterable[str] = (),
 ) -> ResumePlan:
-    """Decide which tasks run again. ``hashes`` and ``dependencies`` describe the project now
-    (the same task ids); ``succeeded`` is the store's record (:meth:`StateStore.succeeded_tasks`).
+    """Decide which tasks run again: the one resume planner (``run``, ``--dry-run``, ``status``
+    and ``next`` all ask it). ``hashes`` and ``dependencies`` describe the project now (the same
+    task ids); ``succeeded`` is the store's record (:meth:`StateStore.succeeded_tasks`);
+    ``held`` the tasks it records as cancelled by hand.
 
     Raises :class:`~coditect_core.errors.SchedulingError` for an unknown dependency or a cycle.
     """
@@ -117,9 +151,36 @@ def plan_resume(
         if reason is not None:
             runs.add(tid)
             reasons[tid] = reason
+    held_set = set(held)
+    held_now = tuple(t for t in order if t in runs and t in held_set)
+    for tid in held_now:
+        reasons[tid] = HELD
     return ResumePlan(
         run=tuple(t for t in order if t in runs),
         skip=tuple(t for t in order if t not in runs),
         changed=tuple(changed),
         reasons=reasons,
+        held=held_now,
+    )
+
+
+def agent_task_hash(task: AgentTask, registry: AgentRegistry, default_agent: str | None) -> str:
+    """The content hash of ``task`` as it would run: its own prompt (without the upstream
+    outputs), the agent it resolves to (:meth:`AgentRegistry.resolve`), that agent's model,
+    interface and system prompt, and its dependencies."""
+    agent: str | None = task.agent
+    model = interface = system = None
+    try:
+        config = registry.resolve(task, default=default_agent)
+        agent, model, interface = config.name, config.model, config.interface.value
+        system = config.system_prompt
+    except AgentError:
+        pass  # the run will fail it; the hash still covers what the task says
+    return task_content_hash(
+        prompt=task_prompt(task),
+        agent=agent,
+        model=model,
+        dependencies=task.dependencies,
+        interface=interface,
+        system_prompt=system,
     )

@@ -1,11 +1,16 @@
-"""The event-driven scheduler of one :meth:`ProjectOrchestrator.run`: no polling, no sleeps.
+"""``RunLoop``: the event-driven scheduler of one run over a :class:`~.board.TaskBoard`.
 
-A task is started the moment its last dependency completes (the completing task releases its
-dependents and refills the free slots itself), the most urgent ready task first, never more
-than ``max_concurrency`` at once. The dependents of a failed or cancelled task are blocked at
-once; everything else still runs. Once the orchestrator's budget is reached, nothing more
-starts (``stop_reason == "budget"``) and the tasks in flight finish. Private to the
-orchestrator: state changes go through its ``_transition`` so that observers see every one.
+A task starts the moment its last dependency completes (the completing task releases its
+dependents and refills the free slots itself; no polling, no sleeps), the most urgent ready task
+first, never more than ``max_concurrency`` at once. The dependents of a failed or cancelled task
+are blocked at once; everything else still runs. Once ``budget`` is reached nothing more starts
+(``stop_reason == "budget"``) and the tasks in flight finish. With ``fail_fast``, the first
+failure cancels the tasks in flight and starts nothing more.
+
+The loop gets the board and ``execute(task)``, which runs one task and records it on the board;
+it changes statuses only through :meth:`TaskBoard.transition` (to block a task). While it runs,
+it is the board's :class:`~.board.Watcher`: a task completed, failed or cancelled by hand
+releases or blocks its dependents at once.
 """
 
 from __future__ import annotations
@@ -13,133 +18,91 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Mapping, Sequence
-from itertools import count
-from operator import attrgetter, or_
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
-from ..errors import SchedulingError
-from .calls import ATTEMPT_HOOK
-from .scheduler import all_in
-from .task import TaskPriority, TaskStatus
+from .board import TaskBoard
+from .execution_result import ExecutionResult
+from .scheduler import dependents_of
+from .spend import Budget
+from .task import AgentTask, TaskStatus
 
-if TYPE_CHECKING:
-    from .orchestrator import ProjectOrchestrator
-
-__all__: list[str] = []
+__all__ = ["RunLoop"]
 
 logger = logging.getLogger(__name__)
 
 _DEAD = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.BLOCKED)
-_MAX_TASKS = 1 << 28
-_INDEX = _MAX_TASKS - 1
-_PLACE = {p: p.rank << 28 for p in TaskPriority}  # a task's place in the heap: this | index
-_PRIORITY = attrgetter("priority")
-
-
-def _dependents(graph: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """task id -> the tasks that depend on it, listed once each; tasks without any are absent."""
-    out: dict[str, list[str]] = {}
-    if not any(graph.values()):
-        return out
-    for tid, needs in graph.items():
-        if needs:
-            for dep in dict.fromkeys(needs):
-                out.setdefault(dep, []).append(tid)
-    return out
 
 
 class RunLoop:
-    """The state of one run: unmet-dependency counts, the ready heap, the tasks in flight."""
+    """The state of one run: unmet-dependency counts, the ready heap, the workers."""
 
     def __init__(
         self,
-        orchestrator: ProjectOrchestrator,
+        board: TaskBoard,
+        execute: Callable[[AgentTask], Awaitable[ExecutionResult]],
         graph: Mapping[str, Sequence[str]],
         order: Sequence[str],
+        *,
         max_concurrency: int,
-        fail_fast: bool,
+        fail_fast: bool = False,
+        budget: Budget | None = None,
     ) -> None:
-        self.orch = orchestrator
-        self.tasks = orchestrator.tasks
+        self.board = board
+        self.tasks = board.tasks
+        self.execute = execute
         self.order = order
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
-        # A ready task's place in the heap: priority rank, then the order tasks were added, as
-        # one small int (rank << 28 | index: ints compare faster than tuples, and stay one
-        # machine digit); ids[index] is its id. ``key`` holds it for the tasks that wait for
-        # dependencies (made in start()).
-        self.ids = list(self.tasks)
-        if len(self.ids) >= _MAX_TASKS:
-            raise SchedulingError(f"a run takes at most {_MAX_TASKS - 1:,} tasks")
-        self.key: dict[str, int] = {}
-        self.dependents = _dependents(graph)
-        self.waiting: dict[str, int] = {}
-        self.heap: list[int] = []
+        self.budget = budget if budget is not None and budget.active else None
+        self.dependents = dependents_of(graph)
+        self.position = {tid: i for i, tid in enumerate(self.tasks)}  # definition order
+        self.waiting: dict[str, int] = {}  # task id -> dependencies not completed yet
+        self.heap: list[tuple[int, int, str]] = []  # (priority rank, position, task id)
         self.running: dict[str, asyncio.Task[None]] = {}  # task id -> the worker running it
         self.workers: set[asyncio.Task[None]] = set()
         self.stopping = False
         self.stop_reason: str | None = None
-        budget = orchestrator.budget
-        self.budget = budget if budget is not None and budget.active else None
         self.error: BaseException | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def _push(self, tid: str) -> None:
-        heapq.heappush(self.heap, self.key[tid])
+        task = self.tasks[tid]
+        heapq.heappush(self.heap, (task.priority.rank, self.position[tid], tid))
 
     async def start(self) -> None:
         """Count unmet dependencies, block what can never run, start what is ready."""
-        tasks, heap, key = self.tasks, self.heap, self.key
-        if not self.dependents and all_in(tasks.values(), TaskStatus.PENDING):
-            # All ready (no dependencies, nothing done yet: a fresh wide graph): the places in
-            # one go, in C, rather than a Python loop over 10,000s of tasks.
-            heap.extend(map(or_, map(_PLACE.__getitem__, map(_PRIORITY, tasks.values())), count()))
-            heapq.heapify(heap)
-            self.fill()
-            return
-        for i, (tid, task) in enumerate(tasks.items()):  # (in the order tasks were added)
+        for tid in self.order:  # dependencies first: blocking cascades in one pass
+            task = self.tasks[tid]
             if task.status is not TaskStatus.PENDING:
                 continue
-            place = _PLACE[task.priority] | i
-            if task.dependencies:
-                key[tid] = place  # checked below, in dependency order
-            else:
-                heap.append(place)  # ready (the heap is made in one go, below)
-        if key:
-            for tid in self.order:  # dependencies first: blocking cascades in one pass
-                if tid not in key:
+            unmet = 0
+            dead: str | None = None
+            for dep in set(task.dependencies):
+                status = self.tasks[dep].status
+                if status is TaskStatus.COMPLETED:
                     continue
-                task = tasks[tid]
-                unmet = 0
-                dead: str | None = None
-                for dep in set(task.dependencies):
-                    status = tasks[dep].status
-                    if status is TaskStatus.COMPLETED:
-                        continue
-                    if status in _DEAD:
-                        dead = dep
-                        break
-                    unmet += 1
-                if dead is not None:
-                    await self.orch._transition(
-                        task,
-                        TaskStatus.BLOCKED,
-                        reason=f"blocked: depends on {dead}, which is {tasks[dead].status.value}",
-                    )
-                    continue
-                self.waiting[tid] = unmet
-                if unmet == 0:
-                    heap.append(key[tid])
-        heapq.heapify(heap)
+                if status in _DEAD:
+                    dead = dep
+                    break
+                unmet += 1
+            if dead is not None:
+                await self.board.transition(
+                    task,
+                    TaskStatus.BLOCKED,
+                    reason=f"blocked: depends on {dead}, which is {self.tasks[dead].status.value}",
+                )
+                continue
+            self.waiting[tid] = unmet
+            if unmet == 0:
+                self._push(tid)
         self.fill()
 
     def _pop_ready(self) -> str | None:
         """The most urgent ready task still pending (others were handled by hand meanwhile)."""
-        heap, tasks, ids = self.heap, self.tasks, self.ids
-        while heap:
-            tid = ids[heapq.heappop(heap) & _INDEX]
-            if tasks[tid].status is TaskStatus.PENDING:
+        while self.heap:
+            _, _, tid = heapq.heappop(self.heap)
+            if self.tasks[tid].status is TaskStatus.PENDING:
                 self.waiting.pop(tid, None)
                 return tid
         return None
@@ -147,15 +110,14 @@ class RunLoop:
     def check_budget(self) -> None:
         """Stop starting tasks if the budget is reached."""
         if self.budget is not None and not self.stopping:
-            reached = self.budget.reached(self.orch.spend)
+            reached = self.budget.reached(self.board.spend)
             if reached is not None:
                 logger.info("budget reached (%s): no new task starts", reached)
                 self.stop("budget", cancel=False)
 
     def fill(self) -> None:
         """Start a worker per ready task while slots are free; resolve ``done`` when idle."""
-        if self.budget is not None:
-            self.check_budget()
+        self.check_budget()
         while self.heap and len(self.workers) < self.max_concurrency and not self.stopping:
             tid = self._pop_ready()
             if tid is None:
@@ -168,26 +130,20 @@ class RunLoop:
     async def _worker(self, tid: str | None) -> None:
         """Run ``tid``, then the next ready task, and so on; exit when nothing is ready.
 
-        A worker holds one of the ``max_concurrency`` slots. Taking the next task itself (rather
-        than spawning a new asyncio task for it) keeps a chain's hand-over to one step.
+        A worker holds one of the ``max_concurrency`` slots; taking the next task itself keeps
+        a chain's hand-over to one step.
         """
         me = asyncio.current_task()
         assert me is not None
-        ATTEMPT_HOOK.set(self.orch._attempt_hook)  # this worker's own context: set once
         try:
             while tid is not None:
                 self.running[tid] = me
                 try:
-                    task = self.tasks[tid]
-                    await self.orch._execute_and_record(task, None, me)
-                    if task.status is TaskStatus.COMPLETED:
-                        self.release(tid)  # the common case, without a coroutine
-                    else:
-                        await self.settle(tid)
+                    await self.execute(self.tasks[tid])
+                    await self.changed(tid)
                 finally:
                     del self.running[tid]
-                if self.budget is not None:
-                    self.check_budget()
+                self.check_budget()
                 if self.stopping:
                     break
                 tid = self._pop_ready()
@@ -204,15 +160,19 @@ class RunLoop:
             self.workers.discard(me)
             self.fill()
 
-    async def settle(self, tid: str) -> None:
-        """React to ``tid`` reaching its status: release or block its dependents."""
-        status = self.tasks[tid].status
+    async def changed(self, task_id: str) -> None:
+        """``task_id`` reached its status: release or block its dependents (the board's
+        :class:`~.board.Watcher` method, called by the workers too)."""
+        status = self.tasks[task_id].status
         if status is TaskStatus.COMPLETED:
-            self.release(tid)
+            self.release(task_id)
         elif status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
-            await self.block_descendants(tid)
+            await self.block_descendants(task_id)
             if self.fail_fast and status is TaskStatus.FAILED and not self.stopping:
-                self.stop(f"fail_fast: task {tid} failed", cancel=True, spare=self.running.get(tid))
+                spare = self.running.get(task_id)
+                self.stop(f"fail_fast: task {task_id} failed", cancel=True, spare=spare)
+        if self.running.get(task_id) is None:
+            self.fill()  # changed outside a worker (by hand): its slot may take a task
 
     def release(self, tid: str) -> None:
         """``tid`` completed: count it off its dependents, queue those now ready."""
@@ -220,9 +180,8 @@ class RunLoop:
             left = self.waiting.get(child)
             if left is None:
                 continue
-            left -= 1
-            self.waiting[child] = left
-            if left == 0 and self.tasks[child].status is TaskStatus.PENDING:
+            self.waiting[child] = left - 1
+            if left == 1 and self.tasks[child].status is TaskStatus.PENDING:
                 self._push(child)
 
     async def block_descendants(self, tid: str) -> None:
@@ -235,7 +194,7 @@ class RunLoop:
                 if task.status is not TaskStatus.PENDING or child in self.running:
                     continue
                 self.waiting.pop(child, None)
-                await self.orch._transition(
+                await self.board.transition(
                     task,
                     TaskStatus.BLOCKED,
                     reason=f"blocked: upstream task {tid} is {self.tasks[tid].status.value}",

@@ -9,18 +9,21 @@ and options; never a key) and prints one JSON object on stdout::
 Token counts may also be given at the top level, or as ``input_tokens`` / ``output_tokens`` /
 ``tokens_used``. Exit codes: 0 ok, 1 execution error, 2 configuration error, 3 bad task.
 Anything else (other exit codes, a signal, missing or malformed JSON) is a failure whose error
-says what the script did.
+says what the script did. :class:`ScriptLlm` runs a script as the innermost LLM of a ``script``
+agent's request pipeline (so that its runs are retried, limited and priced like any request).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..llm_abstractions.base_llm import Usage
-from ..llm_abstractions.command import describe_exit, stderr_tail
+from ..errors import LlmConfigurationError, LlmResponseError
+from ..llm_abstractions.base_llm import CallParams, LlmResponse, Usage
+from ..llm_abstractions.command import CommandLlm, describe_exit, run_process, stderr_tail
 from ..llm_abstractions.messages import Message
 from .agent_registry import AgentConfig
 from .prompts import UpstreamOutput
@@ -32,6 +35,7 @@ __all__ = [
     "EXIT_EXECUTION_ERROR",
     "EXIT_OK",
     "PROTOCOL_VERSION",
+    "ScriptLlm",
     "ScriptOutcome",
     "parse_script_result",
     "script_payload",
@@ -183,3 +187,45 @@ def parse_script_result(
     else:
         outcome.ok = True
     return outcome
+
+
+class ScriptLlm(CommandLlm):
+    """A legacy script as a model: each call runs it with the task's payload on stdin.
+
+    The payload (the JSON text of :func:`script_payload`) is the call's ``payload`` option; the
+    reply is the script's ``output``, with its model and token counts. A script that fails is an
+    error that is not retried unless the agent's ``retry`` says so; exit status 2 is a
+    configuration error (a fallback agent takes over). A ``.py`` script runs on this Python.
+    """
+
+    provider = "script"
+
+    def argv(self, model: str) -> list[str]:
+        argv = super().argv(model)
+        return [sys.executable, *argv] if argv[0].endswith(".py") else argv
+
+    async def _generate(
+        self, client: Any, messages: list[Message], params: CallParams
+    ) -> LlmResponse:
+        payload = params.options.get("payload")
+        if not isinstance(payload, str):
+            raise LlmConfigurationError("a script call needs its payload", provider=self.provider)
+        done = await run_process(
+            self.argv(params.model),
+            stdin=payload.encode("utf-8"),
+            timeout=params.timeout,
+            cwd=self.cwd,
+            env=self.env,
+            provider=self.provider,
+        )
+        outcome = parse_script_result(done.returncode, done.stdout, done.stderr)
+        if not outcome.ok:
+            if done.returncode == EXIT_CONFIGURATION_ERROR:
+                raise LlmConfigurationError(outcome.error or "script configuration error")
+            raise LlmResponseError(outcome.error or "script failed", retryable=False)
+        return LlmResponse(
+            text=outcome.output or "",
+            model=outcome.model or params.model,
+            usage=outcome.usage or Usage(),
+            finish_reason="stop",
+        )

@@ -1,6 +1,7 @@
-"""What a run spends (tokens and USD, by task and by agent) and the budget it must stay under.
+r"""What a run spends (tokens and USD, by task and by agent) and the budget it must stay under.
 
-:class:`Spend` is fed one entry per attempt (a retry and a fallback are attempts too). A cost is
+:class:`Spend` is fed one entry per attempt (a retry and a fallback are attempts too) and sums them
+in :class:`Tally`\s, the one tally of attempts, tokens and cost. A cost is
 ``None`` when it is unknown (a model without a price, or a call that failed in a way the
 provider may still bill, such as a timeout); sums keep the known part and count the unknown
 attempts, so that a partly unknown total is never shown as a complete one (``cost_usd`` is then
@@ -63,62 +64,20 @@ class Tally:
 
 @dataclass(slots=True)
 class Spend:
-    """A run's attempts summed overall and by agent.
-
-    Per task, only the attempts before a task's last one are kept here (``earlier``: a task's
-    last attempt is its result, whose ``metadata["cost"]`` says what it cost): :meth:`task_cost`
-    adds them up. ``record`` is on every task's path, so it is kept lean.
-    """
+    """A run's attempts summed: overall, by agent and by task (every attempt: a task's retries
+    and fallbacks as well as its last one)."""
 
     total: Tally = field(default_factory=Tally)
     by_agent: dict[str | None, Tally] = field(default_factory=dict)
-    earlier: dict[str, Tally] = field(default_factory=dict)
+    by_task: dict[str, Tally] = field(default_factory=dict)
 
     def record(
         self, task_id: str, agent: str | None, usage: Usage | None, cost: float | None
     ) -> None:
-        """Count the last attempt of ``task_id`` (its result), made by ``agent``."""
-        total = self.total
-        tally = self.by_agent.get(agent)
-        if tally is None:
-            tally = self.by_agent[agent] = Tally()
-        total.attempts += 1
-        tally.attempts += 1
-        if usage is not None:
-            prompt, completion = usage.prompt_tokens, usage.completion_tokens
-            total.prompt_tokens += prompt
-            total.completion_tokens += completion
-            tally.prompt_tokens += prompt
-            tally.completion_tokens += completion
-        if cost is None:
-            total.cost_unknown += 1
-            tally.cost_unknown += 1
-        else:
-            total.cost_known_usd += cost
-            tally.cost_known_usd += cost
-
-    def record_earlier(
-        self, task_id: str, agent: str | None, usage: Usage | None, cost: float | None
-    ) -> None:
-        """Count an attempt of ``task_id`` that another attempt followed (retry, fallback)."""
-        self.record(task_id, agent, usage, cost)
-        tally = self.earlier.get(task_id)
-        if tally is None:
-            tally = self.earlier[task_id] = Tally()
-        tally.add(usage, cost)
-
-    def task_cost(self, task_id: str, last: float | None) -> tuple[float | None, float | None, int]:
-        """``(cost_usd, cost_known_usd, attempts)`` of a task whose last attempt cost ``last``
-        (``None``: unknown); ``cost_usd`` is ``None`` if any attempt's cost is unknown."""
-        earlier = self.earlier.get(task_id)
-        known = last or 0.0
-        unknown = last is None
-        attempts = 1
-        if earlier is not None:
-            known += earlier.cost_known_usd
-            unknown = unknown or bool(earlier.cost_unknown)
-            attempts += earlier.attempts
-        return (None if unknown else known), known, attempts
+        """Count one attempt of ``task_id``, made by ``agent``."""
+        self.total.add(usage, cost)
+        self.by_agent.setdefault(agent, Tally()).add(usage, cost)
+        self.by_task.setdefault(task_id, Tally()).add(usage, cost)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,5 @@
-"""How a run ended (``RunSummary``) and the JSON report of a project (``build_report``)."""
+"""How a run ended (``RunSummary``), and an orchestrator's in-memory picture of its project
+(``project_report``: what :meth:`ProjectOrchestrator.generate_report` returns)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any
 
 from .execution_result import ExecutionResult
 from .spend import Spend
 from .task import AgentTask, TaskStatus
 
-__all__ = ["RunSummary", "build_report", "total_usage"]
+__all__ = ["RunSummary", "project_report", "total_usage"]
 
 
 @dataclass
@@ -54,8 +54,8 @@ class RunSummary:
     @property
     def counts(self) -> dict[str, int]:
         """Number of tasks per status (every status listed)."""
-        tally = Counter(map(id, self.statuses.values()))  # by identity: enums hash slowly
-        return {s.value: tally.get(id(s), 0) for s in TaskStatus}
+        tally = Counter(self.statuses.values())
+        return {s.value: tally[s] for s in TaskStatus}
 
     @property
     def ok(self) -> bool:
@@ -81,17 +81,17 @@ class RunSummary:
         }
 
 
-_USAGE = attrgetter("usage")
-_TOKENS = [(n, attrgetter(n)) for n in ("prompt_tokens", "completion_tokens", "total_tokens")]
-
-
 def total_usage(results: Mapping[str, ExecutionResult]) -> dict[str, int]:
     """Token counts summed over ``results``."""
-    usages = [u for u in map(_USAGE, results.values()) if u is not None]
-    return {name: sum(map(getter, usages)) for name, getter in _TOKENS}
+    usages = [r.usage for r in results.values() if r.usage is not None]
+    return {
+        "prompt_tokens": sum(u.prompt_tokens for u in usages),
+        "completion_tokens": sum(u.completion_tokens for u in usages),
+        "total_tokens": sum(u.total_tokens for u in usages),
+    }
 
 
-def build_report(
+def project_report(
     name: str,
     tasks: Mapping[str, AgentTask],
     results: Mapping[str, ExecutionResult],
@@ -99,8 +99,8 @@ def build_report(
 ) -> dict[str, Any]:
     """A JSON-ready picture of a project: counts, progress, usage and every task.
 
-    With ``spend`` (a run's), each task run in this process gets its ``cost_usd`` over all its
-    attempts (``None`` if any was unknown) and ``cost_known_usd``; the others get ``None``.
+    With ``spend`` (a run's), each task it ran gets its ``cost_usd`` over all its attempts
+    (``None`` if any was unknown) and ``cost_known_usd``; the others get ``None``.
     """
     total = len(tasks)
     counts = dict.fromkeys((s.value for s in TaskStatus), 0)
@@ -108,9 +108,9 @@ def build_report(
     for task in tasks.values():
         counts[task.status.value] += 1
         result = results.get(task.task_id)
-        cost = cost_known = None
-        if spend is not None and result is not None and "cost" in result.metadata:
-            cost, cost_known, _ = spend.task_cost(task.task_id, result.metadata["cost"])
+        tally = spend.by_task.get(task.task_id) if spend is not None else None
+        cost = tally.cost_usd if tally is not None else None
+        cost_known = tally.cost_known_usd if tally is not None else None
         rows.append(
             {
                 "task_id": task.task_id,

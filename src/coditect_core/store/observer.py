@@ -34,19 +34,16 @@ from __future__ import annotations
 import numbers
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AgentError
-from ..orchestration.executor import ExecutionResult, ExecutionStatus
+from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
 from ..orchestration.observer import OrchestratorObserver
-from ..orchestration.prompts import task_prompt
-from ..orchestration.resume import task_content_hash
+from ..orchestration.resume import agent_task_hash
 from ..orchestration.task import AgentTask, TaskStatus
 from .records import AttemptOutcome, AttemptStatus
 
 if TYPE_CHECKING:
-    from ..orchestration.executor import TaskExecutor
     from ..orchestration.orchestrator import ProjectOrchestrator, RunSummary
 
-__all__ = ["StoreObserver", "agent_task_hash", "attempt_outcome", "run_status"]
+__all__ = ["StoreObserver", "attempt_outcome", "run_status"]
 
 _ATTEMPT = {
     ExecutionStatus.SUCCESS: AttemptStatus.SUCCEEDED,
@@ -56,32 +53,10 @@ _ATTEMPT = {
 }
 
 
-def agent_task_hash(task: AgentTask, executor: TaskExecutor) -> str:
-    """The content hash of ``task`` as ``executor`` would run it: its own prompt (without the
-    upstream outputs), the agent it resolves to, that agent's model, interface and system
-    prompt, and its dependencies."""
-    agent: str | None = task.agent
-    model = interface = system = None
-    try:
-        config = executor.resolve_agent(task)
-        agent, model, interface = config.name, config.model, config.interface.value
-        system = config.system_prompt
-    except AgentError:
-        pass  # the run will fail it; the hash still covers what the task says
-    return task_content_hash(
-        prompt=task_prompt(task),
-        agent=agent,
-        model=model,
-        dependencies=task.dependencies,
-        interface=interface,
-        system_prompt=system,
-    )
-
-
 def attempt_outcome(result: ExecutionResult) -> AttemptOutcome:
     """An :class:`AttemptOutcome` from an executor result (tokens, latency, cost if known)."""
     usage = result.usage
-    cost = result.metadata.get("cost")
+    cost = result.cost_usd
     return AttemptOutcome(
         status=_ATTEMPT.get(result.status, AttemptStatus.FAILED),
         error=result.error,
@@ -118,8 +93,9 @@ class StoreObserver(OrchestratorObserver):
 
     async def define(self, orchestrator: ProjectOrchestrator) -> dict[str, str]:
         """Record the orchestrator's tasks with their content hashes; returns the hashes."""
+        registry, default = orchestrator.registry, orchestrator.executor.default_agent
         hashes = {
-            tid: agent_task_hash(task, orchestrator.executor)
+            tid: agent_task_hash(task, registry, default)
             for tid, task in orchestrator.tasks.items()
         }
         await self.recorder.define_tasks(self.run_id, hashes)

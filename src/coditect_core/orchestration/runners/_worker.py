@@ -1,7 +1,7 @@
 """The worker side of the Ray runner: one model request, made inside a Ray worker or actor.
 
-Private to :mod:`.ray`. The driver sends an :class:`LlmSpec` (the agent's LLM class and the
-arguments its executor built it with) once per LLM instance, by object reference; a worker
+Private to :mod:`.ray`. The driver sends an :class:`~coditect_core.llm_abstractions.spec.LlmSpec`
+(the agent's LLM class and settings) once per agent, by object reference; a worker
 builds the real LLM from it on first use and keeps it, so that an agent's client (and its
 connection pool, or its loaded model) is made once per worker process and reused.
 
@@ -14,8 +14,8 @@ through the agent's limits), and a failure comes back as the :class:`LlmError` i
 * An *agent actor* (:class:`AgentActor`) is an asyncio actor holding the LLMs of one agent for
   its whole life: an agent with a heavy model (``local``, ``meta-llama``) loads it once per actor.
 
-The API key travels inside the spec as a :class:`Secret` (masked ``repr``); on arrival the
-provider's key lookup registers it with :mod:`coditect_core.secrets`, and this worker's log
+The API key travels inside the spec as a :class:`~coditect_core.secrets.Secret` (masked
+``repr``); building the LLM registers it with :mod:`coditect_core.secrets`, and this worker's log
 handlers mask it.
 """
 
@@ -29,18 +29,16 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from typing import Any
 
 from ...errors import LlmError
 from ...llm_abstractions.base_llm import BaseLlm, LlmResponse
-from ...llm_abstractions.keys import Secret
 from ...llm_abstractions.messages import Message
-from ...llm_abstractions.retry import NO_RETRY
-from ...secrets import RedactingFilter, register_secret
+from ...llm_abstractions.spec import LlmSpec
+from ...secrets import RedactingFilter
 
-__all__ = ["AgentActor", "LlmSpec", "run_llm_call", "warm_worker"]
+__all__ = ["AgentActor", "run_llm_call", "warm_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,25 +46,6 @@ _CANCEL_CHECK_S = 0.2  # how soon a waiting task notices ray.cancel
 _MAX_LLMS = 64  # LLM instances kept per worker process (least recently used dropped first)
 
 Outcome = LlmResponse | LlmError
-
-
-@dataclass(frozen=True, slots=True)
-class LlmSpec:
-    """How to build one agent's LLM on a worker: its class and constructor arguments."""
-
-    cls: type[BaseLlm]
-    model: str | None
-    api_key: Secret | None = field(repr=False)
-    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
-
-    def build(self) -> BaseLlm:
-        """The real LLM, making one request per call (the driver drives the retries)."""
-        key = self.api_key.get() if self.api_key else None
-        register_secret(key)
-        settings = {k: v for k, v in self.settings.items() if k != "retry"}
-        llm = self.cls(model=self.model, api_key=key, **settings)
-        llm.retry = NO_RETRY
-        return llm
 
 
 def _redact_worker_logs() -> None:
@@ -83,7 +62,7 @@ def _redact_worker_logs() -> None:
 
 async def _request(llm: BaseLlm, messages: list[Message], kwargs: dict[str, Any]) -> Outcome:
     try:
-        return await llm.generate_async(messages, **kwargs)
+        return await llm.request_async(messages, **kwargs)  # one request: the driver retries
     except LlmError as error:  # sent back as a value: Ray would wrap a raised one
         return error
 

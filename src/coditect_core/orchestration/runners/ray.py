@@ -17,20 +17,22 @@ budgets hold across the cluster exactly as on one machine. ``resources`` (per ag
 default). ``cli`` and ``script`` agents run their commands on the driver, and ``interactive``
 ones make no call at all.
 
-The runner reaches the executor's LLMs through its ``llm_class_hook`` (:meth:`RayRunner.bind`):
-each agent's LLM class is replaced by a subclass (:mod:`._remote`) whose one request
-(``_generate``) is sent to Ray. The driver's instance still validates settings and looks up the
-key as on one machine. Before the first request, :meth:`RayRunner.warm_up` builds the agents'
-clients on the workers, as the local runner imports the SDKs before a run.
+The executor builds each agent's request pipeline on the driver on top of :meth:`RayRunner.open`,
+which gives a :class:`RayLlm`: its one request is sent to Ray with the agent's :class:`LlmSpec`
+(class and settings), from which the worker builds the real LLM once. The driver still builds
+the real LLM too, never to call it, so that settings are checked and the key looked up as on one
+machine. Before the first request, :meth:`RayRunner.warm_up` builds the agents' clients on the
+workers, as the local runner imports the SDKs before a run.
 
 A request whose worker process (or actor, or node) dies fails with a retryable
 :class:`LlmConnectionError` that says so: the executor retries it like a dropped connection (on
 another worker; an actor is restarted by Ray, up to ``max_actor_restarts`` times), so the
-attempt history records the lost request, and the task's result notes it too:
-``metadata["ray"] = {"lost_calls": n, "lost": [...]}``. Cancelling a request cancels its Ray task.
+attempt history records the lost request (an :class:`LlmWorkerLostError`), and the task's
+result notes it too: ``metadata["ray"] = {"lost_calls": n, "lost": [...]}``. Cancelling a
+request cancels its Ray task.
 
 API keys reach workers inside the pickled LLM spec, put in the object store under an anonymous id,
-as :class:`~coditect_core.llm_abstractions.keys.Secret` values whose ``repr`` is masked: never in
+as :class:`~coditect_core.secrets.Secret` values whose ``repr`` is masked: never in
 a task or actor name, a runtime environment (which Ray's dashboard shows) or a log line. With
 ``send_keys=False`` no key leaves the driver: each worker then reads the provider's variable
 (``OPENAI_API_KEY``...) from its own environment, set on the node before its ``ray start``.
@@ -42,32 +44,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
+import dataclasses
 import importlib
 import logging
 import os
-from collections.abc import Collection, Mapping
+import time
+import weakref
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import (
     CoditectError,
-    LlmConnectionError,
+    LlmConfigurationError,
     LlmResponseError,
+    LlmTimeoutError,
+    LlmWorkerLostError,
     RunnerError,
 )
-from ...llm_abstractions.base_llm import BaseLlm, CallParams, LlmResponse
+from ...llm_abstractions.base_llm import BaseLlm, CallParams, LlmResponse, StreamState
+from ...llm_abstractions.messages import Message, Messages, normalize_messages
+from ...llm_abstractions.spec import LlmSpec
 from ..agent_registry import AgentConfig, AgentInterface, AgentType
-from ._remote import RemoteLlm
 from ._worker import AgentActor, run_llm_call, warm_worker
 from .base import Runner
 
 if TYPE_CHECKING:
-    from ...llm_abstractions.messages import Message
-    from ..execution_result import ExecutionResult
-    from ..executor import TaskExecutor, Upstream
-    from ..task import AgentTask
+    from ..executor import TaskExecutor
 
-__all__ = ["HEAVY_MODEL_TYPES", "RayRunner"]
+__all__ = ["HEAVY_MODEL_TYPES", "RayLlm", "RayRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +83,8 @@ _RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _CLOSE_TIMEOUT = 10.0  # seconds the actors get to close their clients before they are killed
 _WARM_WORKERS = 16  # at most this many worker processes are warmed up before the first request
 _WARM_HOLD = 0.5  # seconds a warm-up task keeps its worker, so that the others go elsewhere
-
-# The lost requests of the task being executed (set by RayRunner.execute, read by its result).
-_LOST: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
-    "coditect_ray_lost", default=None
-)
+_SETTINGS = ("timeout", "base_url", "max_tokens", "temperature", "retry")
+_TIMEOUT_GRACE = 5.0  # seconds the driver waits past a request's timeout for the worker's answer
 
 
 def _import_ray() -> Any:
@@ -110,6 +111,105 @@ def _resource_options(value: Any) -> dict[str, float]:
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+class RayLlm(BaseLlm):
+    """An agent's LLM whose requests run on Ray: in a worker, or in the agent's actor.
+
+    Made by :meth:`RayRunner.open`. ``local`` is the same LLM built on the driver (settings
+    checked, key looked up), never called; its settings are this one's. It may be ``None`` when
+    it cannot be built here but can be where the requests run (a model file on the GPU nodes
+    only, a key only in the workers' environment). A request's timeout (and deadline) holds on
+    the driver too: past it (and a grace period for the worker's own timeout to answer), the Ray
+    request is cancelled.
+    """
+
+    api_key_env = ()
+
+    def __init__(
+        self,
+        runner: RayRunner,
+        agent: str,
+        spec: LlmSpec,
+        *,
+        on_actor: bool,
+        local: BaseLlm | None,
+    ) -> None:
+        self.provider = spec.cls.provider
+        if local is not None:
+            model, settings = (
+                local.model,
+                {
+                    "timeout": local.timeout,
+                    "base_url": local.base_url,
+                    "max_tokens": local.max_tokens,
+                    "temperature": local.temperature,
+                    "retry": local.retry,
+                },
+            )
+        else:
+            model = spec.model or spec.cls.default_model or f"{self.provider}-default"
+            settings = {k: spec.settings.get(k) for k in _SETTINGS}
+        super().__init__(model, **settings)
+        self.runner = runner
+        self.agent = agent
+        self.spec = spec
+        self.on_actor = on_actor
+        self._box: list[Any] = []  # [ObjectRef of the spec], once put in the object store
+
+    async def request_async(
+        self, messages: Messages, *, deadline: float | None = None, **kwargs: Any
+    ) -> LlmResponse:
+        msgs = normalize_messages(messages, provider=self.provider)
+        timeout = kwargs.get("timeout", self.timeout)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LlmTimeoutError("the deadline passed first", provider=self.provider)
+            timeout = left if timeout is None else min(timeout, left)
+            kwargs = {**kwargs, "timeout": timeout}
+        try:
+            async with asyncio.timeout(None if timeout is None else timeout + _TIMEOUT_GRACE):
+                return await self.runner.send(self, msgs, kwargs)
+        except TimeoutError:
+            raise LlmTimeoutError(
+                f"no answer within {timeout:g}s", provider=self.provider
+            ) from None
+
+    def box(self) -> list[Any]:
+        """``[ObjectRef of the spec]``: put in Ray's object store once, passed by reference."""
+        if not self._box:
+            self._box.append(self.runner.put(self.spec))
+        return self._box
+
+    def prepare(self) -> None:
+        """Nothing to make on the driver: the clients live where the requests run."""
+
+    async def _generate(
+        self, client: Any, messages: list[Message], params: CallParams
+    ) -> LlmResponse:
+        raise NotImplementedError("a RayLlm's requests go through request_async")
+
+    async def _stream(
+        self, client: Any, messages: list[Message], params: CallParams, state: StreamState
+    ) -> AsyncIterator[str]:
+        response = await self.request_async(
+            messages,
+            model=params.model,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            **params.options,
+        )  # one delta: the whole reply
+        state.usage, state.finish_reason, state.model = (
+            response.usage,
+            response.finish_reason,
+            response.model,
+        )
+        yield response.text
+
+    def __repr__(self) -> str:
+        where = "actor" if self.on_actor else "tasks"
+        return f"RayLlm({self.spec.cls.__name__}, agent={self.agent!r}, on={where})"
 
 
 class RayRunner(Runner):
@@ -150,7 +250,9 @@ class RayRunner(Runner):
         self._task_fns: dict[str, Any] = {}
         self._actors: dict[str, Any] = {}
         self._suspect: set[str] = set()  # actors that lost a request: check before reusing
-        self._classes: dict[tuple[type[BaseLlm], str], type[BaseLlm]] = {}
+        self._warm: weakref.WeakKeyDictionary[TaskExecutor, asyncio.Future[None]] = (
+            weakref.WeakKeyDictionary()
+        )  # each executor's warm-up, started once
         self._system_errors: tuple[type[BaseException], ...] = ()
 
     def __repr__(self) -> str:
@@ -158,13 +260,6 @@ class RayRunner(Runner):
         return f"RayRunner(address={where!r}, actors={sorted(self._actors)!r})"
 
     # ------------------------------------------------------------------ connection
-
-    async def start(self, executor: TaskExecutor | None = None) -> None:
-        """Connect to the cluster (or start a local one; this blocks while Ray starts), and
-        warm ``executor``'s agents up there (:meth:`warm_up`)."""
-        self._connect()
-        if executor is not None:
-            await self._warmed(executor)
 
     def _connect(self) -> Any:
         if self._ray is not None:
@@ -252,70 +347,45 @@ class RayRunner(Runner):
             fn = self._task_fns[agent] = self._task_fn.options(**self.resources.get(agent, {}))
         return fn
 
-    def remote_class(self, real: type[BaseLlm], agent: AgentConfig) -> type[BaseLlm]:
-        """``real`` made to send its requests to this runner, for ``agent``."""
-        if issubclass(real, RemoteLlm):
-            return real
-        key = (real, agent.name)
-        cls = self._classes.get(key)
-        if cls is None:
-            attrs = {
-                "_runner": self,
-                "_agent": agent.name,
-                "_on_actor": self.uses_actor(agent),
-                "_real": real,
-                "__module__": __name__,
-            }
-            cls = self._classes[key] = type(f"Ray{real.__name__}", (RemoteLlm, real), attrs)
-        return cls
+    def open(self, agent: AgentConfig, spec: LlmSpec) -> BaseLlm:
+        """A :class:`RayLlm` for ``agent``: its requests go to Ray with ``spec``.
 
-    def bind(self, executor: TaskExecutor) -> None:
-        """Make ``executor`` build its agents' LLMs as :meth:`remote_class` (once; idempotent).
-
-        Bind before the executor's first call: LLMs it already made stay where they are.
+        The real LLM is built here first, as on one machine, so that bad settings and a missing
+        key are reported here; except that an agent on an actor may need what only its nodes
+        have (a model file), and with ``send_keys=False`` the key is the workers' to find.
         """
-        hook = executor.llm_class_hook
-        if hook == self._place:
-            return
-        if hook is not None:
-            raise RunnerError("this TaskExecutor's calls are placed by another runner already")
-        executor.llm_class_hook = self._place
+        on_actor = self.uses_actor(agent)
+        try:
+            local = spec.build()
+        except LlmConfigurationError:
+            if not (on_actor or not self.send_keys):
+                raise
+            local = None
+        key = None
+        if self.send_keys:  # the key found here (given, or from this environment) travels
+            key = spec.api_key or (local.api_key if local is not None else None)
+        return RayLlm(
+            self, agent.name, dataclasses.replace(spec, api_key=key), on_actor=on_actor, local=local
+        )
 
-    def _place(self, agent: AgentConfig, real: type[BaseLlm]) -> type[BaseLlm]:
-        """The executor's ``llm_class_hook``: ``agent``'s requests go to Ray."""
-        return self.remote_class(real, agent)
+    def put(self, value: Any) -> Any:
+        """``value`` in Ray's object store; its reference."""
+        return self._connect().put(value)
 
     # ------------------------------------------------------------------ execution
 
-    async def execute(
-        self,
-        executor: TaskExecutor,
-        task: AgentTask,
-        agent: str | None = None,
-        mode: AgentInterface | str | None = None,
-        *,
-        upstream: Upstream = None,
-        **options: Any,
-    ) -> ExecutionResult:
+    async def start(self, executor: TaskExecutor | None = None) -> None:
+        """Connect to the cluster (or start a local one; this blocks while Ray starts), and
+        warm ``executor``'s agents up there (:meth:`warm_up`), once."""
         self._connect()
-        await self._warmed(executor)
-        lost: list[str] = []
-        token = _LOST.set(lost)
-        try:
-            result = await executor.execute(task, agent, mode, upstream=upstream, **options)
-        finally:
-            _LOST.reset(token)
-        if lost:
-            result.metadata["ray"] = {"lost_calls": len(lost), "lost": lost}
-        return result
+        if executor is not None:
+            await self._warmed(executor)
 
     async def _warmed(self, executor: TaskExecutor) -> None:
-        """Wait for ``executor``'s warm-up, started by the first caller (once per executor)."""
-        self.bind(executor)
-        runner, warm = executor.__dict__.get("_ray_warm", (None, None))
-        if runner is not self or warm is None:
-            warm = asyncio.ensure_future(self.warm_up(executor))
-            executor.__dict__["_ray_warm"] = (self, warm)
+        """Wait for the warm-up of ``executor``'s agents (started by the first caller)."""
+        warm = self._warm.get(executor)
+        if warm is None:
+            warm = self._warm[executor] = asyncio.ensure_future(self.warm_up(executor))
         await asyncio.shield(warm)
 
     async def warm_up(self, executor: TaskExecutor) -> None:
@@ -324,8 +394,7 @@ class RayRunner(Runner):
         same from the first one on, and a rate limit paced on the driver is not bunched by
         workers still starting. Actors are left to their first request (an agent no task uses
         holds no CPU or GPU). Failures are left to the requests to report."""
-        self._connect()
-        self.bind(executor)
+        ray = self._connect()
         boxes: list[list[Any]] = []
         for agent in executor.registry.list(enabled_only=True):
             if agent.interface not in (AgentInterface.API, AgentInterface.HYBRID):
@@ -337,11 +406,11 @@ class RayRunner(Runner):
             except (CoditectError, ValueError, OSError, ImportError) as error:
                 logger.debug("agent %s not warmed up: %s", agent.name, error)
                 continue
-            if isinstance(llm, RemoteLlm):
-                boxes.append(self._box(llm))
+            if isinstance(llm, RayLlm):
+                boxes.append(llm.box())
         if not boxes:
             return
-        cpus = int(self._ray.cluster_resources().get("CPU", 1))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
         warming = [
             self._warm_fn.remote(boxes, _WARM_HOLD) for _ in range(max(1, min(cpus, _WARM_WORKERS)))
         ]
@@ -349,26 +418,14 @@ class RayRunner(Runner):
         pids = {pid for pid in done if isinstance(pid, int)}
         logger.info("warmed %d Ray worker(s) up for %d LLM(s)", len(pids), len(boxes))
 
-    def _box(self, llm: RemoteLlm) -> list[Any]:
-        if not llm._spec_box:
-            llm._spec_box = [self._ray.put(llm.spec())]
-        return llm._spec_box
-
-    async def _request(
-        self, llm: RemoteLlm, messages: list[Message], params: CallParams
+    async def send(
+        self, llm: RayLlm, messages: list[Message], kwargs: dict[str, Any]
     ) -> LlmResponse:
         """One request of ``llm`` on the cluster: its answer, or the error it raised there."""
         ray = self._connect()
-        box = self._box(llm)
-        kwargs = {
-            "model": params.model,
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "timeout": params.timeout,
-            **params.options,
-        }
-        agent = llm._agent
-        if llm._on_actor:
+        box = llm.box()
+        agent = llm.agent
+        if llm.on_actor:
             handle = await self._actor_ready(agent)
             ref = handle.generate.remote(box, messages, kwargs)
         else:
@@ -384,28 +441,28 @@ class RayRunner(Runner):
         except ray.exceptions.RayError as error:  # the worker code itself failed: a bug
             logger.error("a request of agent %s failed on Ray: %s", agent, error)
             raise LlmResponseError(
-                f"the request failed on Ray: {_first_line(error)}", retryable=False
+                f"the request failed on Ray: {_first_line(error)}",
+                provider=llm.provider,
+                retryable=False,
             ) from None
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
-    def _lost(self, llm: RemoteLlm, error: BaseException) -> LlmConnectionError:
-        """A request whose worker (or actor, or node) died: note it, and say it can be retried."""
+    def _lost(self, llm: RayLlm, error: BaseException) -> LlmWorkerLostError:
+        """A request whose worker (or actor, or node) died: say so, and that it can be retried."""
         what = _first_line(error)
-        where = f"actor of agent {llm._agent}" if llm._on_actor else "worker"
-        noted = _LOST.get()
-        if noted is not None:
-            noted.append(what)
-        if llm._on_actor:
+        where = f"actor of agent {llm.agent}" if llm.on_actor else "worker"
+        if llm.on_actor:
             if isinstance(error, self._ray.exceptions.ActorDiedError):
-                self._actors.pop(llm._agent, None)  # no restart left: a new actor next time
+                self._actors.pop(llm.agent, None)  # no restart left: a new actor next time
             else:
-                self._suspect.add(llm._agent)
+                self._suspect.add(llm.agent)
         logger.warning("the Ray %s running a request died: %s", where, what)
-        return LlmConnectionError(
+        return LlmWorkerLostError(
             f"the Ray {where} running this request died ({what}); it can be retried on "
             "another worker",
+            lost=what,
             provider=llm.provider,
         )
 

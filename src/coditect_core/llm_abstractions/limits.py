@@ -1,6 +1,7 @@
 """Per-agent request limits: what an agent's next request waits for before it goes out.
 
-An :class:`AgentGate` is shared by every task using one agent (its whole queue):
+:class:`LimitedLlm` wraps an agent's LLM so that every request passes its :class:`AgentGate`. A
+gate is shared by every task using one agent (its whole queue):
 
 * ``max_concurrency``: at most that many of the agent's requests in flight at once;
 * ``requests_per_minute``: requests start at least ``60 / rpm`` seconds apart (an
@@ -14,8 +15,7 @@ An :class:`AgentGate` is shared by every task using one agent (its whole queue):
 * a pause: a 429 whose Retry-After says ``s`` seconds stops every request of the agent from
   starting for ``s`` seconds, not just the retry of the call that got it.
 
-Agents without limits get no gate until a 429 asks for a pause: their hot path is one dict
-lookup. Waiting is by timers, never by polling in a loop.
+A gate with no limit set still honours pauses. Waiting is by timers, never by polling.
 """
 
 from __future__ import annotations
@@ -23,8 +23,14 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["AgentGate", "AgentLimits", "estimate_tokens"]
+from ..errors import LlmRateLimitError
+from .base_llm import BaseLlm, LlmResponse
+from .messages import Messages, normalize_messages
+from .wrapper import WrapperLlm
+
+__all__ = ["AgentGate", "AgentLimits", "LimitedLlm", "estimate_tokens"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,11 @@ class AgentGate:
         self._level = 0.0
         self._checked = 0.0
         self.paused_until = 0.0
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether requests must reserve their tokens (a tokens-per-minute limit is set)."""
+        return bool(self._capacity)
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -151,3 +162,37 @@ class AgentGate:
 def estimate_tokens(text_chars: int) -> int:
     """A prompt's token count before the provider says: about four characters a token."""
     return math.ceil(text_chars / 4)
+
+
+class LimitedLlm(WrapperLlm):
+    """``wrapped`` whose every request passes ``gate`` first (the agent's whole queue).
+
+    While a request runs, its prompt's estimated tokens are reserved in the gate's token bucket,
+    then replaced by the provider's count. A 429 whose Retry-After says ``s`` seconds pauses the
+    gate for ``s`` (at most ``max_pause``): no request of the agent starts meanwhile.
+    """
+
+    def __init__(self, wrapped: BaseLlm, gate: AgentGate, *, max_pause: float = 30.0) -> None:
+        super().__init__(wrapped)
+        self.gate = gate
+        self.max_pause = max_pause
+
+    async def request_async(
+        self, messages: Messages, *, deadline: float | None = None, **kwargs: Any
+    ) -> LlmResponse:
+        msgs = normalize_messages(messages, provider=self.provider)
+        estimate = 0
+        if self.gate.counts_tokens:
+            estimate = estimate_tokens(sum(len(m["content"]) for m in msgs))
+        await self.gate.acquire(estimate)
+        used: int | None = None
+        try:
+            response = await self.wrapped.request_async(msgs, deadline=deadline, **kwargs)
+            used = response.usage.total_tokens
+        except LlmRateLimitError as error:
+            if error.retry_after:
+                self.gate.pause(min(error.retry_after, self.max_pause))
+            raise
+        finally:
+            self.gate.release(estimate, used)
+        return response

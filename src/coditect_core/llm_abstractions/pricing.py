@@ -7,7 +7,8 @@ exact name, else by that name without a snapshot suffix (``-2024-07-18``, ``-202
 ``-latest``) or Gemini's ``models/`` prefix; a name merely *starting* like a listed one
 (``gpt-4o-mini`` vs ``gpt-4o``) does not match. A model that is not found has an unknown price,
 and a call on it an unknown cost: ``None``, never a made-up zero. An agent's ``price`` (from the
-project file) wins over the table for every model the agent uses.
+project file) wins over the table for every model the agent uses. :class:`PricedLlm` prices each
+response of the LLM it wraps (``LlmResponse.cost_usd``).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ..llm_abstractions.base_llm import Usage
+from .base_llm import BaseLlm, LlmResponse, Usage
+from .messages import Messages
+from .wrapper import WrapperLlm
 
-__all__ = ["Price", "PriceBook", "PriceTable", "call_cost", "default_price_table"]
+__all__ = ["Price", "PriceBook", "PriceTable", "PricedLlm", "call_cost", "default_price_table"]
 
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 _PER = 1_000_000
-_UNSEEN: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +108,7 @@ def default_price_table() -> PriceTable:
 
 
 class PriceBook:
-    """The prices one executor uses: per-agent overrides, then the table.
-
-    Lookups are cached per (agent, provider, model), so pricing a call costs a dict lookup.
-    """
+    """The prices one executor uses: per-agent overrides, then the table."""
 
     def __init__(
         self,
@@ -118,7 +117,6 @@ class PriceBook:
     ) -> None:
         self.overrides = dict(overrides or {})
         self._table = table
-        self._cache: dict[tuple[str | None, str | None, str | None], Price | None] = {}
 
     @property
     def table(self) -> PriceTable:
@@ -128,24 +126,32 @@ class PriceBook:
 
     def price(self, agent: str | None, provider: str | None, model: str | None) -> Price | None:
         """The price of a call by ``agent`` on ``provider``/``model``; ``None`` if unknown."""
-        key = (agent, provider, model)
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
         found = self.overrides.get(agent or "")
-        if found is None:
-            found = self.table.lookup(provider, model)
-        self._cache[key] = found
-        return found
+        return found if found is not None else self.table.lookup(provider, model)
 
     def cost(
         self, agent: str | None, provider: str | None, model: str | None, usage: Usage | None
     ) -> float | None:
         """USD of one call; ``None`` when its price or its token counts are unknown."""
-        price = self._cache.get((agent, provider, model), _UNSEEN)  # every call: kept lean
-        if price is _UNSEEN:
-            price = self.price(agent, provider, model)
-        if price is None or usage is None:
-            return None
-        return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / _PER
+        return call_cost(self.price(agent, provider, model), usage)
+
+
+class PricedLlm(WrapperLlm):
+    """``wrapped`` whose every response says what it cost (``cost_usd``; ``None``: unknown).
+
+    ``agent`` is the name whose price overrides the table in ``prices``.
+    """
+
+    def __init__(self, wrapped: BaseLlm, prices: PriceBook, *, agent: str | None = None) -> None:
+        super().__init__(wrapped)
+        self.prices = prices
+        self.agent = agent
+
+    async def request_async(
+        self, messages: Messages, *, deadline: float | None = None, **kwargs: Any
+    ) -> LlmResponse:
+        response = await self.wrapped.request_async(messages, deadline=deadline, **kwargs)
+        response.cost_usd = self.prices.cost(
+            self.agent, self.provider, response.model, response.usage
+        )
+        return response
