@@ -22,6 +22,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from provider_contract import KEY
+from report_scenario import PROVIDER, Scenario, ScenarioLlm
+from stub_server import StubServer
 
 from coditect_core import telemetry
 from coditect_core.errors import LlmRateLimitError
@@ -38,9 +41,6 @@ from coditect_core.orchestration import (
     TaskExecutor,
     TaskStatus,
 )
-from provider_contract import KEY
-from report_scenario import PROVIDER, Scenario, ScenarioLlm
-from stub_server import StubServer
 
 pytestmark = pytest.mark.timeout(60)
 MARKER = "PROMPT-MARKER-7f3a"  # in every task description: must never reach a span by default
