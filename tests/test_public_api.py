@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import pkgutil
 import subprocess
@@ -66,7 +67,13 @@ def test_package_all_is_exactly_its_public_names(name: str) -> None:
     exported = list(package.__all__)
     assert len(exported) == len(set(exported)), "duplicates in __all__"
     for attr in exported:
-        assert getattr(package, attr) is not None, attr  # every name resolves (lazy ones too)
+        obj = getattr(package, attr)  # every name resolves (lazy ones too): AttributeError
+        if isinstance(obj, type) or inspect.isfunction(obj):
+            # a class or function of coditect-core, under its own name, and the very object
+            # the module that defines it holds (not a stale copy, not an alias)
+            assert obj.__module__.startswith("coditect_core."), (attr, obj.__module__)
+            assert obj.__name__ == attr, (attr, obj.__name__)
+            assert getattr(importlib.import_module(obj.__module__), attr) is obj, attr
     assert _own_public_names(package, "coditect_core") <= set(exported)
 
 

@@ -144,12 +144,20 @@ async def drain(stream: AsyncIterator[str], into: list[str]) -> None:
 
 
 async def test_response_fields() -> None:
-    llm = Probe(["hello"])
+    llm = Probe(["hello", 0.05])  # the second call's provider takes 0.05 s
+    before = time.monotonic()
     response = await llm.generate_async("hi")
+    elapsed = time.monotonic() - before
     assert (response.text, response.model, response.provider) == ("hello", "probe-1", "probe")
     assert response.usage == Usage(3, 2, 5)
     assert (response.finish_reason, response.attempts) == ("stop", 1)
-    assert response.latency_s >= 0
+    assert 0 < response.latency_s <= elapsed  # seconds, measured around this call
+    before = time.monotonic()
+    slow = await llm.generate_async("hi")
+    elapsed = time.monotonic() - before
+    assert slow.text == "slow ok"
+    # The provider's 0.05 s is in it (asyncio may wake a clock tick early), nothing older.
+    assert 0.04 <= slow.latency_s <= elapsed
     assert json.loads(json.dumps(response.to_dict())) == {
         "text": "hello",
         "model": "probe-1",

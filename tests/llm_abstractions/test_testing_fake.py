@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import time
 
 import pytest
 
@@ -94,11 +95,15 @@ async def test_foreign_exceptions_are_mapped_like_a_real_provider() -> None:
 
 async def test_latency_is_waited_before_every_reply() -> None:
     llm = FakeLlm(["a", "b"], latency=0.05)
+    before = time.monotonic()
     first = await llm.generate_async("x")
+    between = time.monotonic()
     second = await llm.generate_async("y")
-    # A lower bound only: the sleep happened. (asyncio may wake a clock tick early.)
-    assert first.latency_s >= 0.04
-    assert second.latency_s >= 0.04
+    after = time.monotonic()
+    # The sleep happened, in each call, and each latency is that call's own (not a sum).
+    # (0.04: asyncio may wake a clock tick early.)
+    assert 0.04 <= first.latency_s <= between - before
+    assert 0.04 <= second.latency_s <= after - between
     assert (await FakeLlm(["c"]).generate_async("z")).latency_s < first.latency_s
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -47,8 +49,10 @@ def test_the_shipped_table_says_when_and_where_its_prices_come_from() -> None:
     )
     assert data["currency"] == "USD"
     assert data["unit"] == "per_million_tokens"
-    assert data["prices_as_of"]
-    assert data["compiled_on"]
+    # when: the prices' month (or day), and the day the table was compiled, not before it
+    assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", data["prices_as_of"]), data["prices_as_of"]
+    compiled = date.fromisoformat(data["compiled_on"])
+    assert compiled.isoformat()[: len(data["prices_as_of"])] >= data["prices_as_of"]
     assert data["verified_online"] is False
     assert "NOT re-checked" in data["source"]
     table = default_price_table()

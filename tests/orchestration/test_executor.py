@@ -4,7 +4,9 @@ the process-based ones (see test_executor_processes.py), failures as results, ex
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -55,9 +57,11 @@ def tracking() -> Iterator[None]:
 
 async def test_api_call_gets_system_prompt_task_and_upstream_context() -> None:
     executor = make_executor(fake_agent(system_prompt="You are the factory builder."))
+    before_wall, before = datetime.now(UTC), time.monotonic()
     result = await executor.execute(
         TASK, upstream=[UpstreamOutput("T1", "Update imports", "imports: BaseLlm, Gemini")]
     )
+    elapsed, after_wall = time.monotonic() - before, datetime.now(UTC)
     assert result.status is ExecutionStatus.SUCCESS, result.error
     llm = executor.get_llm("fake")
     assert isinstance(llm, FakeLlm)
@@ -80,9 +84,9 @@ async def test_api_call_gets_system_prompt_task_and_upstream_context() -> None:
     assert result.usage.total_tokens > 0
     assert result.interface == "api"
     assert result.duration_seconds is not None
-    assert result.started_at is not None
-    assert result.completed_at is not None
-    assert result.started_at <= result.completed_at
+    # Stamped within the call, in order; its duration is in seconds and this call's own.
+    assert before_wall <= result.started_at <= result.completed_at <= after_wall  # type: ignore[operator]
+    assert 0 < result.duration_seconds <= elapsed
 
 
 async def test_upstream_as_a_mapping_and_long_context_is_cut() -> None:

@@ -8,10 +8,19 @@ import sys
 import coditect_core.orchestration as orchestration
 
 
-def test_every_public_name_resolves() -> None:
-    assert sorted(orchestration.__all__) == orchestration.__all__
-    for name in orchestration.__all__:
-        assert getattr(orchestration, name) is not None
+def test_every_public_name_is_defined_in_the_package_and_exported_where_it_is_defined() -> None:
+    names = orchestration.__all__
+    assert sorted(names) == names
+    assert len(set(names)) == len(names)
+    for name in names:
+        obj = getattr(orchestration, name)
+        home = sys.modules[obj.__module__]
+        # A class or function of one of the package's modules, under its own name (not an
+        # alias, not something re-exported from elsewhere), which that module exports too.
+        assert home.__name__.startswith(f"{orchestration.__name__}."), (name, home.__name__)
+        assert obj.__name__ == name, (name, obj.__name__)
+        assert name in home.__all__, (name, home.__name__)
+        assert getattr(home, name) is obj, (name, home.__name__)
 
 
 def test_import_pulls_in_no_provider_sdk() -> None:

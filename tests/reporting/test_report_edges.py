@@ -29,14 +29,15 @@ async def test_a_run_in_flight(tmp_path: Path) -> None:
         )  # fmt: skip
         await store.task_started(run.run_id, "B", agent="y", model="m")
         tasks = [AgentTask("A", "first"), AgentTask("B", "second", dependencies=["A"])]
-        data = build_report(store, "p", tasks=tasks)
+        (in_flight,) = store.attempts("p", task_id="B")
+        data = build_report(store, "p", tasks=tasks, now=in_flight.started_at + 12.5)
     assert [r.status for r in data.runs] == ["running"]
     b = data.task("B")
     assert b.status == "in_progress"
     (attempt,) = b.attempts
     assert attempt.status == "running"
     assert attempt.finished_at is None
-    assert attempt.duration_s >= 0
+    assert attempt.duration_s == pytest.approx(12.5)  # a call in flight: up to the report's time
     assert b.level == 1
     # no tokens and no cost known for the call in flight: unknown, not zero
     assert data.agents[1].figures.cost_status == "unknown"

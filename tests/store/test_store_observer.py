@@ -26,7 +26,7 @@ from coditect_core.store.observer import StoreObserver, run_status
 pytestmark = pytest.mark.timeout(60)
 
 
-def _orchestrator(reply, tasks: list[AgentTask]) -> ProjectOrchestrator:
+def _orchestrator(reply, tasks: list[AgentTask], latency: float = 0.0) -> ProjectOrchestrator:
     registry = AgentRegistry(
         [
             AgentConfig(
@@ -34,7 +34,7 @@ def _orchestrator(reply, tasks: list[AgentTask]) -> ProjectOrchestrator:
                 "custom",
                 provider="fake",
                 model="fake-model",
-                provider_options={"default": reply},
+                provider_options={"default": reply, "latency": latency},
             )
         ]
     )
@@ -88,8 +88,9 @@ async def test_every_transition_is_committed_before_what_follows_it(tmp_path: Pa
         seen.append(tid)
         return f"output of {tid}"
 
+    orchestrator = _orchestrator(reply, _graph(), latency=0.02)  # each call takes 0.02 s
     async with StateStore.open(db) as store:
-        status = await _record_run(store, _orchestrator(reply, _graph()))
+        status = await _record_run(store, orchestrator)
         assert status == "succeeded"
         assert sorted(seen) == ["A", "B", "C", "D"]
         tasks = {t.task_id: t for t in store.snapshot("proj").tasks}
@@ -103,9 +104,18 @@ async def test_every_transition_is_committed_before_what_follows_it(tmp_path: Pa
                 "fake-model",
                 "api",
             )
-            assert attempt.prompt_tokens
-            assert attempt.completion_tokens
+            usage = orchestrator.get_result(tid).usage  # type: ignore[union-attr]
+            assert usage is not None
+            assert (attempt.prompt_tokens, attempt.completion_tokens) == (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
+            assert attempt.completion_tokens == 3  # "output of X": the fake counts words
+            # the call's time: its 0.02 s (less a clock tick) at least, and within the attempt's
+            # own start and end as the store stamped them
             assert attempt.latency_s is not None
+            assert attempt.finished_at is not None
+            assert 0.019 <= attempt.latency_s <= attempt.finished_at - attempt.started_at
             assert [e.status for e in store.task_history("proj", tid)] == [
                 "pending",
                 "in_progress",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -80,7 +83,8 @@ async def test_a_task_lifecycle_is_recorded_with_its_history(db: Path) -> None:
         assert record.status == "failed"
         assert record.options == {"max_concurrency": 4}
         assert record.finished_at is not None
-        assert record.pid is not None
+        assert record.started_at <= record.finished_at <= time.time()
+        assert (record.pid, record.host) == (os.getpid(), socket.gethostname())
 
 
 async def test_an_awaited_transition_is_committed_for_other_connections(db: Path) -> None:

@@ -213,6 +213,12 @@ class StubServer:
         self.request_count = self.reply_count = self.connections_opened = 0
         self.fault_counts.clear()
 
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (a client gone is no longer counted once the server
+        has seen it leave)."""
+        return len(self._conns)
+
     def stats(self) -> dict[str, Any]:
         return {
             "requests": self.request_count,

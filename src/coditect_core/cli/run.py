@@ -225,37 +225,90 @@ def budget_message(summary: Any) -> str:
     return "\n".join(lines)
 
 
-def _install_stop_signals(loop: Any, task: Any) -> Any:
-    """SIGINT/SIGTERM: the first cancels ``task`` (a clean stop); the second, or any once
-    ``task`` is done, exits at once with status 130.
+class _StopSignals:
+    """What SIGINT and SIGTERM do in ``coditect run``, from the moment the command starts to
+    the end of the process (the handlers are never put back).
 
-    Returns a function that puts the previous handlers back.
+    - Before the run starts (the project being loaded, the state opened; no task started):
+      exit 130 at once, nothing was run.
+    - While the run runs (after :meth:`attach`): the first cancels the run's task, a clean
+      stop (the calls in flight are cancelled, their tasks recorded interrupted, the state
+      committed, then exit 130); a second one exits 130 at once.
+    - Once the run is over (its task done, its state committed): exit 130 at once.
+    - Once Python is about to tear itself down (the last ``atexit`` call): ignored. Python
+      resets its handlers to the default before it destroys its modules, so a signal in those
+      last instants would otherwise kill the process (status -SIGINT or -SIGTERM, not 130);
+      ignored, the process exits with the status it already has.
     """
-    import os
-    import signal
 
-    hits = [0]
+    def __init__(self) -> None:
+        self.hits = 0
+        self.loop: Any = None
+        self.task: Any = None
 
-    def handler(signum: int, frame: object) -> None:
-        hits[0] += 1
-        if hits[0] == 1 and not task.done():
-            os.write(
-                2,
+    def install(self) -> _StopSignals:
+        import atexit
+        import signal
+
+        global _ignore_at_exit_registered
+        if not _ignore_at_exit_registered:  # once per process; runs after later-registered ones
+            atexit.register(_ignore_stop_signals)
+            _ignore_at_exit_registered = True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handler)
+        return self
+
+    def attach(self, loop: Any, task: Any) -> None:
+        """From now on a first signal cancels ``task`` (running on ``loop``)."""
+        self.loop, self.task = loop, task
+
+    def handler(self, signum: int, frame: object) -> None:
+        import os
+
+        self.hits += 1
+        if self.task is None:
+            _say(b"interrupted before the run started: nothing was run\n")
+            os._exit(int(ExitCode.INTERRUPTED))
+        if self.hits == 1 and not self.task.done():
+            _say(
                 b"stopping: cancelling the calls in flight and saving the state "
-                b"(Ctrl-C again to quit at once)\n",
+                b"(Ctrl-C again to quit at once)\n"
             )
-            loop.call_soon_threadsafe(task.cancel)
+            self.loop.call_soon_threadsafe(self.task.cancel)
             return
-        os.write(2, b"interrupted again: exiting now; the next run resumes\n")
+        if self.hits == 1:
+            _say(b"interrupted: exiting now; the run is over and its state saved\n")
+        else:
+            _say(b"interrupted again: exiting now; the next run resumes\n")
         os._exit(int(ExitCode.INTERRUPTED))
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+_ignore_at_exit_registered = False
 
-    return restore
+
+def _ignore_stop_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _say(message: bytes) -> None:
+    """Write ``message`` on stderr from a signal handler (a closed stderr is no reason to fail)."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError):
+        os.write(2, message)
+
+
+def _install_stop_signals(loop: Any = None, task: Any = None) -> _StopSignals:
+    """Install :class:`_StopSignals` (attached to ``task`` on ``loop`` if given); it stays
+    installed to the end of the process."""
+    stop = _StopSignals().install()
+    if task is not None:
+        stop.attach(loop, task)
+    return stop
 
 
 def register(app: typer.Typer) -> None:
@@ -325,6 +378,12 @@ def register(app: typer.Typer) -> None:
 
           coditect run project.yaml --max-cost 2.50
         """
+        # First thing: from here to the end of the process a signal means exit 130 (before the
+        # run starts: at once; during it: a clean stop), never a death by the signal. Left to
+        # Python's defaults until the run started, a SIGTERM while the project loaded (the
+        # provider SDKs imported, the state opened: about half a second) killed the process.
+        stop = _install_stop_signals()
+
         import asyncio
 
         from ..app.session import ProjectSession
@@ -343,9 +402,6 @@ def register(app: typer.Typer) -> None:
             )
         except (CoditectError, OSError) as error:  # bad file, unusable state, bad runner
             fail(str(error), ExitCode.BAD_INPUT)
-        except KeyboardInterrupt:
-            err_console().print("interrupted before the run started: nothing was run")
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
         if dry_run:
             try:
@@ -367,9 +423,7 @@ def register(app: typer.Typer) -> None:
             current = asyncio.current_task()
             assert current is not None
             # SIGTERM ends the run like Ctrl-C: cancel, record, exit 130; a second one: at once.
-            # The handlers stay to the end of the process: a signal that comes while the
-            # interpreter shuts down must still mean "exit 130 now", not a death by SIGINT.
-            _install_stop_signals(asyncio.get_running_loop(), current)
+            stop.attach(asyncio.get_running_loop(), current)
             return await run_session()
 
         async def run_session() -> RunOutcome:
