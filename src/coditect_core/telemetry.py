@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -93,7 +93,7 @@ def _fail(span: trace.Span, error: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, str(error)[:500]))
 
 
-def _messages_json(messages: list[Mapping[str, str]]) -> str:
+def _messages_json(messages: Sequence[Message]) -> str:
     return json.dumps(
         [
             {"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]}

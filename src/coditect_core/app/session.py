@@ -158,8 +158,8 @@ class ProjectSession:
                 runner=calls_run_on,
                 budget=run_budget(project, max_cost_usd, max_tokens),
             )
-            wanted = set(project.selected)
-            orchestrator.add_tasks(t for t in project.tasks if t.task_id in wanted)
+            chosen = set(project.selected)
+            orchestrator.add_tasks(t for t in project.tasks if t.task_id in chosen)
         except BaseException:
             store.close()
             raise

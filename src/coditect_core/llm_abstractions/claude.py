@@ -88,7 +88,7 @@ class Claude(BaseLlm):
     ``AsyncAnthropic``.
     """
 
-    provider: ClassVar[str] = "anthropic-claude"
+    provider = "anthropic-claude"
     default_model: ClassVar[str | None] = "claude-sonnet-5-5"
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     client_options: ClassVar[frozenset[str]] = frozenset(

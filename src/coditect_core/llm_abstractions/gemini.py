@@ -102,7 +102,7 @@ class Gemini(BaseLlm):
     ``api_version``.
     """
 
-    provider: ClassVar[str] = "google-gemini"
+    provider = "google-gemini"
     default_model: ClassVar[str | None] = "gemini-3.8-flash"
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     client_options: ClassVar[frozenset[str]] = frozenset({"http_client", "headers", "api_version"})

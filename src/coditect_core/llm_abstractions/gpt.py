@@ -63,7 +63,7 @@ class Gpt(BaseLlm):
     and ``websocket_base_url``, which go to ``AsyncOpenAI``.
     """
 
-    provider: ClassVar[str] = "openai-gpt"
+    provider = "openai-gpt"
     default_model: ClassVar[str | None] = "gpt-5.4-mini"
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     client_options: ClassVar[frozenset[str]] = frozenset(
@@ -267,7 +267,7 @@ class OpenAICompatible(Gpt):
     and never read from ``OPENAI_API_KEY`` (that key is for OpenAI, not for this server).
     """
 
-    provider: ClassVar[str] = "openai-compatible"
+    provider = "openai-compatible"
     default_model: ClassVar[str | None] = None
     api_key_env: ClassVar[tuple[str, ...]] = ()
     # Most of these servers know max_tokens; fewer know max_completion_tokens.

@@ -315,7 +315,7 @@ class LocalLlm(BaseLlm):
     A missing or non-GGUF file fails here, before anything is loaded.
     """
 
-    provider: ClassVar[str] = PROVIDER
+    provider = PROVIDER
     api_key_env: ClassVar[tuple[str, ...]] = ()
     client_options: ClassVar[frozenset[str]] = LOAD_OPTIONS
 

@@ -83,7 +83,7 @@ def normalize_messages(messages: Messages, *, provider: str | None = None) -> li
                 f"messages[{i}].content must be a string, not {type(content).__name__}",
                 provider=provider,
             )
-        out.append({"role": role, "content": content})  # type: ignore[typeddict-item]
+        out.append({"role": role, "content": content})
     if out[-1]["role"] == "system" and all(m["role"] == "system" for m in out):
         raise LlmRequestError(
             "messages has only system messages: add a user message", provider=provider

@@ -12,6 +12,7 @@ in ``repr``, in :meth:`AgentConfig.to_dict` or in an error message.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -183,7 +184,9 @@ class AgentConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise AgentError(f"agent {data.get('name')!r}: unknown field(s) {', '.join(unknown)}")
-        kwargs = {k: (list(v) if isinstance(v, list) else v) for k, v in data.items()}
+        kwargs: dict[str, Any] = {
+            k: (list(v) if isinstance(v, list) else v) for k, v in data.items()
+        }
         return cls(**kwargs)
 
 
@@ -226,20 +229,20 @@ class AgentRegistry:
         """Every agent (or every enabled one), in registration order."""
         return [a for a in self._agents.values() if a.enabled or not enabled_only]
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         """Agent names in registration order."""
         return list(self._agents)
 
     def find_by_capability(
         self, capability: AgentCapability | str, *, enabled_only: bool = True
-    ) -> list[AgentConfig]:
+    ) -> builtins.list[AgentConfig]:
         """Agents that have ``capability``."""
         cap = AgentCapability(capability)
         return [a for a in self.list(enabled_only=enabled_only) if cap in a.capabilities]
 
     def find_by_type(
         self, agent_type: AgentType | str, *, enabled_only: bool = True
-    ) -> list[AgentConfig]:
+    ) -> builtins.list[AgentConfig]:
         """Agents of ``agent_type``."""
         kind = AgentType(agent_type)
         return [a for a in self.list(enabled_only=enabled_only) if a.agent_type is kind]

@@ -228,12 +228,12 @@ class TaskBoard:
             self._inflight.pop(tid, None)
         self.spend.record(tid, result.agent, result.usage, result.cost_usd)
         new = _TASK_STATUS.get(result.status, TaskStatus.FAILED)
-        reason = None
+        note: str | None = None
         if new is TaskStatus.FAILED:
-            reason = f"failed: {result.error}"
+            note = f"failed: {result.error}"
         elif new is TaskStatus.AWAITING_HUMAN:
-            reason = "handed to a person: waiting to be completed by hand"
-        await self.transition(task, new, reason=reason, result=result)
+            note = "handed to a person: waiting to be completed by hand"
+        await self.transition(task, new, reason=note, result=result)
         return result
 
     async def prepare_run(self) -> None:

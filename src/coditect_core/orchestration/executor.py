@@ -92,7 +92,7 @@ class _LlmFactory(dict[AgentType, type[BaseLlm]]):
         self[agent_type] = cls
         return cls
 
-    def get(self, key: AgentType, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: AgentType, default: Any = None) -> Any:
         try:
             return self[key]
         except KeyError:

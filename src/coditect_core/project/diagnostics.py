@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -90,7 +90,7 @@ _TYPE_WORDS = {
 }
 
 
-def _describe(error: dict[str, Any], path: FieldPath) -> str:
+def _describe(error: Mapping[str, Any], path: FieldPath) -> str:
     kind = error["type"]
     value = error.get("input")
     if kind == "missing":

@@ -26,8 +26,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import AgentError, ProjectFileError
-from ..orchestration.agent_registry import AgentConfig, AgentRegistry
-from ..orchestration.task import AgentTask
+from ..orchestration.agent_registry import (
+    AgentCapability,
+    AgentConfig,
+    AgentInterface,
+    AgentRegistry,
+    AgentType,
+)
+from ..orchestration.task import AgentTask, TaskPriority
 from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, read_yaml
 from .checks import agent_strings, check_project
 from .diagnostics import Problem, from_validation_error, raise_problems
@@ -163,7 +169,7 @@ class ProjectFile:
         return [tid for tid in graph if tid in wanted]
 
     def _missing(self, name: str, environ: Mapping[str, str]) -> list[tuple[FieldPath, str]]:
-        missing = []
+        missing: list[tuple[FieldPath, str]] = []
         for path, text in agent_strings(name, self.spec.agents[name]):
             missing.extend((path, var) for var in expand(text, environ)[1])
         return missing
@@ -227,7 +233,7 @@ class ProjectFile:
                 title=task.title,
                 description=task.description,
                 agent=task_agent[task.id],
-                priority=task.priority or defaults.priority,
+                priority=TaskPriority(task.priority or defaults.priority),
                 phase=task.phase,
                 dependencies=list(task.dependencies),
                 deliverables=list(task.deliverables),
@@ -336,8 +342,8 @@ class ProjectFile:
         try:
             return AgentConfig(
                 name=name,
-                agent_type=spec.type,
-                interface=spec.interface,
+                agent_type=AgentType(spec.type),
+                interface=AgentInterface(spec.interface),
                 model=text(spec.model),
                 api_key=text(spec.api_key),
                 base_url=text(spec.base_url),
@@ -345,7 +351,7 @@ class ProjectFile:
                 temperature=spec.temperature,
                 max_tokens=spec.max_tokens,
                 timeout=spec.timeout,
-                capabilities=list(spec.capabilities),
+                capabilities=[AgentCapability(c) for c in spec.capabilities],
                 fallbacks=fallbacks,
                 enabled=spec.enabled,
                 provider_options=expand_value(spec.options, env),

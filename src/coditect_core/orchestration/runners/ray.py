@@ -83,7 +83,6 @@ _RESOURCE_KEYS = ("num_cpus", "num_gpus")
 _CLOSE_TIMEOUT = 10.0  # seconds the actors get to close their clients before they are killed
 _WARM_WORKERS = 16  # at most this many worker processes are warmed up before the first request
 _WARM_HOLD = 0.5  # seconds a warm-up task keeps its worker, so that the others go elsewhere
-_SETTINGS = ("timeout", "base_url", "max_tokens", "temperature", "retry")
 _TIMEOUT_GRACE = 5.0  # seconds the driver waits past a request's timeout for the worker's answer
 
 
@@ -137,20 +136,24 @@ class RayLlm(BaseLlm):
     ) -> None:
         self.provider = spec.cls.provider
         if local is not None:
-            model, settings = (
+            super().__init__(
                 local.model,
-                {
-                    "timeout": local.timeout,
-                    "base_url": local.base_url,
-                    "max_tokens": local.max_tokens,
-                    "temperature": local.temperature,
-                    "retry": local.retry,
-                },
+                timeout=local.timeout,
+                base_url=local.base_url,
+                max_tokens=local.max_tokens,
+                temperature=local.temperature,
+                retry=local.retry,
             )
-        else:
-            model = spec.model or spec.cls.default_model or f"{self.provider}-default"
-            settings = {k: spec.settings.get(k) for k in _SETTINGS}
-        super().__init__(model, **settings)
+        else:  # the settings as given (the real class was not built here)
+            settings = spec.settings
+            super().__init__(
+                spec.model or spec.cls.default_model or f"{self.provider}-default",
+                timeout=settings.get("timeout"),
+                base_url=settings.get("base_url"),
+                max_tokens=settings.get("max_tokens"),
+                temperature=settings.get("temperature"),
+                retry=settings.get("retry"),
+            )
         self.runner = runner
         self.agent = agent
         self.spec = spec
