@@ -10,6 +10,9 @@ plus ``_create_client`` and ``_map_error`` when it talks to an SDK. Everything e
 once: message validation, key lookup, retries (:mod:`.retry`), timeouts, timing, usage, error
 mapping to :mod:`coditect_core.errors`, key redaction, and the sync wrapper.
 
+A streamed call is an :class:`LlmStream` (what :meth:`BaseLlm.stream_content_async` returns):
+its text deltas, then ``response``; a failure before the first delta is retried like any call.
+
 A call (:meth:`BaseLlm.generate_async`) is attempts (each one :meth:`BaseLlm.request_async`, one
 request) driven by the one retry loop and reported to :mod:`.instrumentation`. A request pipeline
 is built by wrapping: a :class:`~.wrapper.WrapperLlm` adds one concern (limits, pricing...) to
@@ -25,10 +28,12 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Callable,
     Coroutine,
     Iterator,
+    Mapping,
 )
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -39,7 +44,6 @@ from .datatypes import CallParams, LlmResponse, StreamState, Usage
 from .keys import resolve_api_key
 from .messages import Message, Messages, normalize_messages
 from .retry import RetryPolicy, call_with_retry
-from .stream import LlmStream
 
 __all__ = ["BaseLlm", "CallParams", "LlmResponse", "LlmStream", "StreamState", "Usage"]
 
@@ -380,3 +384,124 @@ class BaseLlm(ABC):
         finally:
             if self._client_loop is asyncio.get_running_loop():
                 await self.aclose()
+
+
+class LlmStream:
+    """An async iterator of text deltas; after it is exhausted, ``response`` is the whole reply.
+
+    ``async with llm.stream_content_async(...) as stream`` closes the provider's stream (and its
+    connection) even when the loop stops early; so does ``await stream.aclose()``.
+    """
+
+    def __init__(
+        self,
+        llm: BaseLlm,
+        messages: list[Message],
+        params: CallParams,
+        options: Mapping[str, Any],
+    ) -> None:
+        self._llm = llm
+        self._messages = messages
+        self._params = params
+        self._options = options
+        self._iterator: AsyncGenerator[str, None] | None = None
+        self._usage_sent = False
+        self.response: LlmResponse | None = None
+
+    def __repr__(self) -> str:
+        state = "done" if self.response else "open"
+        return f"<LlmStream {self._llm!r} {state}>"
+
+    @property
+    def usage(self) -> Usage | None:
+        """Token counts, known once the stream is exhausted; ``None`` before, and also when
+        the server sent none (some OpenAI-compatible servers, llama.cpp's among them, count
+        no stream): unknown, not zero. ``response.usage`` then holds zeros."""
+        return self.response.usage if self.response is not None and self._usage_sent else None
+
+    def __aiter__(self) -> AsyncGenerator[str, None]:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return self._iterator
+
+    async def __anext__(self) -> str:
+        return await self.__aiter__().__anext__()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the stream early and release its connection."""
+        if self._iterator is not None:
+            await self._iterator.aclose()
+
+    async def _open(
+        self, client: Any, attempt: int, started: float
+    ) -> tuple[AsyncGenerator[str, None], StreamState, str | None, int]:
+        """One attempt: start the provider's stream and wait for its first delta."""
+        llm, params = self._llm, self._params
+        state = StreamState()
+        agen: Any = llm._stream(client, self._messages, params, state)
+        timeout = params.timeout  # cut short to end by the retry policy's deadline
+        if llm.retry.deadline is not None and timeout is not None:
+            timeout = min(timeout, max(llm.retry.deadline - (time.monotonic() - started), 0.0))
+        try:
+            with llm._mapped_errors(timeout):
+                async with asyncio.timeout(timeout):
+                    first = await anext(agen, None)
+        except BaseException:
+            await _aclose(agen)
+            raise
+        return agen, state, first, attempt
+
+    async def _run(self) -> AsyncGenerator[str, None]:
+        llm, params = self._llm, self._params
+        observer = instrumentation.start_call(llm, self._messages, self._options, stream=True)
+        started = time.monotonic()
+        try:
+            with observer.current():  # the call's context while it opens (retries included)
+                client = llm._get_client()
+                agen, state, delta, attempts = await call_with_retry(
+                    llm.retry,
+                    lambda attempt: self._open(client, attempt, started),
+                    started=started,
+                    on_failure=observer.attempt_failed,
+                )
+            parts: list[str] = []
+            try:
+                while delta is not None:
+                    if delta:
+                        parts.append(delta)
+                        yield delta
+                    with llm._mapped_errors(params.timeout):
+                        async with asyncio.timeout(params.timeout):
+                            delta = await anext(agen, None)
+            finally:
+                await _aclose(agen)
+        except BaseException as error:  # GeneratorExit too: the caller stopped early
+            observer.failed(error)
+            raise
+        self._usage_sent = state.usage is not None
+        if not self._usage_sent:
+            logger.debug("%s: the server sent no token counts for this stream", llm.provider)
+        self.response = LlmResponse(
+            text="".join(parts),
+            model=state.model or params.model,
+            usage=state.usage or Usage(),
+            finish_reason=state.finish_reason,
+            attempts=attempts,
+            latency_s=time.monotonic() - started,
+            provider=llm.provider,
+        )
+        observer.finished(self.response)
+        llm._log_done(self.response)
+
+
+async def _aclose(iterator: AsyncIterator[str]) -> None:
+    """Close a provider's stream if it can be closed (async generators can)."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
