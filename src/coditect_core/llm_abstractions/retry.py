@@ -5,13 +5,14 @@ Only errors whose ``retryable`` is true are retried; the policy stops at ``max_a
 the next wait would pass the overall ``deadline``. The error finally raised records the number of
 attempts in ``attempts``.
 
-Built on tenacity (:func:`call_with_retry`, the one retry loop): its ``wait`` runs before its
-``stop``, so the one jitter sample drawn for a retry is both the wait slept and the wait the
-deadline check (``stop_before_delay``) sees.
+:func:`call_with_retry` is the one retry loop: the jitter sample drawn for a retry is both the
+wait slept and the wait the deadline check sees.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import random
 import time
@@ -86,44 +87,29 @@ async def call_with_retry(
     ``on_failure(error, attempt)`` sees every failed attempt, retried or not. ``started``
     (``time.monotonic()``, default now) is when the call began, for the policy's deadline.
     """
-    import tenacity  # kept off the package's import path
-
     if started is None:
         started = time.monotonic()
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        return policy.backoff(state.attempt_number, error)
-
-    def log_retry(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        logger.info(
-            "attempt %d/%d failed (%s); retrying in %.2fs",
-            state.attempt_number,
-            policy.max_attempts,
-            error,
-            state.upcoming_sleep,
-        )
-
-    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.max_attempts)
-    if policy.deadline is not None:
-        elapsed = time.monotonic() - started
-        stop = stop | tenacity.stop_before_delay(policy.deadline - elapsed)
-    retrying = tenacity.AsyncRetrying(
-        retry=tenacity.retry_if_exception(lambda e: isinstance(e, LlmError) and e.retryable),
-        wait=wait,
-        stop=stop,
-        before_sleep=log_retry,
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
-            number = attempt.retry_state.attempt_number
-            try:
-                return await fn(number)
-            except LlmError as error:
-                error.attempts = number
-                if on_failure is not None:
-                    on_failure(error, number)
+    for attempt in itertools.count(1):
+        try:
+            return await fn(attempt)
+        except LlmError as error:
+            error.attempts = attempt
+            if on_failure is not None:
+                on_failure(error, attempt)
+            if not error.retryable or attempt >= policy.max_attempts:
                 raise
-    raise AssertionError("unreachable: tenacity returns or re-raises")  # pragma: no cover
+            wait = policy.backoff(attempt, error)
+            past = policy.deadline is not None and (
+                time.monotonic() - started + wait >= policy.deadline
+            )
+            if past:
+                raise  # the next attempt would start past the deadline
+            logger.info(
+                "attempt %d/%d failed (%s); retrying in %.2fs",
+                attempt,
+                policy.max_attempts,
+                error,
+                wait,
+            )
+        await asyncio.sleep(wait)  # (out of the except block: no error held while waiting)
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
