@@ -7,7 +7,6 @@ while a run is writing.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -67,21 +66,10 @@ def styled(status: str, held: bool = False) -> str:
     return f"[{STATUS_STYLES.get(status, 'white')}]{text}[/]"
 
 
-def _when(ts: float | None) -> str:
-    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
 def _print_status(view: ProjectView) -> None:
     from rich.markup import escape
+
+    from ..reporting import fmt
 
     out = console()
     out.print(f"[bold]{escape(view.name)}[/]  [dim]{escape(view.path)}[/]")
@@ -91,14 +79,12 @@ def _print_status(view: ProjectView) -> None:
     if view.holder is not None:
         out.print(f"[cyan]running now[/]: {escape(view.holder.describe())}")
     if last is not None:
-        took = (
-            "" if last.finished_at is None else f", {_duration(last.finished_at - last.started_at)}"
-        )
+        took = "" if last.finished_at is None else f", {fmt.duration(last.wall_s)}"
         state = last.status
         if last.status == "running" and view.holder is None:
             state = "running, but its process is gone (the next run marks it interrupted)"
         out.print(
-            f"last run: {last.run_id} [dim]({_when(last.started_at)}{took})[/] {escape(state)}"
+            f"last run: {last.run_id} [dim]({fmt.when(last.started_at)}{took})[/] {escape(state)}"
             f"  [dim]{len(view.runs)} run(s) in all[/]"
         )
     total = len(view.tasks)
@@ -106,11 +92,10 @@ def _print_status(view: ProjectView) -> None:
     parts = [f"{counts.get('completed', 0)}/{total} completed"]
     parts += [styled(s) + f" {n}" for s, n in counts.items() if s != "completed" and n]
     out.print("tasks: " + ", ".join(parts))
-    now = view.read_at
     for attempt in view.in_flight():
         out.print(
             f"  [cyan]in flight[/] {escape(attempt.task_id)} on {escape(attempt.agent or '?')} "
-            f"for {_duration(max(0.0, now - attempt.started_at))}"
+            f"for {fmt.duration(attempt.duration_s)}"
         )
     held = [v.task_id for v in view.tasks if v.held]
     if held:
@@ -129,6 +114,8 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..reporting import fmt
+
     def fit(header: str, cells: list[str]) -> int:  # keep ids and statuses whole
         return max([len(header), *(len(c) for c in cells)])
 
@@ -145,14 +132,14 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("title", overflow="fold")
     for v in views:
-        prompt, completion = v.tokens()
+        tally = v.row.figures
         table.add_row(
             escape(v.task_id),
             styled(v.status, v.held) + (" [bold]→ next[/]" if v.ready else ""),
             escape(v.task.agent or ""),
             escape(" ".join(v.task.dependencies)),
-            str(len(v.attempts)) if v.attempts else "",
-            str(prompt + completion) if v.attempts else "",
+            str(tally.attempts) if tally.attempts else "",
+            fmt.count(tally.tokens) if tally.attempts else "",
             escape(v.task.title),
         )
     console().print(table)
@@ -161,6 +148,8 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
 def _print_show(view: ProjectView, task: TaskView) -> None:
     from rich.markup import escape
     from rich.rule import Rule
+
+    from ..reporting import fmt
 
     out = console()
     t = task.task
@@ -187,25 +176,27 @@ def _print_show(view: ProjectView, task: TaskView) -> None:
         out.print(task.error, markup=False, highlight=False, style="red")
     out.print(Rule(f"attempts ({len(task.attempts)})", align="left", style="dim"))
     for a in task.attempts:
-        took = "" if a.finished_at is None else f"  {_duration(a.finished_at - a.started_at)}"
-        tokens = ""
-        if a.prompt_tokens is not None or a.completion_tokens is not None:
-            tokens = f"  {a.prompt_tokens or 0} in + {a.completion_tokens or 0} out tokens"
+        took = "" if a.finished_at is None else f"  {fmt.duration(a.duration_s)}"
+        tokens = (
+            ""
+            if a.usage is None
+            else f"  tokens {fmt.tokens(a.prompt_tokens, a.completion_tokens)}"
+        )
         who = (a.agent or "?") + (f" ({a.model})" if a.model else "")
         out.print(
             f"#{a.attempt_id} run {a.run_id}  {escape(who)}  "
             f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{a.status}[/]  "
-            f"[dim]{_when(a.started_at)}{took}{tokens}[/]"
+            f"[dim]{fmt.when(a.started_at)}{took}{tokens}[/]"
         )
         if a.error:
             out.print(f"    [red]{escape(a.error)}[/]")
-    if task.events:
+    if task.history:
         out.print(Rule("history", align="left", style="dim"))
-        for run_id, status, at, note in task.events:
-            run = f"run {run_id}" if run_id is not None else ""
+        for e in task.history:
+            run = f"run {e.run_id}" if e.run_id is not None else ""
             out.print(
-                f"[dim]{_when(at)}[/] {run:<7} {styled(status)}"
-                + (f"  {escape(note)}" if note else "")
+                f"[dim]{fmt.when(e.at)}[/] {run:<7} {styled(e.status)}"
+                + (f"  {escape(e.note)}" if e.note else "")
             )
 
 
@@ -299,7 +290,8 @@ def register(app: typer.Typer) -> None:
         """
         import difflib
 
-        from ..app.view import attempt_dict, iso
+        from ..app.view import attempt_dict
+        from ..reporting import fmt
 
         view = load(project, state)
         try:
@@ -325,8 +317,8 @@ def register(app: typer.Typer) -> None:
                 "output": task.output,
                 "attempts": [attempt_dict(a) for a in task.attempts],
                 "history": [
-                    {"run_id": run_id, "status": status, "at": iso(at), "note": note}
-                    for run_id, status, at, note in task.events
+                    {"run_id": e.run_id, "status": e.status, "at": fmt.iso(e.at), "note": e.note}
+                    for e in task.history
                 ],
             }
         )
