@@ -20,7 +20,6 @@ dependents blocked, until it is reset (``coditect task reset``) or the project r
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,7 +331,6 @@ def load_view(
     """
     from ..store import state_path_for
 
-    now = time.time()
     project_file = read_project_file(path)
     project = resolve_offline(project_file)
     db = state_path_for(path, state)
@@ -342,7 +340,7 @@ def load_view(
     exists = db.exists()
     if exists:
         contents, holder = _read(db, name)
-    report = report_from(contents, name, tasks=project.tasks, now=now)
+    report = report_from(contents, name, tasks=project.tasks)
     records = {r.task_id: r for r in contents.tasks}
     held = held_task_ids(records.values())
     # A task in progress is busy only while its run lives: a dead run's would run again.
