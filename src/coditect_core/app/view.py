@@ -33,7 +33,7 @@ from ..project import Project, ProjectFile, read_project_file
 from ..reporting.build import StoreContents, read_store, report_from
 from ..reporting.fmt import iso
 from ..reporting.model import AttemptRow, ReportData, RunRow, TaskRow
-from ..store.records import TaskEvent, TaskRecord
+from ..store.records import TaskRecord
 
 if TYPE_CHECKING:
     from ..store.lock import LockHolder
@@ -83,8 +83,8 @@ def definition_hashes(project: Project) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class TaskView:
-    """One task of the file: its row (status, attempts, figures, output, history) and what the
-    next run would do with it."""
+    """One task of the file: its definition, its row (status, attempts, figures, output, error,
+    history) and what the next run would do with it."""
 
     task: AgentTask
     row: TaskRow
@@ -98,42 +98,23 @@ class TaskView:
     def task_id(self) -> str:
         return self.task.task_id
 
-    @property
-    def status(self) -> str:
-        """The recorded status; ``pending`` for a task never recorded."""
-        return self.row.status
-
-    @property
-    def attempts(self) -> list[AttemptRow]:
-        return self.row.attempts
-
-    @property
-    def history(self) -> list[TaskEvent]:
-        """Its status changes, oldest first."""
-        return self.row.history
-
-    @property
-    def output(self) -> str | None:
-        return self.row.output
-
-    @property
-    def error(self) -> str | None:
-        return self.row.error
-
     def summary(self) -> dict[str, Any]:
         """A JSON-ready row (the ``tasks --json`` format)."""
-        tally = self.row.figures
+        row = self.row
         return {
             "task_id": self.task_id,
             "title": self.task.title,
-            "status": self.status,
+            "status": row.status,
             "agent": self.task.agent,
             "priority": self.task.priority.value,
             "dependencies": list(self.task.dependencies),
-            "attempts": tally.attempts,
-            "tokens": {"prompt": tally.prompt_tokens, "completion": tally.completion_tokens},
-            "updated_at": iso(self.row.updated_at),
-            "error": self.error,
+            "attempts": row.figures.attempts,
+            "tokens": {
+                "prompt": row.figures.prompt_tokens,
+                "completion": row.figures.completion_tokens,
+            },
+            "updated_at": iso(row.updated_at),
+            "error": row.error,
             "held": self.held,
             "ready": self.ready,
         }
@@ -180,7 +161,8 @@ class ProjectView:
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for view in self.tasks:
-            out[view.status] = out.get(view.status, 0) + 1
+            status = view.row.status
+            out[status] = out.get(status, 0) + 1
         return out
 
     @property
@@ -194,7 +176,7 @@ class ProjectView:
 
     def in_flight(self) -> list[AttemptRow]:
         """Attempts recorded as running (by a live run, or one that died: see ``running``)."""
-        return [a for view in self.tasks for a in view.attempts if a.status == "running"]
+        return [a for view in self.tasks for a in view.row.attempts if a.status == "running"]
 
     def ready(self) -> list[TaskView]:
         return [view for view in self.tasks if view.ready]
@@ -208,9 +190,9 @@ class ProjectView:
         view = self.task(task_id)
         titles = {v.task_id: v.task.title for v in self.tasks}
         upstream = [
-            UpstreamOutput(dep, titles.get(dep, dep), self.task(dep).output or "")
+            UpstreamOutput(dep, titles.get(dep, dep), self.task(dep).row.output or "")
             for dep in dict.fromkeys(view.task.dependencies)
-            if dep in titles and self.task(dep).output is not None
+            if dep in titles and self.task(dep).row.output is not None
         ]
         agent = None
         name = view.task.agent or self.project.defaults.agent

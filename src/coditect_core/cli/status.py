@@ -122,7 +122,8 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
     table = Table(title=title, title_justify="left")
     ids = [v.task_id for v in views]
     states = [
-        ("cancelled (held)" if v.held else v.status) + (" → next" if v.ready else "") for v in views
+        ("cancelled (held)" if v.held else v.row.status) + (" → next" if v.ready else "")
+        for v in views
     ]
     table.add_column("task", no_wrap=True, min_width=fit("task", ids))
     table.add_column("status", no_wrap=True, min_width=fit("status", states))
@@ -132,14 +133,14 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("title", overflow="fold")
     for v in views:
-        tally = v.row.figures
+        figures = v.row.figures
         table.add_row(
             escape(v.task_id),
-            styled(v.status, v.held) + (" [bold]→ next[/]" if v.ready else ""),
+            styled(v.row.status, v.held) + (" [bold]→ next[/]" if v.ready else ""),
             escape(v.task.agent or ""),
             escape(" ".join(v.task.dependencies)),
-            str(tally.attempts) if tally.attempts else "",
-            fmt.count(tally.tokens) if tally.attempts else "",
+            str(figures.attempts) if figures.attempts else "",
+            fmt.count(figures.tokens) if figures.attempts else "",
             escape(v.task.title),
         )
     console().print(table)
@@ -152,10 +153,10 @@ def _print_show(view: ProjectView, task: TaskView) -> None:
     from ..reporting import fmt
 
     out = console()
-    t = task.task
+    t, row = task.task, task.row
     out.print(f"[bold]{escape(t.task_id)}[/]: {escape(t.title)}")
     out.print(
-        f"status: {styled(task.status, task.held)}"
+        f"status: {styled(row.status, task.held)}"
         + (" [bold](ready: the next run starts it)[/]" if task.ready else "")
         + f"  agent: {escape(t.agent or '')}  priority: {t.priority.value}"
     )
@@ -170,12 +171,12 @@ def _print_show(view: ProjectView, task: TaskView) -> None:
         out.print(Rule(f"prompt: {message['role']}", align="left", style="dim"))
         out.print(message["content"], markup=False, highlight=False)
     out.print(Rule("output", align="left", style="dim"))
-    out.print(task.output if task.output is not None else "(none)", markup=False, highlight=False)
-    if task.error:
+    out.print(row.output if row.output is not None else "(none)", markup=False, highlight=False)
+    if row.error:
         out.print(Rule("error", align="left", style="dim"))
-        out.print(task.error, markup=False, highlight=False, style="red")
-    out.print(Rule(f"attempts ({len(task.attempts)})", align="left", style="dim"))
-    for a in task.attempts:
+        out.print(row.error, markup=False, highlight=False, style="red")
+    out.print(Rule(f"attempts ({len(row.attempts)})", align="left", style="dim"))
+    for a in row.attempts:
         took = "" if a.finished_at is None else f"  {fmt.duration(a.duration_s)}"
         tokens = (
             ""
@@ -190,9 +191,9 @@ def _print_show(view: ProjectView, task: TaskView) -> None:
         )
         if a.error:
             out.print(f"    [red]{escape(a.error)}[/]")
-    if task.history:
+    if row.history:
         out.print(Rule("history", align="left", style="dim"))
-        for e in task.history:
+        for e in row.history:
             run = f"run {e.run_id}" if e.run_id is not None else ""
             out.print(
                 f"[dim]{fmt.when(e.at)}[/] {run:<7} {styled(e.status)}"
@@ -263,7 +264,7 @@ def register(app: typer.Typer) -> None:
         views = [
             v
             for v in view.tasks
-            if not wanted or v.status in wanted or ("ready" in wanted and v.ready)
+            if not wanted or v.row.status in wanted or ("ready" in wanted and v.ready)
         ]
         if as_json:
             print_json({"project": view.name, "tasks": [v.summary() for v in views]})
@@ -314,11 +315,11 @@ def register(app: typer.Typer) -> None:
                 "reason": task.reason,
                 "messages": messages,
                 "prompt": messages[-1]["content"],
-                "output": task.output,
-                "attempts": [attempt_dict(a) for a in task.attempts],
+                "output": task.row.output,
+                "attempts": [attempt_dict(a) for a in task.row.attempts],
                 "history": [
                     {"run_id": e.run_id, "status": e.status, "at": fmt.iso(e.at), "note": e.note}
-                    for e in task.history
+                    for e in task.row.history
                 ],
             }
         )
@@ -339,8 +340,8 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         view = load(project, state)
-        waiting = [v for v in view.tasks if v.status == "awaiting_human"]
-        ready = [v for v in view.ready() if v.status != "awaiting_human"]
+        waiting = [v for v in view.tasks if v.row.status == "awaiting_human"]
+        ready = [v for v in view.ready() if v.row.status != "awaiting_human"]
         if as_json:
             print_json(
                 {
@@ -373,7 +374,7 @@ def register(app: typer.Typer) -> None:
                 f"`coditect task complete {escape(view.path)} {escape(v.task_id)} --output FILE`"
             )
         if not ready and not waiting:
-            if all(v.status == "completed" for v in view.tasks):
+            if all(v.row.status == "completed" for v in view.tasks):
                 out.print("[green]nothing to do: every task is completed[/]")
             elif view.running:
                 out.print("nothing ready: the running run is working on the rest")
