@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "suppo
 from report_scenario import record_scenario
 
 from coditect_core.reporting import (
-    build_report,
+    read_report,
     render_html,
     render_json,
     render_markdown,
@@ -51,8 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         recorded = asyncio.run(record_scenario(Path(tmp), args.tasks, latency=0.0, concurrency=16))
         with StateStore.open(recorded.state, readonly=True) as store:
-            build_times = _time(lambda: build_report(store, "report-demo"), args.reps)
-            data = build_report(store, "report-demo")
+            build_times = _time(lambda: read_report(store, "report-demo"), args.reps)
+            data = read_report(store, "report-demo")
     html = render_html(data)
     figures = {
         "build_s": (build_times, "< 0.5"),

@@ -22,14 +22,15 @@ from typer.testing import CliRunner
 from coditect_core.cli.main import app
 from coditect_core.errors import StateError
 from coditect_core.reporting import (
+    AgentRow,
     AttemptRow,
-    Figures,
-    build_report,
     dependency_levels,
+    read_report,
     render_json,
     render_markdown,
 )
 from coditect_core.reporting.fmt import cost, duration, usd
+from coditect_core.reporting.model import tally
 from coditect_core.reporting.text import md_escape
 from coditect_core.store import StateStore
 
@@ -144,10 +145,10 @@ def test_retries_fallbacks_and_blocked_tasks(recorded: Recorded, report_json: di
 def test_one_run_shows_the_tasks_as_that_run_left_them(recorded: Recorded) -> None:
     s = recorded.scenario
     with StateStore.open(recorded.state, readonly=True) as store:
-        first = build_report(store, PROJECT, run_id=1)
-        second = build_report(store, PROJECT, run_id=2)
+        first = read_report(store, PROJECT, run_id=1)
+        second = read_report(store, PROJECT, run_id=2)
         with pytest.raises(StateError, match="no run 9"):
-            build_report(store, PROJECT, run_id=9)
+            read_report(store, PROJECT, run_id=9)
     assert first.task(s.fail_once).status == "failed"
     assert second.task(s.fail_once).status == "completed"
     assert [a.kind for a in second.task(s.fail_once).attempts] == ["retry"]
@@ -183,7 +184,7 @@ def test_markdown_tables(recorded: Recorded) -> None:
 
 def test_json_report_is_the_same_through_the_api(recorded: Recorded, report_json: dict) -> None:
     with StateStore.open(recorded.state, readonly=True) as store:
-        data = build_report(store, PROJECT)
+        data = read_report(store, PROJECT)
     again = json.loads(render_json(data))
     assert again["format"] == "coditect-report"
     assert again["version"] == 1
@@ -234,19 +235,20 @@ def _attempt(kind: str = "first", cost_usd: float | None = None, **kw: object) -
 
 
 def test_unknown_cost_is_never_a_zero() -> None:
-    assert cost(Figures.of([])) == "$0"
-    unknown = Figures.of([_attempt(), _attempt()])
+    assert cost(tally([])) == "$0"
+    unknown = tally([_attempt(), _attempt()])
     assert unknown.cost_usd is None
     assert cost(unknown) == "unknown"
-    partial = Figures.of([_attempt(cost_usd=0.5), _attempt()])
+    partial = tally([_attempt(cost_usd=0.5), _attempt()])
     assert partial.cost_usd is None
     assert partial.cost_known_usd == 0.5
     assert cost(partial) == "$0.500 + unknown (1)"
     assert cost(partial, detail=False) == "$0.500 + unknown"
-    known = Figures.of([_attempt(cost_usd=1.25), _attempt(cost_usd=0.0, status="failed")])
+    attempts = [_attempt(cost_usd=1.25), _attempt(cost_usd=0.0, status="failed")]
+    known = tally(attempts)
     assert known.cost_usd == 1.25
     assert cost(known) == "$1.25"
-    assert known.failed == 1
+    assert AgentRow("a", ["m"], 1, known, attempts).failed == 1
     assert known.tokens == 30
     assert cost(None) == "unknown"
     assert usd(0.0000363) == "$0.000036"

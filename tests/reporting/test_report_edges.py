@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from coditect_core.orchestration.spend import Tally
 from coditect_core.orchestration.task import AgentTask
-from coditect_core.reporting import build_report, render_html, render_json, render_markdown
-from coditect_core.reporting.model import Figures, ReportData, RunRow, TaskRow
+from coditect_core.reporting import read_report, render_html, render_json, render_markdown
+from coditect_core.reporting.model import ReportData, RunRow, TaskRow
 from coditect_core.reporting.svg import _segments
 from coditect_core.store import AttemptOutcome, StateStore
 
@@ -30,7 +31,7 @@ async def test_a_run_in_flight(tmp_path: Path) -> None:
         await store.task_started(run.run_id, "B", agent="y", model="m")
         tasks = [AgentTask("A", "first"), AgentTask("B", "second", dependencies=["A"])]
         (in_flight,) = store.attempts("p", task_id="B")
-        data = build_report(store, "p", tasks=tasks, now=in_flight.started_at + 12.5)
+        data = read_report(store, "p", tasks=tasks, now=in_flight.started_at + 12.5)
     assert [r.status for r in data.runs] == ["running"]
     b = data.task("B")
     assert b.status == "in_progress"
@@ -50,12 +51,12 @@ async def test_a_run_in_flight(tmp_path: Path) -> None:
 
 async def test_never_run_and_removed_tasks(tmp_path: Path) -> None:
     with StateStore.open(tmp_path / "state.db") as store:
-        empty = build_report(store, "p", tasks=[AgentTask("A", "a")])
+        empty = read_report(store, "p", tasks=[AgentTask("A", "a")])
         run = await store.begin_run("p")
         await store.define_tasks(run.run_id, {"OLD": "h"})
         await store.set_task_status(run.run_id, "OLD", "cancelled", note="gone")
         await store.finish_run(run.run_id, "succeeded")
-        data = build_report(store, "p", tasks=[AgentTask("A", "a")])
+        data = read_report(store, "p", tasks=[AgentTask("A", "a")])
     assert empty.runs == []
     assert empty.task("A").status == "pending"
     html = render_html(empty)
@@ -70,7 +71,7 @@ async def test_never_run_and_removed_tasks(tmp_path: Path) -> None:
 
 def test_an_idle_gap_between_runs_is_cut_out() -> None:
     def run(start: float, wall: float) -> RunRow:
-        return RunRow(1, start, start + wall, "succeeded", wall, Figures(), {}, {})
+        return RunRow(1, start, start + wall, "succeeded", wall, Tally(), {}, {})
 
     # two 10 s runs a day apart: two segments; two runs 5 s apart: one
     assert len(_segments([run(0, 10), run(86_400, 10)], [])) == 2
@@ -79,11 +80,11 @@ def test_an_idle_gap_between_runs_is_cut_out() -> None:
 
 def test_long_texts_are_cut_in_html_only() -> None:
     long = "x" * 50_000
-    data = ReportData("p", 0.0, None, [], [], [], Figures(), {})
+    data = ReportData("p", 0.0, None, [], [], [], Tally(), {})
     assert render_html(data)  # nothing at all still renders
-    row = TaskRow("T", "t", long, None, None, [], 0, "pending", True, [], Figures(), long, None,
+    row = TaskRow("T", "t", long, None, None, [], 0, "pending", True, [], Tally(), long, None,
                   None)  # fmt: skip
-    data = ReportData("p", 0.0, None, [], [row], [], Figures(), {"pending": 1})
+    data = ReportData("p", 0.0, None, [], [row], [], Tally(), {"pending": 1})
     html = render_html(data, max_text=1000)
     assert "49,000 more characters not shown" in html
     assert len(html) < 20_000

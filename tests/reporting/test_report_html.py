@@ -24,7 +24,7 @@ from report_scenario import IMG_TITLE, SCRIPT_TEXT, SCRIPT_TITLE, Recorded, reco
 from typer.testing import CliRunner
 
 from coditect_core.cli.main import app
-from coditect_core.reporting import build_report, render_html
+from coditect_core.reporting import read_report, render_html
 from coditect_core.store import StateStore
 
 pytestmark = pytest.mark.timeout(180)
@@ -174,7 +174,7 @@ def test_screenshot(page: Path, tmp_path: Path) -> None:
 def test_500_tasks_stay_readable(tmp_path: Path) -> None:
     recorded = asyncio.run(record_scenario(tmp_path, 500, latency=0.0, concurrency=16))
     with StateStore.open(recorded.state, readonly=True) as store:
-        data = build_report(store, PROJECT)
+        data = read_report(store, PROJECT)
     html = render_html(data)
     assert len(data.tasks) == 500
     assert len(html.encode()) < 3_000_000

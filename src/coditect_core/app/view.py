@@ -1,12 +1,15 @@
 """Read-only views of a project: its file together with what its state store recorded.
 
-This answers the questions of ``coditect status``, ``tasks``, ``show`` and ``next`` (and of any
-program that wants the same answers) without changing anything: the store is opened read-only
-(no file is created, no run lock is taken, nothing is marked interrupted) and everything is read
-in one read transaction, so a view taken from another process while a run writes is one
-consistent picture. No API key is needed: ``${VAR}`` references that are unset stay as written
-(:func:`resolve_offline`), which only matters for a setting that changes a task's content hash
-(an agent's ``model`` or ``system_prompt``), and then the run could not use that agent anyway.
+This answers the questions of ``coditect status``, ``tasks``, ``show``, ``next`` and ``report``
+(and of any program that wants the same answers) without changing anything: the store is opened
+read-only (no file is created, no run lock is taken, nothing is marked interrupted) and
+everything is read in one read transaction, so a view taken from another process while a run
+writes is one consistent picture. The rows are the one read model of runs and tasks
+(:mod:`coditect_core.reporting`): :func:`load_report` is that model alone, :func:`load_view`
+adds what the next run would do. No API key is needed: ``${VAR}`` references that are unset stay
+as written (:func:`resolve_offline`), which only matters for a setting that changes a task's
+content hash (an agent's ``model`` or ``system_prompt``), and then the run could not use that
+agent anyway.
 
 What ``run`` would do next comes from the same resume plan it follows
 (:func:`~coditect_core.orchestration.resume.plan_resume`, with the same content hashes), plus
@@ -17,21 +20,22 @@ dependents blocked, until it is reset (``coditect task reset``) or the project r
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import StateError
 from ..orchestration.prompts import UpstreamOutput, build_messages
 from ..orchestration.resume import ResumePlan, SuccessRecord, agent_task_hash, plan_resume
 from ..orchestration.task import AgentTask, TaskStatus
 from ..project import Project, ProjectFile, read_project_file
-from ..store.records import AttemptRecord, RunRecord, TaskRecord
+from ..reporting.build import StoreContents, read_store, report_from
+from ..reporting.fmt import iso
+from ..reporting.model import AttemptRow, ReportData, RunRow, TaskRow
+from ..store.records import TaskRecord
 
 if TYPE_CHECKING:
-    from ..reporting.build import StoreContents
     from ..store.lock import LockHolder
 
 __all__ = [
@@ -41,7 +45,7 @@ __all__ = [
     "attempt_dict",
     "definition_hashes",
     "held_task_ids",
-    "iso",
+    "load_report",
     "load_view",
     "resolve_offline",
     "run_dict",
@@ -50,11 +54,6 @@ __all__ = [
 CANCELLED_BY_HAND = "cancelled by hand"
 """How the store's ``error`` of a task cancelled with ``coditect task cancel`` begins: such a
 task is *held* (not run again until reset). A run's own cancellations never read like this."""
-
-
-def iso(ts: float | None) -> str | None:
-    """A UNIX time as an ISO 8601 string in UTC (``None`` stays ``None``)."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 def held_task_ids(records: Iterable[TaskRecord]) -> set[str]:
@@ -84,15 +83,11 @@ def definition_hashes(project: Project) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class TaskView:
-    """One task of the file with its recorded state."""
+    """One task of the file: its definition, its row (status, attempts, figures, output, error,
+    history) and what the next run would do with it."""
 
     task: AgentTask
-    status: str
-    """The recorded status; ``pending`` for a task never recorded."""
-    record: TaskRecord | None
-    attempts: list[AttemptRecord]
-    events: list[tuple[int | None, str, float, str | None]]
-    """Its status changes: ``(run_id, status, at, note)``, oldest first."""
+    row: TaskRow
     held: bool = False
     ready: bool = False
     """Whether ``coditect run`` would start it at once (it must run, and nothing it needs must)."""
@@ -103,35 +98,23 @@ class TaskView:
     def task_id(self) -> str:
         return self.task.task_id
 
-    @property
-    def output(self) -> str | None:
-        return self.record.output if self.record else None
-
-    @property
-    def error(self) -> str | None:
-        return self.record.error if self.record else None
-
-    def tokens(self) -> tuple[int, int]:
-        """Prompt and completion tokens over its attempts (unknown counts as 0)."""
-        return (
-            sum(a.prompt_tokens or 0 for a in self.attempts),
-            sum(a.completion_tokens or 0 for a in self.attempts),
-        )
-
     def summary(self) -> dict[str, Any]:
         """A JSON-ready row (the ``tasks --json`` format)."""
-        prompt, completion = self.tokens()
+        row = self.row
         return {
             "task_id": self.task_id,
             "title": self.task.title,
-            "status": self.status,
+            "status": row.status,
             "agent": self.task.agent,
             "priority": self.task.priority.value,
             "dependencies": list(self.task.dependencies),
-            "attempts": len(self.attempts),
-            "tokens": {"prompt": prompt, "completion": completion},
-            "updated_at": iso(self.record.updated_at) if self.record else None,
-            "error": self.error,
+            "attempts": row.figures.attempts,
+            "tokens": {
+                "prompt": row.figures.prompt_tokens,
+                "completion": row.figures.completion_tokens,
+            },
+            "updated_at": iso(row.updated_at),
+            "error": row.error,
             "held": self.held,
             "ready": self.ready,
         }
@@ -139,21 +122,20 @@ class TaskView:
 
 @dataclass(frozen=True)
 class ProjectView:
-    """A project file and its recorded state, read at one moment."""
+    """A project file and its recorded state, read at one moment: the rows of its runs and
+    tasks (``report``, every task of the file and of the store) and the file's tasks in file
+    order, each with what the next run would do with it (``tasks``)."""
 
     name: str
     path: str
     state_path: Path
     state_exists: bool
     project: Project
+    report: ReportData
     tasks: list[TaskView]
-    runs: list[RunRecord]
     plan: ResumePlan
     holder: LockHolder | None = None
     """The live process running the project now, if any (advisory)."""
-    unknown_tasks: list[str] = field(default_factory=list)
-    """Tasks the store knows that the file no longer defines."""
-    read_at: float = field(default_factory=time.time)
 
     def task(self, task_id: str) -> TaskView:
         """The task called ``task_id`` (``KeyError`` if the file has none)."""
@@ -163,14 +145,28 @@ class ProjectView:
         raise KeyError(task_id)
 
     @property
+    def runs(self) -> list[RunRow]:
+        return self.report.runs
+
+    @property
+    def read_at(self) -> float:
+        return self.report.generated_at
+
+    @property
+    def unknown_tasks(self) -> list[str]:
+        """Tasks the store knows that the file no longer defines."""
+        return [row.task_id for row in self.report.tasks if not row.defined]
+
+    @property
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for view in self.tasks:
-            out[view.status] = out.get(view.status, 0) + 1
+            status = view.row.status
+            out[status] = out.get(status, 0) + 1
         return out
 
     @property
-    def last_run(self) -> RunRecord | None:
+    def last_run(self) -> RunRow | None:
         return self.runs[-1] if self.runs else None
 
     @property
@@ -178,9 +174,9 @@ class ProjectView:
         """Whether a live process is running the project now."""
         return self.holder is not None
 
-    def in_flight(self) -> list[AttemptRecord]:
+    def in_flight(self) -> list[AttemptRow]:
         """Attempts recorded as running (by a live run, or one that died: see ``running``)."""
-        return [a for view in self.tasks for a in view.attempts if a.status == "running"]
+        return [a for view in self.tasks for a in view.row.attempts if a.status == "running"]
 
     def ready(self) -> list[TaskView]:
         return [view for view in self.tasks if view.ready]
@@ -194,20 +190,22 @@ class ProjectView:
         view = self.task(task_id)
         titles = {v.task_id: v.task.title for v in self.tasks}
         upstream = [
-            UpstreamOutput(dep, titles.get(dep, dep), self.task(dep).output or "")
+            UpstreamOutput(dep, titles.get(dep, dep), self.task(dep).row.output or "")
             for dep in dict.fromkeys(view.task.dependencies)
-            if dep in titles and self.task(dep).output is not None
+            if dep in titles and self.task(dep).row.output is not None
         ]
         agent = None
         name = view.task.agent or self.project.defaults.agent
         if name and name in self.project.agents:
             agent = self.project.agents.get(name)
-        return [dict(m) for m in build_messages(view.task, agent, upstream)]
+        return [
+            {"role": m["role"], "content": m["content"]}
+            for m in build_messages(view.task, agent, upstream)
+        ]
 
     def status_dict(self) -> dict[str, Any]:
         """The ``status --json`` format."""
         last = self.last_run
-        now = self.read_at
         return {
             "project": self.name,
             "file": self.path,
@@ -235,18 +233,18 @@ class ProjectView:
                     "agent": a.agent,
                     "model": a.model,
                     "started_at": iso(a.started_at),
-                    "elapsed_s": round(max(0.0, now - a.started_at), 3),
+                    "elapsed_s": round(a.duration_s, 3),
                 }
                 for a in self.in_flight()
             ],
             "ready": [v.task_id for v in self.ready()],
             "held": [v.task_id for v in self.tasks if v.held],
-            "unknown_tasks": list(self.unknown_tasks),
+            "unknown_tasks": self.unknown_tasks,
         }
 
 
-def run_dict(run: RunRecord) -> dict[str, Any]:
-    """A JSON-ready run record."""
+def run_dict(run: RunRow) -> dict[str, Any]:
+    """A JSON-ready run (the ``status --json`` format)."""
     return {
         "run_id": run.run_id,
         "status": run.status,
@@ -257,8 +255,8 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def attempt_dict(a: AttemptRecord) -> dict[str, Any]:
-    """A JSON-ready attempt record."""
+def attempt_dict(a: AttemptRow) -> dict[str, Any]:
+    """A JSON-ready attempt with its whole output (the ``show --json`` format)."""
     return {
         "attempt_id": a.attempt_id,
         "run_id": a.run_id,
@@ -268,10 +266,10 @@ def attempt_dict(a: AttemptRecord) -> dict[str, Any]:
         "status": a.status,
         "started_at": iso(a.started_at),
         "finished_at": iso(a.finished_at),
-        "duration_s": None if a.finished_at is None else round(a.finished_at - a.started_at, 3),
+        "duration_s": None if a.finished_at is None else round(a.duration_s, 3),
         "prompt_tokens": a.prompt_tokens,
         "completion_tokens": a.completion_tokens,
-        "cost_usd": a.cost,
+        "cost_usd": a.cost_usd,
         "error": a.error,
         "output": a.output,
     }
@@ -299,7 +297,6 @@ def _read(db: Path, project: str) -> tuple[StoreContents, LockHolder | None]:
     """Everything the store holds on ``project``, and the live holder of its run lock.
 
     (A database is created whole before it gets its name: a reader never finds it half-made.)"""
-    from ..reporting.build import read_store
     from ..store import StateStore
 
     with StateStore.open(db, readonly=True) as store:
@@ -321,46 +318,61 @@ def load_view(
     db = state_path_for(path, state)
     name = project_file.name
     holder = None
-    records: dict[str, TaskRecord] = {}
-    attempts: dict[str, list[AttemptRecord]] = {}
-    events: dict[str, list[tuple[int | None, str, float, str | None]]] = {}
-    runs: list[RunRecord] = []
+    contents = StoreContents([], [], [], [])
     exists = db.exists()
     if exists:
         contents, holder = _read(db, name)
-        runs = contents.runs
-        records = {r.task_id: r for r in contents.tasks}
-        for a in contents.attempts:
-            attempts.setdefault(a.task_id, []).append(a)
-        for tid, run_id, status, at, note in contents.events:
-            events.setdefault(tid, []).append((run_id, status, at, note))
+    report = report_from(contents, name, tasks=project.tasks)
+    records = {r.task_id: r for r in contents.tasks}
     held = held_task_ids(records.values())
     # A task in progress is busy only while its run lives: a dead run's would run again.
     busy = {t for t, r in records.items() if r.status == TaskStatus.IN_PROGRESS.value and holder}
     plan, ready = _plan(project.tasks, definition_hashes(project), records, held, busy)
+    rows = {row.task_id: row for row in report.tasks}
     views = [
         TaskView(
             task=task,
-            status=records[task.task_id].status if task.task_id in records else "pending",
-            record=records.get(task.task_id),
-            attempts=attempts.get(task.task_id, []),
-            events=events.get(task.task_id, []),
+            row=rows[task.task_id],
             held=task.task_id in held,
             ready=task.task_id in ready,
             reason=plan.reasons.get(task.task_id),
         )
         for task in project.tasks
     ]
-    defined = set(project_file.task_ids)
     return ProjectView(
         name=name,
         path=project_file.path,
         state_path=db,
         state_exists=exists,
         project=project,
+        report=report,
         tasks=views,
-        runs=runs,
         plan=plan,
         holder=holder,
-        unknown_tasks=[tid for tid in records if tid not in defined],
     )
+
+
+def load_report(
+    path: str | os.PathLike[str],
+    *,
+    state: str | os.PathLike[str] | None = None,
+    run_id: int | None = None,
+) -> ReportData:
+    """The rows of the runs and tasks of the project file at ``path`` (of run ``run_id`` only,
+    if given), from its state (``.coditect/state.db`` beside it unless ``state`` says
+    otherwise): the ``coditect report``.
+
+    Raises :class:`ProjectFileError` for a bad file, :class:`StateError` for a project never
+    run (no state), an unusable store, or a run it does not have.
+    """
+    from ..store import state_path_for
+
+    project_file = read_project_file(path)
+    db = state_path_for(path, state)
+    if not db.exists():
+        raise StateError(
+            f"{db}: no state yet: the project has not been run (`coditect run {path}` first)"
+        )
+    contents, _ = _read(db, project_file.name)
+    tasks = resolve_offline(project_file).tasks
+    return report_from(contents, project_file.name, tasks=tasks, run_id=run_id)

@@ -5,15 +5,11 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from .output import ExitCode, err_console, fail
-
-if TYPE_CHECKING:
-    from ..orchestration.task import AgentTask
-    from ..project import ProjectFile
 
 __all__ = ["register"]
 
@@ -22,30 +18,6 @@ class ReportFormat(StrEnum):
     md = "md"
     json = "json"
     html = "html"
-
-
-def _tasks(project: ProjectFile) -> list[AgentTask]:
-    """The tasks as the file defines them. No ``${VAR}`` is expanded and no key is needed: a
-    report only shows task text, which is taken literally."""
-    from ..orchestration.task import AgentTask
-
-    defaults = project.spec.defaults
-    return [
-        AgentTask(
-            task_id=t.id,
-            title=t.title,
-            description=t.description,
-            agent=project.agent_of(t.id),
-            priority=t.priority or defaults.priority,
-            phase=t.phase,
-            dependencies=list(t.dependencies),
-            deliverables=list(t.deliverables),
-            success_criteria=list(t.success_criteria),
-            tags=list(t.tags),
-            estimated_hours=t.estimated_hours,
-        )
-        for t in project.spec.tasks
-    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -78,28 +50,17 @@ def register(app: typer.Typer) -> None:
 
           coditect report project.yaml --run 3 --json
         """
+        from ..app.view import load_report
         from ..errors import ProjectFileError, StateError
-        from ..project import read_project_file
-        from ..reporting import build_report, render_html, render_json, render_markdown
-        from ..store import StateStore, default_state_path
+        from ..reporting import render_html, render_json, render_markdown
 
         fmt = ReportFormat.json if as_json else format_
         try:
-            spec = read_project_file(project)
-        except ProjectFileError as error:
+            data = load_report(project, state=state, run_id=run)
+        except (ProjectFileError, StateError) as error:
             fail(str(error), ExitCode.BAD_INPUT)
-        db = state if state is not None else default_state_path(Path(spec.path).resolve().parent)
-        if not db.exists():
-            fail(
-                f"{db}: no state yet: the project has not been run "
-                f"(`coditect run {project}` first)",
-                ExitCode.BAD_INPUT,
-            )
-        try:
-            with StateStore.open(db, readonly=True) as store:
-                data = build_report(store, spec.name, tasks=_tasks(spec), run_id=run)
-        except StateError as error:
-            fail(str(error), ExitCode.BAD_INPUT)
+        except OSError as error:
+            fail(f"{project}: {error.strerror or error}", ExitCode.BAD_INPUT)
         renderers = {
             ReportFormat.md: render_markdown,
             ReportFormat.json: render_json,

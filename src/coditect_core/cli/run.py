@@ -43,11 +43,14 @@ def _make_view(total: int) -> Any:
     """A Rich progress view on a terminal, plain lines otherwise (both are observers; the run
     tells them its plan, ``planned``, before any task starts)."""
     from ..orchestration.observer import OrchestratorObserver
+    from ..reporting import fmt
 
     out = err_console()
 
     def tokens_of(result: ExecutionResult) -> str:
-        return f"{result.usage.total_tokens} tokens" if result.usage else "no token count"
+        return (
+            f"{fmt.count(result.usage.total_tokens)} tokens" if result.usage else "no token count"
+        )
 
     class PlainView(OrchestratorObserver):
         def __init__(self) -> None:
@@ -83,7 +86,10 @@ def _make_view(total: int) -> Any:
         ) -> None:
             self.done += 1
             elapsed = time.monotonic() - self.started.pop(task.task_id, time.monotonic())
-            line = f"{task.status.value:<9} {task.task_id} in {elapsed:.1f}s, {tokens_of(result)}"
+            line = (
+                f"{task.status.value:<9} {task.task_id} in {fmt.duration(elapsed)}, "
+                f"{tokens_of(result)}"
+            )
             if result.error:
                 line += f": {result.error}"
             out.print(f"[{self.done}/{total}] {line}", markup=False, highlight=False)
@@ -142,7 +148,7 @@ def _make_view(total: int) -> Any:
             detail = f" [red]{escape(result.error or '')}[/]" if result.error else ""
             self.progress.console.print(
                 f"{mark} {escape(task.task_id)} [dim]{escape(result.agent or '')} "
-                f"{elapsed:.1f}s {tokens_of(result)}[/]{detail}"
+                f"{fmt.duration(elapsed)} {tokens_of(result)}[/]{detail}"
             )
             self.progress.advance(self.overall)
 
@@ -151,6 +157,8 @@ def _make_view(total: int) -> Any:
 
 def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
     from rich.table import Table
+
+    from ..reporting import fmt
 
     table = Table(title=f"{report['project']}: run {outcome.run_id}", title_justify="left")
     for column in ("task", "status", "agent", "time", "tokens", "cost", "attempts"):
@@ -165,51 +173,56 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
             row["task_id"],
             f"[{colours.get(status, 'white')}]{status}[/]" + (" (earlier run)" if resumed else ""),
             row["agent"] or "",
-            f"{row['duration_seconds']:.1f}s" if row["duration_seconds"] else "",
-            str(row["usage"]["total_tokens"]) if row["usage"] else "",
-            _usd(row.get("cost_usd"), row.get("cost_known_usd")),
+            fmt.duration(row["duration_seconds"]) if row["duration_seconds"] else "",
+            fmt.count(row["usage"]["total_tokens"]) if row["usage"] else "",
+            _cost(row.get("cost_usd"), row.get("cost_known_usd")),
             str(row["attempts"]) if not resumed else "",
         )
     console().print(table)
     counts = {k: v for k, v in outcome.summary.counts.items() if v}
     console().print(
         ", ".join(f"{v} {k}" for k, v in counts.items())
-        + f" in {outcome.summary.duration_seconds:.1f}s"
+        + f" in {fmt.duration(outcome.summary.duration_seconds)}"
     )
     cost = outcome.summary.cost
     if cost.get("attempts"):
         console().print(
-            f"{cost['attempts']} attempt(s), {cost['total_tokens']:,} tokens, cost "
-            + _usd(cost["cost_usd"], cost["cost_known_usd"], long=True),
+            f"{cost['attempts']} attempt(s), {fmt.count(cost['total_tokens'])} tokens, cost "
+            + _cost(cost["cost_usd"], cost["cost_known_usd"], cost.get("cost_unknown_attempts")),
             markup=False,
         )
 
 
-def _usd(cost: float | None, known: float | None, *, long: bool = False) -> str:
-    """``$0.0123``; a partly unknown cost shows its known part as a floor (``>= $0.01``)."""
+def _cost(cost: float | None, known: float | None, unknown: int | None = None) -> str:
+    """A cost given as the whole (``None``: partly unknown) and its known part (``None``: not
+    run by this process, shown as nothing); ``unknown`` attempts had no known price."""
+    from ..reporting import fmt
+
     if cost is not None:
-        return f"${cost:.4f}"
-    if known:
-        return f">= ${known:.4f}" + (" (some attempts have no known price)" if long else "")
-    return "unknown" if long or known is not None else ""
+        return fmt.usd(cost)
+    if known is None:
+        return ""
+    return fmt.partial_cost(known, unknown) if known else "unknown"
 
 
 def budget_message(summary: Any) -> str:
     """What to say when a run stopped at its budget: the figures and the unstarted tasks."""
+    from ..reporting import fmt
+
     budget = summary.budget or {}
     reached = budget.get("reached") or "budget"
     limit = (
-        f"max_cost_usd ${budget.get('max_cost_usd'):.4f}"
+        f"max_cost_usd {fmt.usd(budget['max_cost_usd'])}"
         if reached == "max_cost_usd"
-        else f"max_tokens {budget.get('max_tokens'):,}"
+        else f"max_tokens {fmt.count(budget.get('max_tokens'))}"
     )
     unstarted = summary.unstarted
     shown = ", ".join(unstarted[:20]) + (
         f", ... ({len(unstarted) - 20} more)" if len(unstarted) > 20 else ""
     )
     lines = [
-        f"budget reached ({limit}): spent ${budget.get('spent_cost_usd', 0.0):.4f} and "
-        f"{budget.get('spent_tokens', 0):,} tokens; no new task was started, the calls in "
+        f"budget reached ({limit}): spent {fmt.usd(budget.get('spent_cost_usd', 0.0))} and "
+        f"{fmt.count(budget.get('spent_tokens', 0))} tokens; no new task was started, the calls in "
         "flight finished.",
         f"{len(unstarted)} task(s) not started: {shown or 'none'}",
     ]

@@ -7,7 +7,6 @@ while a run is writing.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -67,21 +66,10 @@ def styled(status: str, held: bool = False) -> str:
     return f"[{STATUS_STYLES.get(status, 'white')}]{text}[/]"
 
 
-def _when(ts: float | None) -> str:
-    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
 def _print_status(view: ProjectView) -> None:
     from rich.markup import escape
+
+    from ..reporting import fmt
 
     out = console()
     out.print(f"[bold]{escape(view.name)}[/]  [dim]{escape(view.path)}[/]")
@@ -91,14 +79,12 @@ def _print_status(view: ProjectView) -> None:
     if view.holder is not None:
         out.print(f"[cyan]running now[/]: {escape(view.holder.describe())}")
     if last is not None:
-        took = (
-            "" if last.finished_at is None else f", {_duration(last.finished_at - last.started_at)}"
-        )
+        took = "" if last.finished_at is None else f", {fmt.duration(last.wall_s)}"
         state = last.status
         if last.status == "running" and view.holder is None:
             state = "running, but its process is gone (the next run marks it interrupted)"
         out.print(
-            f"last run: {last.run_id} [dim]({_when(last.started_at)}{took})[/] {escape(state)}"
+            f"last run: {last.run_id} [dim]({fmt.when(last.started_at)}{took})[/] {escape(state)}"
             f"  [dim]{len(view.runs)} run(s) in all[/]"
         )
     total = len(view.tasks)
@@ -106,11 +92,10 @@ def _print_status(view: ProjectView) -> None:
     parts = [f"{counts.get('completed', 0)}/{total} completed"]
     parts += [styled(s) + f" {n}" for s, n in counts.items() if s != "completed" and n]
     out.print("tasks: " + ", ".join(parts))
-    now = view.read_at
     for attempt in view.in_flight():
         out.print(
             f"  [cyan]in flight[/] {escape(attempt.task_id)} on {escape(attempt.agent or '?')} "
-            f"for {_duration(max(0.0, now - attempt.started_at))}"
+            f"for {fmt.duration(attempt.duration_s)}"
         )
     held = [v.task_id for v in view.tasks if v.held]
     if held:
@@ -129,13 +114,16 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from ..reporting import fmt
+
     def fit(header: str, cells: list[str]) -> int:  # keep ids and statuses whole
         return max([len(header), *(len(c) for c in cells)])
 
     table = Table(title=title, title_justify="left")
     ids = [v.task_id for v in views]
     states = [
-        ("cancelled (held)" if v.held else v.status) + (" → next" if v.ready else "") for v in views
+        ("cancelled (held)" if v.held else v.row.status) + (" → next" if v.ready else "")
+        for v in views
     ]
     table.add_column("task", no_wrap=True, min_width=fit("task", ids))
     table.add_column("status", no_wrap=True, min_width=fit("status", states))
@@ -145,14 +133,14 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("title", overflow="fold")
     for v in views:
-        prompt, completion = v.tokens()
+        figures = v.row.figures
         table.add_row(
             escape(v.task_id),
-            styled(v.status, v.held) + (" [bold]→ next[/]" if v.ready else ""),
+            styled(v.row.status, v.held) + (" [bold]→ next[/]" if v.ready else ""),
             escape(v.task.agent or ""),
             escape(" ".join(v.task.dependencies)),
-            str(len(v.attempts)) if v.attempts else "",
-            str(prompt + completion) if v.attempts else "",
+            str(figures.attempts) if figures.attempts else "",
+            fmt.count(figures.tokens) if figures.attempts else "",
             escape(v.task.title),
         )
     console().print(table)
@@ -162,11 +150,13 @@ def _print_show(view: ProjectView, task: TaskView) -> None:
     from rich.markup import escape
     from rich.rule import Rule
 
+    from ..reporting import fmt
+
     out = console()
-    t = task.task
+    t, row = task.task, task.row
     out.print(f"[bold]{escape(t.task_id)}[/]: {escape(t.title)}")
     out.print(
-        f"status: {styled(task.status, task.held)}"
+        f"status: {styled(row.status, task.held)}"
         + (" [bold](ready: the next run starts it)[/]" if task.ready else "")
         + f"  agent: {escape(t.agent or '')}  priority: {t.priority.value}"
     )
@@ -181,31 +171,33 @@ def _print_show(view: ProjectView, task: TaskView) -> None:
         out.print(Rule(f"prompt: {message['role']}", align="left", style="dim"))
         out.print(message["content"], markup=False, highlight=False)
     out.print(Rule("output", align="left", style="dim"))
-    out.print(task.output if task.output is not None else "(none)", markup=False, highlight=False)
-    if task.error:
+    out.print(row.output if row.output is not None else "(none)", markup=False, highlight=False)
+    if row.error:
         out.print(Rule("error", align="left", style="dim"))
-        out.print(task.error, markup=False, highlight=False, style="red")
-    out.print(Rule(f"attempts ({len(task.attempts)})", align="left", style="dim"))
-    for a in task.attempts:
-        took = "" if a.finished_at is None else f"  {_duration(a.finished_at - a.started_at)}"
-        tokens = ""
-        if a.prompt_tokens is not None or a.completion_tokens is not None:
-            tokens = f"  {a.prompt_tokens or 0} in + {a.completion_tokens or 0} out tokens"
+        out.print(row.error, markup=False, highlight=False, style="red")
+    out.print(Rule(f"attempts ({len(row.attempts)})", align="left", style="dim"))
+    for a in row.attempts:
+        took = "" if a.finished_at is None else f"  {fmt.duration(a.duration_s)}"
+        tokens = (
+            ""
+            if a.usage is None
+            else f"  tokens {fmt.tokens(a.prompt_tokens, a.completion_tokens)}"
+        )
         who = (a.agent or "?") + (f" ({a.model})" if a.model else "")
         out.print(
             f"#{a.attempt_id} run {a.run_id}  {escape(who)}  "
             f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{a.status}[/]  "
-            f"[dim]{_when(a.started_at)}{took}{tokens}[/]"
+            f"[dim]{fmt.when(a.started_at)}{took}{tokens}[/]"
         )
         if a.error:
             out.print(f"    [red]{escape(a.error)}[/]")
-    if task.events:
+    if row.history:
         out.print(Rule("history", align="left", style="dim"))
-        for run_id, status, at, note in task.events:
-            run = f"run {run_id}" if run_id is not None else ""
+        for e in row.history:
+            run = f"run {e.run_id}" if e.run_id is not None else ""
             out.print(
-                f"[dim]{_when(at)}[/] {run:<7} {styled(status)}"
-                + (f"  {escape(note)}" if note else "")
+                f"[dim]{fmt.when(e.at)}[/] {run:<7} {styled(e.status)}"
+                + (f"  {escape(e.note)}" if e.note else "")
             )
 
 
@@ -272,7 +264,7 @@ def register(app: typer.Typer) -> None:
         views = [
             v
             for v in view.tasks
-            if not wanted or v.status in wanted or ("ready" in wanted and v.ready)
+            if not wanted or v.row.status in wanted or ("ready" in wanted and v.ready)
         ]
         if as_json:
             print_json({"project": view.name, "tasks": [v.summary() for v in views]})
@@ -299,7 +291,8 @@ def register(app: typer.Typer) -> None:
         """
         import difflib
 
-        from ..app.view import attempt_dict, iso
+        from ..app.view import attempt_dict
+        from ..reporting import fmt
 
         view = load(project, state)
         try:
@@ -322,11 +315,11 @@ def register(app: typer.Typer) -> None:
                 "reason": task.reason,
                 "messages": messages,
                 "prompt": messages[-1]["content"],
-                "output": task.output,
-                "attempts": [attempt_dict(a) for a in task.attempts],
+                "output": task.row.output,
+                "attempts": [attempt_dict(a) for a in task.row.attempts],
                 "history": [
-                    {"run_id": run_id, "status": status, "at": iso(at), "note": note}
-                    for run_id, status, at, note in task.events
+                    {"run_id": e.run_id, "status": e.status, "at": fmt.iso(e.at), "note": e.note}
+                    for e in task.row.history
                 ],
             }
         )
@@ -347,8 +340,8 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         view = load(project, state)
-        waiting = [v for v in view.tasks if v.status == "awaiting_human"]
-        ready = [v for v in view.ready() if v.status != "awaiting_human"]
+        waiting = [v for v in view.tasks if v.row.status == "awaiting_human"]
+        ready = [v for v in view.ready() if v.row.status != "awaiting_human"]
         if as_json:
             print_json(
                 {
@@ -381,7 +374,7 @@ def register(app: typer.Typer) -> None:
                 f"`coditect task complete {escape(view.path)} {escape(v.task_id)} --output FILE`"
             )
         if not ready and not waiting:
-            if all(v.status == "completed" for v in view.tasks):
+            if all(v.row.status == "completed" for v in view.tasks):
                 out.print("[green]nothing to do: every task is completed[/]")
             elif view.running:
                 out.print("nothing ready: the running run is working on the rest")

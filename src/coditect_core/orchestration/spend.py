@@ -50,6 +50,13 @@ class Tally:
         """The whole cost, or ``None`` if any attempt's cost is unknown."""
         return None if self.cost_unknown else self.cost_known_usd
 
+    @property
+    def cost_status(self) -> str:
+        """``known``, ``partial`` (some attempts' costs unknown) or ``unknown`` (all of them)."""
+        if not self.cost_unknown:
+            return "known"
+        return "unknown" if self.cost_unknown == self.attempts else "partial"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "attempts": self.attempts,

@@ -1,10 +1,12 @@
-"""Building a report: a project's tasks (as defined) and its state (as recorded) -> ``ReportData``.
+"""The one read of a project's state: a store's records, and the tasks as the project file
+defines them -> a :class:`~.model.ReportData` (its rows).
 
-Everything is read from the store in one read transaction (one consistent picture, even while a
-run is writing). The task definitions (titles, dependencies, prompts) come from the caller, who
-read the project file; the store only keeps ids, statuses, outputs and attempts. Limited to one
-run (``run_id``), a report shows that run's attempts and every task's status as it was when that
-run ended.
+Everything is read from the store in one read transaction (:func:`read_store`: one consistent
+picture, even while a run is writing); :func:`report_from` turns those records into rows, and is
+the only place that does. The task definitions (titles, dependencies, prompts) come from the
+caller, who read the project file; the store only keeps ids, statuses, outputs and attempts.
+Limited to one run (``run_id``), a report shows that run's attempts and every task's status as
+it was when that run ended.
 """
 
 from __future__ import annotations
@@ -20,44 +22,43 @@ from ..orchestration.prompts import task_prompt
 from ..store.records import (
     AttemptRecord,
     RunRecord,
+    TaskEvent,
     TaskRecord,
     read_attempts,
     read_runs,
     read_tasks,
 )
-from .model import AgentRow, AttemptRow, Figures, ReportData, RunRow, TaskRow
+from .model import AgentRow, AttemptRow, ReportData, RunRow, TaskRow, tally
 
 if TYPE_CHECKING:
     from ..orchestration.task import AgentTask
     from ..store import StateStore
 
-__all__ = ["StoreContents", "build_report", "dependency_levels", "read_store"]
+__all__ = ["StoreContents", "dependency_levels", "read_report", "read_store", "report_from"]
 
 _NOT_RUN = "pending"
 
 
 @dataclass(frozen=True, slots=True)
 class StoreContents:
-    """What a report needs from the store, read in one transaction."""
+    """What the rows are made of, read from the store in one transaction."""
 
     runs: list[RunRecord]
     tasks: list[TaskRecord]
     attempts: list[AttemptRecord]
-    events: list[tuple[str, int | None, str, float, str | None]]
-    """Every status change: ``(task_id, run_id, status, at, note)``, oldest first."""
+    events: list[TaskEvent]
+    """Every status change, oldest first."""
 
 
-def _read_events(
-    conn: sqlite3.Connection, project: str
-) -> list[tuple[str, int | None, str, float, str | None]]:
+def _read_events(conn: sqlite3.Connection, project: str) -> list[TaskEvent]:
     # One pass over the project's events (the store's task_history() reads one task at a time).
     rows = conn.execute(
-        "SELECT t.task_id, e.run_id, e.status, e.at, e.note FROM task_events e "
+        "SELECT e.id, t.task_id, e.run_id, e.status, e.at, e.note FROM task_events e "
         "JOIN tasks t ON t.id = e.task_ref JOIN projects p ON p.id = t.project_id "
         "WHERE p.name = ? ORDER BY e.id",
         (project,),
     ).fetchall()
-    return [tuple(r) for r in rows]
+    return [TaskEvent(*r) for r in rows]
 
 
 def read_store(store: StateStore, project: str) -> StoreContents:
@@ -149,23 +150,21 @@ def _attempt_rows(attempts: list[AttemptRecord], now: float) -> list[AttemptRow]
 
 
 def _run_rows(
-    runs: list[RunRecord],
-    attempts: list[AttemptRow],
-    events: Iterable[tuple[str, int | None, str, float, str | None]],
-    now: float,
+    runs: list[RunRecord], attempts: list[AttemptRow], events: Iterable[TaskEvent], now: float
 ) -> list[RunRow]:
     by_run: dict[int, list[AttemptRow]] = {}
     for a in attempts:
         by_run.setdefault(a.run_id, []).append(a)
     last_in_run: dict[int, dict[str, str]] = {}
-    for tid, run_id, status, _, _ in events:
-        if run_id is not None:
-            last_in_run.setdefault(run_id, {})[tid] = status
+    for e in events:
+        if e.run_id is not None:
+            last_in_run.setdefault(e.run_id, {})[e.task_id] = e.status
     rows = []
     for r in runs:
+        mine = by_run.get(r.run_id, [])
         end = r.finished_at
         if end is None:
-            ends = [a.finished_at or now for a in by_run.get(r.run_id, ())]
+            ends = [a.finished_at or now for a in mine]
             end = max(ends, default=now) if r.status == "running" else max(ends, default=None)
         counts: dict[str, int] = {}
         for status in last_in_run.get(r.run_id, {}).values():
@@ -177,9 +176,12 @@ def _run_rows(
                 finished_at=r.finished_at,
                 status=r.status,
                 wall_s=max((end or r.started_at) - r.started_at, 0.0),
-                figures=Figures.of(by_run.get(r.run_id, ())),
+                figures=tally(mine),
                 task_counts=dict(sorted(counts.items())),
                 options=r.options,
+                attempts=mine,
+                pid=r.pid,
+                host=r.host,
             )
         )
     return rows
@@ -194,35 +196,39 @@ def _agent_rows(attempts: list[AttemptRow]) -> list[AgentRow]:
             agent=name,
             models=list(dict.fromkeys(a.model for a in rows if a.model)),
             tasks=len({a.task_id for a in rows}),
-            figures=Figures.of(rows),
+            figures=tally(rows),
+            attempts=rows,
         )
         for name, rows in sorted(groups.items())
     ]
 
 
-def build_report(
-    store: StateStore,
+def report_from(
+    contents: StoreContents,
     project: str,
     *,
     tasks: Sequence[AgentTask] | None = None,
     run_id: int | None = None,
     now: float | None = None,
 ) -> ReportData:
-    """The report of ``project`` from ``store``.
+    """The rows of ``project`` made of what the store holds on it (:func:`read_store`).
 
     ``tasks`` are the project's tasks as defined now (titles, dependencies, prompts); without
-    them the report knows only what the store keeps (ids, statuses, outputs, attempts).
-    ``run_id`` limits it to one run; :class:`StateError` if the project has no such run.
+    them the rows hold only what the store keeps (ids, statuses, outputs, attempts).
+    ``run_id`` limits them to one run; :class:`StateError` if the project has no such run.
+    ``now`` (default: the time now) is the moment they show: attempts and runs still going
+    last until then.
     """
     now = time.time() if now is None else now
-    contents = read_store(store, project)
     runs = contents.runs
     if run_id is not None:
         runs = [r for r in runs if r.run_id == run_id]
         if not runs:
             known = ", ".join(str(r.run_id) for r in contents.runs) or "none yet"
             raise StateError(f"project {project!r} has no run {run_id} (runs: {known})")
-    events = [e for e in contents.events if run_id is None or (e[1] is None or e[1] <= run_id)]
+    events = [
+        e for e in contents.events if run_id is None or e.run_id is None or e.run_id <= run_id
+    ]
     by_task: dict[str, list[AttemptRecord]] = {}
     for a in contents.attempts:  # all runs: a retry in run 2 is a retry even in its report
         by_task.setdefault(a.task_id, []).append(a)
@@ -233,11 +239,11 @@ def build_report(
 
     stored = {t.task_id: t for t in contents.tasks}
     status_now: dict[str, str] = {}
-    notes: dict[str, list[tuple[float, str, str]]] = {}
-    for tid, ev_run, status, at, note in events:
-        status_now[tid] = status
-        if run_id is None or ev_run == run_id:
-            notes.setdefault(tid, []).append((at, status, note or ""))
+    history: dict[str, list[TaskEvent]] = {}
+    for e in events:
+        status_now[e.task_id] = e.status
+        if run_id is None or e.run_id == run_id:
+            history.setdefault(e.task_id, []).append(e)
     if run_id is None:
         status_now.update({tid: t.status for tid, t in stored.items()})
 
@@ -258,8 +264,8 @@ def build_report(
         else:
             output = final.output if final and final.status == "succeeded" else None
             error = final.error if final else None
-        if error is None and status in ("blocked", "cancelled") and notes.get(tid):
-            error = notes[tid][-1][2] or None
+        if error is None and status in ("blocked", "cancelled") and history.get(tid):
+            error = history[tid][-1].note or None
         rows.append(
             TaskRow(
                 task_id=tid,
@@ -272,11 +278,12 @@ def build_report(
                 status=status,
                 defined=task is not None,
                 attempts=attempts,
-                figures=Figures.of(attempts),
+                figures=tally(attempts),
                 output=output,
                 error=error,
                 prompt=task_prompt(task) if task else None,
-                notes=notes.get(tid, []),
+                history=history.get(tid, []),
+                updated_at=record.updated_at if record is not None else None,
             )
         )
     rows.sort(key=lambda r: r.level)  # stable: file order within a level
@@ -291,6 +298,19 @@ def build_report(
         runs=_run_rows(runs, all_attempts, events, now),
         tasks=rows,
         agents=_agent_rows(all_attempts),
-        totals=Figures.of(all_attempts),
+        totals=tally(all_attempts),
         status_counts=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
     )
+
+
+def read_report(
+    store: StateStore,
+    project: str,
+    *,
+    tasks: Sequence[AgentTask] | None = None,
+    run_id: int | None = None,
+    now: float | None = None,
+) -> ReportData:
+    """The rows of ``project`` from ``store``, read in one transaction (see :func:`report_from`
+    for the arguments)."""
+    return report_from(read_store(store, project), project, tasks=tasks, run_id=run_id, now=now)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from html import escape
 
+from ..orchestration.spend import Tally
 from . import fmt
 from .assets import CSS, JS, STATUS_COLOURS
-from .model import AttemptRow, Figures, ReportData, TaskRow
+from .model import AgentRow, AttemptRow, ReportData, RunRow, TaskRow
 from .svg import graph_svg, timeline_svg
 
 __all__ = ["render_html"]
@@ -52,21 +53,21 @@ def _cards(report: ReportData) -> str:
         + _card(str(blocked), "blocked", "warn" if blocked else "")
         + _card(
             str(t.attempts),
-            f"attempts · {fmt.plural(t.retries, 'retry', 'retries')} · "
-            f"{fmt.plural(t.fallbacks, 'fallback')}",
+            f"attempts · {fmt.plural(report.retries, 'retry', 'retries')} · "
+            f"{fmt.plural(report.fallbacks, 'fallback')}",
         )
         + _card(fmt.duration(report.wall_s), f"wall time · {fmt.plural(len(report.runs), 'run')}")
-        + _card(fmt.duration(t.busy_s), "agent time (busy)")
+        + _card(fmt.duration(report.busy_s), "agent time (busy)")
         + _card(fmt.count(t.tokens), f"tokens · {fmt.count(t.prompt_tokens)} in")
         + _cost_card(t)
         + "</div>"
     )
 
 
-def _cost_card(t: Figures) -> str:
+def _cost_card(t: Tally) -> str:
     if t.cost_status == "partial":
         return _card(
-            f"{fmt.usd(t.cost_known_usd)} + ?",
+            fmt.cost(t, detail=False),
             f"cost · {t.cost_unknown} attempt(s) with no known price",
             "warn",
         )
@@ -78,11 +79,12 @@ def _legend(names: list[str], extra: str = "") -> str:
     return f'<div class="legend">{items}{extra}</div>'
 
 
-def _figure_cells(f: Figures) -> str:
+def _figure_cells(row: RunRow | AgentRow) -> str:
+    f = row.figures
     return (
-        f'<td class="n">{f.attempts}</td><td class="n">{f.succeeded}</td>'
-        f'<td class="n">{f.failed}</td><td class="n">{f.retries}</td>'
-        f'<td class="n">{f.fallbacks}</td><td class="n">{_e(fmt.duration(f.busy_s))}</td>'
+        f'<td class="n">{f.attempts}</td><td class="n">{row.succeeded}</td>'
+        f'<td class="n">{row.failed}</td><td class="n">{row.retries}</td>'
+        f'<td class="n">{row.fallbacks}</td><td class="n">{_e(fmt.duration(row.busy_s))}</td>'
         f'<td class="n">{fmt.count(f.prompt_tokens)}</td>'
         f'<td class="n">{fmt.count(f.completion_tokens)}</td>'
         f'<td class="n">{_e(fmt.cost(f))}</td>'
@@ -106,7 +108,7 @@ def _runs_table(report: ReportData) -> str:
         rows.append(
             f"<tr><td>{r.run_id}</td><td class=nw>{_e(fmt.when(r.started_at))}</td>"
             f'<td class="n">{_e(fmt.duration(r.wall_s))}</td><td>{_badge(r.status)}</td>'
-            f"<td>{counts or '—'}</td>{_figure_cells(r.figures)}</tr>"
+            f"<td>{counts or '—'}</td>{_figure_cells(r)}</tr>"
         )
     if not rows:
         return '<p class="empty">No runs recorded.</p>'
@@ -120,7 +122,7 @@ def _runs_table(report: ReportData) -> str:
 def _agents_table(report: ReportData) -> str:
     rows = [
         f"<tr><td><b>{_e(a.agent)}</b></td><td>{_e(', '.join(a.models)) or '—'}</td>"
-        f'<td class="n">{a.tasks}</td>{_figure_cells(a.figures)}</tr>'
+        f'<td class="n">{a.tasks}</td>{_figure_cells(a)}</tr>'
         for a in report.agents
     ]
     if not rows:
@@ -184,10 +186,10 @@ def _task(t: TaskRow, dependents: list[str], limit: int) -> str:
             "<details class=\"more\"><summary>Prompt (the task's part; its dependencies' "
             f"outputs are added at run time)</summary>{_pre(t.prompt, limit)}</details>"
         )
-    if t.notes:
+    if t.history:
         items = "".join(
-            f"<li>{_e(fmt.when(at))} · {_badge(status)} {_e(note)}</li>"
-            for at, status, note in t.notes
+            f"<li>{_e(fmt.when(e.at))} · {_badge(e.status)} {_e(e.note or '')}</li>"
+            for e in t.history
         )
         body.append(f'<details class="more"><summary>History</summary><ul>{items}</ul></details>')
     return (
@@ -196,7 +198,7 @@ def _task(t: TaskRow, dependents: list[str], limit: int) -> str:
         f'<span class="tid">{_e(t.task_id)}</span><span class="title">{_e(t.title)}</span>'
         f'<span>{_badge(t.status)}</span><span class="ag">{_e(agents)}</span>'
         f'<span class="n">{f.attempts}</span>'
-        f'<span class="n">{_e(fmt.duration(f.busy_s)) if f.attempts else "—"}</span>'
+        f'<span class="n">{_e(fmt.duration(t.busy_s)) if f.attempts else "—"}</span>'
         f'<span class="n">{fmt.count(f.tokens) if f.attempts else "—"}</span>'
         f'<span class="n">{_e(fmt.cost(f, detail=False)) if f.attempts else "—"}</span>'
         f'<span class="n">{_e(fmt.clock(t.finished_at))}</span>'

@@ -1,36 +1,40 @@
-"""What a report is made of: plain records of runs, tasks, attempts and agents, with their figures.
+"""The one read model of a project's runs and tasks: plain rows of runs, tasks, attempts and
+agents, with their figures.
 
-Built from a state store by :mod:`.build`; drawn by :mod:`.text` (Markdown, JSON) and
-:mod:`.html`. Every figure that sums attempts is a :class:`Figures`. A cost is ``None`` when it
-is unknown (no price for the model): sums keep the known part and count the unknown attempts, so
-that a partly unknown cost is never shown as a complete one, and never made up as zero.
+Built from a state store by :mod:`.build`; read by ``coditect report`` (drawn by :mod:`.text`
+and :mod:`.html`) and by ``coditect status``, ``tasks``, ``show`` and ``next`` (through
+:mod:`coditect_core.app.view`). The attempts, tokens and cost of a group of attempts (a task's,
+an agent's, a run's, the report's) are its ``figures``: a
+:class:`~coditect_core.orchestration.spend.Tally`, made by :func:`tally`. How those attempts went
+(succeeded, failed, retries, fallbacks, time busy) is read off the attempts themselves. A cost
+is ``None`` when it is unknown (no price for the model): sums keep the known part and count the
+unknown attempts, so that a partly unknown cost is never shown as a complete one, and never made
+up as zero.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..llm_abstractions.datatypes import Usage
+from ..orchestration.spend import Tally
+from ..store.records import TaskEvent
+from .fmt import iso
 
 __all__ = [
     "REPORT_FORMAT_VERSION",
     "AgentRow",
     "AttemptRow",
-    "Figures",
     "ReportData",
     "RunRow",
     "TaskRow",
-    "iso",
+    "tally",
 ]
 
 #: Bumped when the JSON report changes in a way that breaks its readers.
 REPORT_FORMAT_VERSION = 1
-
-
-def iso(ts: float | None) -> str | None:
-    """A UNIX time as an ISO 8601 string in UTC (``None`` stays ``None``)."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +66,17 @@ class AttemptRow:
     output: str | None
 
     @property
-    def tokens(self) -> int | None:
-        """Input plus output tokens; ``None`` when the attempt reported none."""
+    def usage(self) -> Usage | None:
+        """Its token counts; ``None`` when the attempt reported none."""
         if self.prompt_tokens is None and self.completion_tokens is None:
             return None
-        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+        return Usage(self.prompt_tokens or 0, self.completion_tokens or 0)
+
+    @property
+    def tokens(self) -> int | None:
+        """Input plus output tokens; ``None`` when the attempt reported none."""
+        usage = self.usage
+        return None if usage is None else usage.total_tokens
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,77 +100,67 @@ class AttemptRow:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Figures:
-    """Attempts summed: counts, time busy, tokens and cost (see the module for unknown costs)."""
+def tally(attempts: Sequence[AttemptRow]) -> Tally:
+    """The attempts, tokens and cost of ``attempts``: the one place they are added up."""
+    out = Tally()
+    for a in attempts:
+        out.add(a.usage, a.cost_usd)
+    return out
 
-    attempts: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retries: int = 0
-    fallbacks: int = 0
-    busy_s: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_known_usd: float = 0.0
-    cost_unknown: int = 0
 
-    @classmethod
-    def of(cls, attempts: Iterable[AttemptRow]) -> Figures:
-        n = ok = bad = retries = fallbacks = unknown = 0
-        busy = cost = 0.0
-        prompt = completion = 0
-        for a in attempts:
-            n += 1
-            ok += a.status == "succeeded"
-            bad += a.status == "failed"
-            retries += a.kind == "retry"
-            fallbacks += a.kind == "fallback"
-            busy += a.duration_s
-            prompt += a.prompt_tokens or 0
-            completion += a.completion_tokens or 0
-            if a.cost_usd is None:
-                unknown += 1
-            else:
-                cost += a.cost_usd
-        return cls(n, ok, bad, retries, fallbacks, busy, prompt, completion, cost, unknown)
+class _Attempted:
+    """How a row's attempts went, read off them (their count, tokens and cost are the row's
+    ``figures``, a :class:`Tally`)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        @property
+        def attempts(self) -> Sequence[AttemptRow]: ...
 
     @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+    def succeeded(self) -> int:
+        return sum(a.status == "succeeded" for a in self.attempts)
 
     @property
-    def cost_usd(self) -> float | None:
-        """The whole cost, or ``None`` if any attempt's cost is unknown. No attempts: 0."""
-        return None if self.cost_unknown else self.cost_known_usd
+    def failed(self) -> int:
+        return sum(a.status == "failed" for a in self.attempts)
 
     @property
-    def cost_status(self) -> str:
-        """``known``, ``partial`` (some attempts unknown) or ``unknown`` (all of them)."""
-        if not self.cost_unknown:
-            return "known"
-        return "unknown" if self.cost_unknown == self.attempts else "partial"
+    def retries(self) -> int:
+        return sum(a.kind == "retry" for a in self.attempts)
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def fallbacks(self) -> int:
+        return sum(a.kind == "fallback" for a in self.attempts)
+
+    @property
+    def busy_s(self) -> float:
+        """Time its attempts took, added up."""
+        return sum(a.duration_s for a in self.attempts)
+
+    def _figures_dict(self, t: Tally) -> dict[str, Any]:
+        """The JSON ``figures`` of this row, whose tally is ``t``."""
         return {
-            "attempts": self.attempts,
+            "attempts": t.attempts,
             "succeeded": self.succeeded,
             "failed": self.failed,
             "retries": self.retries,
             "fallbacks": self.fallbacks,
             "busy_seconds": self.busy_s,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.tokens,
-            "cost_usd": self.cost_usd,
-            "cost_status": self.cost_status,
-            "cost_known_usd": self.cost_known_usd,
-            "cost_unknown_attempts": self.cost_unknown,
+            "prompt_tokens": t.prompt_tokens,
+            "completion_tokens": t.completion_tokens,
+            "total_tokens": t.tokens,
+            "cost_usd": t.cost_usd,
+            "cost_status": t.cost_status,
+            "cost_known_usd": t.cost_known_usd,
+            "cost_unknown_attempts": t.cost_unknown,
         }
 
 
 @dataclass(frozen=True, slots=True)
-class TaskRow:
+class TaskRow(_Attempted):
     """One task: what the project file says of it, where it stands, and its attempts.
 
     ``defined`` is false for a task the store knows but the project file no longer has.
@@ -178,12 +178,14 @@ class TaskRow:
     status: str
     defined: bool
     attempts: list[AttemptRow]
-    figures: Figures
+    figures: Tally
     output: str | None
     error: str | None
     prompt: str | None
-    notes: list[tuple[float, str, str]] = field(default_factory=list)
-    """The task's status changes in scope: ``(time, status, note)``."""
+    history: list[TaskEvent] = field(default_factory=list)
+    """The task's status changes in scope, oldest first."""
+    updated_at: float | None = None
+    """When the store last changed the task (``None``: never recorded)."""
 
     @property
     def started_at(self) -> float | None:
@@ -212,46 +214,53 @@ class TaskRow:
             "defined": self.defined,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
-            "figures": self.figures.to_dict(),
+            "figures": self._figures_dict(self.figures),
             "error": self.error,
             "output": self.output,
             "attempts": [a.to_dict() for a in self.attempts],
             "history": [
-                {"at": iso(at), "status": status, "note": note} for at, status, note in self.notes
+                {"at": iso(e.at), "status": e.status, "note": e.note or ""} for e in self.history
             ],
         }
 
 
 @dataclass(frozen=True, slots=True)
-class AgentRow:
+class AgentRow(_Attempted):
     """One agent's share of the work: every attempt it made."""
 
     agent: str
     models: list[str]
     tasks: int
-    figures: Figures
+    figures: Tally
+    attempts: list[AttemptRow] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "agent": self.agent,
             "models": self.models,
             "tasks": self.tasks,
-            "figures": self.figures.to_dict(),
+            "figures": self._figures_dict(self.figures),
         }
 
 
 @dataclass(frozen=True, slots=True)
-class RunRow:
-    """One run: when, how it ended, its attempts, and how many tasks ended in each status."""
+class RunRow(_Attempted):
+    """One run: when, how it ended, its attempts, and how many tasks ended in each status.
+
+    ``wall_s`` runs to the report's time for a run still going."""
 
     run_id: int
     started_at: float
     finished_at: float | None
     status: str
     wall_s: float
-    figures: Figures
+    figures: Tally
     task_counts: dict[str, int]
     options: dict[str, Any]
+    attempts: list[AttemptRow] = field(default_factory=list)
+    pid: int | None = None
+    """The process that ran it, and its host."""
+    host: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -260,15 +269,16 @@ class RunRow:
             "finished_at": iso(self.finished_at),
             "status": self.status,
             "wall_seconds": self.wall_s,
-            "figures": self.figures.to_dict(),
+            "figures": self._figures_dict(self.figures),
             "task_counts": self.task_counts,
             "options": self.options,
         }
 
 
 @dataclass(frozen=True, slots=True)
-class ReportData:
-    """Everything a report shows. ``run_id`` is the run it is limited to (``None``: all)."""
+class ReportData(_Attempted):
+    """A project's runs and tasks, read at one moment (``generated_at``). ``run_id`` is the run
+    it is limited to (``None``: all); ``tasks`` are in dependency-level order."""
 
     project: str
     generated_at: float
@@ -276,7 +286,7 @@ class ReportData:
     runs: list[RunRow]
     tasks: list[TaskRow]
     agents: list[AgentRow]
-    totals: Figures
+    totals: Tally
     status_counts: dict[str, int]
 
     @property
@@ -307,7 +317,7 @@ class ReportData:
             "project": self.project,
             "generated_at": iso(self.generated_at),
             "run_id": self.run_id,
-            "totals": {**self.totals.to_dict(), "wall_seconds": self.wall_s},
+            "totals": {**self._figures_dict(self.totals), "wall_seconds": self.wall_s},
             "status_counts": self.status_counts,
             "runs": [r.to_dict() for r in self.runs],
             "agents": [a.to_dict() for a in self.agents],

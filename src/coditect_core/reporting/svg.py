@@ -186,16 +186,6 @@ def _pack(attempts: list[AttemptRow]) -> list[list[AttemptRow]]:
     return rows
 
 
-def _tick_label(offset: float) -> str:
-    if offset == 0:
-        return "0"
-    if offset < 60:
-        return f"+{offset:g}s"
-    if offset < 3600:
-        return f"+{offset / 60:g}m"
-    return f"+{offset / 3600:g}h"
-
-
 def _short(text: str | None, limit: int = 160) -> str:
     if not text:
         return ""
@@ -208,8 +198,7 @@ def _bar_tip(a: AttemptRow, title: str) -> str:
         f"{a.task_id}: {title}" if title else a.task_id,
         f"attempt {a.number} ({a.kind}) · {a.agent or '?'} · {a.model or 'model unknown'}",
         f"{a.status} · {fmt.duration(a.duration_s)} from {fmt.when(a.started_at)}",
-        f"tokens {fmt.count(a.prompt_tokens)} in / {fmt.count(a.completion_tokens)} out · "
-        f"cost {fmt.cost(a.cost_usd)}",
+        f"tokens {fmt.tokens(a.prompt_tokens, a.completion_tokens)} · cost {fmt.cost(a.cost_usd)}",
     ]
     if a.error:
         lines.append("error: " + _short(a.error))
@@ -256,7 +245,7 @@ def timeline_svg(report: ReportData, *, min_width: int = 1190, max_width: int = 
             out.append(
                 f'<line class="tick" x1="{tx:.1f}" x2="{tx:.1f}" y1="{TOP - 6}" '
                 f'y2="{height - 6}"/><text class="tl" x="{tx + 3:.1f}" y="{TOP - 9}">'
-                f"{_tick_label(round(k * step, 3))}</text>"
+                f"{'+' + fmt.duration(k * step) if k else '0'}</text>"
             )
             k += 1
         if i + 1 < len(segments):

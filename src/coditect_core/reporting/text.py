@@ -43,7 +43,7 @@ def _task_row(t: TaskRow) -> list[str]:
         md_escape(agents),
         str(f.attempts),
         *(
-            [fmt.duration(f.busy_s), fmt.count(f.prompt_tokens), fmt.count(f.completion_tokens),
+            [fmt.duration(t.busy_s), fmt.count(f.prompt_tokens), fmt.count(f.completion_tokens),
              fmt.cost(f)]
             if f.attempts
             else ["—"] * 4
@@ -63,10 +63,10 @@ def render_markdown(report: ReportData) -> str:
         f"Generated {fmt.when(report.generated_at)} · {scope} · {len(report.tasks)} tasks "
         f"({_counts(report.status_counts)})",
         "",
-        f"**Attempts** {t.attempts} ({fmt.plural(t.retries, 'retry', 'retries')}, "
-        f"{fmt.plural(t.fallbacks, 'fallback')}) · "
-        f"**Wall time** {fmt.duration(report.wall_s)} · **Busy** {fmt.duration(t.busy_s)} · "
-        f"**Tokens** {fmt.count(t.prompt_tokens)} in / {fmt.count(t.completion_tokens)} out · "
+        f"**Attempts** {t.attempts} ({fmt.plural(report.retries, 'retry', 'retries')}, "
+        f"{fmt.plural(report.fallbacks, 'fallback')}) · "
+        f"**Wall time** {fmt.duration(report.wall_s)} · **Busy** {fmt.duration(report.busy_s)} · "
+        f"**Tokens** {fmt.tokens(t.prompt_tokens, t.completion_tokens)} · "
         f"**Cost** {fmt.cost(t)}",
         "",
         "## Runs",
@@ -99,9 +99,9 @@ def render_markdown(report: ReportData) -> str:
                 md_escape(", ".join(a.models)) or "—",
                 str(a.tasks),
                 str(a.figures.attempts),
-                str(a.figures.succeeded),
-                str(a.figures.failed),
-                fmt.duration(a.figures.busy_s),
+                str(a.succeeded),
+                str(a.failed),
+                fmt.duration(a.busy_s),
                 fmt.count(a.figures.prompt_tokens),
                 fmt.count(a.figures.completion_tokens),
                 fmt.cost(a.figures),
