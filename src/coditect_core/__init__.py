@@ -1,7 +1,10 @@
 """coditect-core: run a software project's task graph on any LLM.
 
-Floors, top to bottom (imports only point down): :mod:`coditect_core.cli`,
-:mod:`coditect_core.orchestration`, :mod:`coditect_core.llm_abstractions`.
+Layers, top to bottom (imports only point down; ``docs/ARCHITECTURE.md`` draws them):
+:mod:`~coditect_core.cli` (the command) -> :mod:`~coditect_core.app` (its use cases) ->
+:mod:`~coditect_core.project`, :mod:`~coditect_core.reporting`, :mod:`~coditect_core.store`,
+:mod:`~coditect_core.orchestration` (the domain) -> :mod:`~coditect_core.llm_abstractions`
+(talking to models) -> :mod:`~coditect_core.errors`, :mod:`~coditect_core.secrets`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Floor 3: the ``coditect`` command. Renders results and maps them to exit codes; never decides."""
+"""The ``coditect`` command (the top layer): parses, calls :mod:`coditect_core.app`, renders
+results and maps them to exit codes; never decides."""
 
 from __future__ import annotations
 
