@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -182,13 +183,7 @@ class Attempts:
         left = self.time_left()
         if left is None or (policy.deadline is not None and policy.deadline <= left):
             return policy
-        return RetryPolicy(
-            max_attempts=policy.max_attempts,
-            initial_delay=policy.initial_delay,
-            max_delay=policy.max_delay,
-            multiplier=policy.multiplier,
-            deadline=max(left, 1e-3),
-        )
+        return replace(policy, deadline=max(left, 1e-3))
 
 
 class AttemptedLlm(WrapperLlm):
