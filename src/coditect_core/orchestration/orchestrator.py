@@ -205,7 +205,8 @@ class ProjectOrchestrator:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if self._run is not None:
             raise SchedulingError("a run is already active on this orchestrator")
-        graph = {tid: task.dependencies for tid, task in self.tasks.items()}
+        tasks = self.board.tasks
+        graph = {tid: task.dependencies for tid, task in tasks.items()}
         order = validate_graph(graph)
         started, clock = datetime.now(UTC), time.monotonic()
         self.board.spend = Spend()
@@ -223,7 +224,7 @@ class ProjectOrchestrator:
         try:
             await self.board.prepare_run()
             await self.runner.start(self.executor)  # e.g. Ray: connect, warm the workers up
-            self.executor.warm_up(t for t in self.tasks.values() if t.status is TaskStatus.PENDING)
+            self.executor.warm_up(t for t in tasks.values() if t.status is TaskStatus.PENDING)
             for observer in self.board.observers:
                 await observer.run_started(
                     self, max_concurrency=max_concurrency, fail_fast=fail_fast
@@ -257,13 +258,13 @@ class ProjectOrchestrator:
             started_at=started,
             finished_at=datetime.now(UTC),
             duration_seconds=time.monotonic() - clock,
-            statuses={tid: task.status for tid, task in self.tasks.items()},
+            statuses={tid: task.status for tid, task in self.board.tasks.items()},
             cancelled=cancelled,
             stop_reason=loop.stop_reason,
             error=repr(loop.error) if loop.error is not None else None,
-            usage=total_usage(self.results),
-            cost=self.spend.to_dict(),
-            budget=self.budget.describe(self.spend) if self.budget is not None else None,
+            usage=total_usage(self.board.results),
+            cost=self.board.spend.to_dict(),
+            budget=self.budget.describe(self.board.spend) if self.budget is not None else None,
         )
 
     # ------------------------------------------------------------------ reporting
