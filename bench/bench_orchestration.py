@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _layered import LayeredTask, ideal_makespan, layered_graph
 
+from _layered import LayeredTask, ideal_makespan, layered_graph
 from coditect_core.app.session import ProjectSession
 
 BENCH = "orchestration"
