@@ -106,7 +106,6 @@ class _AgentLlm:
     agent: AgentConfig
     placed: BaseLlm  # what the runner opened: the provider's LLM, or a stand-in
     pipeline: BaseLlm  # priced, limited
-    retry: RetryPolicy
 
 
 class TaskExecutor:
@@ -220,7 +219,7 @@ class TaskExecutor:
             self.prices,
             agent=agent.name,
         )
-        built = self._llms[agent.name] = _AgentLlm(agent, placed, pipeline, placed.retry)
+        built = self._llms[agent.name] = _AgentLlm(agent, placed, pipeline)
         logger.debug("built %r for agent %s", pipeline, agent.name)
         return built
 
@@ -243,7 +242,7 @@ class TaskExecutor:
         config = self.registry.get(agent) if isinstance(agent, str) else agent
         if config.interface is AgentInterface.INTERACTIVE:
             return NO_RETRY
-        return self._agent_llm(config).retry
+        return self._agent_llm(config).placed.retry
 
     def warm_up(self, tasks: Iterable[AgentTask]) -> list[str]:
         """Make the LLM clients of the agents ``tasks`` use (their fallbacks and reviewers
