@@ -301,9 +301,7 @@ def test_sync_callers_can_use_the_writer(db: Path) -> None:
     with StateStore.open(db) as store:
         info = asyncio.run(store.begin_run("proj"))
         assert store.lock_holder("proj") is not None
-        assert store.call_sync(lambda batch: batch.conn.execute("SELECT 41 + 1").fetchone()) == (
-            42,
-        )
+        assert store.call_sync(lambda conn: conn.execute("SELECT 41 + 1").fetchone()) == (42,)
         asyncio.run(store.finish_run(info.run_id))
         assert store.lock_holder("proj") is None
 

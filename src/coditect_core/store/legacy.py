@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,6 @@ from typing import Any
 
 from ..errors import StateError
 from ..secrets import Scrubber
-from .bulk import Batch
 from .lock import AnyLock
 from .ops import ensure_project
 
@@ -156,11 +156,10 @@ def _check_metrics(path: Path, tasks: dict[str, dict[str, Any]], metrics: dict[s
 
 def import_op(
     state: LegacyState, project: str, scrubber: Scrubber, lock: AnyLock
-) -> Callable[[Batch], ImportReport]:
+) -> Callable[[sqlite3.Connection], ImportReport]:
     """The solo writer operation that imports ``state`` as ``project`` (see module doc)."""
 
-    def op(batch: Batch) -> ImportReport:
-        conn = batch.conn
+    def op(conn: sqlite3.Connection) -> ImportReport:
         lock.acquire()
         try:
             scrubber.refresh()

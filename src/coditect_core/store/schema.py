@@ -17,11 +17,10 @@ given its name with ``link(2)``, which fails rather than replace a file that ano
 created meanwhile (that one is then used). A reader therefore finds either no file, or a file
 with its complete schema: never an empty file or "schema version 0".
 
-``task_events`` and ``attempts`` are append-mostly logs written on every transition, so they have
-no secondary index: each one would cost every transition a b-tree insert (about a fifth of the
-writer's time in ``bench/bench_store.py``), while the queries that would use it (one task's
-history, recovery after a crash) are rare and a scan of a few hundred thousand rows takes tens of
-milliseconds. Their foreign keys still hold (rows are never deleted, keys never change).
+``task_events`` and ``attempts`` are append-mostly logs written on every transition, with no
+secondary index: the queries that would use one (one task's history, recovery after a crash) are
+rare, and a scan of a few hundred thousand rows takes tens of milliseconds. Their foreign keys
+still hold (rows are never deleted, keys never change).
 """
 
 from __future__ import annotations
