@@ -13,9 +13,9 @@ What the next ``coditect run`` does with the task:
   again, as after any new success upstream.
 * ``fail``: the task failed; the run tries it again (``fail`` also forces a completed task to
   run again).
-* ``cancel``: the task is *held*: it stays cancelled and its dependents are blocked, run after
-  run, until it is reset (``reset``), completed by hand, or the project is restarted
-  (``coditect run --restart``).
+* ``cancel``: the task is *held* (the store's ``held`` flag): it stays cancelled and its
+  dependents are blocked, run after run, until it is reset (``reset``), completed or failed by
+  hand, or the project is restarted (``coditect run --restart``). Any of those clears the flag.
 * ``reset``: back to ``pending``: the run runs it (the way to undo ``cancel``).
 """
 
@@ -136,7 +136,13 @@ async def record_by_hand(
                 task_id, TaskStatus.PENDING.value
             )
             status = _STATUS[action]
-            await store.task_finished(info.run_id, task_id, status, **_texts(action, output, note))
+            await store.task_finished(
+                info.run_id,
+                task_id,
+                status,
+                held=action is ByHand.CANCEL,
+                **_texts(action, output, note),
+            )
             ended = RUN_STATUS
         finally:
             await store.finish_run(info.run_id, ended)

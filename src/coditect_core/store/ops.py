@@ -8,6 +8,10 @@ thread. Operations touch only the database, except the *solo* ones (:meth:`Ops.r
 manage their own transaction; the others run inside the writer's transaction (in a savepoint of
 their own) and never commit. The rows of history and attempts point at their task by the task
 row's integer id (``task_ref``).
+
+A task's ``held`` flag (a task cancelled by hand, which stays cancelled until it is reset) is
+written with every status change of that task: set by a by-hand cancel, cleared by everything
+else (a start, any other transition, a restart).
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def mark_interrupted(conn: sqlite3.Connection, pid: int, now: float, note: str) 
         (pid, _PENDING, now, note, pid, _IN_PROGRESS),
     )
     conn.execute(
-        "UPDATE tasks SET status = ?, updated_at = ? WHERE project_id = ? AND status = ?",
+        "UPDATE tasks SET status = ?, updated_at = ?, held = 0 WHERE project_id = ? AND status = ?",
         (_PENDING, now, pid, _IN_PROGRESS),
     )
     conn.execute(
@@ -276,7 +280,7 @@ class Ops:
                         (run_id, _PENDING, now, proj),
                     )
                     conn.execute(
-                        "UPDATE tasks SET status = ?, updated_at = ?, error = NULL, "
+                        "UPDATE tasks SET status = ?, updated_at = ?, error = NULL, held = 0, "
                         "succeeded_hash = NULL, success_seq = NULL WHERE project_id = ?",
                         (_PENDING, now, proj),
                     )
@@ -344,7 +348,7 @@ class Ops:
             ref = self._task_ref(conn, run, task_id, now)
             _event(conn, ref, run_id, _IN_PROGRESS, now, s(note))
             conn.execute(
-                "UPDATE tasks SET status = ?, updated_at = ?, error = NULL, "
+                "UPDATE tasks SET status = ?, updated_at = ?, error = NULL, held = 0, "
                 "succeeded_hash = NULL, success_seq = NULL WHERE id = ?",
                 (_IN_PROGRESS, now, ref),
             )
@@ -387,9 +391,11 @@ class Ops:
         note: str | None,
         attempt_id: int | None,
         attempt: AttemptOutcome | None,
+        held: bool,
         now: float,
     ) -> Op:
-        """The task reaches ``status``, ending attempt ``attempt_id`` with ``attempt`` if given."""
+        """The task reaches ``status``, ending attempt ``attempt_id`` with ``attempt`` if given;
+        ``held`` only with ``cancelled`` (a cancel by hand)."""
         attempt_status = None
         if attempt is not None:
             if attempt_id is None:
@@ -399,6 +405,8 @@ class Ops:
                 output = attempt.output
             if error is None:
                 error = attempt.error
+        if held and status is not TaskStatus.CANCELLED:
+            raise ValueError(f"task_finished: only a cancelled task can be held, not {status}")
 
         def op(conn: sqlite3.Connection) -> None:
             run = self._run(run_id)
@@ -410,14 +418,14 @@ class Ops:
             if status is TaskStatus.COMPLETED:
                 conn.execute(
                     "UPDATE tasks SET status = ?, updated_at = ?, output = ?, error = NULL, "
-                    "succeeded_hash = content_hash, success_seq = ? WHERE id = ?",
+                    "held = 0, succeeded_hash = content_hash, success_seq = ? WHERE id = ?",
                     (status.value, now, s(output), event_id, ref),
                 )
             else:
                 conn.execute(
                     "UPDATE tasks SET status = ?, updated_at = ?, output = coalesce(?, output), "
-                    "error = ?, succeeded_hash = NULL, success_seq = NULL WHERE id = ?",
-                    (status.value, now, s(output), s(error), ref),
+                    "error = ?, held = ?, succeeded_hash = NULL, success_seq = NULL WHERE id = ?",
+                    (status.value, now, s(output), s(error), int(held), ref),
                 )
 
         return op

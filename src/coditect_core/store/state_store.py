@@ -25,8 +25,9 @@ whose holder died is taken over. What a dead run left in flight is marked when t
 opened for writing (for every project whose lock is free; :attr:`StateStore.recovered`), and
 again when a run begins (its holder may die in between): its attempts become ``interrupted``,
 its in-progress tasks ``pending`` again, and the run itself ``interrupted``. ``restart=True``
-begins a run that resets every task to ``pending``; earlier runs, attempts and transitions stay
-in the history. Resume decisions: :mod:`coditect_core.orchestration.resume`.
+begins a run that resets every task to ``pending`` (and releases tasks held by hand); earlier
+runs, attempts and transitions stay in the history. Resume decisions:
+:mod:`coditect_core.orchestration.resume`.
 
 Concurrent writes share commits: the writer takes everything queued, runs it in one transaction
 (each write in a savepoint of its own, with plain ``INSERT``/``UPDATE`` statements, :mod:`.ops`),
@@ -320,10 +321,14 @@ class StateStore:
         note: str | None = None,
         attempt_id: int | None = None,
         attempt: AttemptOutcome | None = None,
+        held: bool = False,
         wait: bool = True,
     ) -> None:
         """The task reaches ``status`` (``completed`` records a success with the task's content
         hash); with ``attempt_id`` and ``attempt``, that attempt ends in the same transaction.
+        ``held`` marks a task cancelled by hand (``status`` must be ``cancelled``): it stays
+        cancelled, run after run, until another status is recorded for it; every other write
+        of the task's status clears the mark.
 
         ``wait=True``: returns once it is committed. ``wait=False``: returns at once; it is
         committed after every write queued before it and before every write queued after it
@@ -339,6 +344,7 @@ class StateStore:
             note,
             attempt_id,
             attempt,
+            held,
             time.time(),
         )
         if wait:
@@ -349,10 +355,17 @@ class StateStore:
             self._writer.post(op)
 
     async def set_task_status(
-        self, run_id: int, task_id: str, status: TaskStatus | str, *, note: str | None = None
+        self,
+        run_id: int,
+        task_id: str,
+        status: TaskStatus | str,
+        *,
+        note: str | None = None,
+        held: bool = False,
     ) -> None:
-        """Any other transition (``blocked``, ``cancelled``, ``awaiting_human``...)."""
-        await self.task_finished(run_id, task_id, status, note=note)
+        """Any other transition (``blocked``, ``cancelled``, ``awaiting_human``...); ``held``
+        as in :meth:`task_finished`."""
+        await self.task_finished(run_id, task_id, status, note=note, held=held)
 
     # -- reads -------------------------------------------------------------------------------
 
