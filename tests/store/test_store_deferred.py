@@ -1,6 +1,6 @@
 """Results written without waiting (``task_finished(wait=False)``, what ``StoreObserver`` does):
 the order of commits, what happens when one fails, close and flush; and the WAL (SQLite's own
-checkpoints keep it bounded, also while readers in another process read)."""
+checkpoints keep it bounded; a reader in another process sees consistent snapshots meanwhile)."""
 
 from __future__ import annotations
 

@@ -21,9 +21,10 @@ status the original did not know, or metrics that disagree with the tasks. The i
 writes, in one transaction under the project's run lock, one run with status ``imported``
 (the file's metrics and metadata in its options), every task with its status and one history
 entry. Tasks ``in_progress`` in the file come in ``pending`` (their process is gone). Imported
-successes have no content hash (the original kept none): :func:`~.plan.plan_resume` trusts them
-until their definition changes after the import. Task definitions are not kept: the project file
-defines the tasks. A project that already has tasks in the store is refused.
+successes have no content hash (the original kept none):
+:func:`~coditect_core.orchestration.resume.plan_resume` trusts them until their definition
+changes after the import. Task definitions are not kept: the project file defines the tasks. A
+project that already has tasks in the store is refused.
 """
 
 from __future__ import annotations

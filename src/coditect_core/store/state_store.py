@@ -17,7 +17,9 @@ task writes are refused, and :meth:`~StateStore.flush`, :meth:`~StateStore.finis
 a committed write survives the death of the process (SIGKILL included); only an OS crash or power
 loss may lose the last commits (``synchronous="FULL"`` closes that too, at a cost). SQLite copies
 the WAL back into the database file itself (``wal_autocheckpoint``: in the commit that takes the
-WAL past 1000 pages), which keeps the WAL bounded.
+WAL past 1000 pages), which keeps the WAL near 4 MB (a reader in another process that reads
+without a pause can delay the WAL's start-over, as with any WAL database); closing the store
+folds the rest into the file.
 
 A run (:meth:`~StateStore.begin_run` ... :meth:`~StateStore.finish_run`) holds the project's run
 lock (:mod:`.lock`): a second live run is refused with :class:`RunLockedError`, and a lock
