@@ -26,7 +26,7 @@ What counts, and what does not:
 
 * ``sys.setprofile`` is per thread, so only the event-loop (main) thread is seen: everything the
   loop runs while ``session.run()`` is pending, including other asyncio tasks and callbacks.
-  Work in other threads (the state store's writer and checkpoint threads, ``asyncio.to_thread``)
+  Work in other threads (the state store's writer thread, ``asyncio.to_thread``)
   is not counted.
 * A "call" is a ``call`` profile event for a frame entered for the first time. Python reports
   ``call`` again on every resumption of a generator or coroutine (after ``yield`` / ``await``,

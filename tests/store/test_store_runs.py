@@ -301,9 +301,7 @@ def test_sync_callers_can_use_the_writer(db: Path) -> None:
     with StateStore.open(db) as store:
         info = asyncio.run(store.begin_run("proj"))
         assert store.lock_holder("proj") is not None
-        assert store.call_sync(lambda batch: batch.conn.execute("SELECT 41 + 1").fetchone()) == (
-            42,
-        )
+        assert store.call_sync(lambda conn: conn.execute("SELECT 41 + 1").fetchone()) == (42,)
         asyncio.run(store.finish_run(info.run_id))
         assert store.lock_holder("proj") is None
 
@@ -371,3 +369,46 @@ async def test_a_rolled_back_batch_does_not_leave_stale_task_rows(db: Path) -> N
             "in_progress",
             "completed",
         ]
+
+
+def _held(store: StateStore, task_id: str = "A") -> bool:
+    (task,) = [t for t in store.snapshot("proj").tasks if t.task_id == task_id]
+    return task.held
+
+
+async def test_held_is_set_by_a_cancel_by_hand_and_cleared_by_every_other_status_change(
+    db: Path,
+) -> None:
+    async with StateStore.open(db) as store:
+        run = await store.begin_run("proj")
+        await store.define_tasks(run.run_id, {"A": "h-a"})
+        assert not _held(store)
+
+        async def hold() -> None:
+            await store.set_task_status(run.run_id, "A", "cancelled", note="by hand", held=True)
+            assert _held(store)
+
+        await hold()
+        await store.set_task_status(run.run_id, "A", "cancelled")  # a run's own cancel
+        assert not _held(store)
+        await hold()
+        attempt = await store.task_started(run.run_id, "A")  # run again
+        assert not _held(store)
+        await store.task_finished(
+            run.run_id, "A", "completed", attempt_id=attempt, attempt=AttemptOutcome("succeeded")
+        )
+        for status in ("completed", "failed", "pending", "blocked"):  # by hand, or by a run
+            await hold()
+            await store.task_finished(run.run_id, "A", status)
+            assert not _held(store), status
+        with pytest.raises(ValueError, match="only a cancelled task can be held"):
+            await store.task_finished(run.run_id, "A", "failed", held=True)
+
+        await hold()
+        await store.finish_run(run.run_id, "by_hand")
+        again = await store.begin_run("proj")  # held from run to run...
+        assert _held(store)
+        await store.finish_run(again.run_id)
+        restarted = await store.begin_run("proj", restart=True)  # ...until a restart
+        assert not _held(store)
+        await store.finish_run(restarted.run_id)

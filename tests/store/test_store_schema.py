@@ -95,6 +95,41 @@ def test_migrates_an_older_database_and_keeps_its_rows(tmp_path: Path) -> None:
     again.close()
 
 
+def test_migration_2_backfills_held_from_the_error_of_a_cancel_by_hand(tmp_path: Path) -> None:
+    """A database of schema version 1 (built with that version's SQL), where a task held by
+    hand was told by its error text, gets ``tasks.held``: 1 exactly for those tasks."""
+    path = tmp_path / "state.db"
+    old = open_database(path, migrations=MIGRATIONS[:1])
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 1
+    old.execute("INSERT INTO projects(id, name, created_at) VALUES (1, 'proj', 1.0)")
+    tasks = [
+        ("HAND", "cancelled", "cancelled by hand: out of scope"),  # coditect task cancel -n
+        ("BARE", "cancelled", "cancelled by hand"),  # coditect task cancel
+        ("RUN", "cancelled", "cancelled: the run was stopped"),  # a run's own cancel
+        ("NONE", "cancelled", None),
+        ("CASE", "cancelled", "Cancelled by hand"),  # the old test was case-sensitive
+        ("FAILED", "failed", "cancelled by hand: later failed"),  # not cancelled any more
+        ("DONE", "completed", None),
+    ]
+    old.executemany(
+        "INSERT INTO tasks(project_id, task_id, status, error, updated_at) VALUES (1, ?, ?, ?, 2)",
+        tasks,
+    )
+    old.close()
+
+    with StateStore.open(path) as store:
+        records = {t.task_id: t for t in store.snapshot("proj").tasks}
+    assert {tid for tid, t in records.items() if t.held} == {"HAND", "BARE"}
+    assert {tid: (t.status, t.error) for tid, t in records.items()} == {
+        tid: (status, error) for tid, status, error in tasks
+    }
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 2
+    with pytest.raises(sqlite3.IntegrityError):  # 0 or 1, nothing else
+        conn.execute("UPDATE tasks SET held = 2 WHERE task_id = 'DONE'")
+    conn.close()
+
+
 def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     open_database(path).close()

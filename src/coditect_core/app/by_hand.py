@@ -13,9 +13,9 @@ What the next ``coditect run`` does with the task:
   again, as after any new success upstream.
 * ``fail``: the task failed; the run tries it again (``fail`` also forces a completed task to
   run again).
-* ``cancel``: the task is *held*: it stays cancelled and its dependents are blocked, run after
-  run, until it is reset (``reset``), completed by hand, or the project is restarted
-  (``coditect run --restart``).
+* ``cancel``: the task is *held* (the store's ``held`` flag): it stays cancelled and its
+  dependents are blocked, run after run, until it is reset (``reset``), completed or failed by
+  hand, or the project is restarted (``coditect run --restart``). Any of those clears the flag.
 * ``reset``: back to ``pending``: the run runs it (the way to undo ``cancel``).
 """
 
@@ -81,22 +81,18 @@ class ByHandResult:
         }
 
 
-def _texts(action: ByHand, output: str | None, note: str | None) -> dict[str, str | None]:
-    """``output``, ``error`` and ``note`` of the transition."""
+def _texts(action: ByHand, output: str | None, note: str | None) -> tuple[str | None, ...]:
+    """``(output, error, note)`` of the transition."""
     if action is ByHand.COMPLETE:
         text = f"completed by hand: {note}" if note else "completed by hand"
-        return {"output": output if output is not None else note, "error": None, "note": text}
+        return (output if output is not None else note, None, text)
     if action is ByHand.FAIL:
         error = f"failed by hand: {note}" if note else "failed by hand"
-        return {"output": None, "error": error, "note": error}
+        return (None, error, error)
     if action is ByHand.CANCEL:
         error = f"{CANCELLED_BY_HAND}: {note}" if note else CANCELLED_BY_HAND
-        return {"output": None, "error": error, "note": error}
-    return {
-        "output": None,
-        "error": None,
-        "note": f"reset by hand: {note}" if note else "reset by hand",
-    }
+        return (None, error, error)
+    return (None, None, f"reset by hand: {note}" if note else "reset by hand")
 
 
 async def record_by_hand(
@@ -136,7 +132,16 @@ async def record_by_hand(
                 task_id, TaskStatus.PENDING.value
             )
             status = _STATUS[action]
-            await store.task_finished(info.run_id, task_id, status, **_texts(action, output, note))
+            text, error, why = _texts(action, output, note)
+            await store.task_finished(
+                info.run_id,
+                task_id,
+                status,
+                output=text,
+                error=error,
+                note=why,
+                held=action is ByHand.CANCEL,
+            )
             ended = RUN_STATUS
         finally:
             await store.finish_run(info.run_id, ended)

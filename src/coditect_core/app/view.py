@@ -52,17 +52,13 @@ __all__ = [
 ]
 
 CANCELLED_BY_HAND = "cancelled by hand"
-"""How the store's ``error`` of a task cancelled with ``coditect task cancel`` begins: such a
-task is *held* (not run again until reset). A run's own cancellations never read like this."""
+"""How the error (and history note) of a task cancelled with ``coditect task cancel`` reads.
+Only words for people: whether a task is held is the store's ``held`` flag."""
 
 
 def held_task_ids(records: Iterable[TaskRecord]) -> set[str]:
-    """The tasks the store records as cancelled by hand."""
-    return {
-        r.task_id
-        for r in records
-        if r.status == TaskStatus.CANCELLED.value and (r.error or "").startswith(CANCELLED_BY_HAND)
-    }
+    """The tasks the store records as held (cancelled by hand, not reset since)."""
+    return {r.task_id for r in records if r.held}
 
 
 def resolve_offline(project_file: ProjectFile) -> Project:

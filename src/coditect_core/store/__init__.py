@@ -6,8 +6,6 @@ records an orchestrator's run into it. The parts:
 * :mod:`.state_store` ``StateStore``: opening, runs, task and attempt writes, reads
 * :mod:`.schema`      the file format: identity checks, schema, numbered migrations
 * :mod:`.writer`      the single writer thread and its group commit, in submission order
-* :mod:`.checkpoint`  WAL checkpoints from a thread of their own, off the writer's path
-* :mod:`.bulk`        a batch's transitions as rows, written in one statement
 * :mod:`.ops`         the write operations (run begin/finish, task and attempt transitions)
 * :mod:`.records`     the records handed back, and the read queries
 * :mod:`.lock`        the per-project run lock (``flock``), taken over from dead holders

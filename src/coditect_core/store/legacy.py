@@ -21,9 +21,10 @@ status the original did not know, or metrics that disagree with the tasks. The i
 writes, in one transaction under the project's run lock, one run with status ``imported``
 (the file's metrics and metadata in its options), every task with its status and one history
 entry. Tasks ``in_progress`` in the file come in ``pending`` (their process is gone). Imported
-successes have no content hash (the original kept none): :func:`~.plan.plan_resume` trusts them
-until their definition changes after the import. Task definitions are not kept: the project file
-defines the tasks. A project that already has tasks in the store is refused.
+successes have no content hash (the original kept none):
+:func:`~coditect_core.orchestration.resume.plan_resume` trusts them until their definition
+changes after the import. Task definitions are not kept: the project file defines the tasks. A
+project that already has tasks in the store is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +44,6 @@ from typing import Any
 
 from ..errors import StateError
 from ..secrets import Scrubber
-from .bulk import Batch
 from .lock import AnyLock
 from .ops import ensure_project
 
@@ -156,11 +157,10 @@ def _check_metrics(path: Path, tasks: dict[str, dict[str, Any]], metrics: dict[s
 
 def import_op(
     state: LegacyState, project: str, scrubber: Scrubber, lock: AnyLock
-) -> Callable[[Batch], ImportReport]:
+) -> Callable[[sqlite3.Connection], ImportReport]:
     """The solo writer operation that imports ``state`` as ``project`` (see module doc)."""
 
-    def op(batch: Batch) -> ImportReport:
-        conn = batch.conn
+    def op(conn: sqlite3.Connection) -> ImportReport:
         lock.acquire()
         try:
             scrubber.refresh()

@@ -1,5 +1,5 @@
-"""``NullRecorder``: the state store's write interface, keeping nothing (for runs without state,
-and as the baseline of ``bench/bench_store.py``). Exported by :mod:`..store`."""
+"""``NullRecorder``: the state store's write interface, keeping nothing (for runs without state).
+Exported by :mod:`..store`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ __all__ = ["NullRecorder"]
 
 
 class NullRecorder:
-    """The store's write interface, keeping nothing: for runs without state, and as the
-    baseline of the store's benchmark."""
+    """The store's write interface, keeping nothing: for runs without state."""
 
     path = None
 

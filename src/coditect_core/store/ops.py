@@ -1,14 +1,17 @@
-"""The state store's write operations: each builds a function of a :class:`~.bulk.Batch` that
-the writer thread runs inside a transaction (:mod:`.writer`).
+"""The state store's write operations: each builds a function of the writer's connection that the
+writer thread runs (:mod:`.writer`), with plain SQL: a few ``INSERT``/``UPDATE`` statements,
+``None`` bound as NULL, row ids read back from ``lastrowid``.
 
-Transitions append rows to the batch (written in one statement per batch); anything else uses
-the batch's connection (:attr:`~.bulk.Batch.conn`: in its transaction, earlier rows written).
+Every text value passes through the :class:`~coditect_core.secrets.Scrubber` here, in the writer
+thread. Operations touch only the database, except the *solo* ones (:meth:`Ops.recover`,
+:meth:`Ops.begin_run`, :meth:`Ops.finish_run`), which also take or release the run lock and
+manage their own transaction; the others run inside the writer's transaction (in a savepoint of
+their own) and never commit. The rows of history and attempts point at their task by the task
+row's integer id (``task_ref``).
 
-Every text value passes through the :class:`~.scrub.Scrubber` here, in the writer thread, so the
-scrub costs the event loop nothing. Operations touch only the database, except the *solo* ones
-(:meth:`Ops.begin_run`, :meth:`Ops.finish_run`), which also take or release the run lock and
-manage their own transaction. The rows of history and attempts point at their task by the
-task row's integer id (``task_ref``); each active run caches task id -> row id.
+A task's ``held`` flag (a task cancelled by hand, which stays cancelled until it is reset) is
+written with every status change of that task: set by a by-hand cancel, cleared by everything
+else (a start, any other transition, a restart).
 """
 
 from __future__ import annotations
@@ -17,14 +20,13 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from ..errors import RunLockedError, StateError
 from ..orchestration.task import TaskStatus
 from ..secrets import Scrubber
-from .bulk import Batch
 from .lock import AnyLock
 from .records import AttemptOutcome, AttemptStatus, Recovery, RunInfo, project_id
 
@@ -37,7 +39,7 @@ __all__ = [
     "mark_interrupted",
 ]
 
-Op = Callable[[Batch], Any]
+Op = Callable[[sqlite3.Connection], Any]
 
 _ATTEMPT_ALIASES = {
     "success": AttemptStatus.SUCCEEDED,
@@ -103,7 +105,7 @@ def mark_interrupted(conn: sqlite3.Connection, pid: int, now: float, note: str) 
         (pid, _PENDING, now, note, pid, _IN_PROGRESS),
     )
     conn.execute(
-        "UPDATE tasks SET status = ?, updated_at = ? WHERE project_id = ? AND status = ?",
+        "UPDATE tasks SET status = ?, updated_at = ?, held = 0 WHERE project_id = ? AND status = ?",
         (_PENDING, now, pid, _IN_PROGRESS),
     )
     conn.execute(
@@ -116,13 +118,67 @@ def mark_interrupted(conn: sqlite3.Connection, pid: int, now: float, note: str) 
 
 @dataclass(slots=True)
 class ActiveRun:
-    """A run begun by this store: its project and lock, and task id -> task row id."""
+    """A run begun by this store: its project and its lock."""
 
     run_id: int
     project: str
     project_id: int
     lock: AnyLock
-    refs: dict[str, int] = field(default_factory=dict)
+
+
+# -- the statements -----------------------------------------------------------------------------
+
+
+def _event(
+    conn: sqlite3.Connection, ref: int, run_id: int, status: str, at: float, note: str | None
+) -> int:
+    """A history entry of task row ``ref``; its id."""
+    cur = conn.execute(
+        "INSERT INTO task_events(task_ref, run_id, status, at, note) VALUES (?, ?, ?, ?, ?)",
+        (ref, run_id, status, at, note),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _new_attempt(
+    conn: sqlite3.Connection,
+    ref: int,
+    run_id: int,
+    at: float,
+    agent: str | None,
+    model: str | None,
+    interface: str | None,
+) -> int:
+    """A ``running`` attempt of task row ``ref``; its id."""
+    cur = conn.execute(
+        "INSERT INTO attempts(run_id, task_ref, agent, model, interface, started_at, status) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'running')",
+        (run_id, ref, agent, model, interface, at),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _end_attempt(
+    conn: sqlite3.Connection,
+    attempt_id: int,
+    status: AttemptStatus,
+    at: float,
+    outcome: AttemptOutcome,
+    scrub: Callable[[Any], str | None],
+) -> None:
+    """Attempt ``attempt_id`` ends; :class:`StateError` if it is not in flight."""
+    cur = conn.execute(
+        "UPDATE attempts SET status = ?, finished_at = ?, error = ?, prompt_tokens = ?, "
+        "completion_tokens = ?, latency_s = ?, cost = ?, output = ? "
+        "WHERE id = ? AND status = 'running'",
+        (
+            status.value, at, scrub(outcome.error), outcome.prompt_tokens,
+            outcome.completion_tokens, outcome.latency_s, outcome.cost, scrub(outcome.output),
+            attempt_id,
+        ),
+    )  # fmt: skip
+    if cur.rowcount != 1:
+        raise StateError(f"attempt {attempt_id} is not in flight (unknown or finished)")
 
 
 class Ops:
@@ -132,31 +188,26 @@ class Ops:
         self._scrub = scrubber
         self._active = active
 
-    def reload(self, conn: sqlite3.Connection) -> None:
-        """Re-read the task row ids of the active runs (after a rollback undid some)."""
-        for run in self._active.values():
-            run.refs = dict(
-                conn.execute(
-                    "SELECT task_id, id FROM tasks WHERE project_id = ?", (run.project_id,)
-                )
-            )
-
     def _run(self, run_id: int) -> ActiveRun:
         run = self._active.get(run_id)
         if run is None:
             raise StateError(f"run {run_id} is not an active run of this state store")
         return run
 
-    def _ref(self, batch: Batch, run: ActiveRun, task_id: str, now: float) -> int:
+    def _task_ref(self, conn: sqlite3.Connection, run: ActiveRun, task_id: str, now: float) -> int:
         """The row id of ``task_id``, creating a ``pending`` row for a task never defined."""
-        ref = run.refs.get(task_id)
-        if ref is None:
-            cur = batch.unflushed().execute(
-                "INSERT INTO tasks(project_id, task_id, status, updated_at) VALUES (?, ?, ?, ?)",
-                (run.project_id, task_id, _PENDING, now),
-            )
-            ref = run.refs[task_id] = int(cur.lastrowid or 0)
-            batch.event(ref, run.run_id, _PENDING, now, "new task")
+        task_id = self._scrub.text(task_id) or ""
+        row = conn.execute(
+            "SELECT id FROM tasks WHERE project_id = ? AND task_id = ?", (run.project_id, task_id)
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        cur = conn.execute(
+            "INSERT INTO tasks(project_id, task_id, status, updated_at) VALUES (?, ?, ?, ?)",
+            (run.project_id, task_id, _PENDING, now),
+        )
+        ref = int(cur.lastrowid or 0)
+        _event(conn, ref, run.run_id, _PENDING, now, "new task")
         return ref
 
     # -- runs (solo) -------------------------------------------------------------------------
@@ -165,8 +216,7 @@ class Ops:
         """Mark what dead runs left in flight, for every project whose run lock is free (a
         project with a live run is left alone: its attempts really are in flight)."""
 
-        def op(batch: Batch) -> list[Recovery]:
-            conn = batch.conn
+        def op(conn: sqlite3.Connection) -> list[Recovery]:
             names = [
                 row[0]
                 for row in conn.execute(
@@ -209,8 +259,7 @@ class Ops:
         host: str,
         now: float,
     ) -> Op:
-        def op(batch: Batch) -> RunInfo:
-            conn = batch.conn
+        def op(conn: sqlite3.Connection) -> RunInfo:
             previous = lock.acquire()
             try:
                 self._scrub.refresh()
@@ -231,27 +280,23 @@ class Ops:
                         (run_id, _PENDING, now, proj),
                     )
                     conn.execute(
-                        "UPDATE tasks SET status = ?, updated_at = ?, error = NULL, "
+                        "UPDATE tasks SET status = ?, updated_at = ?, error = NULL, held = 0, "
                         "succeeded_hash = NULL, success_seq = NULL WHERE project_id = ?",
                         (_PENDING, now, proj),
                     )
-                refs = dict(
-                    conn.execute("SELECT task_id, id FROM tasks WHERE project_id = ?", (proj,))
-                )
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
                 lock.release()
                 raise
             lock.set_run(run_id)
-            self._active[run_id] = ActiveRun(run_id, project, proj, lock, refs)
+            self._active[run_id] = ActiveRun(run_id, project, proj, lock)
             return RunInfo(run_id, project, now, marked, previous.describe() if previous else None)
 
         return op
 
     def finish_run(self, run_id: int, status: str, note: str | None = None) -> Op:
-        def op(batch: Batch) -> None:
-            conn = batch.conn
+        def op(conn: sqlite3.Connection) -> None:
             run = self._run(run_id)
             now = time.time()
             why = note or f"interrupted: run {run_id} ended ({status}) while it was in progress"
@@ -271,19 +316,19 @@ class Ops:
 
         return op
 
-    # -- tasks (batched) ---------------------------------------------------------------------
+    # -- tasks (in the writer's transaction) -------------------------------------------------
 
     def define_tasks(self, run_id: int, hashes: dict[str, str]) -> Op:
         now = time.time()
 
-        def op(batch: Batch) -> None:
+        def op(conn: sqlite3.Connection) -> None:
             run = self._run(run_id)
-            s = self._scrub.text
-            rows = [
-                (s(digest), self._ref(batch, run, s(tid) or "", now))
-                for tid, digest in hashes.items()
-            ]
-            batch.conn.executemany("UPDATE tasks SET content_hash = ? WHERE id = ?", rows)
+            for task_id, digest in hashes.items():
+                ref = self._task_ref(conn, run, task_id, now)
+                conn.execute(
+                    "UPDATE tasks SET content_hash = ? WHERE id = ?",
+                    (self._scrub.text(digest), ref),
+                )
 
         return op
 
@@ -297,13 +342,17 @@ class Ops:
         note: str | None,
         now: float,
     ) -> Op:
-        def op(batch: Batch) -> int:
+        def op(conn: sqlite3.Connection) -> int:
             run = self._run(run_id)
             s = self._scrub.text
-            ref = self._ref(batch, run, s(task_id) or "", now)
-            return batch.start(
-                ref, run_id, _IN_PROGRESS, now, s(note), s(agent), s(model), s(interface)
+            ref = self._task_ref(conn, run, task_id, now)
+            _event(conn, ref, run_id, _IN_PROGRESS, now, s(note))
+            conn.execute(
+                "UPDATE tasks SET status = ?, updated_at = ?, error = NULL, held = 0, "
+                "succeeded_hash = NULL, success_seq = NULL WHERE id = ?",
+                (_IN_PROGRESS, now, ref),
             )
+            return _new_attempt(conn, ref, run_id, now, s(agent), s(model), s(interface))
 
         return op
 
@@ -316,19 +365,19 @@ class Ops:
         interface: str | None,
         now: float,
     ) -> Op:
-        def op(batch: Batch) -> int:
+        def op(conn: sqlite3.Connection) -> int:
             run = self._run(run_id)
             s = self._scrub.text
-            ref = self._ref(batch, run, s(task_id) or "", now)
-            return batch.attempt(ref, run_id, now, s(agent), s(model), s(interface))
+            ref = self._task_ref(conn, run, task_id, now)
+            return _new_attempt(conn, ref, run_id, now, s(agent), s(model), s(interface))
 
         return op
 
     def attempt_finished(self, attempt_id: int, outcome: AttemptOutcome, now: float) -> Op:
         status = _final_attempt_status(outcome)
 
-        def op(batch: Batch) -> None:
-            self._finish_attempt(batch, attempt_id, status, outcome, now)
+        def op(conn: sqlite3.Connection) -> None:
+            _end_attempt(conn, attempt_id, status, now, outcome, self._scrub.text)
 
         return op
 
@@ -342,8 +391,11 @@ class Ops:
         note: str | None,
         attempt_id: int | None,
         attempt: AttemptOutcome | None,
+        held: bool,
         now: float,
     ) -> Op:
+        """The task reaches ``status``, ending attempt ``attempt_id`` with ``attempt`` if given;
+        ``held`` only with ``cancelled`` (a cancel by hand)."""
         attempt_status = None
         if attempt is not None:
             if attempt_id is None:
@@ -353,40 +405,30 @@ class Ops:
                 output = attempt.output
             if error is None:
                 error = attempt.error
-        completed = status is TaskStatus.COMPLETED
+        if held and status is not TaskStatus.CANCELLED:
+            raise ValueError(f"task_finished: only a cancelled task can be held, not {status}")
 
-        def op(batch: Batch) -> None:
+        def op(conn: sqlite3.Connection) -> None:
             run = self._run(run_id)
             s = self._scrub.text
-            ref = self._ref(batch, run, s(task_id) or "", now)
-            text, ended = s(output), None
-            if attempt is not None and attempt_status is not None:
-                o = attempt
-                ended = (
-                    attempt_id, attempt_status.value, s(o.error), o.prompt_tokens,
-                    o.completion_tokens, o.latency_s, o.cost,
-                    text if o.output is output else s(o.output),
-                )  # fmt: skip
-            batch.finish_task(
-                ref, run_id, status.value, now, s(note), text, None if completed else s(error),
-                completed=completed, attempt=ended,
-            )  # fmt: skip
+            ref = self._task_ref(conn, run, task_id, now)
+            if attempt is not None and attempt_id is not None and attempt_status is not None:
+                _end_attempt(conn, attempt_id, attempt_status, now, attempt, s)
+            event_id = _event(conn, ref, run_id, status.value, now, s(note))
+            if status is TaskStatus.COMPLETED:
+                conn.execute(
+                    "UPDATE tasks SET status = ?, updated_at = ?, output = ?, error = NULL, "
+                    "held = 0, succeeded_hash = content_hash, success_seq = ? WHERE id = ?",
+                    (status.value, now, s(output), event_id, ref),
+                )
+            else:
+                conn.execute(
+                    "UPDATE tasks SET status = ?, updated_at = ?, output = coalesce(?, output), "
+                    "error = ?, held = ?, succeeded_hash = NULL, success_seq = NULL WHERE id = ?",
+                    (status.value, now, s(output), s(error), int(held), ref),
+                )
 
         return op
-
-    def _finish_attempt(
-        self,
-        batch: Batch,
-        attempt_id: int,
-        status: AttemptStatus,
-        o: AttemptOutcome,
-        now: float,
-    ) -> None:
-        s = self._scrub.text
-        batch.finish_attempt(
-            attempt_id, status.value, now, s(o.error), o.prompt_tokens, o.completion_tokens,
-            o.latency_s, o.cost, s(o.output),
-        )  # fmt: skip
 
 
 def _final_attempt_status(outcome: AttemptOutcome) -> AttemptStatus:

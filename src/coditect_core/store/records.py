@@ -101,6 +101,8 @@ class TaskRecord:
     updated_at: float
     succeeded_hash: str | None
     success_seq: int | None
+    held: bool = False
+    """Cancelled by hand: it stays cancelled, and its dependents blocked, until it is reset."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +180,13 @@ def read_runs(conn: sqlite3.Connection, project: str) -> list[RunRecord]:
 def read_tasks(conn: sqlite3.Connection, project: str) -> list[TaskRecord]:
     rows = conn.execute(
         "SELECT t.task_id, t.status, t.content_hash, t.output, t.error, t.updated_at, "
-        "t.succeeded_hash, t.success_seq "
+        "t.succeeded_hash, t.success_seq, t.held "
         "FROM tasks t JOIN projects p ON p.id = t.project_id WHERE p.name = ? ORDER BY t.id",
         (project,),
     ).fetchall()
-    return [TaskRecord(*r) for r in rows]
+    return [
+        TaskRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], held=bool(r[8])) for r in rows
+    ]
 
 
 def read_task_history(conn: sqlite3.Connection, project: str, task_id: str) -> list[TaskEvent]:

@@ -17,11 +17,11 @@ given its name with ``link(2)``, which fails rather than replace a file that ano
 created meanwhile (that one is then used). A reader therefore finds either no file, or a file
 with its complete schema: never an empty file or "schema version 0".
 
-``task_events`` and ``attempts`` are append-mostly logs written on every transition, so they have
-no secondary index: each one would cost every transition a b-tree insert (about a fifth of the
-writer's time in ``bench/bench_store.py``), while the queries that would use it (one task's
-history, recovery after a crash) are rare and a scan of a few hundred thousand rows takes tens of
-milliseconds. Their foreign keys still hold (rows are never deleted, keys never change).
+``task_events`` and ``attempts`` are append-mostly logs written on every transition, with no
+secondary index: the queries that would use one (one task's history, recovery after a crash) are
+rare, and a scan of a few hundred thousand rows takes tens of milliseconds. Their foreign keys
+still hold (rows are never deleted, keys never change). ``tasks.held`` (migration 2) marks a task
+cancelled by hand (``coditect task cancel``), which stays cancelled until it is reset.
 """
 
 from __future__ import annotations
@@ -119,6 +119,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             cost               REAL,
             output             TEXT
         );
+        """,
+    ),
+    (
+        2,
+        "tasks.held: a task cancelled by hand",
+        # Until now a held task was told by its error text, which app/by_hand.py wrote as
+        # "cancelled by hand" or "cancelled by hand: <note>" (GLOB: case-sensitive, as it was).
+        """
+        ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1));
+        UPDATE tasks SET held = 1
+            WHERE status = 'cancelled' AND error GLOB 'cancelled by hand*';
         """,
     ),
 )

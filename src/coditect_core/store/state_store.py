@@ -15,9 +15,11 @@ which is enough for "committed before any dependent starts" because a dependent'
 task writes are refused, and :meth:`~StateStore.flush`, :meth:`~StateStore.finish_run` or
 :meth:`~StateStore.close` raise its error (:mod:`.writer`). WAL with ``synchronous=NORMAL``:
 a committed write survives the death of the process (SIGKILL included); only an OS crash or power
-loss may lose the last commits (``synchronous="FULL"`` closes that too, at a cost). The WAL is
-copied back into the database file by a checkpointer thread of its own, not inside the writer's
-commits (:mod:`.checkpoint`).
+loss may lose the last commits (``synchronous="FULL"`` closes that too, at a cost). SQLite copies
+the WAL back into the database file itself (``wal_autocheckpoint``: in the commit that takes the
+WAL past 1000 pages), which keeps the WAL near 4 MB (a reader in another process that reads
+without a pause can delay the WAL's start-over, as with any WAL database); closing the store
+folds the rest into the file.
 
 A run (:meth:`~StateStore.begin_run` ... :meth:`~StateStore.finish_run`) holds the project's run
 lock (:mod:`.lock`): a second live run is refused with :class:`RunLockedError`, and a lock
@@ -25,19 +27,20 @@ whose holder died is taken over. What a dead run left in flight is marked when t
 opened for writing (for every project whose lock is free; :attr:`StateStore.recovered`), and
 again when a run begins (its holder may die in between): its attempts become ``interrupted``,
 its in-progress tasks ``pending`` again, and the run itself ``interrupted``. ``restart=True``
-begins a run that resets every task to ``pending``; earlier runs, attempts and transitions stay
-in the history. Resume decisions: :mod:`.plan`.
+begins a run that resets every task to ``pending`` (and releases tasks held by hand); earlier
+runs, attempts and transitions stay in the history. Resume decisions:
+:mod:`coditect_core.orchestration.resume`.
 
-Concurrent writes share commits: the writer takes everything queued, writes it in one
-transaction (usually a single statement, :mod:`.bulk`), commits, then answers every
-caller; a failing write is replayed alone and fails alone. Readers (``status`` from another
-process included) use their own connection and see one consistent snapshot per call;
-``StateStore.open(":memory:")`` is the same store without a file (see :meth:`StateStore.open`).
-The store keeps only what it is given, and scrubs every text value of known secrets before
-writing it (:mod:`.scrub`: values of ``*_API_KEY``/``*_TOKEN``/``*_SECRET`` variables read
-at open and at each :meth:`~StateStore.begin_run`, plus :meth:`~StateStore.add_secrets`). The
-original orchestrator's ``project_state.json`` can be imported
-(:meth:`~StateStore.import_project_state`).
+Concurrent writes share commits: the writer takes everything queued, runs it in one transaction
+(each write in a savepoint of its own, with plain ``INSERT``/``UPDATE`` statements, :mod:`.ops`),
+commits once, then answers every caller; a failing write is rolled back to its savepoint and
+fails alone. Readers (``status`` from another process included) use their own connection and
+see one consistent snapshot per call; ``StateStore.open(":memory:")`` is the same store without
+a file (see :meth:`StateStore.open`). The store keeps only what it is given, and scrubs every
+text value of known secrets before writing it (:class:`coditect_core.secrets.Scrubber`: values
+of ``*_API_KEY``/``*_TOKEN``/``*_SECRET`` variables read at open and at each
+:meth:`~StateStore.begin_run`, plus :meth:`~StateStore.add_secrets`). The original
+orchestrator's ``project_state.json`` can be imported (:meth:`~StateStore.import_project_state`).
 
 Recording a :class:`ProjectOrchestrator` run: :class:`~.observer.StoreObserver` (the
 orchestrator routes every transition through its observers). :class:`NullRecorder` has the
@@ -62,8 +65,6 @@ from ..llm_abstractions.keys import Secret
 from ..orchestration.resume import SuccessRecord
 from ..orchestration.task import TaskStatus
 from ..secrets import Scrubber
-from .bulk import Batch, install
-from .checkpoint import Checkpointer
 from .legacy import ImportReport, import_op, load_project_state
 from .lock import AnyLock, LocalLock, LockHolder, RunLock, lock_path_for
 from .ops import ActiveRun, Ops, coerce_task_status
@@ -115,7 +116,6 @@ class StateStore:
         conn: sqlite3.Connection | None,
         reader: sqlite3.Connection | None,
         scrubber: Scrubber,
-        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.path = path
         self.readonly = conn is None
@@ -127,9 +127,7 @@ class StateStore:
         self._scrubber = scrubber
         self._active: dict[int, ActiveRun] = {}  # touched only by the writer thread and close()
         self._ops = Ops(scrubber, self._active)
-        self._writer = (
-            Writer(conn, path, self._ops.reload, checkpointer) if conn is not None else None
-        )
+        self._writer = Writer(conn, path) if conn is not None else None
         self._closed = False
         self.recovered: list[Recovery] = []
         """What opening found left in flight by dead runs, and marked interrupted."""
@@ -160,32 +158,20 @@ class StateStore:
         if str(path) == MEMORY:
             if readonly:
                 raise StateError("an in-memory state store cannot be opened read-only")
-            conn = open_memory_database()
-            try:
-                install(conn)
-            except BaseException:
-                conn.close()
-                raise
-            return cls(Path(MEMORY), conn, None, Scrubber(secrets))
+            return cls(Path(MEMORY), open_memory_database(), None, Scrubber(secrets))
         path = Path(path)
-        conn = checkpointer = None
+        conn = None
         if not readonly:
             conn = open_database(path, synchronous=synchronous, check_integrity=check_integrity)
         try:
-            if conn is not None:
-                install(conn)
-                conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
-                checkpointer = Checkpointer(path, synchronous=synchronous)
             reader = open_database(
                 path, readonly=True, check_integrity=readonly and check_integrity
             )
         except BaseException:
-            if checkpointer is not None:
-                checkpointer.close()
             if conn is not None:
                 conn.close()
             raise
-        store = cls(path, conn, reader, Scrubber(secrets), checkpointer)
+        store = cls(path, conn, reader, Scrubber(secrets))
         if store._writer is not None:
             try:
                 store.recovered = store._writer.call_sync(
@@ -216,15 +202,16 @@ class StateStore:
                         )
                     except StateError:
                         logger.exception("%s: could not finish run %d on close", self.path, run_id)
-                self._writer.close()
         finally:
             with self._read_lock:
                 if self._reader is not None:
                     self._reader.close()
+            if self._writer is not None:
+                # The writer's connection closes last: if no other process has the file open,
+                # SQLite copies the WAL into the database file and removes it.
+                self._writer.close()
 
     async def aclose(self) -> None:
-        if self._writer is not None and not self._closed:
-            self._writer.hand_over()  # this turn's writes first: close() runs in a thread
         await asyncio.to_thread(self.close)
 
     async def flush(self) -> None:
@@ -336,10 +323,14 @@ class StateStore:
         note: str | None = None,
         attempt_id: int | None = None,
         attempt: AttemptOutcome | None = None,
+        held: bool = False,
         wait: bool = True,
     ) -> None:
         """The task reaches ``status`` (``completed`` records a success with the task's content
         hash); with ``attempt_id`` and ``attempt``, that attempt ends in the same transaction.
+        ``held`` marks a task cancelled by hand (``status`` must be ``cancelled``): it stays
+        cancelled, run after run, until another status is recorded for it; every other write
+        of the task's status clears the mark.
 
         ``wait=True``: returns once it is committed. ``wait=False``: returns at once; it is
         committed after every write queued before it and before every write queued after it
@@ -355,6 +346,7 @@ class StateStore:
             note,
             attempt_id,
             attempt,
+            held,
             time.time(),
         )
         if wait:
@@ -365,10 +357,17 @@ class StateStore:
             self._writer.post(op)
 
     async def set_task_status(
-        self, run_id: int, task_id: str, status: TaskStatus | str, *, note: str | None = None
+        self,
+        run_id: int,
+        task_id: str,
+        status: TaskStatus | str,
+        *,
+        note: str | None = None,
+        held: bool = False,
     ) -> None:
-        """Any other transition (``blocked``, ``cancelled``, ``awaiting_human``...)."""
-        await self.task_finished(run_id, task_id, status, note=note)
+        """Any other transition (``blocked``, ``cancelled``, ``awaiting_human``...); ``held``
+        as in :meth:`task_finished`."""
+        await self.task_finished(run_id, task_id, status, note=note, held=held)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -376,7 +375,7 @@ class StateStore:
         """:meth:`succeeded_tasks`, read without blocking the event loop."""
         if self._writer is None:
             return await asyncio.to_thread(self.succeeded_tasks, project)
-        return await self._call(lambda batch: read_succeeded(batch.conn, project))
+        return await self._call(lambda conn: read_succeeded(conn, project))
 
     def succeeded_tasks(self, project: str) -> dict[str, SuccessRecord]:
         """Tasks whose current status is ``completed``: content hash at success, success
@@ -439,15 +438,16 @@ class StateStore:
         return RunLock(lock_path_for(self.path, project), project)
 
     def _call(
-        self, op: Callable[[Batch], T], *, solo: bool = False, report: bool = False
+        self, op: Callable[[sqlite3.Connection], T], *, solo: bool = False, report: bool = False
     ) -> asyncio.Future[T]:
         """Queue a write operation; await the returned future for its committed result."""
         if self._writer is None:
             raise StateError(f"{self.path}: opened read-only")
         return self._writer.submit(op, solo=solo, report=report)
 
-    def call_sync(self, op: Callable[[Batch], T], *, solo: bool = False) -> T:
-        """Run a write operation from synchronous code (importers, the CLI)."""
+    def call_sync(self, op: Callable[[sqlite3.Connection], T], *, solo: bool = False) -> T:
+        """Run a write operation (a function of the writer's connection, see :mod:`.writer`)
+        from synchronous code (importers, the CLI)."""
         if self._writer is None:
             raise StateError(f"{self.path}: opened read-only")
         return self._writer.call_sync(op, solo=solo)
@@ -458,7 +458,7 @@ class StateStore:
         if self._reader is None:  # in memory: the writer's connection, between two batches
             if self._closed:
                 raise StateError(f"{self.path}: the state store is closed")
-            return self.call_sync(lambda batch: fn(batch.conn), solo=True)
+            return self.call_sync(fn, solo=True)
         with self._read_lock:
             if self._closed:
                 raise StateError(f"{self.path}: the state store is closed")
