@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from coditect_core.orchestration import (
     ProjectOrchestrator,
     TaskStatus,
 )
+from coditect_core.orchestration.observer import OrchestratorObserver
 from coditect_core.orchestration.orchestrator import RunSummary
 from coditect_core.orchestration.resume import agent_task_hash, plan_resume
 from coditect_core.store import StateStore
@@ -186,3 +188,57 @@ def test_run_status_words() -> None:
     assert run_status(summary(TaskStatus.PENDING)) == "incomplete"
     assert run_status(summary(TaskStatus.PENDING, cancelled=True)) == "interrupted"
     assert run_status(summary(TaskStatus.PENDING, error="boom")) == "error"
+
+
+class _Started(OrchestratorObserver):
+    """Sets an event when a task's call is about to go out."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, asyncio.Event] = {}
+
+    def event(self, task_id: str) -> asyncio.Event:
+        return self.started.setdefault(task_id, asyncio.Event())
+
+    async def task_started(self, task: AgentTask, **_: object) -> None:
+        self.event(task.task_id).set()
+
+
+async def _run_until_started(
+    store: StateStore, orchestrator: ProjectOrchestrator, task_id: str
+) -> tuple[int, asyncio.Future[RunSummary]]:
+    run = await store.begin_run("proj")
+    observer = StoreObserver(store, run.run_id)
+    await observer.define(orchestrator)
+    started = _Started()
+    orchestrator.add_observer(observer)
+    orchestrator.add_observer(started)
+    running = asyncio.ensure_future(orchestrator.run(max_concurrency=2))
+    await asyncio.wait_for(started.event(task_id).wait(), 10)
+    return run.run_id, running
+
+
+async def test_a_cancel_by_hand_during_a_run_is_recorded_held_an_interruption_is_not(
+    tmp_path: Path,
+) -> None:
+    tasks = [AgentTask("A", "slow"), AgentTask("B", "after A", dependencies=["A"])]
+    orchestrator = _orchestrator("ok", tasks, latency=5.0)
+    with StateStore.open(tmp_path / "state.db") as store:
+        run_id, running = await _run_until_started(store, orchestrator, "A")
+        await orchestrator.cancel_task("A")  # a person cancels it while its call is out
+        summary = await asyncio.wait_for(running, 10)
+        await orchestrator.aclose()
+        await store.finish_run(run_id, run_status(summary))
+        held = {r.task_id: r.held for r in store.snapshot("proj").tasks}
+    assert summary.statuses == {"A": TaskStatus.CANCELLED, "B": TaskStatus.BLOCKED}
+    assert held == {"A": True, "B": False}
+
+    again = _orchestrator("ok", [AgentTask("C", "slow")], latency=5.0)
+    with StateStore.open(tmp_path / "other.db") as store:
+        run_id, running = await _run_until_started(store, again, "C")
+        running.cancel()  # the run itself is interrupted (Ctrl-C): nothing is held
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await again.aclose()
+        await store.finish_run(run_id, "interrupted")
+        records = {r.task_id: (r.status, r.held) for r in store.snapshot("proj").tasks}
+    assert records["C"] == ("cancelled", False)

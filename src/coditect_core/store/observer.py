@@ -32,6 +32,7 @@ included); its ``task_finished`` takes ``wait=False``.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
@@ -90,6 +91,15 @@ class StoreObserver(OrchestratorObserver):
         self.recorder = recorder
         self.run_id = run_id
         self._attempts: dict[str, int] = {}
+        self._held: Collection[str] = ()  # the board's tasks cancelled by hand
+
+    async def run_started(
+        self, orchestrator: ProjectOrchestrator, *, max_concurrency: int, fail_fast: bool
+    ) -> None:
+        self._held = orchestrator.board.held
+
+    def _is_held(self, task: AgentTask) -> bool:
+        return task.status is TaskStatus.CANCELLED and task.task_id in self._held
 
     async def define(self, orchestrator: ProjectOrchestrator) -> dict[str, str]:
         """Record the orchestrator's tasks with their content hashes; returns the hashes."""
@@ -141,21 +151,24 @@ class StoreObserver(OrchestratorObserver):
     ) -> None:
         """Queue the result without waiting for its commit (see the module docstring)."""
         attempt_id = self._attempts.pop(task.task_id, None)
+        held = self._is_held(task)
         if attempt_id is None:  # finished by hand: there was no call
             await self.recorder.task_finished(
-                self.run_id, task.task_id, task.status,
-                output=result.output, error=result.error, note=reason, wait=False,
+                self.run_id, task.task_id, task.status, output=result.output,
+                error=result.error, note=reason, held=held, wait=False,
             )  # fmt: skip
             return
         await self.recorder.task_finished(
             self.run_id, task.task_id, task.status, note=reason, error=result.error,
-            attempt_id=attempt_id, attempt=attempt_outcome(result), wait=False,
+            attempt_id=attempt_id, attempt=attempt_outcome(result), held=held, wait=False,
         )  # fmt: skip
 
     async def task_status_changed(
         self, task: AgentTask, old: TaskStatus, new: TaskStatus, *, reason: str | None
     ) -> None:
-        await self.recorder.set_task_status(self.run_id, task.task_id, new, note=reason)
+        await self.recorder.set_task_status(
+            self.run_id, task.task_id, new, note=reason, held=self._is_held(task)
+        )
 
     async def run_finished(self, orchestrator: ProjectOrchestrator, summary: RunSummary) -> None:
         """Wait until every write of the run is committed; raise one that failed."""
