@@ -299,13 +299,14 @@ class TaskExecutor:
     async def execute(
         self,
         task: AgentTask,
-        agent: str | None = None,
+        agent: str | AgentConfig | None = None,
         mode: AgentInterface | str | None = None,
         *,
         upstream: Upstream = None,
         on_attempt: AttemptHook | None = None,
     ) -> ExecutionResult:
-        """Run ``task`` on ``agent`` (default: the task's, then the executor's).
+        """Run ``task`` on ``agent`` (a name, or the agent already resolved; default: the
+        task's, then the executor's).
 
         ``mode`` overrides the agent's interface. ``upstream`` is what the task's dependencies
         produced (:class:`UpstreamOutput` items, or ``{task_id: output}``), given to the model
@@ -320,9 +321,10 @@ class TaskExecutor:
         raises except on cancellation: failures are FAILED results.
         """
         started = time.monotonic()
+        named = agent.name if isinstance(agent, AgentConfig) else agent
         result = ExecutionResult(
             task.task_id,
-            agent=agent or task.agent or self.default_agent,
+            agent=named or task.agent or self.default_agent,
             status=ExecutionStatus.IN_PROGRESS,
             started_at=datetime.now(UTC),
         )
@@ -331,7 +333,8 @@ class TaskExecutor:
             upstream = upstream_from_mapping(upstream)
         execution = Execution(self, task, upstream or (), result, attempts)
         try:
-            config = attempts.agent = self.resolve_agent(task, agent)
+            config = agent if isinstance(agent, AgentConfig) else self.resolve_agent(task, agent)
+            attempts.agent = config
             interface = self._interface(mode) if mode is not None else config.interface
             await self._run_with_fallbacks(execution, config, interface)
         except (CoditectError, ValueError, OSError) as error:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import AgentError, SchedulingError
-from .agent_registry import AgentRegistry
+from .agent_registry import AgentConfig, AgentRegistry
 from .board import TaskBoard
 from .execution_result import ExecutionResult
 from .executor import TaskExecutor
@@ -137,20 +137,20 @@ class ProjectOrchestrator:
 
     async def _execute(self, task: AgentTask, agent: str | None = None) -> ExecutionResult:
         """Execute ``task`` once on its agent (or ``agent``), recorded on the board."""
-        name, model, interface = agent or task.agent or self.executor.default_agent, None, None
+        chosen: AgentConfig | str | None
         try:
-            config = self.executor.resolve_agent(task, agent)
-            name, model, interface = config.name, config.model, config.interface.value
+            chosen = self.executor.resolve_agent(task, agent)
         except AgentError:
-            pass  # the execution fails with the same message
+            chosen = agent  # the execution fails, and says why
+        known = chosen if isinstance(chosen, AgentConfig) else None
         return await self.board.run_task(
             task,
             lambda upstream, on_attempt: self.executor.execute(
-                task, agent, upstream=upstream, on_attempt=on_attempt
+                task, chosen, upstream=upstream, on_attempt=on_attempt
             ),
-            agent=name,
-            model=model,
-            interface=interface,
+            agent=known.name if known else agent or task.agent or self.executor.default_agent,
+            model=known.model if known else None,
+            interface=known.interface.value if known else None,
         )
 
     async def execute_task(self, task_id: str, agent: str | None = None) -> ExecutionResult:
