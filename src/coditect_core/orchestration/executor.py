@@ -153,8 +153,13 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------ agents and LLMs
 
-    def resolve_agent(self, task: AgentTask, agent: str | None = None) -> AgentConfig:
-        """The agent that runs ``task`` (:meth:`AgentRegistry.resolve`, with the default)."""
+    def resolve_agent(
+        self, task: AgentTask, agent: str | AgentConfig | None = None
+    ) -> AgentConfig:
+        """The agent that runs ``task``: ``agent`` itself when already resolved, else
+        :meth:`AgentRegistry.resolve` (with the executor's default)."""
+        if isinstance(agent, AgentConfig):
+            return agent
         return self.registry.resolve(task, agent, default=self.default_agent)
 
     def gate(self, agent: str) -> AgentGate:
@@ -333,8 +338,7 @@ class TaskExecutor:
             upstream = upstream_from_mapping(upstream)
         execution = Execution(self, task, upstream or (), result, attempts)
         try:
-            config = agent if isinstance(agent, AgentConfig) else self.resolve_agent(task, agent)
-            attempts.agent = config
+            config = attempts.agent = self.resolve_agent(task, agent)
             interface = self._interface(mode) if mode is not None else config.interface
             await self._run_with_fallbacks(execution, config, interface)
         except (CoditectError, ValueError, OSError) as error:
