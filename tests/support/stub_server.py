@@ -65,6 +65,9 @@ __all__ = [
 ]
 
 FAULT_KINDS = ("rate_limit", "server_error", "hang", "reset", "malformed", "truncate")
+"""The random faults; ``"html"`` (a proxy's 502 page) is drawn only when asked for by name."""
+
+_HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>bad gateway</body></html>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +364,9 @@ class StubServer:
         if action.kind == "reset":
             self._reset(writer)
             raise _Closed
+        if action.kind == "html":  # what a proxy in front of the API sends when it is down
+            await self._send(writer, 502, _HTML_502, "text/html")
+            return keep_alive
         if action.kind == "malformed":
             ctype = "text/event-stream" if stream else "application/json"
             await self._send(writer, 200, malformed_body(fmt, stream), ctype, chunked=stream)

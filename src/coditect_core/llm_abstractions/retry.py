@@ -38,9 +38,14 @@ class RetryPolicy:
     ``deadline`` (seconds, ``None``: no bound) stops retries that would start after it, and cuts
     an attempt's timeout short so that it ends by then; an attempt without a timeout is bounded
     by the SDK's own.
+
+    The default tries a call up to 10 times within 5 minutes: a failure that may succeed again
+    (a 429, a 5xx, a reset) is worth the wait (the waits add up to about a minute at most)
+    rather than failing a task and blocking everything after it; the deadline, not the count,
+    is what bounds a provider that stays down.
     """
 
-    max_attempts: int = 4
+    max_attempts: int = 10
     initial_delay: float = 0.5
     max_delay: float = 30.0
     multiplier: float = 2.0

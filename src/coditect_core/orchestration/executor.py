@@ -153,9 +153,7 @@ class TaskExecutor:
 
     # ------------------------------------------------------------------ agents and LLMs
 
-    def resolve_agent(
-        self, task: AgentTask, agent: str | AgentConfig | None = None
-    ) -> AgentConfig:
+    def resolve_agent(self, task: AgentTask, agent: str | AgentConfig | None = None) -> AgentConfig:
         """The agent that runs ``task``: ``agent`` itself when already resolved, else
         :meth:`AgentRegistry.resolve` (with the executor's default)."""
         if isinstance(agent, AgentConfig):
