@@ -329,3 +329,29 @@ def test_the_project_file_example_reads() -> None:
     llm = TaskExecutor(project.agents).get_llm(agent)
     assert llm.env == {"ANTHROPIC_API_KEY": "sk-ant-x-123456"}  # type: ignore[attr-defined]
     assert llm.max_output_bytes == 4_000_000  # type: ignore[attr-defined]
+
+
+async def test_the_task_timeout_ends_a_flood_and_its_processes_too(
+    write_program: Program, tmp_path: Path
+) -> None:
+    """No agent timeout: the task's own timeout (its deadline) ends the command."""
+    flood = """
+import os, subprocess, sys
+sleeper = "import os, time; os.setsid(); time.sleep(120)"
+grandchild = subprocess.Popen([sys.executable, "-c", sleeper])
+with open(sys.argv[1], "w") as f:
+    f.write(str(grandchild.pid))
+while True:
+    os.write(1, b"y" * 65536)
+"""
+    pidfile = tmp_path / "pid"
+    agent = AgentConfig(
+        "ext", "custom", interface="cli", command=[*write_program("f.py", flood), str(pidfile)]
+    )
+    started = time.monotonic()
+    async with TaskExecutor(AgentRegistry([agent]), task_timeouts={"T1": 2.0}) as executor:
+        result = await executor.execute(TASK)
+    assert time.monotonic() - started < 8
+    assert result.status is ExecutionStatus.FAILED
+    assert "did not finish within" in (result.error or ""), result.error
+    assert wait_gone(int(pidfile.read_text()))
