@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from orch_helpers import process_gone, wait_gone
 
-from coditect_core.errors import LlmTimeoutError
+from coditect_core.errors import LlmConfigurationError, LlmTimeoutError
 from coditect_core.llm_abstractions.process import (
     PASSED_VARIABLES,
     OutputBuffer,
@@ -192,3 +192,8 @@ async def test_a_command_that_never_reads_its_input_is_fine() -> None:
         timeout=30,
     )
     assert echo.stdout == b"5000000\n"
+
+
+async def test_a_missing_working_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(LlmConfigurationError, match=r"working directory .* does not exist"):
+        await run_process(["true"], cwd=tmp_path / "gone")

@@ -222,6 +222,11 @@ async def run_process(
             start_new_session=True,
         )
     except FileNotFoundError as error:
+        if cwd is not None and not os.path.isdir(cwd):  # noqa: ASYNC240 (one stat, on failure)
+            raise LlmConfigurationError(
+                f"the working directory {os.fspath(cwd)!r} of command {argv[0]!r} does not exist",
+                provider=provider,
+            ) from error
         raise LlmConfigurationError(
             f"command {argv[0]!r} not found: is it installed and on PATH?", provider=provider
         ) from error
