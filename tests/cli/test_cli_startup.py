@@ -108,7 +108,15 @@ def test_verbose_logs_mask_keys(tmp_path: Path) -> None:
     leaky = [sys.executable, "-c", "import os,sys; sys.stderr.write(os.environ['DEMO_API_KEY'])"]
     project = fake_project(
         tmp_path,
-        agents={"leaky": {"type": "custom", "interface": "script", "command": [*leaky, "x"]}},
+        agents={
+            "leaky": {
+                "type": "custom",
+                "interface": "script",
+                "command": [*leaky, "x"],
+                # a command gets only the variables it is given
+                "options": {"env": {"DEMO_API_KEY": "${DEMO_API_KEY}"}},
+            }
+        },
         task_agents={"STEP-4.1": "leaky"},
     )
     done = run_cli("-vv", "run", project, "--json", extra_env={"DEMO_API_KEY": canary})

@@ -2,46 +2,42 @@
 
 The prompt goes to the command's stdin and its stdout is the reply. The command is an argv list,
 never a shell string run by a shell; ``{model}`` in an argument is replaced by the model name.
-The command runs in a new session (its own process group), so a timeout or a cancellation kills
-it together with every child it started. A non-zero exit is an error carrying the end of its
-stderr.
-
-:func:`run_process` is the process runner underneath, shared with the legacy script protocol of
-the orchestration layer.
+It runs through :func:`~.process.run_process`: in its own session, with only the variables its
+configuration names (plus ``PATH``, ``HOME`` and the locale), its output read into bounded
+buffers; when it ends, times out or is cancelled, every process it started ends with it. A
+reply longer than ``max_output_bytes`` keeps its head and its tail around a
+``[... truncated: N bytes ...]`` marker. A non-zero exit is an error carrying the end of its
+stderr, secrets masked.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import shlex
 import signal
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from ..errors import LlmConfigurationError, LlmResponseError, LlmTimeoutError
-from ..secrets import mask
+from ..errors import LlmConfigurationError, LlmResponseError
+from ..secrets import is_secret_variable, mask, register_secret
 from .base_llm import BaseLlm, CallParams, LlmResponse, Usage
 from .messages import Message
+from .process import DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_STDERR_BYTES, ProcessResult, run_process
 from .retry import NO_RETRY, RetryPolicy
 
-__all__ = ["CommandLlm", "ProcessResult", "render_prompt", "run_process", "stderr_tail"]
+__all__ = [
+    "CommandLlm",
+    "ProcessResult",
+    "describe_exit",
+    "render_prompt",
+    "run_process",
+    "stderr_tail",
+]
+# ProcessResult and run_process live in .process; they are named here too for the callers of
+# this module's first version.
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessResult:
-    """What a finished command left: exit status (negative: killed by that signal) and output."""
-
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-    duration_s: float
 
 
 def stderr_tail(stderr: bytes, limit: int = 2000) -> str:
@@ -62,71 +58,6 @@ def describe_exit(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-async def run_process(
-    argv: Sequence[str],
-    *,
-    stdin: bytes | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 (the process is killed at it, not just left)
-    cwd: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    provider: str = "command",
-) -> ProcessResult:
-    """Run ``argv`` (no shell) in its own process group, feed it ``stdin``, collect its output.
-
-    On timeout, cancellation or any error while waiting, the whole process group is killed with
-    SIGKILL and reaped before the exception propagates. A timeout raises
-    :class:`LlmTimeoutError`; a command that cannot be started raises
-    :class:`LlmConfigurationError`. A non-zero exit is returned, not raised.
-    """
-    if not argv:
-        raise LlmConfigurationError("empty command", provider=provider)
-    full_env = None if env is None else {**os.environ, **env}
-    started = time.monotonic()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=cwd,
-            env=full_env,
-            start_new_session=True,
-        )
-    except FileNotFoundError as error:
-        raise LlmConfigurationError(
-            f"command {argv[0]!r} not found: is it installed and on PATH?", provider=provider
-        ) from error
-    except PermissionError as error:
-        raise LlmConfigurationError(
-            f"command {argv[0]!r} cannot be executed: {error.strerror}", provider=provider
-        ) from error
-    try:
-        async with asyncio.timeout(timeout):
-            stdout, stderr = await proc.communicate(stdin)
-    except TimeoutError:
-        _kill_group(proc)
-        await proc.wait()
-        raise LlmTimeoutError(
-            f"command {argv[0]!r} did not finish within {timeout:g}s; "
-            f"it was killed with its process group",
-            provider=provider,
-        ) from None
-    except BaseException:
-        _kill_group(proc)
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(proc.wait())
-        raise
-    duration = time.monotonic() - started
-    returncode = proc.returncode if proc.returncode is not None else -1
-    logger.debug("%s %s in %.3fs", argv[0], describe_exit(returncode), duration)
-    return ProcessResult(returncode, stdout, stderr, duration)
-
-
 def render_prompt(messages: Sequence[Message]) -> str:
     """Messages as one text for a command: a lone user turn as is, else labelled sections."""
     if len(messages) == 1 and messages[0]["role"] == "user":
@@ -139,15 +70,21 @@ class CommandLlm(BaseLlm):
     """A model reached by running a command: prompt on stdin, reply on stdout.
 
     ``command`` is an argv list (a string is split with :func:`shlex.split`, never run by a
-    shell). ``env`` adds variables to the inherited environment; ``cwd`` is the working
-    directory. ``timeout`` bounds each run; at the timeout the process group is killed. Retries
-    are off unless ``retry`` is given: re-running an agent is rarely what a failure calls for.
-    Token counts are not known, so usage is zero.
+    shell). The command's environment is ``PATH``, ``HOME``, the locale and ``TMPDIR``
+    (:data:`~.process.PASSED_VARIABLES`) plus ``env``, and nothing else: a provider key the
+    command needs is named there (in a project file, ``options: {env: {ANTHROPIC_API_KEY:
+    "${ANTHROPIC_API_KEY}"}}``); the value of a secret-named variable (:func:`is_secret_variable`)
+    is masked wherever text leaves the program. ``cwd`` is the working directory. ``timeout``
+    bounds each run; at the timeout every process of the command is ended. The reply keeps at
+    most ``max_output_bytes`` (head and tail around a truncation marker; the response's
+    ``finish_reason`` is then ``"length"``). Retries are off unless ``retry`` is given:
+    re-running an agent is rarely what a failure calls for. Token counts are not known, so
+    usage is zero.
     """
 
     provider = "command"
     api_key_env = ()
-    handles_timeout = True  # run_process kills the process group at the timeout
+    handles_timeout = True  # run_process ends the command's processes at the timeout
 
     def __init__(
         self,
@@ -156,7 +93,8 @@ class CommandLlm(BaseLlm):
         api_key: str | None = None,
         *,
         cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, Any] | None = None,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         stderr_chars: int = 2000,
         retry: RetryPolicy | None = None,
         **settings: Any,
@@ -168,9 +106,20 @@ class CommandLlm(BaseLlm):
                 "CommandLlm needs a command (an argv list such as ['claude', '-p'])",
                 provider=self.provider,
             )
+        if isinstance(max_output_bytes, bool) or not isinstance(max_output_bytes, int):
+            raise LlmConfigurationError(
+                f"max_output_bytes must be a whole number of bytes, not {max_output_bytes!r}",
+                provider=self.provider,
+            )
+        if max_output_bytes < 1:
+            raise LlmConfigurationError(
+                f"max_output_bytes must be at least 1, not {max_output_bytes}",
+                provider=self.provider,
+            )
         self.command: list[str] = [str(part) for part in command]
         self.cwd = cwd
-        self.env = dict(env) if env is not None else None
+        self.env = _environment(env, self.provider)
+        self.max_output_bytes = max_output_bytes
         self.stderr_chars = stderr_chars
         super().__init__(
             model or os.path.basename(self.command[0]),
@@ -183,18 +132,31 @@ class CommandLlm(BaseLlm):
         """The command line of one call, ``{model}`` substituted."""
         return [part.replace("{model}", model) for part in self.command]
 
+    async def _run(
+        self,
+        argv: list[str],
+        stdin: bytes,
+        timeout: float | None,  # noqa: ASYNC109 (run_process's: the command is ended at it)
+        max_stdout_bytes: int,
+    ) -> ProcessResult:
+        """Run ``argv`` as this agent's commands run: its folder, environment and limits."""
+        return await run_process(
+            argv,
+            stdin=stdin,
+            timeout=timeout,
+            cwd=self.cwd,
+            env=self.env,
+            provider=self.provider,
+            max_stdout_bytes=max_stdout_bytes,
+            max_stderr_bytes=max(DEFAULT_MAX_STDERR_BYTES, 8 * self.stderr_chars),
+        )
+
     async def _generate(
         self, client: Any, messages: list[Message], params: CallParams
     ) -> LlmResponse:
         argv = self.argv(params.model)
-        done = await run_process(
-            argv,
-            stdin=render_prompt(messages).encode("utf-8"),
-            timeout=params.timeout,
-            cwd=self.cwd,
-            env=self.env,
-            provider=self.provider,
-        )
+        stdin = render_prompt(messages).encode("utf-8")
+        done = await self._run(argv, stdin, params.timeout, self.max_output_bytes)
         if done.returncode != 0:
             tail = stderr_tail(done.stderr, self.stderr_chars) or "(nothing on stderr)"
             raise LlmResponseError(
@@ -202,8 +164,39 @@ class CommandLlm(BaseLlm):
                 provider=self.provider,
                 retryable=False,
             )
+        finish = "stop"
+        if done.stdout_dropped:
+            finish = "length"
+            logger.warning(
+                "%s: the reply was cut to %d of %d bytes (raise the agent's max_output_bytes)",
+                argv[0],
+                self.max_output_bytes,
+                self.max_output_bytes + done.stdout_dropped,
+            )
         text = done.stdout.decode("utf-8", errors="replace").strip()
-        return LlmResponse(text=text, model=params.model, usage=Usage(), finish_reason="stop")
+        return LlmResponse(text=text, model=params.model, usage=Usage(), finish_reason=finish)
 
     def __repr__(self) -> str:
         return f"CommandLlm(command={self.command!r}, model={self.model!r})"
+
+
+def _environment(env: Mapping[str, Any] | None, provider: str) -> dict[str, str]:
+    """``env`` as the variables a command is given (strings; numbers are written out), each
+    value of a secret-named variable registered as a secret of this process."""
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise LlmConfigurationError(
+            f"env must be a mapping of variable names to values, not {type(env).__name__}",
+            provider=provider,
+        )
+    out: dict[str, str] = {}
+    for name, value in env.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise LlmConfigurationError(
+                f"env.{name} must be a string, not {type(value).__name__}", provider=provider
+            )
+        out[str(name)] = str(value)
+        if is_secret_variable(str(name)):
+            register_secret(out[str(name)])
+    return out

@@ -23,8 +23,10 @@ from typing import Any
 
 from ..errors import LlmConfigurationError, LlmResponseError
 from ..llm_abstractions.base_llm import CallParams, LlmResponse, Usage
-from ..llm_abstractions.command import CommandLlm, describe_exit, run_process, stderr_tail
+from ..llm_abstractions.command import CommandLlm, describe_exit, stderr_tail
 from ..llm_abstractions.messages import Message
+from ..llm_abstractions.process import OutputBuffer
+from ..secrets import mask
 from .agent_registry import AgentConfig
 from .prompts import UpstreamOutput
 from .task import AgentTask
@@ -35,6 +37,7 @@ __all__ = [
     "EXIT_EXECUTION_ERROR",
     "EXIT_OK",
     "PROTOCOL_VERSION",
+    "STDOUT_PER_OUTPUT_BYTE",
     "ScriptLlm",
     "ScriptOutcome",
     "parse_script_result",
@@ -55,6 +58,10 @@ _EXIT_MEANING = {
 _OK_STATUSES = {"success", "succeeded", "ok", "completed", "complete", "done"}
 _FAILED_STATUSES = {"failed", "failure", "error", "errored"}
 _OUTPUT_KEYS = ("output", "result", "response", "text", "content")
+
+STDOUT_PER_OUTPUT_BYTE = 4
+"""A script's stdout may hold this many bytes per byte its output may keep: JSON escapes make a
+text up to 2 (newlines, CJK as ``\\uXXXX``) or 3 (emoji) times longer."""
 
 
 @dataclass(slots=True)
@@ -196,6 +203,11 @@ class ScriptLlm(CommandLlm):
     reply is the script's ``output``, with its model and token counts. A script that fails is an
     error that is not retried unless the agent's ``retry`` says so; exit status 2 is a
     configuration error (a fallback agent takes over). A ``.py`` script runs on this Python.
+
+    The script runs as a command does (:class:`CommandLlm`: environment, timeout, the end of
+    every process it started). Its stdout may hold up to :data:`STDOUT_PER_OUTPUT_BYTE` times
+    ``max_output_bytes`` (the JSON envelope, escapes included); its ``output`` keeps at most
+    ``max_output_bytes``, cut like a command's reply. Error texts are masked.
     """
 
     provider = "script"
@@ -210,22 +222,31 @@ class ScriptLlm(CommandLlm):
         payload = params.options.get("payload")
         if not isinstance(payload, str):
             raise LlmConfigurationError("a script call needs its payload", provider=self.provider)
-        done = await run_process(
-            self.argv(params.model),
-            stdin=payload.encode("utf-8"),
-            timeout=params.timeout,
-            cwd=self.cwd,
-            env=self.env,
-            provider=self.provider,
+        stdout_limit = STDOUT_PER_OUTPUT_BYTE * self.max_output_bytes
+        done = await self._run(
+            self.argv(params.model), payload.encode("utf-8"), params.timeout, stdout_limit
         )
         outcome = parse_script_result(done.returncode, done.stdout, done.stderr)
         if not outcome.ok:
+            error = outcome.error or "script failed"
+            if done.stdout_dropped:
+                error += (
+                    f" (its stdout was cut to {stdout_limit} of "
+                    f"{stdout_limit + done.stdout_dropped} bytes: raise the agent's "
+                    "max_output_bytes to keep more)"
+                )
             if done.returncode == EXIT_CONFIGURATION_ERROR:
-                raise LlmConfigurationError(outcome.error or "script configuration error")
-            raise LlmResponseError(outcome.error or "script failed", retryable=False)
+                raise LlmConfigurationError(mask(error))
+            raise LlmResponseError(mask(error), retryable=False)
+        output, finish = outcome.output or "", "stop"
+        data = output.encode("utf-8")
+        if len(data) > self.max_output_bytes:
+            kept = OutputBuffer(self.max_output_bytes)
+            kept.write(data)
+            output, finish = kept.getvalue().decode("utf-8", errors="replace"), "length"
         return LlmResponse(
-            text=outcome.output or "",
+            text=output,
             model=outcome.model or params.model,
             usage=outcome.usage or Usage(),
-            finish_reason="stop",
+            finish_reason=finish,
         )
