@@ -29,7 +29,7 @@ import platform
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = [
     "check_cluster",
     "cluster_address",
     "connect_error",
+    "log_cluster_messages",
     "nodes",
 ]
 
@@ -330,3 +331,36 @@ def nodes(ray: Any) -> tuple[NodeInfo, ...]:
             )
         )
     return tuple(sorted(found, key=lambda node: not node.head))  # the head first
+
+
+def log_cluster_messages() -> Callable[[], None]:
+    """Send the messages a Ray driver gets from the cluster (a node marked dead, a worker
+    killed) to this module's log as warnings, instead of the driver's standard output, where
+    ``coditect run --json`` writes its document. Returns what undoes it.
+
+    Ray prints them from a thread of its own through ``ray._private.worker.print_to_stdstream``
+    (as ``pid`` ``"raylet"``), whatever ``log_to_driver`` says; that function is wrapped here
+    for as long as this runner's connection lasts. Worker logs (``log_to_driver=True``) pass
+    through as before."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        return lambda: None
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None:  # another Ray: left as it is
+        return lambda: None
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            original(data, ignore_prefix)
+            return
+        for line in data.get("lines") or []:
+            logger.warning("from the Ray cluster: %s", str(line).strip())
+
+    worker.print_to_stdstream = to_log
+
+    def restore() -> None:
+        if worker.print_to_stdstream is to_log:
+            worker.print_to_stdstream = original
+
+    return restore

@@ -57,7 +57,7 @@ import logging
 import platform
 import time
 import weakref
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import (
@@ -77,6 +77,7 @@ from ._ray_cluster import (
     check_cluster,
     cluster_address,
     connect_error,
+    log_cluster_messages,
     nodes,
 )
 from ._worker import AgentActor, run_llm_call, warm_worker
@@ -273,6 +274,7 @@ class RayRunner(Runner):
         """The cluster as :meth:`check` found it (None before, and for a Ray of its own)."""
         self._ray: Any = None
         self._owns_ray = False
+        self._unlog: Callable[[], None] | None = None  # undoes log_cluster_messages()
         self._task_fn: Any = None
         self._warm_fn: Any = None
         self._actor_cls: Any = None
@@ -324,6 +326,7 @@ class RayRunner(Runner):
                     raise RunnerError(f"cannot start Ray on this machine: {error}") from error
                 raise connect_error(ray, address, error) from error
             self._owns_ray = True
+            self._unlog = log_cluster_messages()
         exc = ray.exceptions
         self._system_errors = (
             exc.WorkerCrashedError,
@@ -359,6 +362,9 @@ class RayRunner(Runner):
         if self._owns_ray:
             self._owns_ray = False
             await asyncio.to_thread(ray.shutdown)
+            unlog, self._unlog = self._unlog, None
+            if unlog is not None:
+                unlog()
 
     # ------------------------------------------------------------------ placement
 
