@@ -314,9 +314,8 @@ class RayRunner(Runner):
             address = cluster_address(self.address)
             if address is None:  # a Ray of this run's own, whatever Ray recorded earlier
                 options.setdefault("address", "local")
-            else:
-                self.check()
-                assert self.cluster is not None
+            else:  # checked first: bounded, and the failure said in the user's terms
+                self.cluster = check_cluster(ray, address, self.connect_timeout)
                 options["address"] = self.cluster.address
             logger.info("connecting to Ray (%s)", address or "a Ray of this run's own")
             try:
