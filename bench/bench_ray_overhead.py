@@ -100,7 +100,7 @@ async def main(args: argparse.Namespace) -> None:
     import ray
 
     started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     emit(figure="ray_init_s", value=round(time.perf_counter() - started, 2), target="info")
     local, remote = LocalRunner(), RayRunner()
     sleeper = ray.remote(max_retries=0)(_sleep)

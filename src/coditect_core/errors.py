@@ -25,6 +25,10 @@ exception escapes a provider. Messages never contain an API key.
     ├── SchedulingError                bad task graph: unknown dependency, cycle, duplicate id
     ├── AgentError                     an agent is unknown, disabled or misconfigured
     ├── RunnerError                    a runner cannot be used: unknown, extra missing, no cluster
+    │   └── ClusterConnectionError     this driver cannot connect to the Ray cluster at ``address``
+    │       ├── ClusterUnreachableError     nothing answers there (within the connection timeout)
+    │       ├── ClusterAuthenticationError  refused: no token, or not the cluster's token
+    │       └── ClusterVersionError         the cluster runs another Ray or Python version
     └── StateError                     the state database is unusable, locked, or foreign
         └── RunLockedError             another live run holds the project's lock
 
@@ -37,6 +41,10 @@ from __future__ import annotations
 
 __all__ = [
     "AgentError",
+    "ClusterAuthenticationError",
+    "ClusterConnectionError",
+    "ClusterUnreachableError",
+    "ClusterVersionError",
     "CoditectError",
     "LlmAuthenticationError",
     "LlmConfigurationError",
@@ -234,6 +242,42 @@ class AgentError(CoditectError):
 
 class RunnerError(CoditectError):
     """A runner cannot be used: unknown name, its extra is not installed, no cluster to reach."""
+
+
+class ClusterConnectionError(RunnerError):
+    """This driver cannot connect to the Ray cluster at ``address`` (as given, or as Ray
+    resolved it); the message says why and what to do."""
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class ClusterUnreachableError(ClusterConnectionError):
+    """No Ray cluster answers at the address: nothing listens there, or nothing answered within
+    the connection timeout."""
+
+
+class ClusterAuthenticationError(ClusterConnectionError):
+    """The cluster refused this driver: it has token authentication on, and the driver sent no
+    token (``RAY_AUTH_MODE`` is not ``token``), or not the cluster's (``RAY_AUTH_TOKEN``)."""
+
+
+class ClusterVersionError(ClusterConnectionError):
+    """The cluster runs another Ray (or Python) version than this driver; ``cluster`` and
+    ``driver`` are ``(ray, python)`` version pairs."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        address: str | None = None,
+        cluster: tuple[str, str] | None = None,
+        driver: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, address=address)
+        self.cluster = cluster
+        self.driver = driver
 
 
 class StateError(CoditectError):

@@ -117,14 +117,15 @@ def read_llama_loads(actor: Any) -> int:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
-    """One local Ray for the module: 2 CPUs, no dashboard; shut down at the end."""
+    """One local Ray for the module: 2 CPUs, no dashboard; shut down at the end. A Ray of its
+    own (``address="local"``), whatever cluster Ray's files recorded earlier on this machine."""
     if not HAS_RAY:
         pytest.skip("Ray is not installed: pip install 'coditect-core[ray]'")
     import ray
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:

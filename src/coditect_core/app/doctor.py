@@ -6,7 +6,9 @@
 API key is at hand (``api_key:`` or the provider's variable); the embedded model file exists;
 the command of a ``cli``/``script`` agent is on ``PATH``; the reviewer of a ``hybrid`` agent is
 usable. :func:`ping_agents` then asks the usable ones for one token (and, for an agent with a
-``base_url``, first checks that something answers HTTP there). Keys never appear in the results.
+``base_url``, first checks that something answers HTTP there). :func:`check_ray_cluster` connects
+to a Ray cluster as ``coditect run --ray-address`` would, and looks at its versions, nodes and
+resources, and where each agent's requests could run. Keys never appear in the results.
 """
 
 from __future__ import annotations
@@ -26,7 +28,16 @@ from ..errors import CoditectError, LlmConfigurationError
 from ..orchestration.agent_registry import AgentConfig, AgentInterface, AgentType
 from ..project import Project, ProjectFile
 
-__all__ = ["EXTRAS", "SDK_MODULES", "AgentCheck", "check_agents", "installed_extras", "ping_agents"]
+__all__ = [
+    "EXTRAS",
+    "SDK_MODULES",
+    "AgentCheck",
+    "RayCheck",
+    "check_agents",
+    "check_ray_cluster",
+    "installed_extras",
+    "ping_agents",
+]
 
 SDK_MODULES: dict[str, tuple[str, str]] = {
     "anthropic-claude": ("anthropic", "anthropic"),
@@ -257,3 +268,105 @@ async def ping_agents(project: Project, checks: list[AgentCheck], *, wait_s: flo
         )
     finally:
         await executor.aclose()
+
+
+@dataclass
+class RayCheck:
+    """A Ray cluster as ``doctor --ray-address`` found it: whether this driver could connect,
+    the Ray and Python versions on both sides, the live nodes and their resources, where each
+    agent's requests could run, and what stands in the way of a run."""
+
+    address: str
+    connected: bool = False
+    driver: dict[str, str | None] = field(default_factory=dict)
+    cluster: dict[str, str | None] = field(default_factory=dict)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    agents: list[dict[str, Any]] = field(default_factory=list)
+    """Per agent whose requests go to Ray: ``{"agent", "on": "tasks"|"actor", "needs", "nodes"}``
+    (``needs``: what one request, or the actor, reserves; ``nodes``: the ids of those it fits)."""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.connected and not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "ok": self.ok,
+            "connected": self.connected,
+            "driver": dict(self.driver),
+            "cluster": dict(self.cluster),
+            "nodes": [dict(n) for n in self.nodes],
+            "agents": [dict(a) for a in self.agents],
+            "problems": list(self.problems),
+        }
+
+
+def _amounts(demand: Mapping[str, float]) -> str:
+    names = {"num_cpus": "CPU", "num_gpus": "GPU"}
+    return " and ".join(f"{amount:g} {names[key]}" for key, amount in demand.items() if amount)
+
+
+async def check_ray_cluster(
+    project: Project,
+    checks: list[AgentCheck],
+    address: str,
+    *,
+    connect_timeout: float | None = None,
+) -> RayCheck:
+    """Connect to the Ray cluster at ``address`` as ``coditect run --ray-address`` would (the
+    same check first, so the same errors: nothing there, token refused, other versions; within
+    ``connect_timeout`` seconds), then look at its nodes and their resources, and, for each
+    agent whose requests go to Ray (an ``api`` or ``hybrid`` agent that tasks use), at the nodes
+    that could run one: its ``resources:`` (else one CPU) within a node's total. Disconnects
+    after."""
+    from ..orchestration.runners.ray import CONNECT_TIMEOUT, RayRunner
+
+    resources = {n: s.resources for n, s in project.agent_settings.items() if s.resources}
+    runner = RayRunner(
+        address, resources=resources, connect_timeout=connect_timeout or CONNECT_TIMEOUT
+    )
+    found = RayCheck(address=address)
+    try:
+        info = await asyncio.to_thread(runner.describe)
+    except CoditectError as error:
+        found.problems.append(str(error))
+        return found
+    finally:
+        await runner.aclose()
+    found.connected = True
+    found.driver = {"ray": info.driver[0], "python": info.driver[1]}
+    found.cluster = {
+        "address": info.address,
+        "ray": info.ray_version,
+        "python": info.python_version,
+    }
+    found.nodes = [
+        {"id": n.node_id, "address": n.address, "head": n.head, "resources": dict(n.resources)}
+        for n in info.nodes
+    ]
+    largest = {
+        key: max((n.resources.get(name, 0.0) for n in info.nodes), default=0.0)
+        for key, name in (("num_cpus", "CPU"), ("num_gpus", "GPU"))
+    }
+    for check in checks:
+        if not check.tasks or check.interface not in ("api", "hybrid"):
+            continue
+        config = project.agents.get(check.name) if check.name in project.agents else None
+        demand = runner.demand(check.name)
+        fits = [n.node_id for n in info.nodes if n.fits(demand)]
+        found.agents.append(
+            {
+                "agent": check.name,
+                "on": "actor" if config is not None and runner.uses_actor(config) else "tasks",
+                "needs": demand,
+                "nodes": fits,
+            }
+        )
+        if not fits:
+            found.problems.append(
+                f"agent {check.name!r} needs {_amounts(demand)} for each request, and no node "
+                f"of the cluster has that much (the most a node has: {_amounts(largest) or 'none'})"
+            )
+    return found

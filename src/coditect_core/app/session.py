@@ -132,8 +132,9 @@ class ProjectSession:
         are skipped by the resume plan). ``agent`` runs every selected task on that agent.
         ``runner`` (``"local"`` or ``"ray"``; default: the file's ``runner:``) says where the
         calls run; ``ray_address`` is the Ray cluster (default: ``RAY_ADDRESS``, else a new
-        local Ray) and implies ``runner="ray"``. ``max_cost_usd`` and ``max_tokens`` override
-        the file's ``budget``.
+        local Ray) and implies ``runner="ray"``; a cluster that cannot be reached, refuses this
+        driver or runs another Ray raises :class:`RunnerError` here, before the store is opened.
+        ``max_cost_usd`` and ``max_tokens`` override the file's ``budget``.
         """
         project_file = read_project_file(path)
         wanted = list(only) if only else []
@@ -146,6 +147,7 @@ class ProjectSession:
             address=ray_address,
             resources=resources,
         )  # before the store: an unknown runner writes nothing
+        calls_run_on.check()  # so does a cluster that cannot be reached or refuses this driver
         store = StateStore.open(state_path_for(path, state))
         try:
             for config in project.agents.list():

@@ -14,7 +14,7 @@ import typer
 from .output import ExitCode, console, fail, print_json
 
 if TYPE_CHECKING:
-    from ..app.doctor import AgentCheck
+    from ..app.doctor import AgentCheck, RayCheck
     from ..project import ProjectFile
 
 __all__ = ["register"]
@@ -68,6 +68,35 @@ def _agents_table(checks: list[AgentCheck], title: str) -> None:
     for c in checks:
         for problem in _problems(c):
             out.print(f"  [bold]{escape(c.name)}[/]: {escape(problem)}", soft_wrap=True)
+
+
+def _ray_section(check: RayCheck) -> None:
+    """The cluster ``doctor --ray-address`` looked at: versions, nodes, where agents fit."""
+    from rich.markup import escape
+
+    out = console()
+    if not check.connected:
+        out.print(f"ray: [red]cannot connect[/] to {escape(check.address)}")
+        return
+    cluster, driver = check.cluster, check.driver
+    out.print(
+        f"ray: {escape(str(cluster['address']))}: Ray {cluster['ray']}, Python "
+        f"{cluster['python']} (this driver: Ray {driver['ray']}, Python {driver['python']}); "
+        f"{len(check.nodes)} node{'s' if len(check.nodes) != 1 else ''}",
+        soft_wrap=True,
+    )
+    for node in check.nodes:
+        has = node["resources"]
+        amounts = ", ".join(f"{has.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
+        head = " (head)" if node["head"] else ""
+        out.print(f"  node {escape(node['id'][:12])}{head} {escape(node['address'])}: {amounts}")
+    for agent in check.agents:
+        names = {"num_cpus": "CPU", "num_gpus": "GPU"}
+        needs = ", ".join(f"{v:g} {names.get(k, k)}" for k, v in agent["needs"].items() if v)
+        verdict = f"fits {len(agent['nodes'])} of {len(check.nodes)} nodes"
+        if not agent["nodes"]:
+            verdict = "[red]fits no node[/]"
+        out.print(f"  agent {escape(agent['agent'])} ({agent['on']}, {needs}): {verdict}")
 
 
 def _state_info(spec: ProjectFile, state: Path | None) -> dict[str, Any]:
@@ -134,11 +163,20 @@ def register(app: typer.Typer) -> None:
                 help="State database (default: .coditect/state.db beside the file).",
             ),
         ] = None,
+        ray_address: Annotated[
+            str | None,
+            typer.Option(
+                metavar="ADDR",
+                help="Also check the Ray cluster at ADDR: connection, versions, nodes, "
+                "resources, and where each agent's requests fit.",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Check that a project can run here: Python, installed extras, the project file, its
-        state, and every agent its tasks use. Exit code 0 when every task's agent is usable,
-        1 when one is not, 2 for a bad project file.
+        state, and every agent its tasks use; with --ray-address, the Ray cluster too. Exit
+        code 0 when every task's agent is usable (and fits on the cluster), 1 when one is not
+        (or the cluster cannot be reached), 2 for a bad project file.
 
         Examples:
 
@@ -147,6 +185,8 @@ def register(app: typer.Typer) -> None:
           coditect doctor examples/cloud.yaml --ping
 
           coditect doctor project.yaml --ping --timeout 5 --json
+
+          coditect doctor project.yaml --ray-address HEAD_IP:6379
         """
         import asyncio
         import platform
@@ -155,7 +195,7 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from .. import __version__
-        from ..app.doctor import check_agents, installed_extras, ping_agents
+        from ..app.doctor import check_agents, check_ray_cluster, installed_extras, ping_agents
 
         spec = _read(project)
         resolved, checks = check_agents(spec)
@@ -169,6 +209,10 @@ def register(app: typer.Typer) -> None:
         ]
         if not state_info["ok"]:
             problems.append(f"state: {state_info['error']}")
+        ray_check = None
+        if ray_address:
+            ray_check = asyncio.run(check_ray_cluster(resolved, checks, ray_address))
+            problems.extend(f"ray: {problem}" for problem in ray_check.problems)
         ok = not problems
         extras = installed_extras()
         if as_json:
@@ -187,6 +231,7 @@ def register(app: typer.Typer) -> None:
                     },
                     "state": state_info,
                     "agents": [c.to_dict() for c in checks],
+                    "ray": ray_check.to_dict() if ray_check else None,
                     "problems": problems,
                 }
             )
@@ -217,6 +262,8 @@ def register(app: typer.Typer) -> None:
                 line += f"; running now: {state_info['running']}"
             out.print(f"{escape(line)} [dim]({escape(state_info['path'])})[/]")
         _agents_table(checks, "agents" + (" (pinged)" if ping else ""))
+        if ray_check is not None:
+            _ray_section(ray_check)
         if ok:
             out.print("[green]ok[/]: every agent the tasks use is usable")
         else:
@@ -227,4 +274,6 @@ def register(app: typer.Typer) -> None:
                 )
             if not state_info["ok"]:
                 out.print(f"[red]state[/]: {escape(state_info['error'])}")
+            for problem in ray_check.problems if ray_check else []:
+                out.print(f"[red]ray[/]: {escape(problem)}", soft_wrap=True)
         raise typer.Exit(int(ExitCode.OK if ok else ExitCode.TASK_FAILED))

@@ -23,9 +23,10 @@ def make_runner(
 ) -> Runner:
     """The runner called ``name`` (default ``"local"``).
 
-    ``address`` (the Ray cluster; else ``RAY_ADDRESS``, else a new local Ray) and ``resources``
-    (agent name -> ``num_cpus``/``num_gpus``, a mapping or an object with those fields) are for
-    ``"ray"``, and ignored by ``"local"``; other ``options`` go to :class:`~.ray.RayRunner`.
+    ``address`` (the Ray cluster; else ``RAY_ADDRESS``, else a Ray of the run's own) and
+    ``resources`` (agent name -> ``num_cpus``/``num_gpus``, a mapping or an object with those
+    fields) are for ``"ray"``, and ignored by ``"local"``; other ``options`` go to
+    :class:`~.ray.RayRunner`.
     :class:`RunnerError` for an unknown name.
     """
     from ...errors import RunnerError

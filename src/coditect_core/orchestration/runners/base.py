@@ -38,6 +38,11 @@ class Runner(ABC):
         that sends each request elsewhere. Raises what building the LLM raises (bad settings,
         no key) when that can be known here."""
 
+    def check(self) -> None:  # noqa: B027 (optional hook, empty on purpose)
+        """Make sure, quickly and before anything is written, that the requests can go where
+        this runner sends them (a cluster answers, lets this driver in); raise
+        :class:`~coditect_core.errors.RunnerError` saying why not. Optional (empty here)."""
+
     async def start(self, executor: TaskExecutor | None = None) -> None:  # noqa: B027
         """Get ready before the first request (connect to a cluster, make ``executor``'s
         agents' clients there); optional (empty here), idempotent."""

@@ -37,6 +37,13 @@ a task or actor name, a runtime environment (which Ray's dashboard shows) or a l
 ``send_keys=False`` no key leaves the driver: each worker then reads the provider's variable
 (``OPENAI_API_KEY``...) from its own environment, set on the node before its ``ray start``.
 
+Which cluster: ``address``, else ``RAY_ADDRESS``, else a Ray of the run's own, started on this
+machine (``address="local"``: never the cluster that ``ray start`` recorded earlier, which may be
+gone). A cluster is checked before it is joined, within ``connect_timeout``
+(:mod:`._ray_cluster`); a cluster with token authentication (Ray >= 2.52; on by default for new
+clusters in recent Ray) lets the driver in when it has ``RAY_AUTH_MODE=token`` and the
+cluster's token (``RAY_AUTH_TOKEN``, or ``~/.ray/auth_token``).
+
 ``ray`` is imported on first use only (the ``[ray]`` extra).
 """
 
@@ -47,10 +54,10 @@ import contextlib
 import dataclasses
 import importlib
 import logging
-import os
+import platform
 import time
 import weakref
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import (
@@ -65,13 +72,21 @@ from ...llm_abstractions.base_llm import BaseLlm, CallParams, LlmResponse, Strea
 from ...llm_abstractions.messages import Message, Messages, normalize_messages
 from ...llm_abstractions.spec import LlmSpec
 from ..agent_registry import AgentConfig, AgentInterface, AgentType
+from ._ray_cluster import (
+    ClusterInfo,
+    check_cluster,
+    cluster_address,
+    connect_error,
+    log_cluster_messages,
+    nodes,
+)
 from ._worker import AgentActor, run_llm_call, warm_worker
 from .base import Runner
 
 if TYPE_CHECKING:
     from ..executor import TaskExecutor
 
-__all__ = ["HEAVY_MODEL_TYPES", "RayLlm", "RayRunner"]
+__all__ = ["HEAVY_MODEL_TYPES", "ClusterInfo", "RayLlm", "RayRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +99,8 @@ _CLOSE_TIMEOUT = 10.0  # seconds the actors get to close their clients before th
 _WARM_WORKERS = 16  # at most this many worker processes are warmed up before the first request
 _WARM_HOLD = 0.5  # seconds a warm-up task keeps its worker, so that the others go elsewhere
 _TIMEOUT_GRACE = 5.0  # seconds the driver waits past a request's timeout for the worker's answer
+CONNECT_TIMEOUT = 20.0
+"""Seconds a driver gives a cluster to answer, let it in and say its versions (the default)."""
 
 
 def _import_ray() -> Any:
@@ -216,10 +233,14 @@ class RayLlm(BaseLlm):
 
 
 class RayRunner(Runner):
-    """Sends requests to the Ray cluster at ``address`` (else ``RAY_ADDRESS``, else a new local
-    one). If Ray is already initialised in this process, that connection is used and left open;
+    """Sends requests to the Ray cluster at ``address`` (else ``RAY_ADDRESS``), else to a Ray of
+    its own, started for the run on this machine (never a cluster Ray's files recorded earlier).
+    If Ray is already initialised in this process, that connection is used and left open;
     otherwise :meth:`start` calls ``ray.init`` (with ``init_options``) and :meth:`aclose` shuts it
-    down. Worker logs are not copied to the driver's terminal unless ``init_options`` says
+    down. Before joining a cluster, :meth:`check` makes sure, within ``connect_timeout`` seconds,
+    that it answers, lets this driver in (token authentication) and runs this driver's Ray and
+    Python, and says which of these failed (:class:`~coditect_core.errors.ClusterConnectionError`).
+    Worker logs are not copied to the driver's terminal unless ``init_options`` says
     ``log_to_driver=True``.
     """
 
@@ -234,19 +255,26 @@ class RayRunner(Runner):
         send_keys: bool = True,
         max_actor_restarts: int = 3,
         actor_restart_timeout: float = 120.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
         init_options: Mapping[str, Any] | None = None,
     ) -> None:
         if max_actor_restarts < 0:
             raise RunnerError("max_actor_restarts must be >= 0")
+        if connect_timeout <= 0:
+            raise RunnerError("connect_timeout must be > 0")
         self.address = address
         self.resources = {name: _resource_options(v) for name, v in (resources or {}).items()}
         self.actor_agents = frozenset(actor_agents)
         self.send_keys = send_keys
         self.max_actor_restarts = max_actor_restarts
         self.actor_restart_timeout = actor_restart_timeout
+        self.connect_timeout = connect_timeout
         self.init_options = dict(init_options or {})
+        self.cluster: ClusterInfo | None = None
+        """The cluster as :meth:`check` found it (None before, and for a Ray of its own)."""
         self._ray: Any = None
         self._owns_ray = False
+        self._unlog: Callable[[], None] | None = None  # undoes log_cluster_messages()
         self._task_fn: Any = None
         self._warm_fn: Any = None
         self._actor_cls: Any = None
@@ -259,10 +287,23 @@ class RayRunner(Runner):
         self._system_errors: tuple[type[BaseException], ...] = ()
 
     def __repr__(self) -> str:
-        where = self.address or os.environ.get("RAY_ADDRESS") or "local"
+        where = cluster_address(self.address) or "local"
         return f"RayRunner(address={where!r}, actors={sorted(self._actors)!r})"
 
     # ------------------------------------------------------------------ connection
+
+    def check(self) -> None:
+        """Ray is installed, and the cluster to join (``address``, else ``RAY_ADDRESS``), if
+        any, answers, lets this driver in and runs its Ray and Python: all within
+        ``connect_timeout`` seconds, without joining it. Raises
+        :class:`~coditect_core.errors.ClusterUnreachableError`,
+        :class:`~coditect_core.errors.ClusterAuthenticationError` (naming the variables to
+        set) or :class:`~coditect_core.errors.ClusterVersionError` (naming both versions).
+        Without an address there is nothing to reach: :meth:`start` starts the run's own Ray."""
+        ray = _import_ray()
+        address = cluster_address(self.address)
+        if address is not None and not ray.is_initialized():
+            self.cluster = check_cluster(ray, address, self.connect_timeout)
 
     def _connect(self) -> Any:
         if self._ray is not None:
@@ -270,14 +311,21 @@ class RayRunner(Runner):
         ray = _import_ray()
         if not ray.is_initialized():
             options: dict[str, Any] = {"log_to_driver": False, **self.init_options}
-            if self.address:
-                options["address"] = self.address  # else ray.init reads RAY_ADDRESS itself
-            logger.info("connecting to Ray (%s)", options.get("address") or "RAY_ADDRESS/local")
+            address = cluster_address(self.address)
+            if address is None:  # a Ray of this run's own, whatever Ray recorded earlier
+                options.setdefault("address", "local")
+            else:  # checked first: bounded, and the failure said in the user's terms
+                self.cluster = check_cluster(ray, address, self.connect_timeout)
+                options["address"] = self.cluster.address
+            logger.info("connecting to Ray (%s)", address or "a Ray of this run's own")
             try:
                 ray.init(**options)
             except (ConnectionError, RuntimeError, ValueError) as error:
-                raise RunnerError(f"cannot connect to the Ray cluster: {error}") from error
+                if address is None:
+                    raise RunnerError(f"cannot start Ray on this machine: {error}") from error
+                raise connect_error(ray, address, error) from error
             self._owns_ray = True
+            self._unlog = log_cluster_messages()
         exc = ray.exceptions
         self._system_errors = (
             exc.WorkerCrashedError,
@@ -313,6 +361,9 @@ class RayRunner(Runner):
         if self._owns_ray:
             self._owns_ray = False
             await asyncio.to_thread(ray.shutdown)
+            unlog, self._unlog = self._unlog, None
+            if unlog is not None:
+                unlog()
 
     # ------------------------------------------------------------------ placement
 
@@ -336,7 +387,7 @@ class RayRunner(Runner):
         handle = self._actors.get(name)
         if handle is None:
             self._connect()
-            options: dict[str, Any] = {"num_cpus": 1, **self.resources.get(name, {})}
+            options = self.demand(name)
             handle = self._actor_cls.options(
                 max_restarts=self.max_actor_restarts, max_task_retries=0, **options
             ).remote(name)
@@ -344,11 +395,28 @@ class RayRunner(Runner):
             logger.info("started the Ray actor of agent %s (%s)", name, options)
         return handle
 
+    def demand(self, agent: str) -> dict[str, float]:
+        """What one request of ``agent`` (or its actor) reserves on a node: its ``resources``,
+        else one CPU (Ray's default)."""
+        return {"num_cpus": 1, **self.resources.get(agent, {})}
+
     def _task_for(self, agent: str) -> Any:
         fn = self._task_fns.get(agent)
         if fn is None:
-            fn = self._task_fns[agent] = self._task_fn.options(**self.resources.get(agent, {}))
+            fn = self._task_fns[agent] = self._task_fn.options(**self.demand(agent))
         return fn
+
+    def describe(self) -> ClusterInfo:
+        """The cluster this runner sends requests to, connected (:meth:`start` without the
+        warm-up): its address, Ray and Python versions, and live nodes with their resources."""
+        ray = self._connect()
+        info = self.cluster or ClusterInfo(
+            str(ray.get_runtime_context().gcs_address),
+            ray.__version__,
+            platform.python_version(),
+            driver=(ray.__version__, platform.python_version()),
+        )
+        return dataclasses.replace(info, nodes=nodes(ray))
 
     def open(self, agent: AgentConfig, spec: LlmSpec) -> BaseLlm:
         """A :class:`RayLlm` for ``agent``: its requests go to Ray with ``spec``.
