@@ -6,7 +6,7 @@ the same request and one client each, made and warmed before timing. Rounds are 
 (raw, Gpt, Gpt, raw, ...) so that both sides see the same machine load. Figures, one JSON line each:
 
 * ``raw_calls_per_s`` and ``gpt_calls_per_s``: medians over the rounds;
-* ``ratio``: the median of the per-round ratios gpt/raw (target >= 0.97);
+* ``ratio``: the median of the per-round ratios gpt/raw (target >= 0.95);
 * ``cpu_ratio``: client CPU seconds per call, raw over Gpt (a busy machine inflates it less);
 * ``ratio_side_by_side``: both sides run at once on the same loop (``concurrency`` workers each)
   for ``--duel-s`` seconds; Gpt's completed calls over raw's, median of ``--duels``. Both see
@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 STUB = Path(__file__).resolve().parent.parent / "tests" / "support" / "stub_server.py"
-TARGET = 0.97
+TARGET = 0.95
 MESSAGES = [{"role": "user", "content": "Summarise the task in one line."}]
 MODEL = "gpt-5.4-mini"
 
