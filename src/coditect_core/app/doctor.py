@@ -172,8 +172,8 @@ def check_agents(
     env = os.environ if environ is None else environ
     project = project_file.resolve(only=[], environ=env)
     users: dict[str, list[str]] = {}
-    for tid in project_file.task_ids:
-        users.setdefault(project_file.agent_of(tid), []).append(tid)
+    for tid, agent in project_file.agents_of_tasks().items():  # file order, linear
+        users.setdefault(agent, []).append(tid)
     checks: list[AgentCheck] = []
     for name, spec in project_file.spec.agents.items():
         config = project.agents.get(name) if name in project.agents else None

@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -141,11 +142,21 @@ class ProjectFile:
 
     def agent_of(self, task_id: str) -> str:
         """The agent a task names, else ``defaults.agent``, else the only agent."""
-        return self._agents_of_tasks()[task_id]
+        return self._task_agents[task_id]
 
-    def _agents_of_tasks(self) -> dict[str, str]:
+    def agents_of_tasks(self) -> dict[str, str]:
+        """Task id -> :meth:`agent_of` it, in file order (a new dict: yours to change)."""
+        return dict(self._task_agents)
+
+    @cached_property
+    def _task_agents(self) -> dict[str, str]:
+        """Made once: :meth:`agent_of` is called per task, and must not cost a pass over all
+        of them each time (that made ``agents``, ``doctor`` and ``report`` quadratic)."""
         fallback = self.spec.defaults.agent or next(iter(self.spec.agents))
-        return {task.id: task.agent or fallback for task in reversed(self.spec.tasks)}
+        agents: dict[str, str] = {}
+        for task in self.spec.tasks:
+            agents.setdefault(task.id, task.agent or fallback)
+        return agents
 
     def variables(self) -> dict[str, list[str]]:
         """Agent name -> the environment variables its settings refer to (no defaults)."""
@@ -216,7 +227,7 @@ class ProjectFile:
                 path=self.path,
             )
         chosen = set(selected)
-        task_agent = self._agents_of_tasks()
+        task_agent = self.agents_of_tasks()
         if agent_override is not None:
             task_agent.update(dict.fromkeys(chosen, agent_override))
         why: dict[str, str] = {}
