@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Hashable
 from typing import Any
 
@@ -161,26 +162,56 @@ def _count_values(root: yaml.Node) -> None:
     size(root)
 
 
+def _not_regular(mode: int) -> str | None:
+    """What a file of ``mode`` is, if it is not a regular file (which alone is read)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a project file"
+    kind = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+    return f"is {kind}, not a regular file: give the path of a project file"
+
+
 def _read_text(path: str) -> str:
     try:
-        size = os.stat(path).st_size
+        info = os.stat(path)
     except FileNotFoundError:
         raise ProjectFileError("no such file", path=path) from None
     except OSError as error:
-        raise ProjectFileError(f"cannot read the file: {error.strerror}", path=path) from None
-    if size > MAX_FILE_BYTES:
+        raise ProjectFileError(f"cannot read the file: {error.strerror}", path=path) from error
+    problem = _not_regular(info.st_mode)  # a FIFO or a device could block the read forever
+    if problem:
+        raise ProjectFileError(problem, path=path)
+    if info.st_size > MAX_FILE_BYTES:
         raise ProjectFileError(
-            f"the file is {size / 1024 / 1024:.1f} MB; project files are limited to "
+            f"the file is {info.st_size / 1024 / 1024:.1f} MB; project files are limited to "
             f"{MAX_FILE_BYTES // (1024 * 1024)} MB",
             path=path,
         )
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)  # it may have grown since the stat
+        # Non-blocking: if the path became a FIFO since the stat, opening it does not wait for
+        # a writer, and the check on what was opened refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except IsADirectoryError:
         raise ProjectFileError("is a directory, not a project file", path=path) from None
     except OSError as error:
-        raise ProjectFileError(f"cannot read the file: {error.strerror}", path=path) from None
+        raise ProjectFileError(f"cannot read the file: {error.strerror}", path=path) from error
+    with open(fd, "rb") as handle:
+        problem = _not_regular(os.fstat(fd).st_mode)
+        if problem:
+            raise ProjectFileError(problem, path=path)
+        try:
+            data = handle.read(MAX_FILE_BYTES + 1)  # it may have grown since the stat
+        except OSError as error:
+            raise ProjectFileError(f"cannot read the file: {error.strerror}", path=path) from error
     if len(data) > MAX_FILE_BYTES:
         raise ProjectFileError(
             f"the file is over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit", path=path
