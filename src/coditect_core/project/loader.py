@@ -6,9 +6,10 @@ Two steps, because which environment variables must be set depends on the run::
     project_file = read_project_file("project.yaml")         # shape, types, graph: no env
     project = project_file.resolve(only=["TASK-002"], agent_override=None)
 
-:func:`load_project` does both. Resolving expands ``${VAR}`` in the agents' settings. A variable
-that is unset is an error only for an agent the run will use: one that runs a selected task
-(or the override agent), or reviews for one. A fallback whose variables are unset is dropped
+:func:`load_project` does both. Resolving expands ``${VAR}`` in the agents' settings (the value
+of a secret variable, and an ``api_key``, are registered as secrets: masked at every exit). A
+variable that is unset is an error only for an agent the run will use: one that runs a selected
+task (or the override agent), or reviews for one. A fallback whose variables are unset is dropped
 from the chain with a warning; an agent no selected task needs is left out of the registry and
 listed in :attr:`Project.unavailable_agents` with the reason.
 """
@@ -35,10 +36,11 @@ from ..orchestration.agent_registry import (
     AgentType,
 )
 from ..orchestration.task import AgentTask, TaskPriority
+from ..secrets import register_secret
 from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, read_yaml
 from .checks import agent_strings, check_project
 from .diagnostics import Problem, from_validation_error, raise_problems
-from .env import expand, expand_value
+from .env import expand, expand_value, secret_values
 from .schema import AgentSpec, BudgetSpec, DefaultsSpec, PriceSpec, ProjectSpec, ResourcesSpec
 
 __all__ = [
@@ -350,6 +352,12 @@ class ProjectFile:
         def text(value: str | None) -> str | None:
             return None if value is None else expand(value, env)[0]
 
+        # A secret expanded into any setting (a system prompt, an option, a command argument)
+        # is masked wherever it shows; sending it to the model is the file's choice.
+        for _, raw in agent_strings(name, spec):
+            for value in secret_values(raw, env):
+                register_secret(value)
+        register_secret(text(spec.api_key))
         try:
             return AgentConfig(
                 name=name,
