@@ -1,9 +1,10 @@
-"""Per-task questions about a project file stay linear (issue 19, part 5).
+"""Reading a project file and asking about its tasks stay linear (issue 19, part 5).
 
 ``ProjectFile.agent_of`` rebuilt a dict of every task on each call, and ``agents``, ``doctor``
 and ``report`` asked it once per task: 10 s at 8,000 tasks. At 5,000 tasks, quadratic work
 takes many seconds here, linear work a small fraction of one. (The 100,000-task figures are in
-``bench/bench_commands_scale.py``.)
+``bench/bench_commands_scale.py``.) A document without aliases is built directly, not by
+PyYAML's constructor: it must build exactly what ``yaml.safe_load`` builds.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import time
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coditect_core.app.doctor import check_agents
+from coditect_core.errors import ProjectFileError
 from coditect_core.project import ProjectFile, parse_project_file
+from coditect_core.project._yaml import read_yaml
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,3 +62,47 @@ def test_check_agents_counts_the_tasks_of_each_agent_in_linear_time(big: Project
     tasks = {c.name: c.tasks for c in checks}
     assert {name: len(ids) for name, ids in tasks.items()} == {"a": 1667, "b": 1666, "c": 1667}
     assert tasks["b"][:3] == ["T2", "T4", "T8"]  # file order
+
+
+ANY_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ANY_VALUE)
+def test_reading_builds_what_safe_load_builds(value: object) -> None:
+    """The direct construction of an alias-free document is yaml.safe_load's, exactly."""
+    text = yaml.safe_dump({"root": value})
+    assert read_yaml("any.yaml", text)[0] == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\nb: [true, null, 1.5, 0x1f, 2024-01-02, '3', !!str 4]\nc: {d: ~}\n",
+        "base: &b {x: 1, y: 2}\nderived: {<<: *b, y: 3}\nlist: [*b, *b]\n",  # aliases, merge
+        "? [complex, key]\n: value\n",
+        "2: int key\nfalse: bool key\n",
+    ],
+)
+def test_reading_odd_documents_matches_safe_load(text: str) -> None:
+    try:
+        expected = yaml.safe_load(text)
+    except yaml.YAMLError:
+        with pytest.raises(ProjectFileError):
+            read_yaml("odd.yaml", text)
+        return
+    assert read_yaml("odd.yaml", text)[0] == expected
+
+
+def test_a_duplicate_key_is_located_without_aliases_too() -> None:
+    text = "agents: {a: {type: local}}\ntasks:\n  - id: T1\n    title: x\n    title: y\n"
+    with pytest.raises(ProjectFileError) as caught:
+        read_yaml("dup.yaml", text)
+    assert caught.value.line == 5
+    assert "tasks[0].title: duplicate key 'title'" in str(caught.value)

@@ -39,7 +39,7 @@ from ..orchestration.runners import Runner, make_runner
 from ..orchestration.spend import Budget
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import TaskStatus
-from ..project import Project, read_project_file
+from ..project import Project, paused_gc, read_project_file
 from ..store import StateStore, state_path_for
 from ..store.observer import StoreObserver, run_status
 from .view import held_task_ids
@@ -101,6 +101,19 @@ def preview_run(
     Raises :class:`ProjectFileError`, :class:`RunnerError` and :class:`StateError` as
     :meth:`ProjectSession.open` does.
     """
+    with paused_gc():  # a few objects per task, none in a cycle
+        return _preview_run(path, state, only, agent, runner, ray_address, restart)
+
+
+def _preview_run(
+    path: str | os.PathLike[str],
+    state: str | os.PathLike[str] | None,
+    only: Iterable[str] | None,
+    agent: str | None,
+    runner: str | None,
+    ray_address: str | None,
+    restart: bool,
+) -> ResumePlan:
     project = _resolve(path, only, agent)
     _make_runner(project, runner, ray_address)  # an unknown runner is refused as a run would
     chosen = set(project.selected)

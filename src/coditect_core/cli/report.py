@@ -67,7 +67,10 @@ def register(app: typer.Typer) -> None:
             ReportFormat.json: render_json,
             ReportFormat.html: render_html,
         }
-        text = renderers[fmt](data)  # secrets masked, no raw control character
+        from ..project import paused_gc
+
+        with paused_gc():  # strings and rows by the hundred thousand, no cycle
+            text = renderers[fmt](data)  # secrets masked, no raw control character
         if output is None:
             sys.stdout.write(text)
             sys.stdout.flush()

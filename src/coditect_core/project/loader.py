@@ -37,7 +37,7 @@ from ..orchestration.agent_registry import (
 )
 from ..orchestration.task import AgentTask, TaskPriority
 from ..secrets import register_secret
-from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, read_yaml
+from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, paused_gc, read_yaml
 from .checks import agent_strings, check_project
 from .diagnostics import Problem, from_validation_error, raise_problems
 from .env import expand, expand_value, secret_values
@@ -217,7 +217,12 @@ class ProjectFile:
         (:meth:`with_dependencies`). ``agent_override`` runs every selected task on that
         agent. ``environ`` defaults to ``os.environ``.
         """
-        env = os.environ if environ is None else environ
+        with paused_gc():  # a task object per task: no cycle among them
+            return self._resolve(only, agent_override, os.environ if environ is None else environ)
+
+    def _resolve(
+        self, only: Iterable[str] | None, agent_override: str | None, env: Mapping[str, str]
+    ) -> Project:
         agents = self.spec.agents
         selected = self._select(only)
         if agent_override is not None and agent_override not in agents:
@@ -400,7 +405,8 @@ def parse_project_file(text: str, path: str | os.PathLike[str] = "<string>") -> 
     name = os.fspath(path)
     if len(text) > MAX_FILE_BYTES:
         raise ProjectFileError("the text is over the 10 MB limit", path=name)
-    return _check(*read_yaml(name, text), name)
+    with paused_gc():  # the document and its models: a million objects, no cycle
+        return _check(*read_yaml(name, text), name)
 
 
 def read_project_file(path: str | os.PathLike[str]) -> ProjectFile:
@@ -409,7 +415,8 @@ def read_project_file(path: str | os.PathLike[str]) -> ProjectFile:
     Raises :class:`ProjectFileError` naming the file, line, field and bad value.
     """
     name = os.fspath(path)
-    return _check(*read_yaml(name), name)
+    with paused_gc():  # the document and its models: a million objects, no cycle
+        return _check(*read_yaml(name), name)
 
 
 def load_project(
