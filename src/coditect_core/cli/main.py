@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
+    pretty_exceptions_show_locals=False,  # a crash's report must not print keys or replies
     add_help_option=False,  # our own --help below
     context_settings={"help_option_names": ["-h", "--help"]},
 )
