@@ -240,3 +240,22 @@ def test_show_cuts_a_huge_output_with_a_note_and_full_prints_it_fast(tmp_path: P
     assert took < 20, took
     data = json.loads(run_cli("show", project, "BIG", "--json", timeout=120).stdout)
     assert data["output"] == huge
+
+
+def test_ask_streams_inert_text_and_masks_a_key_cut_across_pieces() -> None:
+    """The fake model echoes the prompt, streamed in pieces of 8 characters: the key in it is
+    cut across pieces, and still masked whole; the escapes print visibly; --json is exact."""
+    key = "sk-canary-0123456789abcdef"
+    prompt = f"say {PAYLOAD.replace(chr(0), '')} and {key} now"  # (no NUL in an argument)
+    done = run_cli("ask", "--type", "fake", prompt, extra_env={"CANARY_API_KEY": key})
+    assert done.returncode == 0, done.stderr
+    _assert_inert(done.stdout + done.stderr, "ask")
+    assert "\\x1b]52;c;cHduZWQ=\\x07" in done.stdout
+    assert "and *** now" in done.stdout
+    for i in range(len(key) - 7):
+        assert key[i : i + 8] not in done.stdout
+    as_json = run_cli("ask", "--type", "fake", "--json", prompt, extra_env={"CANARY_API_KEY": key})
+    _assert_inert(as_json.stdout, "ask --json")
+    text = json.loads(as_json.stdout)["text"]
+    assert "and *** now" in text
+    assert "\x1b]52;c;cHduZWQ=\x07" in text  # exact, once decoded
