@@ -258,7 +258,7 @@ class ProjectFile:
                 success_criteria=list(task.success_criteria),
                 tags=list(task.tags),
                 estimated_hours=task.estimated_hours,
-                metadata=copy.deepcopy(task.metadata),
+                metadata=copy.deepcopy(task.metadata) if task.metadata else {},
             )
             for task in self.spec.tasks
         ]
