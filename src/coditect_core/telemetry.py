@@ -20,6 +20,9 @@ its newer name ``gen_ai.provider.name``), ``gen_ai.request.model``, ``gen_ai.res
 and, on failure, ``error.type`` with an ERROR status; each failed try (retried or not) is a
 ``coditect.llm.attempt_failed`` event. Prompts and outputs (messages, task text) are recorded
 only with ``capture_content=True``, as ``gen_ai.input.messages`` / ``gen_ai.output.messages``.
+Every text a span gets from outside (messages, replies, task text and output, error messages) is
+masked first (:func:`coditect_core.secrets.mask`, the mask of the store and the logs): a key a
+reply echoed, or a ``${...}`` secret expanded into a system prompt, is exported as ``***``.
 
 :func:`instrument` installs itself as the instrumentation of
 :mod:`coditect_core.llm_abstractions.instrumentation`, which every call of
@@ -52,6 +55,7 @@ from .llm_abstractions.messages import Message
 from .orchestration.observer import OrchestratorObserver
 from .orchestration.prompts import task_prompt
 from .orchestration.task import AgentTask, TaskStatus
+from .secrets import mask
 
 if TYPE_CHECKING:
     from .orchestration.executor import ExecutionResult
@@ -90,13 +94,13 @@ def _fail(span: trace.Span, error: BaseException) -> None:
     attempts = getattr(error, "attempts", None)
     if isinstance(attempts, int) and attempts:
         span.set_attribute("coditect.llm.attempts", attempts)
-    span.set_status(Status(StatusCode.ERROR, str(error)[:500]))
+    span.set_status(Status(StatusCode.ERROR, mask(str(error))[:500]))
 
 
 def _messages_json(messages: Sequence[Message]) -> str:
     return json.dumps(
         [
-            {"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]}
+            {"role": m["role"], "parts": [{"type": "text", "content": mask(m["content"])}]}
             for m in messages
         ],
         ensure_ascii=False,
@@ -106,7 +110,7 @@ def _messages_json(messages: Sequence[Message]) -> str:
 def _output_json(response: LlmResponse) -> str:
     message = {
         "role": "assistant",
-        "parts": [{"type": "text", "content": response.text}],
+        "parts": [{"type": "text", "content": mask(response.text)}],
         "finish_reason": response.finish_reason or "stop",
     }
     return json.dumps([message], ensure_ascii=False)
@@ -305,8 +309,8 @@ class TelemetryObserver(OrchestratorObserver):
         if interface:
             attributes["coditect.agent.interface"] = interface
         if self.capture_content:
-            attributes["coditect.task.title"] = task.title
-            attributes["coditect.task.prompt"] = task_prompt(task)
+            attributes["coditect.task.title"] = mask(task.title)
+            attributes["coditect.task.prompt"] = mask(task_prompt(task))
         span = self.tracer.start_span(f"task {task.task_id}", context=parent, attributes=attributes)
         # Current in this asyncio task until the attempt ends: the LLM spans nest under it.
         token = otel_context.attach(trace.set_span_in_context(span))
@@ -362,9 +366,10 @@ class TelemetryObserver(OrchestratorObserver):
             span.set_attribute("coditect.cost_usd", float(cost))
         if task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
             span.set_attribute("error.type", task.status.value)
-            span.set_status(Status(StatusCode.ERROR, (result.error or task.status.value)[:500]))
+            reason = mask(result.error or task.status.value)[:500]
+            span.set_status(Status(StatusCode.ERROR, reason))
         if self.capture_content and result.output is not None:
-            span.set_attribute("coditect.task.output", result.output)
+            span.set_attribute("coditect.task.output", mask(result.output))
         span.end()
         try:
             otel_context.detach(token)  # type: ignore[arg-type]
@@ -380,7 +385,8 @@ class TelemetryObserver(OrchestratorObserver):
         run = self._runs.get(owner) if owner is not None else None
         if run is not None:
             run.add_event(
-                "coditect.task.blocked", {"coditect.task.id": task.task_id, "reason": reason or ""}
+                "coditect.task.blocked",
+                {"coditect.task.id": task.task_id, "reason": mask(reason or "")},
             )
 
     async def run_finished(self, orchestrator: ProjectOrchestrator, summary: RunSummary) -> None:
@@ -399,7 +405,7 @@ class TelemetryObserver(OrchestratorObserver):
         span.set_attribute("gen_ai.usage.output_tokens", summary.usage.get("completion_tokens", 0))
         if summary.error is not None:
             span.set_attribute("error.type", "run_error")
-            span.set_status(Status(StatusCode.ERROR, summary.error[:500]))
+            span.set_status(Status(StatusCode.ERROR, mask(summary.error)[:500]))
         elif not summary.ok:
             failed = summary.counts.get("failed", 0)
             span.set_attribute("error.type", "cancelled" if summary.cancelled else "tasks_failed")

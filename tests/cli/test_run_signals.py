@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cli_projects import coditect_argv, env, run_cli
+from cli_projects import coditect_argv, env, fake_project, run_cli
 from reliability_support import KEY
 from stub_server import StubServer
 
@@ -335,15 +335,41 @@ def _open_for_writing(fifo: Path, child: Child) -> int:
         time.sleep(0.01)
 
 
+# `coditect run`, whose project file is read only once a FIFO given as argv[2] has been read:
+# the run blocks while the project loads, before anything has started. (A project file that is
+# itself a FIFO is refused at once now, as any file that is not a regular file.)
+LOADS_SLOWLY = textwrap.dedent(
+    """
+    import sys
+    from coditect_core.app import session
+    from coditect_core.cli.main import main
+
+    read_project_file, gate = session.read_project_file, sys.argv[2]
+
+    def read_after_the_gate(path):
+        with open(gate) as fifo:
+            fifo.read()
+        return read_project_file(path)
+
+    session.read_project_file = read_after_the_gate
+    sys.argv = ["coditect", "run", sys.argv[1]]
+    main()
+    """
+)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_the_project_loads_exits_130_and_writes_nothing(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
-    """The project file is a FIFO: the run blocks reading it, before anything has started.
-    (SIGTERM had its default action until the event loop ran: the process died by it.)"""
-    fifo = tmp_path / "project.yaml"
+    """The run blocks while it loads its project file (on a FIFO it reads first), before
+    anything has started. (SIGTERM had its default action until the event loop ran: the
+    process died by it.)"""
+    project = fake_project(tmp_path)
+    fifo = tmp_path / "gate"
     os.mkfifo(fifo)
-    with _start(fifo) as child:
+    argv = [sys.executable, "-c", LOADS_SLOWLY, str(project), str(fifo)]
+    with Child(argv, env=env()) as child:
         writer = _open_for_writing(fifo, child)  # the child is in ProjectSession.open now
         try:
             child.signal(sig)

@@ -8,7 +8,8 @@ the command of a ``cli``/``script`` agent is on ``PATH``; the reviewer of a ``hy
 usable. :func:`ping_agents` then asks the usable ones for one token (and, for an agent with a
 ``base_url``, first checks that something answers HTTP there). :func:`check_ray_cluster` connects
 to a Ray cluster as ``coditect run --ray-address`` would, and looks at its versions, nodes and
-resources, and where each agent's requests could run. Keys never appear in the results.
+resources, and where each agent's requests could run. Keys never appear in the results: a reply
+or an error that echoes a known secret has it masked (:func:`coditect_core.secrets.mask`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from ..errors import CoditectError, LlmConfigurationError
 from ..orchestration.agent_registry import AgentConfig, AgentInterface, AgentType
 from ..project import Project, ProjectFile
+from ..secrets import mask
 
 __all__ = [
     "EXTRAS",
@@ -172,8 +174,8 @@ def check_agents(
     env = os.environ if environ is None else environ
     project = project_file.resolve(only=[], environ=env)
     users: dict[str, list[str]] = {}
-    for tid in project_file.task_ids:
-        users.setdefault(project_file.agent_of(tid), []).append(tid)
+    for tid, agent in project_file.agents_of_tasks().items():  # file order, linear
+        users.setdefault(agent, []).append(tid)
     checks: list[AgentCheck] = []
     for name, spec in project_file.spec.agents.items():
         config = project.agents.get(name) if name in project.agents else None
@@ -241,13 +243,13 @@ async def _ping_one(check: AgentCheck, executor: Any, wait_s: float) -> None:
         check.ping = {"ok": False, "error": f"no answer within {wait_s:g}s"}
         return
     except CoditectError as error:
-        check.ping = {"ok": False, "error": str(error)}
+        check.ping = {"ok": False, "error": mask(str(error))}
         return
     check.ping = {
         "ok": True,
         "latency_s": round(time.monotonic() - started, 3),
         "model": response.model,
-        "reply": response.text[:40],
+        "reply": mask(response.text)[:40],  # masked whole, then cut: no part of a key shows
     }
 
 

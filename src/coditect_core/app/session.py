@@ -16,6 +16,9 @@ The file's reliability settings reach the executor and the orchestrator here: ea
     async with ProjectSession.open("project.yaml") as session:
         outcome = await session.run(max_concurrency=4)
         counts = outcome.summary.counts
+
+:func:`preview_run` is ``coditect run --dry-run``: the same plan, decided without writing
+anything (the state is read read-only, and a project never run has none to read).
 """
 
 from __future__ import annotations
@@ -32,18 +35,97 @@ from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
 from ..orchestration.executor import TaskExecutor
 from ..orchestration.orchestrator import ProjectOrchestrator
 from ..orchestration.resume import ResumePlan, SuccessRecord, agent_task_hash, plan_resume
-from ..orchestration.runners import make_runner
+from ..orchestration.runners import Runner, make_runner
 from ..orchestration.spend import Budget
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import TaskStatus
-from ..project import Project, read_project_file
+from ..project import Project, paused_gc, read_project_file
 from ..store import StateStore, state_path_for
 from ..store.observer import StoreObserver, run_status
 from .view import held_task_ids
 
-__all__ = ["ProjectSession", "RunOutcome", "build_executor", "run_budget"]
+__all__ = ["ProjectSession", "RunOutcome", "build_executor", "preview_run", "run_budget"]
 
 logger = logging.getLogger(__name__)
+
+
+def _resolve(
+    path: str | os.PathLike[str], only: Iterable[str] | None, agent: str | None
+) -> Project:
+    """``path`` read, checked and resolved for a run of ``only`` (and what they need)."""
+    project_file = read_project_file(path)
+    wanted = list(only) if only else []
+    # The ids themselves too, so that resolve() refuses an unknown one (did you mean...).
+    selected = [*wanted, *project_file.with_dependencies(wanted)] if wanted else None
+    return project_file.resolve(only=selected, agent_override=agent)
+
+
+def _make_runner(project: Project, runner: str | None, ray_address: str | None) -> Runner:
+    resources = {n: s.resources for n, s in project.agent_settings.items() if s.resources}
+    return make_runner(
+        runner or ("ray" if ray_address else project.runner),
+        address=ray_address,
+        resources=resources,
+    )
+
+
+def _preview(
+    hashes: dict[str, str],
+    dependencies: dict[str, list[str]],
+    store: StateStore | None,
+    name: str,
+    restart: bool,
+) -> ResumePlan:
+    """The resume plan over what ``store`` recorded (``None``: nothing recorded yet)."""
+    if restart or store is None:
+        return plan_resume(hashes, dependencies, {})
+    held = held_task_ids(store.snapshot(name).tasks)
+    return plan_resume(hashes, dependencies, store.succeeded_tasks(name), held=held)
+
+
+def preview_run(
+    path: str | os.PathLike[str],
+    *,
+    state: str | os.PathLike[str] | None = None,
+    only: Iterable[str] | None = None,
+    agent: str | None = None,
+    runner: str | None = None,
+    ray_address: str | None = None,
+    restart: bool = False,
+) -> ResumePlan:
+    """The resume plan ``coditect run`` would follow now (``run --dry-run``), with the same
+    checks and the same decisions as :meth:`ProjectSession.open` then :meth:`~ProjectSession.run`,
+    and nothing written: the state is opened read-only, and not at all when it does not exist;
+    no runner starts and no model is built. Linear in the number of tasks.
+
+    Raises :class:`ProjectFileError`, :class:`RunnerError` and :class:`StateError` as
+    :meth:`ProjectSession.open` does.
+    """
+    with paused_gc():  # a few objects per task, none in a cycle
+        return _preview_run(path, state, only, agent, runner, ray_address, restart)
+
+
+def _preview_run(
+    path: str | os.PathLike[str],
+    state: str | os.PathLike[str] | None,
+    only: Iterable[str] | None,
+    agent: str | None,
+    runner: str | None,
+    ray_address: str | None,
+    restart: bool,
+) -> ResumePlan:
+    project = _resolve(path, only, agent)
+    _make_runner(project, runner, ray_address)  # an unknown runner is refused as a run would
+    chosen = set(project.selected)
+    tasks = [t for t in project.tasks if t.task_id in chosen]
+    default = project.defaults.agent
+    hashes = {t.task_id: agent_task_hash(t, project.agents, default) for t in tasks}
+    dependencies = {t.task_id: t.dependencies for t in tasks}
+    db = state_path_for(path, state)
+    if restart or not db.exists():
+        return _preview(hashes, dependencies, None, project.name, restart)
+    with StateStore.open(db, readonly=True) as store:
+        return _preview(hashes, dependencies, store, project.name, restart)
 
 
 def build_executor(project: Project) -> TaskExecutor:
@@ -136,18 +218,11 @@ class ProjectSession:
         driver or runs another Ray raises :class:`RunnerError` here, before the store is opened.
         ``max_cost_usd`` and ``max_tokens`` override the file's ``budget``.
         """
-        project_file = read_project_file(path)
-        wanted = list(only) if only else []
-        # The ids themselves too, so that resolve() refuses an unknown one (did you mean...).
-        selected = [*wanted, *project_file.with_dependencies(wanted)] if wanted else None
-        project = project_file.resolve(only=selected, agent_override=agent)
-        resources = {n: s.resources for n, s in project.agent_settings.items() if s.resources}
-        calls_run_on = make_runner(
-            runner or ("ray" if ray_address else project.runner),
-            address=ray_address,
-            resources=resources,
-        )  # before the store: an unknown runner writes nothing
-        calls_run_on.check()  # so does a cluster that cannot be reached or refuses this driver
+        project = _resolve(path, only, agent)
+        # Before the store: an unknown runner writes nothing, and neither does a cluster that
+        # cannot be reached or refuses this driver.
+        calls_run_on = _make_runner(project, runner, ray_address)
+        calls_run_on.check()
         store = StateStore.open(state_path_for(path, state))
         try:
             for config in project.agents.list():
@@ -214,16 +289,15 @@ class ProjectSession:
         return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip))
 
     def preview(self, *, restart: bool = False) -> ResumePlan:
-        """The resume plan a run would follow now, without running or writing anything."""
+        """The resume plan a run would follow now, without running or writing anything (but
+        the session has opened its store: :func:`preview_run` does not even that)."""
         orchestrator = self.orchestrator
         registry, default = orchestrator.registry, orchestrator.executor.default_agent
         hashes = {
             tid: agent_task_hash(task, registry, default)
             for tid, task in orchestrator.tasks.items()
         }
-        if restart:
-            return plan_resume(hashes, self._dependencies(), {})
-        return self._plan(hashes, self.store.succeeded_tasks(orchestrator.name))
+        return _preview(hashes, self._dependencies(), self.store, orchestrator.name, restart)
 
     def _dependencies(self) -> dict[str, list[str]]:
         return {tid: task.dependencies for tid, task in self.orchestrator.tasks.items()}

@@ -29,7 +29,7 @@ from ..errors import StateError
 from ..orchestration.prompts import UpstreamOutput, build_messages
 from ..orchestration.resume import ResumePlan, SuccessRecord, agent_task_hash, plan_resume
 from ..orchestration.task import AgentTask, TaskStatus
-from ..project import Project, ProjectFile, read_project_file
+from ..project import Project, ProjectFile, paused_gc, read_project_file
 from ..reporting.build import StoreContents, read_store, report_from
 from ..reporting.fmt import iso
 from ..reporting.model import AttemptRow, ReportData, RunRow, TaskRow
@@ -306,7 +306,13 @@ def load_view(
     ``state`` says otherwise). A project never run has a view with every task ``pending``.
 
     Raises :class:`ProjectFileError` for a bad file, :class:`StateError` for an unusable store.
+    Linear in the number of tasks (the garbage collector paused while the view is built).
     """
+    with paused_gc():  # a few objects per task, none in a cycle
+        return _load_view(path, state)
+
+
+def _load_view(path: str | os.PathLike[str], state: str | os.PathLike[str] | None) -> ProjectView:
     from ..store import state_path_for
 
     project_file = read_project_file(path)
@@ -361,6 +367,13 @@ def load_report(
     Raises :class:`ProjectFileError` for a bad file, :class:`StateError` for a project never
     run (no state), an unusable store, or a run it does not have.
     """
+    with paused_gc():  # a few objects per task, none in a cycle
+        return _load_report(path, state, run_id)
+
+
+def _load_report(
+    path: str | os.PathLike[str], state: str | os.PathLike[str] | None, run_id: int | None
+) -> ReportData:
     from ..store import state_path_for
 
     project_file = read_project_file(path)

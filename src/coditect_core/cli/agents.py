@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .output import ExitCode, console, fail, print_json
+from .output import ExitCode, Shown, console, fail_for, print_json
 
 if TYPE_CHECKING:
     from ..app.doctor import AgentCheck, RayCheck
@@ -23,14 +23,14 @@ ProjectArg = Annotated[Path, typer.Argument(metavar="PROJECT", help="The project
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _read(project: Path) -> ProjectFile:
+def _read(project: Path, as_json: bool) -> ProjectFile:
     from ..errors import ProjectFileError
     from ..project import read_project_file
 
     try:
         return read_project_file(project)
     except ProjectFileError as error:
-        fail(str(error), ExitCode.BAD_INPUT)
+        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
 
 
 def _verdict(check: AgentCheck) -> str:
@@ -49,10 +49,10 @@ def _problems(check: AgentCheck) -> list[str]:
 
 
 def _agents_table(checks: list[AgentCheck], title: str) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    escape = Shown().markup
+    table = Table(title=escape(title), title_justify="left")
     for column in ("agent", "type", "model", "tasks", "status"):
         table.add_column(column, justify="right" if column == "tasks" else "left")
     for c in checks:
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
         """
         from ..app.doctor import check_agents
 
-        spec = _read(project)
+        spec = _read(project, as_json)
         _, checks = check_agents(spec)
         if as_json:
             print_json({"project": spec.name, "agents": [c.to_dict() for c in checks]})
@@ -192,12 +192,10 @@ def register(app: typer.Typer) -> None:
         import platform
         import sys
 
-        from rich.markup import escape
-
         from .. import __version__
         from ..app.doctor import check_agents, check_ray_cluster, installed_extras, ping_agents
 
-        spec = _read(project)
+        spec = _read(project, as_json)
         resolved, checks = check_agents(spec)
         if ping:
             asyncio.run(ping_agents(resolved, checks, wait_s=timeout))
@@ -237,6 +235,7 @@ def register(app: typer.Typer) -> None:
             )
             raise typer.Exit(int(ExitCode.OK if ok else ExitCode.TASK_FAILED))
         out = console()
+        escape = Shown().markup
         out.print(
             f"coditect-core {__version__}, Python {platform.python_version()} "
             f"[dim]({escape(sys.executable)})[/]"

@@ -1,4 +1,9 @@
-"""``coditect ask``: one prompt to one model, with the reply streamed as it arrives."""
+"""``coditect ask``: one prompt to one model, with the reply streamed as it arrives.
+
+The reply is shown as all text from outside is (:mod:`.output`): known secrets masked and
+control characters made visible, as it streams. A secret cut across two pieces of the stream is
+still masked whole: the last characters of each piece wait for the next (as many as the longest
+secret, less one), and each piece is masked together with them."""
 
 from __future__ import annotations
 
@@ -7,9 +12,39 @@ from typing import Annotated, Any
 
 import typer
 
-from .output import ExitCode, err_console, fail, print_json
+from .output import ExitCode, Shown, err_console, fail, fail_for, print_json
 
 __all__ = ["register"]
+
+
+class _StreamShown:
+    """Pieces of a stream written as they are shown, no secret cut in two (see the module)."""
+
+    def __init__(self) -> None:
+        self.shown = Shown()
+        self.keep = max((len(s) for s in self.shown.secrets), default=1) - 1
+        self.pending = ""
+
+    def write(self, delta: str) -> None:
+        from ..reporting.fmt import masked
+
+        text = masked(self.pending + delta, self.shown.secrets)
+        cut = len(text) - self.keep
+        if cut > 0 and text[cut - 1] == "\r":  # a CR LF may be cut in two: keep the CR
+            cut -= 1
+        if cut <= 0:
+            self.pending = text
+            return
+        self.pending = text[cut:]
+        self._out(text[:cut])
+
+    def close(self) -> None:
+        self._out(self.pending + "\n")
+        self.pending = ""
+
+    def _out(self, text: str) -> None:
+        sys.stdout.write(self.shown(text))
+        sys.stdout.flush()
 
 
 async def _ask(llm: Any, messages: list[dict[str, str]], as_json: bool) -> dict[str, Any]:
@@ -18,10 +53,10 @@ async def _ask(llm: Any, messages: list[dict[str, str]], as_json: bool) -> dict[
             response = await llm.generate_async(messages)
             return response.to_dict()
         stream = llm.stream_content_async(messages)
+        out = _StreamShown()
         async for delta in stream:
-            sys.stdout.write(delta)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
+            out.write(delta)
+        out.close()
         if stream.response is None:
             return {}
         result = stream.response.to_dict()
@@ -75,11 +110,11 @@ def register(app: typer.Typer) -> None:
         try:
             llm = create_llm(type_, **{k: v for k, v in settings.items() if v is not None})
         except LlmConfigurationError as error:
-            fail(str(error), ExitCode.BAD_INPUT)
+            fail(str(error), ExitCode.BAD_INPUT, as_json=as_json)
         try:
             result = asyncio.run(_ask(llm, messages, as_json))
         except LlmError as error:
-            fail(str(error), ExitCode.TASK_FAILED)
+            fail_for(error, ExitCode.TASK_FAILED, as_json=as_json)
         except KeyboardInterrupt:
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         if as_json:
@@ -91,4 +126,5 @@ def register(app: typer.Typer) -> None:
                 if usage is not None
                 else "tokens unknown"
             )
-            err_console().print(f"[dim]{result['model']}: {tokens}, {result['latency_s']:.2f}s[/]")
+            model = Shown().markup(result["model"])
+            err_console().print(f"[dim]{model}: {tokens}, {result['latency_s']:.2f}s[/]")

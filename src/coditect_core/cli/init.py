@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .output import ExitCode, err_console, fail
+from .output import ExitCode, Shown, err_console, fail, fail_for
 
 __all__ = ["TEMPLATE", "register"]
 
@@ -70,7 +70,11 @@ def register(app: typer.Typer) -> None:
         target = directory / name
         if target.exists() and not force:
             fail(f"{target} already exists (use --force to overwrite it)", ExitCode.BAD_INPUT)
-        directory.mkdir(parents=True, exist_ok=True)
         project = directory.resolve().name or "my-project"
-        target.write_text(TEMPLATE.format(name=project, filename=target), encoding="utf-8")
-        err_console().print(f"created {target}; run it with: coditect run {target}")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            target.write_text(TEMPLATE.format(name=project, filename=target), encoding="utf-8")
+        except OSError as error:
+            fail_for(error, message=f"{target}: cannot write it: {error.strerror or error}")
+        shown = Shown().markup(str(target))
+        err_console().print(f"created {shown}; run it with: coditect run {shown}")

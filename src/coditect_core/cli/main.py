@@ -6,6 +6,7 @@ fast and imports no provider SDK.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -17,10 +18,15 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="coditect",
-    help="Run a software project's task graph on any LLM.",
+    help="Run a software project's task graph on any LLM.\n\n"
+    "Exit codes: 0 done; 1 a task failed (or, for doctor, an agent is not usable); 2 bad "
+    "input (nothing was run); 3 tasks wait on a person; 4 the environment failed (disk full, "
+    "read-only file system, permission denied: fix it and run again); 130 interrupted. With "
+    '--json, a failure prints {"error": ..., "exit_code": ...} on stdout.',
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
+    pretty_exceptions_show_locals=False,  # a crash's report must not print keys or replies
     add_help_option=False,  # our own --help below
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -70,8 +76,21 @@ agents.register(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    The last guard: a failure of the environment (disk full, read-only, permission denied)
+    that a command did not turn into its message exits 4 with one line, never a traceback."""
+    try:
+        app()
+    except Exception as error:
+        from .output import ExitCode, environment_failure, fail_for
+
+        if environment_failure(error) is None:
+            raise
+        try:
+            fail_for(error, ExitCode.ENVIRONMENT, as_json="--json" in sys.argv[1:])
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .output import ExitCode, err_console, fail
+from .output import ExitCode, Shown, err_console, fail_for
 
 __all__ = ["register"]
 
@@ -58,15 +58,19 @@ def register(app: typer.Typer) -> None:
         try:
             data = load_report(project, state=state, run_id=run)
         except (ProjectFileError, StateError) as error:
-            fail(str(error), ExitCode.BAD_INPUT)
+            fail_for(error, ExitCode.BAD_INPUT, as_json=fmt is ReportFormat.json)
         except OSError as error:
-            fail(f"{project}: {error.strerror or error}", ExitCode.BAD_INPUT)
+            message = f"{project}: {error.strerror or error}"
+            fail_for(error, ExitCode.BAD_INPUT, as_json=fmt is ReportFormat.json, message=message)
         renderers = {
             ReportFormat.md: render_markdown,
             ReportFormat.json: render_json,
             ReportFormat.html: render_html,
         }
-        text = renderers[fmt](data)
+        from ..project import paused_gc
+
+        with paused_gc():  # strings and rows by the hundred thousand, no cycle
+            text = renderers[fmt](data)  # secrets masked, no raw control character
         if output is None:
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -74,5 +78,8 @@ def register(app: typer.Typer) -> None:
         try:
             output.write_text(text, encoding="utf-8")
         except OSError as error:
-            fail(f"{output}: cannot write the report: {error.strerror}", ExitCode.BAD_INPUT)
-        err_console().print(f"wrote {output} ({len(data.tasks)} tasks, {fmt.value})")
+            message = f"{output}: cannot write the report: {error.strerror}"
+            fail_for(error, ExitCode.BAD_INPUT, as_json=fmt is ReportFormat.json, message=message)
+        err_console().print(
+            f"wrote {Shown().markup(str(output))} ({len(data.tasks)} tasks, {fmt.value})"
+        )

@@ -1,4 +1,4 @@
-"""``coditect run``: run the tasks with a live view, then a summary; exit codes 0/1/2/3/130.
+"""``coditect run``: run the tasks with a live view, then a summary; exit codes 0/1/2/3/4/130.
 
 Ctrl-C (SIGINT) or SIGTERM cancels the calls in flight, records their tasks as interrupted,
 commits the state and exits 130; the next run resumes. A second Ctrl-C (or SIGTERM) exits at
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .output import ExitCode, console, err_console, fail, print_json
+from .output import ExitCode, Shown, err_console, fail, fail_for, print_json, write_text
 
 if TYPE_CHECKING:
     from ..app.session import RunOutcome
@@ -46,6 +46,7 @@ def _make_view(total: int) -> Any:
     from ..reporting import fmt
 
     out = err_console()
+    shown = Shown()  # the project is loaded: its secrets are known
 
     def tokens_of(result: ExecutionResult) -> str:
         return (
@@ -70,13 +71,13 @@ def _make_view(total: int) -> Any:
 
         async def task_started(self, task: AgentTask, **kw: Any) -> None:
             self.started[task.task_id] = time.monotonic()
-            out.print(f"started   {task.task_id} on {kw.get('agent') or '?'}", markup=False)
+            out.print(shown(f"started   {task.task_id} on {kw.get('agent') or '?'}"), markup=False)
 
         async def attempt_started(self, task: AgentTask, ended: ExecutionResult, **kw: Any) -> None:
             agent = kw.get("agent") or "?"
             kind = "retry" if agent == ended.agent else "fallback"
             out.print(
-                f"{kind:<9} {task.task_id} on {agent} after: {ended.error}",
+                shown(f"{kind:<9} {task.task_id} on {agent} after: {ended.error}"),
                 markup=False,
                 highlight=False,
             )
@@ -92,7 +93,7 @@ def _make_view(total: int) -> Any:
             )
             if result.error:
                 line += f": {result.error}"
-            out.print(f"[{self.done}/{total}] {line}", markup=False, highlight=False)
+            out.print(shown(f"[{self.done}/{total}] {line}"), markup=False, highlight=False)
 
     class LiveView(PlainView):
         def __init__(self) -> None:
@@ -132,7 +133,8 @@ def _make_view(total: int) -> Any:
         async def task_started(self, task: AgentTask, **kw: Any) -> None:
             self.started[task.task_id] = time.monotonic()
             self.rows[task.task_id] = self.progress.add_task(
-                f"{task.task_id} [dim]{kw.get('agent') or ''}[/]", total=None
+                f"{shown.markup(task.task_id)} [dim]{shown.markup(kw.get('agent') or '')}[/]",
+                total=None,
             )
 
         async def attempt_finished(
@@ -143,11 +145,10 @@ def _make_view(total: int) -> Any:
                 self.progress.remove_task(row)
             elapsed = time.monotonic() - self.started.pop(task.task_id, time.monotonic())
             mark = {"completed": "[green]✓[/]", "failed": "[red]✗[/]"}.get(task.status.value, "•")
-            from rich.markup import escape
-
-            detail = f" [red]{escape(result.error or '')}[/]" if result.error else ""
+            esc = shown.markup
+            detail = f" [red]{esc(result.error or '')}[/]" if result.error else ""
             self.progress.console.print(
-                f"{mark} {escape(task.task_id)} [dim]{escape(result.agent or '')} "
+                f"{mark} {esc(task.task_id)} [dim]{esc(result.agent or '')} "
                 f"{fmt.duration(elapsed)} {tokens_of(result)}[/]{detail}"
             )
             self.progress.advance(self.overall)
@@ -159,8 +160,10 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
     from rich.table import Table
 
     from ..reporting import fmt
+    from .output import console
 
-    table = Table(title=f"{report['project']}: run {outcome.run_id}", title_justify="left")
+    esc = Shown().markup
+    table = Table(title=f"{esc(report['project'])}: run {outcome.run_id}", title_justify="left")
     for column in ("task", "status", "agent", "time", "tokens", "cost", "attempts"):
         table.add_column(
             column, justify="right" if column in ("time", "tokens", "cost") else "left"
@@ -170,9 +173,10 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
         status = row["status"]
         resumed = row["task_id"] in outcome.skipped
         table.add_row(
-            row["task_id"],
-            f"[{colours.get(status, 'white')}]{status}[/]" + (" (earlier run)" if resumed else ""),
-            row["agent"] or "",
+            esc(row["task_id"]),
+            f"[{colours.get(status, 'white')}]{esc(status)}[/]"
+            + (" (earlier run)" if resumed else ""),
+            esc(row["agent"] or ""),
             fmt.duration(row["duration_seconds"]) if row["duration_seconds"] else "",
             fmt.count(row["usage"]["total_tokens"]) if row["usage"] else "",
             _cost(row.get("cost_usd"), row.get("cost_known_usd")),
@@ -375,9 +379,11 @@ def register(app: typer.Typer) -> None:
 
         Resumes from the state kept beside the project file: tasks that succeeded are skipped
         unless their definition changed. Exit codes: 0 all done, 1 a task failed, 2 bad input,
-        3 tasks wait on a person, 130 interrupted (resumable). A run that reaches its budget
-        (--max-cost, --max-tokens or the file's budget:) starts no new task, lists those it
-        did not start, and exits 1.
+        3 tasks wait on a person, 4 the environment failed (disk full, read-only, permission
+        denied: fix it and run again), 130 interrupted (resumable). With --json, a failure
+        prints {"error": ..., "exit_code": ...}. --dry-run writes nothing. A run that reaches
+        its budget (--max-cost, --max-tokens or the file's budget:) starts no new task, lists
+        those it did not start, and exits 1.
 
         Examples:
 
@@ -399,8 +405,32 @@ def register(app: typer.Typer) -> None:
 
         import asyncio
 
-        from ..app.session import ProjectSession
+        from ..app.session import ProjectSession, preview_run
         from ..errors import CoditectError, RunLockedError
+
+        if dry_run:  # decided as a run would, with nothing written (the state read read-only)
+            try:
+                plan = preview_run(
+                    project,
+                    state=state,
+                    only=only,
+                    agent=agent,
+                    runner=runner,
+                    ray_address=ray_address,
+                    restart=restart,
+                )
+            except (CoditectError, OSError) as error:  # bad file, unusable state, bad runner
+                fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
+            if as_json:
+                print_json(
+                    {"run": list(plan.run), "skip": list(plan.skip), "reasons": plan.reasons}
+                )
+            else:  # one write: linear in the number of tasks
+                write_text(
+                    "".join(f"would run  {tid}: {plan.reasons.get(tid, '')}\n" for tid in plan.run)
+                    + "".join(f"would skip {tid}: succeeded and unchanged\n" for tid in plan.skip)
+                )
+            raise typer.Exit(int(ExitCode.OK))
 
         try:
             session = ProjectSession.open(
@@ -414,23 +444,7 @@ def register(app: typer.Typer) -> None:
                 max_tokens=max_tokens,
             )
         except (CoditectError, OSError) as error:  # bad file, unusable state, bad runner
-            fail(str(error), ExitCode.BAD_INPUT)
-
-        if dry_run:
-            try:
-                plan = session.preview(restart=restart)
-            finally:
-                asyncio.run(session.aclose())
-            if as_json:
-                print_json(
-                    {"run": list(plan.run), "skip": list(plan.skip), "reasons": plan.reasons}
-                )
-            else:
-                for tid in plan.run:
-                    console().print(f"would run  {tid}: {plan.reasons.get(tid, '')}", markup=False)
-                for tid in plan.skip:
-                    console().print(f"would skip {tid}: succeeded and unchanged", markup=False)
-            raise typer.Exit(int(ExitCode.OK))
+            fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
 
         async def main() -> RunOutcome:
             current = asyncio.current_task()
@@ -458,12 +472,16 @@ def register(app: typer.Typer) -> None:
         try:
             outcome = asyncio.run(main())
         except RunLockedError as error:
-            fail(str(error), ExitCode.BAD_INPUT)
+            fail(str(error), ExitCode.BAD_INPUT, as_json=as_json)
         except (KeyboardInterrupt, asyncio.CancelledError):
             err_console().print("interrupted: state saved; run the same command to resume")
+            if as_json:
+                print_json({"error": "interrupted", "exit_code": int(ExitCode.INTERRUPTED)})
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        except CoditectError as error:
-            fail(str(error), ExitCode.TASK_FAILED)
+        except CoditectError as error:  # the state could not be written, the runner failed...
+            fail_for(error, ExitCode.TASK_FAILED, as_json=as_json)
+        except OSError as error:  # the environment, reached outside the store
+            fail_for(error, ExitCode.TASK_FAILED, as_json=as_json)
 
         report = session.orchestrator.generate_report()
         code = exit_code_for(outcome.summary.counts, outcome.summary.cancelled)
@@ -472,5 +490,7 @@ def register(app: typer.Typer) -> None:
         else:
             _summary_table(outcome, report)
         if outcome.summary.budget_stopped:
-            err_console().print(budget_message(outcome.summary), markup=False, soft_wrap=True)
+            err_console().print(
+                Shown()(budget_message(outcome.summary)), markup=False, soft_wrap=True
+            )
         raise typer.Exit(int(code))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .output import ExitCode, console, fail, print_json
+from .output import ExitCode, Shown, console, fail, fail_for, print_json, write_text
 
 if TYPE_CHECKING:
     from ..app.view import ProjectView, TaskView
@@ -47,44 +47,51 @@ StateOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
+SHOW_LIMIT = 20_000
+"""``show`` prints this many characters of an output, a prompt or an error (``--full``: all)."""
 
-def load(project: Path, state: Path | None) -> ProjectView:
-    """The project's view, or exit 2 with the reason."""
+
+def load(project: Path, state: Path | None, as_json: bool = False) -> ProjectView:
+    """The project's view, or exit 2 (4 if the environment failed) with the reason."""
     from ..app.view import load_view
     from ..errors import ProjectFileError, StateError
 
     try:
         return load_view(project, state=state)
     except (ProjectFileError, StateError) as error:
-        fail(str(error), ExitCode.BAD_INPUT)
+        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
     except OSError as error:
-        fail(f"{project}: {error.strerror or error}", ExitCode.BAD_INPUT)
+        message = f"{project}: {error.strerror or error}"
+        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json, message=message)
 
 
 def styled(status: str, held: bool = False) -> str:
+    from rich.markup import escape
+
+    from ..reporting.fmt import inert
+
     text = "cancelled (held)" if held else status
-    return f"[{STATUS_STYLES.get(status, 'white')}]{text}[/]"
+    return f"[{STATUS_STYLES.get(status, 'white')}]{escape(inert(text))}[/]"
 
 
 def _print_status(view: ProjectView) -> None:
-    from rich.markup import escape
-
     from ..reporting import fmt
 
     out = console()
-    out.print(f"[bold]{escape(view.name)}[/]  [dim]{escape(view.path)}[/]")
+    esc = Shown().markup
+    out.print(f"[bold]{esc(view.name)}[/]  [dim]{esc(view.path)}[/]")
     if not view.state_exists:
-        out.print(f"not run yet (no state at {escape(str(view.state_path))})")
+        out.print(f"not run yet (no state at {esc(str(view.state_path))})")
     last = view.last_run
     if view.holder is not None:
-        out.print(f"[cyan]running now[/]: {escape(view.holder.describe())}")
+        out.print(f"[cyan]running now[/]: {esc(view.holder.describe())}")
     if last is not None:
         took = "" if last.finished_at is None else f", {fmt.duration(last.wall_s)}"
         state = last.status
         if last.status == "running" and view.holder is None:
             state = "running, but its process is gone (the next run marks it interrupted)"
         out.print(
-            f"last run: {last.run_id} [dim]({fmt.when(last.started_at)}{took})[/] {escape(state)}"
+            f"last run: {last.run_id} [dim]({fmt.when(last.started_at)}{took})[/] {esc(state)}"
             f"  [dim]{len(view.runs)} run(s) in all[/]"
         )
     total = len(view.tasks)
@@ -94,33 +101,76 @@ def _print_status(view: ProjectView) -> None:
     out.print("tasks: " + ", ".join(parts))
     for attempt in view.in_flight():
         out.print(
-            f"  [cyan]in flight[/] {escape(attempt.task_id)} on {escape(attempt.agent or '?')} "
+            f"  [cyan]in flight[/] {esc(attempt.task_id)} on {esc(attempt.agent or '?')} "
             f"for {fmt.duration(attempt.duration_s)}"
         )
     held = [v.task_id for v in view.tasks if v.held]
     if held:
-        out.print(f"held (cancelled by hand): {escape(', '.join(held))}")
+        out.print(f"held (cancelled by hand): {esc(', '.join(held))}")
     ready = [v.task_id for v in view.ready()]
     if ready:
-        out.print(f"next: {escape(', '.join(ready))}  [dim](coditect run {escape(view.path)})[/]")
+        out.print(f"next: {esc(', '.join(ready))}  [dim](coditect run {esc(view.path)})[/]")
     elif counts.get("completed", 0) == total:
         out.print("[green]all tasks completed[/]")
     if view.unknown_tasks:
-        gone = escape(", ".join(view.unknown_tasks))
+        gone = esc(", ".join(view.unknown_tasks))
         out.print(f"[dim]in the state but no longer in the file: {gone}[/]")
 
 
+TABLE_ROWS = 1_000
+"""``tasks`` draws a table up to this many tasks; more are listed in plain aligned columns (a
+drawn table costs about a millisecond a row: 100,000 rows would take minutes)."""
+
+
+def _task_cells(v: TaskView) -> list[str]:
+    from ..reporting import fmt
+
+    figures = v.row.figures
+    return [
+        v.task_id,
+        ("cancelled (held)" if v.held else v.row.status) + (" → next" if v.ready else ""),
+        v.task.agent or "",
+        " ".join(v.task.dependencies),
+        str(figures.attempts) if figures.attempts else "",
+        fmt.count(figures.tokens) if figures.attempts else "",
+        v.task.title,
+    ]
+
+
+def _tasks_listing(views: list[TaskView], title: str) -> None:
+    """The tasks in aligned plain columns, written at once: linear, a few seconds for 100,000."""
+    shown = Shown()
+    headers = ["task", "status", "agent", "needs", "tries", "tokens", "title"]
+    rows = [[" ".join(shown(cell).split()) for cell in _task_cells(v)] for v in views]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers[:-1])]
+    widths = [min(w, 40) for w in widths]  # a long list of needs does not push titles away
+
+    def line(cells: list[str]) -> str:
+        head = "  ".join(
+            c.rjust(w) if i in (4, 5) else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
+        )
+        return f"{head}  {cells[-1]}".rstrip() + "\n"
+
+    console().file.write(shown(title) + "\n" + line(headers) + "".join(map(line, rows)))
+    console().file.flush()
+
+
 def _tasks_table(views: list[TaskView], title: str) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from ..reporting import fmt
 
+    if len(views) > TABLE_ROWS:
+        _tasks_listing(views, title)
+        return
+    esc = Shown().markup
+
     def fit(header: str, cells: list[str]) -> int:  # keep ids and statuses whole
         return max([len(header), *(len(c) for c in cells)])
 
-    table = Table(title=title, title_justify="left")
-    ids = [v.task_id for v in views]
+    table = Table(title=esc(title), title_justify="left")
+    ids = [esc(v.task_id) for v in views]
     states = [
         ("cancelled (held)" if v.held else v.row.status) + (" → next" if v.ready else "")
         for v in views
@@ -132,49 +182,66 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
     table.add_column("tries", justify="right", no_wrap=True)
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("title", overflow="fold")
-    for v in views:
+    for i, v in enumerate(views):
         figures = v.row.figures
         table.add_row(
-            escape(v.task_id),
+            ids[i],
             styled(v.row.status, v.held) + (" [bold]→ next[/]" if v.ready else ""),
-            escape(v.task.agent or ""),
-            escape(" ".join(v.task.dependencies)),
+            esc(v.task.agent or ""),
+            esc(" ".join(v.task.dependencies)),
             str(figures.attempts) if figures.attempts else "",
             fmt.count(figures.tokens) if figures.attempts else "",
-            escape(v.task.title),
+            esc(v.task.title),
         )
     console().print(table)
 
 
-def _print_show(view: ProjectView, task: TaskView) -> None:
-    from rich.markup import escape
+def _print_long(text: str, full: bool, more: str, *, style: str = "") -> None:
+    """``text`` from outside, written as is shown (masked, inert) in time linear in its length,
+    cut at :data:`SHOW_LIMIT` characters unless ``full``, with a note saying how many bytes
+    were cut and ``more`` (how to get the whole)."""
+    from ..reporting import fmt
+
+    out = console()
+    body, cut = (text, 0) if full else fmt.clip_bytes(text, SHOW_LIMIT)
+    if style and len(body) <= SHOW_LIMIT:
+        out.print(Shown()(body), markup=False, style=style)
+    else:
+        write_text(body if body.endswith("\n") else body + "\n")
+    if cut:
+        out.print(f"[yellow]… cut here: {cut:,} more bytes not shown; {more}[/]", soft_wrap=True)
+
+
+def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
     from rich.rule import Rule
 
     from ..reporting import fmt
 
     out = console()
+    esc = Shown().markup
     t, row = task.task, task.row
-    out.print(f"[bold]{escape(t.task_id)}[/]: {escape(t.title)}")
+    more = f"`coditect show {esc(view.path)} {esc(t.task_id)} --full` prints it whole (--json too)"
+    out.print(f"[bold]{esc(t.task_id)}[/]: {esc(t.title)}")
     out.print(
         f"status: {styled(row.status, task.held)}"
         + (" [bold](ready: the next run starts it)[/]" if task.ready else "")
-        + f"  agent: {escape(t.agent or '')}  priority: {t.priority.value}"
+        + f"  agent: {esc(t.agent or '')}  priority: {t.priority.value}"
     )
     if t.dependencies:
-        out.print(f"needs: {escape(', '.join(t.dependencies))}")
+        out.print(f"needs: {esc(', '.join(t.dependencies))}")
     dependents = view.dependents(t.task_id)
     if dependents:
-        out.print(f"needed by: {escape(', '.join(dependents))}")
+        out.print(f"needed by: {esc(', '.join(dependents))}")
     if task.reason:
-        out.print(f"[dim]the next run runs it: {escape(task.reason)}[/]")
+        out.print(f"[dim]the next run runs it: {esc(task.reason)}[/]")
     for message in view.messages(t.task_id):
-        out.print(Rule(f"prompt: {message['role']}", align="left", style="dim"))
-        out.print(message["content"], markup=False, highlight=False)
+        out.print(Rule(f"prompt: {esc(message['role'])}", align="left", style="dim"))
+        _print_long(message["content"], full, more)
     out.print(Rule("output", align="left", style="dim"))
-    out.print(row.output if row.output is not None else "(none)", markup=False, highlight=False)
+    _print_long(row.output if row.output is not None else "(none)", full, more)
     if row.error:
         out.print(Rule("error", align="left", style="dim"))
-        out.print(row.error, markup=False, highlight=False, style="red")
+        _print_long(row.error, full, more, style="red")
     out.print(Rule(f"attempts ({len(row.attempts)})", align="left", style="dim"))
     for a in row.attempts:
         took = "" if a.finished_at is None else f"  {fmt.duration(a.duration_s)}"
@@ -185,19 +252,20 @@ def _print_show(view: ProjectView, task: TaskView) -> None:
         )
         who = (a.agent or "?") + (f" ({a.model})" if a.model else "")
         out.print(
-            f"#{a.attempt_id} run {a.run_id}  {escape(who)}  "
-            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{a.status}[/]  "
+            f"#{a.attempt_id} run {a.run_id}  {esc(who)}  "
+            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{esc(a.status)}[/]  "
             f"[dim]{fmt.when(a.started_at)}{took}{tokens}[/]"
         )
         if a.error:
-            out.print(f"    [red]{escape(a.error)}[/]")
+            error = a.error if full else fmt.clip(a.error, SHOW_LIMIT)[0]
+            out.print(f"    [red]{esc(error)}[/]")
     if row.history:
         out.print(Rule("history", align="left", style="dim"))
         for e in row.history:
             run = f"run {e.run_id}" if e.run_id is not None else ""
             out.print(
                 f"[dim]{fmt.when(e.at)}[/] {run:<7} {styled(e.status)}"
-                + (f"  {escape(e.note)}" if e.note else "")
+                + (f"  {esc(e.note)}" if e.note else "")
             )
 
 
@@ -218,7 +286,7 @@ def register(app: typer.Typer) -> None:
 
           coditect status project.yaml --json | jq .counts
         """
-        view = load(project, state)
+        view = load(project, state, as_json)
         if as_json:
             print_json(view.status_dict())
         else:
@@ -259,8 +327,9 @@ def register(app: typer.Typer) -> None:
             fail(
                 f"--status {unknown[0]!r}: expected one of {', '.join(sorted(allowed))}",
                 ExitCode.BAD_INPUT,
+                as_json=as_json,
             )
-        view = load(project, state)
+        view = load(project, state, as_json)
         views = [
             v
             for v in view.tasks
@@ -276,16 +345,25 @@ def register(app: typer.Typer) -> None:
         project: ProjectArg,
         task_id: Annotated[str, typer.Argument(metavar="ID", help="The task id.")],
         state: StateOpt = None,
+        full: Annotated[
+            bool,
+            typer.Option(
+                "--full", help=f"Print long texts whole (else cut at {SHOW_LIMIT:,} characters)."
+            ),
+        ] = False,
         as_json: JsonOpt = False,
     ) -> None:
         """Show one task: its prompt, its output, every attempt and its history.
 
         The prompt is what its agent gets: the system prompt, then the task with the recorded
-        outputs of the tasks it needs.
+        outputs of the tasks it needs. A long prompt, output or error is cut with a note
+        saying how many bytes were left out; --full prints it whole, --json gives it exactly.
 
         Examples:
 
           coditect show examples/quickstart.yaml STEP-4.3
+
+          coditect show project.yaml TASK-002 --full | less -R
 
           coditect show project.yaml TASK-002 --json | jq -r .output > task-002.md
         """
@@ -294,16 +372,20 @@ def register(app: typer.Typer) -> None:
         from ..app.view import attempt_dict
         from ..reporting import fmt
 
-        view = load(project, state)
+        view = load(project, state, as_json)
         try:
             task = view.task(task_id)
         except KeyError:
             ids = [v.task_id for v in view.tasks]
             close = difflib.get_close_matches(task_id, ids, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            fail(f"{view.path}: task {task_id!r} is not in the file{hint}", ExitCode.BAD_INPUT)
+            fail(
+                f"{view.path}: task {task_id!r} is not in the file{hint}",
+                ExitCode.BAD_INPUT,
+                as_json=as_json,
+            )
         if not as_json:
-            _print_show(view, task)
+            _print_show(view, task, full)
             return
         t = task.task
         messages = view.messages(task_id)
@@ -337,9 +419,7 @@ def register(app: typer.Typer) -> None:
 
           coditect next project.yaml --json | jq -r '.ready[].task_id'
         """
-        from rich.markup import escape
-
-        view = load(project, state)
+        view = load(project, state, as_json)
         waiting = [v for v in view.tasks if v.row.status == "awaiting_human"]
         ready = [v for v in view.ready() if v.row.status != "awaiting_human"]
         if as_json:
@@ -363,16 +443,21 @@ def register(app: typer.Typer) -> None:
             )
             return
         out = console()
-        for v in ready:
-            detail = f"{v.task.agent or ''}, {v.task.priority.value}; {v.reason or ''}"
-            out.print(
-                f"[bold]{escape(v.task_id)}[/] {escape(v.task.title)} [dim]({escape(detail)})[/]"
-            )
-        for v in waiting:
-            out.print(
-                f"[blue]waiting on a person[/]: {escape(v.task_id)}: finish it with "
-                f"`coditect task complete {escape(view.path)} {escape(v.task_id)} --output FILE`"
-            )
+        esc = Shown().markup
+
+        def detail(v: TaskView) -> str:
+            return esc(f"{v.task.agent or ''}, {v.task.priority.value}; {v.reason or ''}")
+
+        lines = [
+            f"[bold]{esc(v.task_id)}[/] {esc(v.task.title)} [dim]({detail(v)})[/]" for v in ready
+        ]
+        lines += [
+            f"[blue]waiting on a person[/]: {esc(v.task_id)}: finish it with "
+            f"`coditect task complete {esc(view.path)} {esc(v.task_id)} --output FILE`"
+            for v in waiting
+        ]
+        if lines:  # one print: linear in the number of tasks, without a cost per line
+            out.print("\n".join(lines))
         if not ready and not waiting:
             if all(v.row.status == "completed" for v in view.tasks):
                 out.print("[green]nothing to do: every task is completed[/]")

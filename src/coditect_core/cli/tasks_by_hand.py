@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from .output import ExitCode, console, fail, print_json
+from .output import ExitCode, Shown, console, fail, fail_for, print_json
 
 __all__ = ["register"]
 
@@ -59,21 +59,20 @@ def _record(
             record_by_hand(project, task_id, action, output=output, note=note, state=state)
         )
     except RunLockedError as error:
-        fail(f"{error}; try again when the run has ended", ExitCode.BAD_INPUT)
-    except (ProjectFileError, StateError) as error:
-        fail(str(error), ExitCode.BAD_INPUT)
+        fail(f"{error}; try again when the run has ended", ExitCode.BAD_INPUT, as_json=as_json)
+    except (ProjectFileError, StateError, OSError) as error:
+        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
     if as_json:
         print_json(result.to_dict())
         return
-    from rich.markup import escape
-
+    esc = Shown().markup
     console().print(
-        f"{escape(task_id)}: {escape(result.previous_status)} -> [bold]{result.status}[/] "
+        f"{esc(task_id)}: {esc(result.previous_status)} -> [bold]{esc(result.status)}[/] "
         f"(by hand); {_DONE[action]}"
     )
 
 
-def _read_output(path: Path | None) -> str | None:
+def _read_output(path: Path | None, as_json: bool) -> str | None:
     if path is None:
         return None
     if str(path) == "-":
@@ -82,7 +81,8 @@ def _read_output(path: Path | None) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
-        fail(f"--output {path}: cannot read it: {reason}", ExitCode.BAD_INPUT)
+        message = f"--output {path}: cannot read it: {reason}"
+        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json, message=message)
 
 
 def register(app: typer.Typer) -> None:
@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
 
           git diff | coditect task complete project.yaml TASK-004 --output -
         """
-        text = _read_output(output)
+        text = _read_output(output, as_json)
         _record("complete", project, task_id, output=text, note=note, state=state, as_json=as_json)
 
     @task_app.command("fail")

@@ -66,7 +66,7 @@ The package splits along its seams: :mod:`._yaml` (safe parsing with lines), :mo
 
 from __future__ import annotations
 
-from ._yaml import MAX_FILE_BYTES
+from ._yaml import MAX_FILE_BYTES, paused_gc
 from .loader import (
     AgentSettings,
     Project,
@@ -99,5 +99,6 @@ __all__ = [
     "TaskSpec",
     "load_project",
     "parse_project_file",
+    "paused_gc",
     "read_project_file",
 ]

@@ -4,7 +4,10 @@
 when ``NAME`` is unset or empty (as in a shell); ``$${`` is a literal ``${``. Expansion happens
 only in the string settings of agents (``model``, ``api_key``, ``base_url``, ``system_prompt``,
 ``description``, ``provider``, each ``command`` argument, and strings inside ``options``), and
-only for the agents a run will use. Expanded values are never put in an error message.
+only for the agents a run will use. Expanded values are never put in an error message, and
+the value of a *secret variable* (``*_API_KEY``, ``*_TOKEN``...: :func:`is_secret_variable`)
+expanded into any setting is a secret wherever it lands (:func:`secret_values`; the loader
+registers them, so that every exit masks them: output, logs, state, reports, traces).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..secrets import is_secret_variable
 from ._yaml import FieldPath
 
 __all__ = [
@@ -23,6 +27,7 @@ __all__ = [
     "expand_value",
     "iter_strings",
     "references",
+    "secret_values",
 ]
 
 EXPANDED_FIELDS = ("model", "api_key", "base_url", "system_prompt", "description", "provider")
@@ -110,3 +115,12 @@ def expand_value(value: Any, environ: Mapping[str, str]) -> Any:
     if isinstance(value, dict):
         return {key: expand_value(item, environ) for key, item in value.items()}
     return value
+
+
+def secret_values(text: str, environ: Mapping[str, str]) -> list[str]:
+    """The values that secret variables referred to in ``text`` expand to (set ones only)."""
+    return [
+        environ[ref.name]
+        for ref in references(text)
+        if is_secret_variable(ref.name) and environ.get(ref.name)
+    ]

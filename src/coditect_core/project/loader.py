@@ -6,9 +6,10 @@ Two steps, because which environment variables must be set depends on the run::
     project_file = read_project_file("project.yaml")         # shape, types, graph: no env
     project = project_file.resolve(only=["TASK-002"], agent_override=None)
 
-:func:`load_project` does both. Resolving expands ``${VAR}`` in the agents' settings. A variable
-that is unset is an error only for an agent the run will use: one that runs a selected task
-(or the override agent), or reviews for one. A fallback whose variables are unset is dropped
+:func:`load_project` does both. Resolving expands ``${VAR}`` in the agents' settings (the value
+of a secret variable, and an ``api_key``, are registered as secrets: masked at every exit). A
+variable that is unset is an error only for an agent the run will use: one that runs a selected
+task (or the override agent), or reviews for one. A fallback whose variables are unset is dropped
 from the chain with a warning; an agent no selected task needs is left out of the registry and
 listed in :attr:`Project.unavailable_agents` with the reason.
 """
@@ -21,6 +22,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -34,10 +36,11 @@ from ..orchestration.agent_registry import (
     AgentType,
 )
 from ..orchestration.task import AgentTask, TaskPriority
-from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, read_yaml
+from ..secrets import register_secret
+from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, paused_gc, read_yaml
 from .checks import agent_strings, check_project
 from .diagnostics import Problem, from_validation_error, raise_problems
-from .env import expand, expand_value
+from .env import expand, expand_value, secret_values
 from .schema import AgentSpec, BudgetSpec, DefaultsSpec, PriceSpec, ProjectSpec, ResourcesSpec
 
 __all__ = [
@@ -141,11 +144,21 @@ class ProjectFile:
 
     def agent_of(self, task_id: str) -> str:
         """The agent a task names, else ``defaults.agent``, else the only agent."""
-        return self._agents_of_tasks()[task_id]
+        return self._task_agents[task_id]
 
-    def _agents_of_tasks(self) -> dict[str, str]:
+    def agents_of_tasks(self) -> dict[str, str]:
+        """Task id -> :meth:`agent_of` it, in file order (a new dict: yours to change)."""
+        return dict(self._task_agents)
+
+    @cached_property
+    def _task_agents(self) -> dict[str, str]:
+        """Made once: :meth:`agent_of` is called per task, and must not cost a pass over all
+        of them each time (that made ``agents``, ``doctor`` and ``report`` quadratic)."""
         fallback = self.spec.defaults.agent or next(iter(self.spec.agents))
-        return {task.id: task.agent or fallback for task in reversed(self.spec.tasks)}
+        agents: dict[str, str] = {}
+        for task in self.spec.tasks:
+            agents.setdefault(task.id, task.agent or fallback)
+        return agents
 
     def variables(self) -> dict[str, list[str]]:
         """Agent name -> the environment variables its settings refer to (no defaults)."""
@@ -204,7 +217,12 @@ class ProjectFile:
         (:meth:`with_dependencies`). ``agent_override`` runs every selected task on that
         agent. ``environ`` defaults to ``os.environ``.
         """
-        env = os.environ if environ is None else environ
+        with paused_gc():  # a task object per task: no cycle among them
+            return self._resolve(only, agent_override, os.environ if environ is None else environ)
+
+    def _resolve(
+        self, only: Iterable[str] | None, agent_override: str | None, env: Mapping[str, str]
+    ) -> Project:
         agents = self.spec.agents
         selected = self._select(only)
         if agent_override is not None and agent_override not in agents:
@@ -216,7 +234,7 @@ class ProjectFile:
                 path=self.path,
             )
         chosen = set(selected)
-        task_agent = self._agents_of_tasks()
+        task_agent = self.agents_of_tasks()
         if agent_override is not None:
             task_agent.update(dict.fromkeys(chosen, agent_override))
         why: dict[str, str] = {}
@@ -240,7 +258,7 @@ class ProjectFile:
                 success_criteria=list(task.success_criteria),
                 tags=list(task.tags),
                 estimated_hours=task.estimated_hours,
-                metadata=copy.deepcopy(task.metadata),
+                metadata=copy.deepcopy(task.metadata) if task.metadata else {},
             )
             for task in self.spec.tasks
         ]
@@ -339,6 +357,12 @@ class ProjectFile:
         def text(value: str | None) -> str | None:
             return None if value is None else expand(value, env)[0]
 
+        # A secret expanded into any setting (a system prompt, an option, a command argument)
+        # is masked wherever it shows; sending it to the model is the file's choice.
+        for _, raw in agent_strings(name, spec):
+            for value in secret_values(raw, env):
+                register_secret(value)
+        register_secret(text(spec.api_key))
         try:
             return AgentConfig(
                 name=name,
@@ -381,7 +405,8 @@ def parse_project_file(text: str, path: str | os.PathLike[str] = "<string>") -> 
     name = os.fspath(path)
     if len(text) > MAX_FILE_BYTES:
         raise ProjectFileError("the text is over the 10 MB limit", path=name)
-    return _check(*read_yaml(name, text), name)
+    with paused_gc():  # the document and its models: a million objects, no cycle
+        return _check(*read_yaml(name, text), name)
 
 
 def read_project_file(path: str | os.PathLike[str]) -> ProjectFile:
@@ -390,7 +415,8 @@ def read_project_file(path: str | os.PathLike[str]) -> ProjectFile:
     Raises :class:`ProjectFileError` naming the file, line, field and bad value.
     """
     name = os.fspath(path)
-    return _check(*read_yaml(name), name)
+    with paused_gc():  # the document and its models: a million objects, no cycle
+        return _check(*read_yaml(name), name)
 
 
 def load_project(

@@ -72,6 +72,8 @@ Priority = Annotated[str, _one_of(TaskPriority, "priority")]
 
 
 class _Spec(BaseModel):
+    # (Empty lists and mappings by default_factory: a default value is deep-copied for every
+    # instance, four copies per task.)
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
@@ -101,8 +103,10 @@ class AgentSpec(_Spec):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     max_tokens: PositiveInt | None = None
     timeout: Positive | None = None
-    capabilities: list[Annotated[str, _one_of(AgentCapability, "capability")]] = []
-    fallbacks: list[AgentName] = []
+    capabilities: list[Annotated[str, _one_of(AgentCapability, "capability")]] = Field(
+        default_factory=list
+    )
+    fallbacks: list[AgentName] = Field(default_factory=list)
     enabled: bool = True
     command: Annotated[list[str], Field(min_length=1)] | None = None
     reviewer: AgentName | None = None
@@ -127,13 +131,13 @@ class TaskSpec(_Spec):
     agent: AgentName | None = None
     priority: Priority | None = None
     phase: NonEmptyStr | None = None
-    dependencies: list[str] = []
-    deliverables: list[str] = []
-    success_criteria: list[str] = []
-    tags: list[str] = []
+    dependencies: list[str] = Field(default_factory=list)
+    deliverables: list[str] = Field(default_factory=list)
+    success_criteria: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
     estimated_hours: NonNegative | None = None
     timeout: Positive | None = None
-    metadata: dict[str, JsonValue] = {}
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class DefaultsSpec(_Spec):

@@ -2,7 +2,8 @@
 
 Inline CSS, JS and SVG only: the file opens offline and loads nothing. Every piece of text that
 comes from a project or a run (titles, prompts, outputs, errors, agent names) goes through
-:func:`html.escape`; the page's script never turns text into markup. Long texts are cut to
+:func:`html.escape`; the page's script never turns text into markup. The page holds no raw
+control character (they show as ``\\x1b``) and no known secret. Long texts are cut to
 ``max_text`` characters (the JSON report has them whole). Built with plain string joins, which
 keep a 500-task report to a fraction of a second.
 """
@@ -250,7 +251,7 @@ def render_html(report: ReportData, *, max_text: int = 20_000) -> str:
         '<span><i class="k-fallback"></i>fallback (arrow from the attempt it replaced)</span>',
     )
     title = f"coditect report · {report.project}"
-    return (
+    page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="generator" content="coditect-core">'
@@ -276,3 +277,4 @@ def render_html(report: ReportData, *, max_text: int = 20_000) -> str:
         "is self-contained: it loads nothing from the network.</footer>"
         f"<script>{JS}</script></body></html>\n"
     )
+    return fmt.inert(fmt.masked(page, encode=lambda s: escape(s, quote=True)))

@@ -304,6 +304,7 @@ class ReportData(_Attempted):
         return 1 + max((t.level for t in self.tasks), default=-1)
 
     def task(self, task_id: str) -> TaskRow:
+        """The row of ``task_id`` (a scan: for one question, not one per task)."""
         for row in self.tasks:
             if row.task_id == task_id:
                 return row

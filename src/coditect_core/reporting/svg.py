@@ -90,6 +90,7 @@ def graph_svg(report: ReportData, *, max_rows: int = 30) -> str:
             x += node_w + WRAP_GAP
         x += COL_GAP - WRAP_GAP
     width = x - COL_GAP + 16
+    failed = {t.task_id for t in report.tasks if t.status in ("failed", "blocked", "cancelled")}
     edges: list[str] = []
     for t in report.tasks:
         if t.task_id not in where:
@@ -101,7 +102,7 @@ def graph_svg(report: ReportData, *, max_rows: int = 30) -> str:
             x1, y1 = where[dep]
             x1, y1, y2c = x1 + node_w, y1 + NODE_H / 2, y2 + NODE_H / 2
             bend = max((x2 - x1) / 2, 24)
-            bad = " bad" if report.task(dep).status in ("failed", "blocked", "cancelled") else ""
+            bad = " bad" if dep in failed else ""  # (a set: a lookup per edge, not a scan)
             edges.append(
                 f'<path class="edge{bad}" data-from="{_e(dep)}" data-to="{_e(t.task_id)}" '
                 f'd="M{x1:.0f},{y1:.0f} C{x1 + bend:.0f},{y1:.0f} {x2 - bend:.0f},{y2c:.0f} '

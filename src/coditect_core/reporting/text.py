@@ -1,4 +1,7 @@
-"""The report as Markdown (for terminals and pull requests) and as JSON (for programs)."""
+"""The report as Markdown (for terminals and pull requests) and as JSON (for programs).
+
+Both are safe to print: known secrets masked, and no raw control character (the Markdown shows
+them as ``\\x1b``; the JSON keeps the exact text, with ``\\u`` escapes)."""
 
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ _ERROR_CHARS = 300
 
 def md_escape(text: str) -> str:
     """``text`` safe inside a Markdown table cell: one line, special characters escaped (a
-    title like ``<script>`` shows as text, never as HTML)."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    title like ``<script>`` shows as text, never as HTML), control characters visible."""
+    return _MD_SPECIAL.sub(r"\\\1", fmt.inert(" ".join(text.split())))
 
 
 def _table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> list[str]:
@@ -125,9 +128,14 @@ def render_markdown(report: ReportData) -> str:
             more = f" … ({cut} more characters)" if cut else ""
             tid = _task_row(task)[0]
             lines.append(f"- {tid} **{task.status}**: {md_escape(error)}{more}")
-    return "\n".join(lines) + "\n"
+    return fmt.inert(fmt.masked("\n".join(lines) + "\n"))
+
+
+def _json_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
 
 def render_json(report: ReportData, *, indent: int | None = 2) -> str:
     """The JSON report (:meth:`ReportData.to_dict`), newline-terminated."""
-    return json.dumps(report.to_dict(), indent=indent, ensure_ascii=False) + "\n"
+    text = json.dumps(report.to_dict(), indent=indent, ensure_ascii=False) + "\n"
+    return fmt.json_inert(fmt.masked(text, encode=_json_string))
