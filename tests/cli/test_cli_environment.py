@@ -137,6 +137,26 @@ def test_a_read_only_state_folder_exits_4(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+def test_the_views_read_a_state_in_a_read_only_folder(tmp_path: Path) -> None:
+    """Reading needs no write: status, tasks and show work where the state cannot be written
+    (no WAL file is left beside a closed store, and none can be made there)."""
+    project = fake_project(tmp_path)
+    assert run_cli("run", project).returncode == 0
+    folder = tmp_path / ".coditect"
+    wrap = _read_only(folder)
+    try:
+        status = _cli("status", project, "--json", wrap=wrap)
+        shown = _cli("show", project, "STEP-4.1", "--json", wrap=wrap)
+    finally:
+        folder.chmod(0o700)
+        for path in folder.iterdir():
+            path.chmod(0o600)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["done"] == len(QUICKSTART_GRAPH)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "completed"
+
+
 def test_json_errors_for_bad_input(tmp_path: Path) -> None:
     project = fake_project(tmp_path)
     missing = tmp_path / "missing.yaml"

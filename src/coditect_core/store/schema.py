@@ -206,7 +206,12 @@ def open_database(
     try:
         # A read-only probe first: it cannot write, so a refused file keeps every byte
         # (a read-write connection would checkpoint a leftover WAL into it when closed).
-        conn = _connect(f"{base_uri}?mode=ro", busy_timeout_s)
+        probe = f"{base_uri}?mode=ro"
+        if readonly and not Path(f"{path}-wal").exists() and not os.access(path.parent, os.W_OK):
+            # A folder nobody can write to: no writer can be at work (it would need its WAL
+            # here), and SQLite could not make the shared-memory file a WAL reader needs.
+            probe += "&immutable=1"
+        conn = _connect(probe, busy_timeout_s)
         version = _applied_version(conn) if header is not None else 0
         if version > latest:
             raise StateError(
