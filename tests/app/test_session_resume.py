@@ -338,9 +338,11 @@ async def test_a_concurrent_run_of_the_same_project_is_refused(
 ) -> None:
     db = state_db(project)
     with StateStore.open(db, readonly=True) as store:
-        deadline = time.monotonic() + 20  # the holder's observers may record after ours
-        while not (before := store.snapshot(PROJECT)).in_flight:
-            assert time.monotonic() < deadline, "the holder recorded no call in flight"
+        # A, D and F start at once (concurrency 3) and stay in flight: wait for all three, so
+        # that nothing the holder does after this snapshot is a start of its own.
+        deadline = time.monotonic() + 20
+        while len((before := store.snapshot(PROJECT)).in_flight) < 3:
+            assert time.monotonic() < deadline, "the holder did not put its 3 calls in flight"
             await asyncio.sleep(0.01)
     async with ProjectSession.open(project) as session:
         with pytest.raises(RunLockedError) as info:
