@@ -89,9 +89,12 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str | Path, timeout: float = 60, extra_env: dict[str, str] | None = None
+    *args: str | Path,
+    timeout: float = 60,
+    extra_env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``coditect ARGS`` in a child process and wait for it."""
+    """Run ``coditect ARGS`` in a child process (in ``cwd``) and wait for it."""
     return subprocess.run(
         [*coditect_argv(), *map(str, args)],
         capture_output=True,
@@ -99,6 +102,7 @@ def run_cli(
         timeout=timeout,
         env=env(**(extra_env or {})),
         check=False,
+        cwd=cwd,
     )
 
 

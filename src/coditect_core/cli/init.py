@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .output import ExitCode, Shown, err_console, fail, fail_for
+from .project_path import DEFAULT_PROJECT_FILE
 
 __all__ = ["TEMPLATE", "register"]
 
@@ -53,11 +54,13 @@ tasks:
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init_command(
-        directory: Annotated[Path, typer.Argument(help="Where to create the project file.")] = Path(
-            "."
-        ),
-        name: Annotated[str, typer.Option(help="File name of the project file.")] = "coditect.yaml",
-        force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+        directory: Annotated[
+            Path, typer.Argument(metavar="DIR", help="Where to create the project file.")
+        ] = Path("."),
+        name: Annotated[
+            str, typer.Option(metavar="FILE", help="File name of the project file.")
+        ] = DEFAULT_PROJECT_FILE,
+        force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     ) -> None:
         """Create a project file to start from.
 

@@ -14,11 +14,12 @@ from typing import Annotated
 import typer
 
 from .output import ExitCode, Shown, console, fail, fail_for, print_json
+from .project_path import ProjectWordArg, TaskIdArg, project_and_id
 
 __all__ = ["register"]
 
-ProjectArg = Annotated[Path, typer.Argument(metavar="PROJECT", help="The project file (YAML).")]
-IdArg = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
+ProjectArg = ProjectWordArg  # [PROJECT] ID: see project_path.project_and_id
+IdArg = TaskIdArg
 NoteOpt = Annotated[
     str | None,
     typer.Option("--note", "-n", metavar="TEXT", help="A note for the task's history."),
@@ -41,8 +42,8 @@ _DONE = {
 
 def _record(
     action: str,
-    project: Path,
-    task_id: str,
+    project_word: str | None,
+    task_id_word: str | None,
     *,
     output: str | None,
     note: str | None,
@@ -54,6 +55,7 @@ def _record(
     from ..app.by_hand import record_by_hand
     from ..errors import ProjectFileError, RunLockedError, StateError
 
+    project, task_id = project_and_id(project_word, task_id_word, as_json=as_json)
     try:
         result = asyncio.run(
             record_by_hand(project, task_id, action, output=output, note=note, state=state)
@@ -95,8 +97,8 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("complete")
     def complete_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         output: Annotated[
             Path | None,
             typer.Option(
@@ -129,13 +131,15 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("fail")
     def fail_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         note: NoteOpt = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Mark a task failed: the next run runs it again (even one that had completed).
+        """Mark a task failed: the next run runs it again.
+
+        Even a task that had completed.
 
         Examples:
 
@@ -145,14 +149,15 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("cancel")
     def cancel_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         note: NoteOpt = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Cancel a task: runs leave it cancelled, and its dependents blocked, until
-        `coditect task reset` (or `coditect run --restart`).
+        """Cancel a task: it and its dependents wait until `task reset`.
+
+        Runs leave it so until `coditect task reset` (or `coditect run --restart`).
 
         Examples:
 
@@ -162,13 +167,15 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("reset")
     def reset_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         note: NoteOpt = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Put a task back to pending (undoes a cancel): the next run runs it.
+        """Put a task back to pending (undo a cancel).
+
+        The next run runs it.
 
         Examples:
 
