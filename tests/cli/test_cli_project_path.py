@@ -17,6 +17,10 @@ def test_init_writes_the_file_every_command_reads_by_default(tmp_path: Path) -> 
     created = run_cli("init", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     assert (tmp_path / "coditect.yaml").is_file()
+    assert created.stderr.endswith("run it with: coditect run\n")  # the shortest command
+    in_folder = run_cli("init", "sub", cwd=tmp_path)
+    assert in_folder.stderr.endswith("run it with: coditect run sub\n")
+    assert run_cli("tasks", "sub", cwd=tmp_path).returncode == 0
     status = run_cli("status", "--json", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["counts"]["pending"] == 2

@@ -79,5 +79,10 @@ def register(app: typer.Typer) -> None:
             target.write_text(TEMPLATE.format(name=project, filename=target), encoding="utf-8")
         except OSError as error:
             fail_for(error, message=f"{target}: cannot write it: {error.strerror or error}")
-        shown = Shown().markup(str(target))
-        err_console().print(f"created {shown}; run it with: coditect run {shown}")
+        # the shortest command that finds it: a folder means its coditect.yaml (project_path)
+        short = str(directory) if directory != Path(".") else ""
+        command = f"coditect run {short}".rstrip() if name == DEFAULT_PROJECT_FILE else None
+        esc = Shown().markup
+        err_console().print(
+            f"created {esc(str(target))}; run it with: {esc(command or f'coditect run {target}')}"
+        )
