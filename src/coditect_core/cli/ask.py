@@ -189,9 +189,9 @@ def register(app: typer.Typer) -> None:
 
           coditect ask -m claude-sonnet-4-5 -s "Answer in French" "Hello"
 
-          coditect ask --agent claude --project examples/cloud.yaml "Review this plan"
+          coditect ask --agent claude -p examples/cloud.yaml "Review this plan"
 
-          coditect ask -t openai-compatible --base-url http://localhost:11434/v1 -m llama3.2 hi
+          coditect ask -t openai-compatible --base-url URL -m llama3.2 "Hello"
 
           echo "Summarise this" | coditect ask -
         """

@@ -281,6 +281,8 @@ def register(app: typer.Typer) -> None:
 
         Examples:
 
+          coditect status                  # ./coditect.yaml
+
           coditect status examples/quickstart.yaml
 
           watch -n 2 coditect status project.yaml
@@ -361,6 +363,8 @@ def register(app: typer.Typer) -> None:
         saying how many bytes were left out; --full prints it whole, --json gives it exactly.
 
         Examples:
+
+          coditect show TASK-002           # a task of ./coditect.yaml
 
           coditect show examples/quickstart.yaml STEP-4.3
 
