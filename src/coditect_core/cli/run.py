@@ -347,15 +347,12 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option("--concurrency", "-j", min=1, help="Tasks at once.")
         ] = None,
         restart: Annotated[
-            bool,
-            typer.Option("--restart", help="Run every task again, as a new run (history is kept)."),
+            bool, typer.Option(help="Run every task again, as a new run (history is kept).")
         ] = False,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Show what would run, and why; run nothing.")
         ] = False,
-        fail_fast: Annotated[
-            bool, typer.Option("--fail-fast", help="Stop at the first failure.")
-        ] = False,
+        fail_fast: Annotated[bool, typer.Option(help="Stop at the first failure.")] = False,
         state: Annotated[
             Path | None,
             typer.Option(

@@ -10,7 +10,8 @@ and ignores ``rich_help_panel``. :class:`Command` and :class:`Group` write inste
   option given none gets one from its type (:data:`TYPE_METAVARS`), never ``<list[str]>``;
 - the usage line as ``[PROJECT] ID``: optional arguments in brackets, required ones bare (an
   argument listed in :data:`GIVEN_IN_USAGE` is shown bare: a command fills it from another);
-- each command's whole first sentence, grouped under its panel in :data:`PANELS` order.
+- each command's whole first sentence, grouped under its panel in :data:`PANELS` order;
+- a flag that is off unless given as one word (``--force``, not ``--force / --no-force``).
 
 Typer checks option values with pydantic and says so ("Invalid value for '--format': Value
 error, 'pdf' is not one of ..."): :class:`Command` words them as project files' errors are
@@ -86,6 +87,13 @@ def _help_records(command: Any, ctx: Any, formatter: Any) -> None:
 
 class Command(typer.core.TyperCommand):
     """A command whose help and argument errors follow the module's style."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # a flag is one word: --restart, never --restart/--no-restart
+            flag = getattr(param, "is_flag", False) and param.default is False
+            if flag and getattr(param, "secondary_opts", None):
+                param.secondary_opts = []
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         try:
