@@ -96,6 +96,15 @@ def test_a_folder_without_coditect_yaml_lists_its_yaml_files(tmp_path: Path) -> 
     assert "work/coditect.yaml: no such file; did you mean work/alpha.yaml?" in done.stderr
 
 
+def test_a_project_without_its_id_says_the_id_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    fake_project(tmp_path / "proj")
+    for word in ("proj", "proj/project.yaml", "other.yaml"):
+        done = run_cli("show", word, cwd=tmp_path)
+        assert done.returncode == 2
+        assert f"missing argument ID: the task id after {word}" in done.stderr, word
+
+
 def test_help_says_where_the_project_is_found() -> None:
     for command in (["run"], ["status"], ["show"], ["task", "complete"]):
         done = run_cli(*command, "--help")

@@ -111,4 +111,6 @@ def project_and_id(
         return project_file(None if project is None else Path(project), as_json=as_json), task_id
     if project is None:
         fail("missing argument ID: the task id", ExitCode.BAD_INPUT, as_json=as_json)
+    if project.endswith((".yaml", ".yml")) or Path(project).is_dir():  # a PROJECT, not an ID
+        fail(f"missing argument ID: the task id after {project}", as_json=as_json)
     return project_file(None, as_json=as_json), project
