@@ -42,7 +42,7 @@ ProjectArg = Annotated[
 ProjectWordArg = Annotated[
     str | None,
     typer.Argument(
-        metavar="PROJECT", help=f"{PROJECT_HELP} Left out: ID alone.", show_default=False
+        metavar="PROJECT", help=f"{PROJECT_HELP} One word alone is the ID.", show_default=False
     ),
 ]
 """PROJECT before a task's ID: ``[PROJECT] ID`` (see :func:`project_and_id`)."""
