@@ -15,7 +15,8 @@ from test_cli_startup import SDKS, command_paths, loaded_modules
 from typer.testing import CliRunner
 
 from coditect_core import __version__
-from coditect_core.cli.main import app
+from coditect_core.cli.main import PANEL_OF, app
+from coditect_core.cli.typer_style import PANELS
 from coditect_core.project.diagnostics import plain_message
 
 pytestmark = pytest.mark.timeout(60)
@@ -48,13 +49,21 @@ def test_every_help_names_values_by_metavar(path: list[str]) -> None:
 def test_top_level_help_groups_whole_descriptions() -> None:
     text = runner.invoke(app, ["--help"]).stdout
     headings = [line[:-1] for line in text.splitlines() if re.fullmatch(r"[A-Z][a-z -]+:", line)]
-    assert headings == ["Options", "Set up", "Run", "Inspect", "By hand", "One-off"]
+    assert headings[0] == "Options"
+    assert headings[1:] == [p for p in PANELS if p in headings]  # every command in a panel
+    assert {"Set up", "Run", "Inspect", "By hand", "One-off"} <= set(headings)
     listed = text.split("Set up:", 1)[1]
     assert "..." not in listed
     rows = [line for line in listed.splitlines() if line.startswith("  ")]
     assert all(not line.startswith("   ") for line in rows), rows  # one line each
     for command in ("init", "agents", "doctor", "run", "status", "report", "task", "ask"):
         assert re.search(rf"^  {command} +[A-Z]", listed, re.M), command
+
+
+def test_every_command_has_a_panel() -> None:
+    names = {path[0] for path in command_paths()}
+    assert names <= set(PANEL_OF), sorted(names - set(PANEL_OF))
+    assert set(PANEL_OF.values()) <= set(PANELS)
 
 
 def test_task_group_help_lists_whole_descriptions() -> None:

@@ -153,6 +153,10 @@ PANEL_OF = {
     "report": "Inspect",
     "task": "By hand",
     "ask": "One-off",
+    # issue 17's commands, placed before they land (a name not registered is never looked up)
+    "forecast": "Run",
+    "state": "Maintain",
+    "cache": "Maintain",
 }
 """Each command's group in the top-level help (see :mod:`.typer_style`)."""
 

@@ -26,7 +26,7 @@ import typer.core
 
 __all__ = ["GIVEN_IN_USAGE", "PANELS", "TYPE_METAVARS", "Command", "Group"]
 
-PANELS = ("Set up", "Run", "Inspect", "By hand", "One-off")
+PANELS = ("Set up", "Run", "Inspect", "By hand", "Maintain", "One-off")
 """The top-level help's groups of commands, in their order."""
 
 GIVEN_IN_USAGE = frozenset({"ID"})
