@@ -48,11 +48,11 @@ def test_two_agents_without_keys_are_both_named_exit_2_and_no_state(tmp_path: Pa
     assert done.returncode == 2, done.stdout + done.stderr
     err = done.stderr
     # Every agent in reach with its variable, in one message; the fallback too.
-    assert "agent 'gpt' (runs task STEP-4.2)" in err
+    assert "agent 'gpt' (runs task 'STEP-4.2')" in err
     assert "set OPENAI_API_KEY" in err
     assert "agent 'claude' (fallback of 'gpt')" in err
     assert "set ANTHROPIC_API_KEY" in err
-    assert "agent 'gemini' (runs task STEP-4.5)" in err
+    assert "agent 'gemini' (runs task 'STEP-4.5')" in err
     assert "GEMINI_API_KEY" in err
     assert "3 agents this run needs are not ready" in err
     assert str(project) in err  # the project file
@@ -115,7 +115,7 @@ def test_on_resume_nothing_is_recorded(tmp_path: Path) -> None:
     project.write_text(text, encoding="utf-8")
     done = run_cli("run", project, extra_env=NO_KEYS)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "agent 'gemini' (runs task STEP-4.7)" in done.stderr
+    assert "agent 'gemini' (runs task 'STEP-4.7')" in done.stderr
     with StateStore.open(db, readonly=True) as store:
         assert len(store.runs("quick-fake")) == runs
     assert db.read_bytes() == before
@@ -131,4 +131,23 @@ def test_a_reviewer_is_in_reach(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "agent 'gpt' (reviews for 'checked')" in done.stderr
     assert "agent 'claude' (fallback of 'gpt')" in done.stderr
+    assert not (tmp_path / ".coditect").exists()
+
+
+def test_an_unset_variable_and_a_missing_key_are_named_together(tmp_path: Path) -> None:
+    agents = {
+        **AGENTS,
+        "cloud": {"type": "openai-gpt", "api_key": "${AGENT_CHECK_UNSET_KEY}"},
+    }
+    project = fake_project(
+        tmp_path, agents=agents, task_agents={"STEP-4.2": "cloud", "STEP-4.5": "gemini"}
+    )
+    done = run_cli("run", project, extra_env=NO_KEYS)  # AGENT_CHECK_UNSET_KEY: never set
+    assert done.returncode == 2, done.stdout + done.stderr
+    # The variable where the file uses it (field and line), and the other agent's key.
+    assert (
+        "agent 'cloud' (runs task 'STEP-4.2'): agents.cloud.api_key: environment variable "
+        "AGENT_CHECK_UNSET_KEY is not set (line "
+    ) in done.stderr
+    assert "agent 'gemini' (runs task 'STEP-4.5'): no API key: set GEMINI_API_KEY" in done.stderr
     assert not (tmp_path / ".coditect").exists()

@@ -229,7 +229,9 @@ def agents_in_reach(
     for tid in task_ids:
         runs.setdefault(agent_override or project_file.agent_of(tid), []).append(tid)
     for name, tids in runs.items():
-        shown = ", ".join(tids[:3]) + (f" and {len(tids) - 3} more" if len(tids) > 3 else "")
+        shown = ", ".join(map(repr, tids[:3])) + (
+            f" and {len(tids) - 3} more" if len(tids) > 3 else ""
+        )
         why[name] = f"runs task{'s' if len(tids) > 1 else ''} {shown}"
     stack = list(why)
     while stack:
@@ -264,14 +266,22 @@ def check_run_agents(
     reach = agents_in_reach(project_file, task_ids, agent_override)
     if not reach:
         return
-    _, checks = check_agents(project_file, environ)
+    project, checks = check_agents(project_file, environ)
     lines: list[str] = []
     count = 0
     for check in checks:
-        problems = [
-            p for p in check.problems if not p.startswith("its reviewer ")
-        ]  # a reviewer's own problems are listed under it
-        if check.name not in reach or not problems:
+        if check.name not in reach:
+            continue
+        problems: list[str] = []
+        for problem in check.problems:
+            if problem.startswith("its reviewer "):
+                continue  # the reviewer's own problems are listed under it
+            if problem == project.unavailable_agents.get(check.name):
+                unset = project_file.unset_variables(check.name, environ)
+                problems.extend(unset or [problem])  # each variable, where the file uses it
+            else:
+                problems.append(problem)
+        if not problems:
             continue
         count += 1
         lines.extend(f"  agent {check.name!r} ({reach[check.name]}): {p}" for p in problems)

@@ -181,6 +181,17 @@ class ProjectFile:
         wanted = _closure(task_ids, graph)
         return [tid for tid in graph if tid in wanted]
 
+    def unset_variables(self, name: str, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Each ``${VAR}`` (without a default) of agent ``name`` that is unset, located:
+        ``agents.gpt.api_key: environment variable OPENAI_API_KEY is not set (line 7)``."""
+        env = os.environ if environ is None else environ
+        out = []
+        for path, var in self._missing(name, env):
+            line = self.lines.line(path)
+            at = f" (line {line})" if line is not None else ""
+            out.append(f"{format_path(path)}: environment variable {var} is not set{at}")
+        return out
+
     def _missing(self, name: str, environ: Mapping[str, str]) -> list[tuple[FieldPath, str]]:
         missing: list[tuple[FieldPath, str]] = []
         for path, text in agent_strings(name, self.spec.agents[name]):
