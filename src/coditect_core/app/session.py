@@ -303,7 +303,8 @@ class ProjectSession:
             status = "interrupted"
             raise
         finally:
-            await store.finish_run(info.run_id, status)
+            # A run that did nothing (every task done already) leaves no run in the record.
+            await store.finish_run(info.run_id, status, drop_if_empty=True)
         return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip))
 
     def preview(self, *, restart: bool = False) -> ResumePlan:

@@ -87,6 +87,19 @@ def ensure_project(conn: sqlite3.Connection, name: str, now: float) -> int:
     return int(cur.lastrowid or 0)
 
 
+def _did_nothing(conn: sqlite3.Connection, run_id: int) -> bool:
+    """Whether run ``run_id`` made no attempt and changed no task's status. Each table is read
+    newest first (``run_id`` has no index): a run that wrote something is found among the
+    last rows; only a run that wrote nothing reads a table to its start."""
+    for table in ("attempts", "task_events"):
+        row = conn.execute(
+            f"SELECT 1 FROM {table} WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
+        ).fetchone()
+        if row is not None:
+            return False
+    return True
+
+
 def mark_interrupted(conn: sqlite3.Connection, pid: int, now: float, note: str) -> int:
     """Attempts in flight become ``interrupted``, in-progress tasks ``pending`` (with a history
     entry), open runs ``interrupted``. Call only while holding the project's run lock. Returns
@@ -295,7 +308,9 @@ class Ops:
 
         return op
 
-    def finish_run(self, run_id: int, status: str, note: str | None = None) -> Op:
+    def finish_run(
+        self, run_id: int, status: str, note: str | None = None, drop_if_empty: bool = False
+    ) -> Op:
         def op(conn: sqlite3.Connection) -> None:
             run = self._run(run_id)
             now = time.time()
@@ -303,10 +318,13 @@ class Ops:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 mark_interrupted(conn, run.project_id, now, why)
-                conn.execute(
-                    "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
-                    (self._scrub.text(status), now, run_id),
-                )
+                if drop_if_empty and _did_nothing(conn, run_id):
+                    conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                else:
+                    conn.execute(
+                        "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+                        (self._scrub.text(status), now, run_id),
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
