@@ -14,6 +14,7 @@ up as zero.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ __all__ = [
     "REPORT_FORMAT_VERSION",
     "AgentRow",
     "AttemptRow",
+    "BlockedGroup",
     "ReportData",
     "RunRow",
     "TaskRow",
@@ -41,9 +43,10 @@ REPORT_FORMAT_VERSION = 1
 class AttemptRow:
     """One call of one agent on one task (as the store recorded it).
 
-    ``kind`` is ``first`` (the task's first attempt in the report), ``retry`` (the task tried
-    again: a later run, or the same agent again) or ``fallback`` (another agent took over in the
-    same run). ``duration_s`` runs to the report's time for an attempt still in flight.
+    ``kind`` is ``first`` (the task's first attempt in its run), ``retry`` (the same agent again
+    after an attempt of the task failed in the same run) or ``fallback`` (another agent took over
+    after a failure in the same run). ``number`` counts the task's attempts over every run.
+    ``duration_s`` runs to the report's time for an attempt still in flight.
     """
 
     attempt_id: int
@@ -276,6 +279,69 @@ class RunRow(_Attempted):
 
 
 @dataclass(frozen=True, slots=True)
+class BlockedGroup:
+    """Blocked tasks that wait on the same tasks: ``by``, the tasks upstream that did not get
+    done (failed, cancelled...; not themselves blocked), and ``tasks``, those blocked by them.
+    ``by`` is empty when the report does not know the graph and no note names the cause."""
+
+    by: list[str]
+    tasks: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"by": list(self.by), "tasks": list(self.tasks), "count": len(self.tasks)}
+
+
+_NAMED_CAUSE = re.compile(r"upstream task (.+) is \w+$|depends on (.+), which is \w+$")
+
+
+def blocked_groups(tasks: Sequence[TaskRow]) -> list[BlockedGroup]:
+    """The blocked ``tasks`` grouped by what blocks them (see :class:`BlockedGroup`), the
+    largest group first. Linear in the tasks and their dependencies."""
+    status = {t.task_id: t.status for t in tasks}
+    deps = {t.task_id: t.dependencies for t in tasks}
+    causes: dict[str, tuple[str, ...]] = {}
+
+    def cause_of(root: str) -> tuple[str, ...]:
+        # Depth first, without recursion (a chain of blocked tasks can be long); a cycle is cut
+        # where it closes, as dependency_levels() does.
+        stack, on_path = [root], set()
+        while stack:
+            tid = stack[-1]
+            if tid in causes:
+                stack.pop()
+                continue
+            on_path.add(tid)
+            blocked = [d for d in deps.get(tid, []) if status.get(d) == "blocked"]
+            todo = [d for d in blocked if d not in causes and d not in on_path]
+            if todo:
+                stack.extend(todo)
+                continue
+            found: dict[str, None] = {}
+            for d in deps.get(tid, []):
+                if status.get(d) == "blocked":
+                    found.update(dict.fromkeys(causes.get(d, ())))
+                elif d in status and status[d] != "completed":
+                    found[d] = None
+            causes[tid] = tuple(found)
+            on_path.discard(tid)
+            stack.pop()
+        return causes[root]
+
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for t in tasks:
+        if t.status != "blocked":
+            continue
+        by = cause_of(t.task_id)
+        if not by and t.error:
+            named = _NAMED_CAUSE.search(t.error)
+            if named:
+                by = (named.group(1) or named.group(2),)
+        groups.setdefault(by, []).append(t.task_id)
+    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))  # stable: first seen first
+    return [BlockedGroup(list(by), ids) for by, ids in ordered]
+
+
+@dataclass(frozen=True, slots=True)
 class ReportData(_Attempted):
     """A project's runs and tasks, read at one moment (``generated_at``). ``run_id`` is the run
     it is limited to (``None``: all); ``tasks`` are in dependency-level order."""
@@ -303,6 +369,10 @@ class ReportData(_Attempted):
     def levels(self) -> int:
         return 1 + max((t.level for t in self.tasks), default=-1)
 
+    def blocked_groups(self) -> list[BlockedGroup]:
+        """Its blocked tasks grouped by what blocks them (:func:`blocked_groups`)."""
+        return blocked_groups(self.tasks)
+
     def task(self, task_id: str) -> TaskRow:
         """The row of ``task_id`` (a scan: for one question, not one per task)."""
         for row in self.tasks:
@@ -323,4 +393,5 @@ class ReportData(_Attempted):
             "runs": [r.to_dict() for r in self.runs],
             "agents": [a.to_dict() for a in self.agents],
             "tasks": [t.to_dict() for t in self.tasks],
+            "blocked": [g.to_dict() for g in self.blocked_groups()],
         }
