@@ -82,8 +82,10 @@ def test_a_run_that_did_nothing_is_not_recorded(tmp_path: Path) -> None:
     project = fake_project(tmp_path)
     first = _run(project)
     assert len(_runs(project, "quick-fake")) == 1
+    assert first.recorded
     again = _run(project)  # everything done already: nothing runs
     assert not again.plan.run
+    assert not again.recorded
     assert len(again.skipped) == 7
     runs = _runs(project, "quick-fake")
     assert [r.run_id for r in runs] == [first.run_id]
@@ -92,8 +94,9 @@ def test_a_run_that_did_nothing_is_not_recorded(tmp_path: Path) -> None:
     _run(project, restart=True)
     assert len(_runs(project, "quick-fake")) == 2
     # Through the command too, and the report's runs are those that did something.
-    done = run_cli("run", project)
+    done = run_cli("run", project, "--json")
     assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["recorded"] is False
     assert len(_runs(project, "quick-fake")) == 2
     data = json.loads(_report(project, "--json"))
     assert [r["figures"]["attempts"] for r in data["runs"]] == [7, 7]

@@ -182,16 +182,20 @@ def budget_options(budget: Budget) -> dict[str, Any]:
 
 @dataclass
 class RunOutcome:
-    """What one run did: the resume plan it followed, and the summary of the run."""
+    """What one run did: the resume plan it followed, and the summary of the run.
+    ``recorded`` is false for a run that did nothing (every task done already): the store
+    keeps no run ``run_id`` then."""
 
     run_id: int
     plan: ResumePlan
     summary: RunSummary
     skipped: list[str] = field(default_factory=list)
+    recorded: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "recorded": self.recorded,
             "skipped": self.skipped,
             "ran": list(self.plan.run),
             "reasons": dict(self.plan.reasons),
@@ -288,6 +292,7 @@ class ProjectSession:
             restart=restart,
         )
         status = "error"
+        recorded = True
         try:
             observer = StoreObserver(store, info.run_id)
             hashes = await observer.define(orchestrator)
@@ -304,8 +309,8 @@ class ProjectSession:
             raise
         finally:
             # A run that did nothing (every task done already) leaves no run in the record.
-            await store.finish_run(info.run_id, status, drop_if_empty=True)
-        return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip))
+            recorded = await store.finish_run(info.run_id, status, drop_if_empty=True)
+        return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip), recorded=recorded)
 
     def preview(self, *, restart: bool = False) -> ResumePlan:
         """The resume plan a run would follow now, without running or writing anything (but

@@ -311,14 +311,15 @@ class Ops:
     def finish_run(
         self, run_id: int, status: str, note: str | None = None, drop_if_empty: bool = False
     ) -> Op:
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> bool:
             run = self._run(run_id)
             now = time.time()
             why = note or f"interrupted: run {run_id} ended ({status}) while it was in progress"
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 mark_interrupted(conn, run.project_id, now, why)
-                if drop_if_empty and _did_nothing(conn, run_id):
+                kept = not (drop_if_empty and _did_nothing(conn, run_id))
+                if not kept:
                     conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
                 else:
                     conn.execute(
@@ -331,6 +332,7 @@ class Ops:
                 raise
             del self._active[run_id]
             run.lock.release()
+            return kept
 
         return op
 
