@@ -236,18 +236,23 @@ def _tasks_section(report: ReportData, limit: int) -> str:
     return tools + head + items
 
 
+_ERROR = 300
+"""The problems list shows this many characters of an error (the task's details: all)."""
+
+
 def _problems(report: ReportData) -> str:
     """The failed and cancelled tasks, each with its error on one line, then the blocked ones
     grouped by what blocks them (once per cause); nothing when there is no problem."""
     items = []
     for t in report.tasks:
         if t.status in ("failed", "cancelled"):
-            error, cut = fmt.clip(" ".join((t.error or "no error recorded").split()), 300)
+            error, cut = fmt.clip(" ".join((t.error or "no error recorded").split()), _ERROR)
             more = f" … ({cut:,} more characters)" if cut else ""
             items.append(f"<li>{_links([t.task_id])} {_badge(t.status)} {_e(error)}{more}</li>")
     for group in report.blocked_groups():
         n = len(group.tasks)
-        shown = _links(group.tasks[:10]) + (f", … ({n - 10} more)" if n > 10 else "")
+        named, left = group.listed()
+        shown = _links(named) + (f", … ({left} more)" if left else "")
         by = _links(group.by) if group.by else "an upstream task (not recorded)"
         items.append(
             f"<li>{_badge('blocked')} {_e(fmt.plural(n, 'task'))} blocked by {by}: {shown}</li>"

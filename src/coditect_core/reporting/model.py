@@ -287,6 +287,13 @@ class BlockedGroup:
     by: list[str]
     tasks: list[str]
 
+    LISTED = 10
+    """A report names this many of a group's tasks, then says how many more."""
+
+    def listed(self) -> tuple[list[str], int]:
+        """The tasks a report names, and how many more it leaves out."""
+        return self.tasks[: self.LISTED], max(len(self.tasks) - self.LISTED, 0)
+
     def to_dict(self) -> dict[str, Any]:
         return {"by": list(self.by), "tasks": list(self.tasks), "count": len(self.tasks)}
 

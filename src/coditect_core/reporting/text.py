@@ -154,17 +154,13 @@ def _md_id(task_id: str) -> str:
     return f"`{task_id}`" if _PLAIN_ID.fullmatch(task_id) else md_escape(task_id)
 
 
-_LISTED = 10
-"""A group of blocked tasks names this many of them, then says how many more."""
-
-
 def blocked_line(group: BlockedGroup, show: Callable[[str], str] = str) -> str:
-    """``24 tasks blocked by T04: T05, T06, ... (14 more)``, each id through ``show``."""
+    """``**24 tasks blocked** by T04: T05, T06, ... (14 more)``, each id through ``show``."""
     n = len(group.tasks)
     by = ", ".join(show(tid) for tid in group.by) or "an upstream task (not recorded)"
-    listed = ", ".join(show(tid) for tid in group.tasks[:_LISTED])
-    more = f", … ({n - _LISTED} more)" if n > _LISTED else ""
-    return f"**{fmt.plural(n, 'task')} blocked** by {by}: {listed}{more}"
+    named, left = group.listed()
+    more = f", … ({left} more)" if left else ""
+    return f"**{fmt.plural(n, 'task')} blocked** by {by}: {', '.join(map(show, named))}{more}"
 
 
 def _json_string(value: str) -> str:
