@@ -102,6 +102,23 @@ def test_a_run_that_did_nothing_is_not_recorded(tmp_path: Path) -> None:
     assert [r["figures"]["attempts"] for r in data["runs"]] == [7, 7]
 
 
+def test_a_run_refused_by_its_budget_is_not_recorded(tmp_path: Path) -> None:
+    project = fake_project(tmp_path)
+    done = run_cli("run", project, "--max-tokens", "0", "--json")
+    assert done.returncode == 1, done.stderr
+    data = json.loads(done.stdout)
+    assert data["stop_reason"] == "budget"
+    assert data["recorded"] is False
+    assert _runs(project, "quick-fake") == []
+    md = _report(project)
+    assert "· 0 runs ·" in md
+    assert "7 tasks (7 pending)" in md  # the tasks it saw are known, as of no run
+    # The next run (with a budget that lets it work) is the first run recorded.
+    done = run_cli("run", project, "--json")
+    assert done.returncode == 0, done.stderr
+    assert [r.status for r in _runs(project, "quick-fake")] == ["succeeded"]
+
+
 def test_a_failed_attempt_that_cost_nothing_leaves_the_cost_unknown(
     tmp_path: Path, stub_server: StubServer
 ) -> None:
