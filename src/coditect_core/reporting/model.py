@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..llm_abstractions.datatypes import Usage
+from ..orchestration.scheduler import blocked_by
 from ..orchestration.spend import Tally
 from ..store.records import TaskEvent
 from .fmt import iso
@@ -302,48 +303,20 @@ _NAMED_CAUSE = re.compile(r"upstream task (.+) is \w+$|depends on (.+), which is
 
 
 def blocked_groups(tasks: Sequence[TaskRow]) -> list[BlockedGroup]:
-    """The blocked ``tasks`` grouped by what blocks them (see :class:`BlockedGroup`), the
-    largest group first. Linear in the tasks and their dependencies."""
-    status = {t.task_id: t.status for t in tasks}
-    deps = {t.task_id: t.dependencies for t in tasks}
-    causes: dict[str, tuple[str, ...]] = {}
-
-    def cause_of(root: str) -> tuple[str, ...]:
-        # Depth first, without recursion (a chain of blocked tasks can be long); a cycle is cut
-        # where it closes, as dependency_levels() does.
-        stack, on_path = [root], set()
-        while stack:
-            tid = stack[-1]
-            if tid in causes:
-                stack.pop()
-                continue
-            on_path.add(tid)
-            blocked = [d for d in deps.get(tid, []) if status.get(d) == "blocked"]
-            todo = [d for d in blocked if d not in causes and d not in on_path]
-            if todo:
-                stack.extend(todo)
-                continue
-            found: dict[str, None] = {}
-            for d in deps.get(tid, []):
-                if status.get(d) == "blocked":
-                    found.update(dict.fromkeys(causes.get(d, ())))
-                elif d in status and status[d] != "completed":
-                    found[d] = None
-            causes[tid] = tuple(found)
-            on_path.discard(tid)
-            stack.pop()
-        return causes[root]
-
+    """The blocked ``tasks`` grouped by what blocks them (see :class:`BlockedGroup` and
+    :func:`~coditect_core.orchestration.scheduler.blocked_by`), the largest group first.
+    Without the graph (a report made without the project file), the cause its note names."""
+    causes = blocked_by(
+        {t.task_id: t.status for t in tasks}, {t.task_id: t.dependencies for t in tasks}
+    )
+    errors = {t.task_id: t.error for t in tasks}
     groups: dict[tuple[str, ...], list[str]] = {}
-    for t in tasks:
-        if t.status != "blocked":
-            continue
-        by = cause_of(t.task_id)
-        if not by and t.error:
-            named = _NAMED_CAUSE.search(t.error)
+    for tid, by in causes.items():
+        if not by and errors[tid]:
+            named = _NAMED_CAUSE.search(errors[tid] or "")
             if named:
                 by = (named.group(1) or named.group(2),)
-        groups.setdefault(by, []).append(t.task_id)
+        groups.setdefault(by, []).append(tid)
     ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))  # stable: first seen first
     return [BlockedGroup(list(by), ids) for by, ids in ordered]
 

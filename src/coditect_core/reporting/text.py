@@ -41,7 +41,7 @@ def _task_row(t: TaskRow) -> list[str]:
     f = t.figures
     agents = ", ".join(t.agents) if t.attempts else (t.agent or "—")
     return [
-        _md_id(t.task_id),
+        f"`{t.task_id}`" if _PLAIN_ID.fullmatch(t.task_id) else md_escape(t.task_id),
         md_escape(t.title) or "—",
         t.status.replace("_", " "),
         md_escape(agents),
