@@ -28,7 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AgentError, CoditectError, LlmConfigurationError
-from ..orchestration.agent_registry import AgentConfig, AgentInterface, AgentType
+from ..orchestration.agent_registry import (
+    AgentConfig,
+    AgentInterface,
+    AgentRegistry,
+    AgentType,
+)
 from ..project import Project, ProjectFile
 from ..secrets import mask
 
@@ -176,12 +181,23 @@ def check_agents(
     """
     env = os.environ if environ is None else environ
     project = project_file.resolve(only=[], environ=env)
+    return project, _checks(project_file, project.agents, project.unavailable_agents, env)
+
+
+def _checks(
+    project_file: ProjectFile,
+    agents: AgentRegistry,
+    unavailable: Mapping[str, str],
+    env: Mapping[str, str],
+) -> list[AgentCheck]:
+    """:func:`check_agents` over ``agents`` (those whose variables are set) and ``unavailable``
+    (the others, with why)."""
     users: dict[str, list[str]] = {}
     for tid, agent in project_file.agents_of_tasks().items():  # file order, linear
         users.setdefault(agent, []).append(tid)
     checks: list[AgentCheck] = []
     for name, spec in project_file.spec.agents.items():
-        config = project.agents.get(name) if name in project.agents else None
+        config = agents.get(name) if name in agents else None
         check = AgentCheck(
             name=name,
             type=str(spec.type),
@@ -193,8 +209,8 @@ def check_agents(
         )
         if not spec.enabled:
             check.problems.append("disabled (enabled: false in the file)")
-        if name in project.unavailable_agents:
-            check.problems.append(project.unavailable_agents[name])
+        if name in unavailable:
+            check.problems.append(unavailable[name])
         interface = AgentInterface(spec.interface)
         if interface in (AgentInterface.API, AgentInterface.HYBRID):
             provider = spec.provider if spec.type == AgentType.CUSTOM.value else spec.type
@@ -213,7 +229,7 @@ def check_agents(
         reviewer = by_name.get(spec.reviewer) if spec.reviewer else None
         if reviewer is not None and reviewer.problems and not by_name[name].problems:
             by_name[name].problems.append(f"its reviewer {reviewer.name!r} is not usable")
-    return project, checks
+    return checks
 
 
 def agents_in_reach(
@@ -266,7 +282,9 @@ def check_run_agents(
     reach = agents_in_reach(project_file, task_ids, agent_override)
     if not reach:
         return
-    project, checks = check_agents(project_file, environ)
+    env = os.environ if environ is None else environ
+    registry, unavailable = project_file.usable_agents(env)  # no tasks made: a run makes them
+    checks = _checks(project_file, registry, unavailable, env)
     lines: list[str] = []
     count = 0
     for check in checks:
@@ -276,8 +294,8 @@ def check_run_agents(
         for problem in check.problems:
             if problem.startswith("its reviewer "):
                 continue  # the reviewer's own problems are listed under it
-            if problem == project.unavailable_agents.get(check.name):
-                unset = project_file.unset_variables(check.name, environ)
+            if problem == unavailable.get(check.name):
+                unset = project_file.unset_variables(check.name, env)
                 problems.extend(unset or [problem])  # each variable, where the file uses it
             else:
                 problems.append(problem)
