@@ -151,3 +151,29 @@ def test_an_unset_variable_and_a_missing_key_are_named_together(tmp_path: Path) 
     ) in done.stderr
     assert "agent 'gemini' (runs task 'STEP-4.5'): no API key: set GEMINI_API_KEY" in done.stderr
     assert not (tmp_path / ".coditect").exists()
+
+
+def test_what_is_in_reach() -> None:
+    from coditect_core.app.doctor import agents_in_reach
+    from coditect_core.project import parse_project_file
+
+    text = """
+agents:
+  a: {type: openai-gpt, fallbacks: [idle, b]}
+  b: {type: anthropic-claude, fallbacks: [c]}
+  c: {type: google-gemini}
+  idle: {type: openai-gpt, enabled: false}
+  d: {type: custom, provider: fake}
+tasks:
+  - {id: T1, title: one, agent: a}
+  - {id: T2, title: two, agent: d}
+"""
+    project_file = parse_project_file(text)
+    # A disabled fallback is skipped by a run: not in reach; fallbacks of fallbacks are.
+    assert agents_in_reach(project_file, ["T1"]) == {
+        "a": "runs task 'T1'",
+        "b": "fallback of 'a'",
+        "c": "fallback of 'b'",
+    }
+    assert agents_in_reach(project_file, ["T2"]) == {"d": "runs task 'T2'"}
+    assert agents_in_reach(project_file, ["T1", "T2"], "d") == {"d": "runs tasks 'T1', 'T2'"}

@@ -255,16 +255,14 @@ def agents_in_reach(
         spec = agents.get(name)
         if spec is None:
             continue
-        nexts = [(f, f"fallback of {name!r}") for f in spec.fallbacks]
+        nexts = [(f, f"fallback of {name!r}") for f in spec.fallbacks if f in agents]
+        nexts = [(f, reason) for f, reason in nexts if agents[f].enabled]  # else: skipped
         if spec.reviewer:
             nexts.append((spec.reviewer, f"reviews for {name!r}"))
         for other, reason in nexts:
-            if other in why or other not in agents:
-                continue
-            if reason.startswith("fallback") and not agents[other].enabled:
-                continue
-            why[other] = reason
-            stack.append(other)
+            if other not in why and other in agents:
+                why[other] = reason
+                stack.append(other)
     return why
 
 
