@@ -91,18 +91,18 @@ def test_a_shallow_graph_keeps_its_columns(tmp_path: Path) -> None:
 def test_the_deep_graph_fits_a_1400_px_window(deep_report: Path, tmp_path: Path) -> None:
     probed = tmp_path / "probed.html"
     probed.write_text(deep_report.read_text().replace("</body>", FITS_PROBE + "</body>"))
-    result = run_chromium(tmp_path, "--window-size=1400,1500", "--dump-dom", probed.as_uri())
+    result = run_chromium(tmp_path, "--window-size=1400,1700", "--dump-dom", probed.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
     html_tag = next(a for tag, a in Dom(result.stdout).tags if tag == "html")
     assert html_tag.get("data-graph-fits") == "true"
     shot = tmp_path / "report-deep-graph.png"
     result = run_chromium(
-        tmp_path, f"--screenshot={shot}", "--window-size=1400,1500", deep_report.as_uri()
+        tmp_path, f"--screenshot={shot}", "--window-size=1400,1700", deep_report.as_uri()
     )
     assert result.returncode == 0, result.stderr[-2000:]
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (1400, 1500)
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (1400, 1700)
     if os.environ.get("CODITECT_WRITE_SCREENSHOT") == "1":
         DOCS.mkdir(exist_ok=True)
         shutil.copyfile(shot, DOCS / "report-deep-graph.png")

@@ -82,7 +82,7 @@ def _legend(names: list[str], extra: str = "") -> str:
 
 TRIES_LEGEND = (
     '<span><b class="k-tries">\u00d73</b>attempts made, shown when more than one '
-    "(retries and fallbacks)</span>"
+    "(retries, fallbacks, runs again)</span>"
 )
 """The graph legend's entry for the attempt count on a node."""
 
