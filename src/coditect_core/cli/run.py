@@ -343,7 +343,12 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option("--concurrency", "-j", min=1, help="Tasks at once.")
         ] = None,
         restart: Annotated[
-            bool, typer.Option(help="Run every task again, as a new run (history is kept).")
+            bool,
+            typer.Option(
+                help="Run every task again from scratch, as a new run (history is kept); with "
+                "--only, only the named tasks and every task that depends on them (those not "
+                "selected run on the next run; the other tasks keep their results)."
+            ),
         ] = False,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Show what would run, and why; run nothing.")
@@ -407,6 +412,7 @@ def register(app: typer.Typer) -> None:
 
         from ..app.session import ProjectSession, preview_run
         from ..errors import CoditectError, RunLockedError
+        from ..orchestration.resume import KEPT
 
         if dry_run:  # decided as a run would, with nothing written (the state read read-only)
             try:
@@ -423,12 +429,21 @@ def register(app: typer.Typer) -> None:
                 fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
             if as_json:
                 print_json(
-                    {"run": list(plan.run), "skip": list(plan.skip), "reasons": plan.reasons}
+                    {
+                        "run": list(plan.run),
+                        "skip": list(plan.skip),
+                        "reasons": plan.reasons,
+                        "kept": list(plan.kept),
+                    }
                 )
             else:  # one write: linear in the number of tasks
+                kept = set(plan.kept)
                 write_text(
                     "".join(f"would run  {tid}: {plan.reasons.get(tid, '')}\n" for tid in plan.run)
-                    + "".join(f"would skip {tid}: succeeded and unchanged\n" for tid in plan.skip)
+                    + "".join(
+                        f"would skip {tid}: {KEPT if tid in kept else 'succeeded and unchanged'}\n"
+                        for tid in plan.skip
+                    )
                 )
             raise typer.Exit(int(ExitCode.OK))
 

@@ -219,7 +219,13 @@ class TaskRow(_Attempted):
             "output": self.output,
             "attempts": [a.to_dict() for a in self.attempts],
             "history": [
-                {"at": iso(e.at), "status": e.status, "note": e.note or ""} for e in self.history
+                {
+                    "at": iso(e.at),
+                    "status": e.status,
+                    "note": e.note or "",
+                    **({"output": e.output} if e.output is not None else {}),
+                }
+                for e in self.history
             ],
         }
 

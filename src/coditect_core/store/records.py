@@ -102,7 +102,8 @@ class TaskRecord:
     succeeded_hash: str | None
     success_seq: int | None
     held: bool = False
-    """Cancelled by hand: it stays cancelled, and its dependents blocked, until it is reset."""
+    """A person's decision: cancelled by hand, it stays cancelled, and its dependents blocked,
+    until it is reset; completed by hand, runs keep it until it is rerun."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,8 @@ class TaskEvent:
     status: str
     at: float
     note: str | None
+    output: str | None = None
+    """The output given with a completion by hand (a person's work), else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +194,7 @@ def read_tasks(conn: sqlite3.Connection, project: str) -> list[TaskRecord]:
 
 def read_task_history(conn: sqlite3.Connection, project: str, task_id: str) -> list[TaskEvent]:
     rows = conn.execute(
-        "SELECT e.id, t.task_id, e.run_id, e.status, e.at, e.note FROM task_events e "
+        "SELECT e.id, t.task_id, e.run_id, e.status, e.at, e.note, e.output FROM task_events e "
         "JOIN tasks t ON t.id = e.task_ref JOIN projects p ON p.id = t.project_id "
         "WHERE p.name = ? AND t.task_id = ? ORDER BY e.id",
         (project, task_id),
