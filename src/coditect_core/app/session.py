@@ -169,6 +169,7 @@ def build_executor(project: Project) -> TaskExecutor:
             {name: Price(s.price.input, s.price.output) for name, s in settings.items() if s.price}
         ),
         fallback_on={name: s.fallback_on for name, s in settings.items()},
+        on_truncated={name: s.on_truncated for name, s in settings.items()},
         task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
     )
 

@@ -106,6 +106,11 @@ class TaskView:
     def task_id(self) -> str:
         return self.task.task_id
 
+    @property
+    def truncated(self) -> bool:
+        """Its output is a model's reply cut off at ``max_tokens`` (not a person's)."""
+        return self.row.truncated and not self.kept
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready row (the ``tasks --json`` format)."""
         row = self.row
@@ -125,6 +130,7 @@ class TaskView:
             "error": row.error,
             "held": self.held,
             "kept": self.kept,
+            "truncated": self.truncated,
             "ready": self.ready,
         }
 
@@ -281,6 +287,8 @@ def attempt_dict(a: AttemptRow) -> dict[str, Any]:
         "cost_usd": a.cost_usd,
         "error": a.error,
         "output": a.output,
+        "finish_reason": a.finish_reason,
+        "truncated": a.truncated,
     }
 
 

@@ -175,7 +175,8 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
         table.add_row(
             esc(row["task_id"]),
             f"[{colours.get(status, 'white')}]{esc(status)}[/]"
-            + (" (earlier run)" if resumed else ""),
+            + (" (earlier run)" if resumed else "")
+            + (" [yellow](truncated)[/]" if row.get("truncated") else ""),
             esc(row["agent"] or ""),
             fmt.duration(row["duration_seconds"]) if row["duration_seconds"] else "",
             fmt.count(row["usage"]["total_tokens"]) if row["usage"] else "",
@@ -183,6 +184,13 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
             str(row["attempts"]) if not resumed else "",
         )
     console().print(table)
+    cut = [row["task_id"] for row in report["tasks"] if row.get("truncated")]
+    if cut:
+        console().print(
+            f"[yellow]{len(cut)} repl{'y was' if len(cut) == 1 else 'ies were'} cut off at the "
+            f"agent's max_tokens (truncated):[/] {esc(', '.join(cut))}; raise max_tokens or ask "
+            "for less (the agent option on_truncated: accept | warn | fail)"
+        )
     counts = {k: v for k, v in outcome.summary.counts.items() if v}
     console().print(
         ", ".join(f"{v} {k}" for k, v in counts.items())

@@ -129,7 +129,9 @@ def _state(v: TaskView) -> str:
     """A task's status in words, with what a person decided (held, kept)."""
     if v.held:
         return "cancelled (held)"
-    return "completed (kept by hand)" if v.kept else v.row.status
+    if v.kept:
+        return "completed (kept by hand)"
+    return v.row.status + (" (truncated)" if v.truncated else "")
 
 
 def _task_cells(v: TaskView) -> list[str]:
@@ -193,7 +195,9 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
         figures = v.row.figures
         table.add_row(
             ids[i],
-            styled(v.row.status, v.held, v.kept) + (" [bold]→ next[/]" if v.ready else ""),
+            styled(v.row.status, v.held, v.kept)
+            + (" [yellow](truncated)[/]" if v.truncated else "")
+            + (" [bold]→ next[/]" if v.ready else ""),
             esc(v.task.agent or ""),
             esc(" ".join(v.task.dependencies)),
             str(figures.attempts) if figures.attempts else "",
@@ -231,6 +235,7 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
     out.print(f"[bold]{esc(t.task_id)}[/]: {esc(t.title)}")
     out.print(
         f"status: {styled(row.status, task.held, task.kept)}"
+        + (" [yellow](truncated: the reply was cut off at max_tokens)[/]" if task.truncated else "")
         + (" [bold](ready: the next run starts it)[/]" if task.ready else "")
         + f"  agent: {esc(t.agent or '')}  priority: {t.priority.value}"
     )
@@ -258,9 +263,16 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
             else f"  tokens {fmt.tokens(a.prompt_tokens, a.completion_tokens)}"
         )
         who = (a.agent or "?") + (f" ({a.model})" if a.model else "")
+        finish = ""
+        if a.finish_reason:
+            finish = (
+                "  [yellow]truncated (finish: length)[/]"
+                if a.truncated
+                else f"  [dim]finish: {esc(a.finish_reason)}[/]"
+            )
         out.print(
             f"#{a.attempt_id} run {a.run_id}  {esc(who)}  "
-            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{esc(a.status)}[/]  "
+            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{esc(a.status)}[/]{finish}  "
             f"[dim]{fmt.when(a.started_at)}{took}{tokens}[/]"
         )
         if a.error:

@@ -54,6 +54,8 @@ class AttemptOutcome:
     latency_s: float | None = None
     cost: float | None = None
     output: str | None = None
+    finish_reason: str | None = None
+    """Why the model stopped (``stop``, ``length``: cut at max_tokens...); None: no reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,9 @@ class AttemptRecord:
     latency_s: float | None
     cost: float | None
     output: str | None
+    finish_reason: str | None = None
+    """Why the model stopped (``stop``, ``length``...); None: no reply, or recorded before
+    schema version 3."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +167,8 @@ class ProjectSnapshot:
 
 _ATTEMPT_COLUMNS = (
     "a.id, a.run_id, t.task_id, a.agent, a.model, a.interface, a.started_at, a.finished_at, "
-    "a.status, a.error, a.prompt_tokens, a.completion_tokens, a.latency_s, a.cost, a.output"
+    "a.status, a.error, a.prompt_tokens, a.completion_tokens, a.latency_s, a.cost, a.output, "
+    "a.finish_reason"
 )
 
 
