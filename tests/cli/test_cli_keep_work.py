@@ -159,6 +159,10 @@ def test_a_task_completed_by_hand_before_its_upstream_stays_completed(tmp_path: 
     assert "kept" in text
     assert "task rerun" in text
 
+    dry = run_cli("run", project, "--dry-run")
+    assert "would skip STEP-4.2: kept: completed by hand" in dry.stdout
+    assert "would run  STEP-4.1" in dry.stdout
+
     outcome = _run(project)
     assert "STEP-4.2" not in outcome["ran"]
     assert "STEP-4.1" in outcome["ran"]
