@@ -199,6 +199,9 @@ def test_a_rerun_replaces_a_persons_output_with_a_trace(tmp_path: Path) -> None:
     assert kept == [("THE PERSON'S B",)]
     history = json.loads(run_cli("show", project, "STEP-4.2", "--json").stdout)["history"]
     assert any(e.get("output") == "THE PERSON'S B" for e in history)
+    shown = run_cli("show", project, "STEP-4.2").stdout
+    assert "output given then (replaced since)" in shown
+    assert "THE PERSON'S B" in shown
 
 
 def test_restart_replaces_a_persons_output_with_a_trace(tmp_path: Path) -> None:

@@ -286,9 +286,9 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
                 f"[dim]{fmt.when(e.at)}[/] {run:<7} {styled(e.status)}"
                 + (f"  {esc(e.note)}" if e.note else "")
             )
-            if e.output is not None:  # a person's output, kept whatever replaced it since
-                text = e.output if full else fmt.clip(e.output, SHOW_LIMIT)[0]
-                out.print(f"    [dim]output given:[/] {esc(text)}")
+            if e.output is not None and e.output != row.output:  # a person's, replaced since
+                out.print("    [dim]output given then (replaced since):[/]")
+                _print_long(e.output, full, more)
 
 
 def register(app: typer.Typer) -> None:
