@@ -227,8 +227,8 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("rerun")
     def rerun_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         with_dependents: Annotated[
             bool,
             typer.Option(
