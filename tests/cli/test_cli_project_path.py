@@ -44,6 +44,9 @@ def test_no_project_runs_and_records_the_default_file(tmp_path: Path) -> None:
     assert json.loads(rerun.stdout)["task_id"] == "STEP-4.1"
     listed = run_cli("tasks", "--status", "failed", "--json", cwd=tmp_path)
     assert [t["task_id"] for t in json.loads(listed.stdout)["tasks"]] == ["STEP-4.7"]
+    rerun = run_cli("task", "rerun", "STEP-4.1", "--json", cwd=tmp_path)  # one word: the ID
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["task_id"] == "STEP-4.1"
     report = run_cli("report", "--json", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["project"] == "quick-fake"
