@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..orchestration.resume import ResumePlan
     from ..orchestration.task import AgentTask
 
-__all__ = ["exit_code_for", "register"]
+__all__ = ["SUMMARY_ROWS", "budget_message", "exit_code_for", "interrupted_message", "register"]
 
 
 def exit_code_for(counts: dict[str, int], cancelled: bool) -> ExitCode:
@@ -156,20 +156,32 @@ def _make_view(total: int) -> Any:
     return LiveView() if out.is_terminal else PlainView()
 
 
-def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
+SUMMARY_ROWS = 20
+"""Past this many tasks, the summary table lists only those that did not simply succeed
+(``run -v``: every task)."""
+
+
+def _summary_table(
+    outcome: RunOutcome, report: dict[str, Any], listed: set[str] | None, tasks_command: str
+) -> None:
+    """The run's table: every task, or only those in ``listed`` (then a line says how many
+    were left out, and where to see them)."""
     from rich.table import Table
 
     from ..reporting import fmt
     from .output import console
 
     esc = Shown().markup
+    rows = report["tasks"]
+    if listed is not None:
+        rows = [row for row in rows if row["task_id"] in listed]
     table = Table(title=f"{esc(report['project'])}: run {outcome.run_id}", title_justify="left")
     for column in ("task", "status", "agent", "time", "tokens", "cost", "attempts"):
         table.add_column(
             column, justify="right" if column in ("time", "tokens", "cost") else "left"
         )
     colours = {"completed": "green", "failed": "red", "blocked": "yellow"}
-    for row in report["tasks"]:
+    for row in rows:
         status = row["status"]
         resumed = row["task_id"] in outcome.skipped
         table.add_row(
@@ -182,7 +194,18 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
             _cost(row.get("cost_usd"), row.get("cost_known_usd")),
             str(row["attempts"]) if not resumed else "",
         )
-    console().print(table)
+    if rows:
+        console().print(table)
+    left_out = len(report["tasks"]) - len(rows)
+    if left_out:
+        console().print(
+            Shown()(
+                f"{left_out} task(s) that simply succeeded are not listed "
+                f"(all of them: add -v, or {tasks_command})"
+            ),
+            markup=False,
+            soft_wrap=True,
+        )
     counts = {k: v for k, v in outcome.summary.counts.items() if v}
     console().print(
         ", ".join(f"{v} {k}" for k, v in counts.items())
@@ -209,8 +232,9 @@ def _cost(cost: float | None, known: float | None, unknown: int | None = None) -
     return fmt.partial_cost(known, unknown) if known else "unknown"
 
 
-def budget_message(summary: Any) -> str:
-    """What to say when a run stopped at its budget: the figures and the unstarted tasks."""
+def budget_message(summary: Any, go_on: str) -> str:
+    """What to say when a run stopped at its budget: the figures, the unstarted tasks and the
+    command that goes on (``go_on``)."""
     from ..reporting import fmt
 
     budget = summary.budget or {}
@@ -236,10 +260,21 @@ def budget_message(summary: Any) -> str:
             "not counted against max_cost_usd (set `price:` on their agents)"
         )
     lines.append(
-        "raise the budget (--max-cost / --max-tokens, or budget: in the file) and run "
-        "the same command again to go on"
+        f"to go on, run: {go_on} (each run has a budget of its own; raise it with --max-cost / "
+        "--max-tokens, or budget: in the file, to do more in one run)"
     )
     return "\n".join(lines)
+
+
+def interrupted_message(restart: bool, resume: str) -> str:
+    """What to say after a clean stop: the state is saved, and the command that resumes
+    (``resume``: without ``--restart``, which would run every finished task again)."""
+    if restart:
+        return (
+            f"interrupted: state saved; to resume, run: {resume} "
+            "(not the same command: with --restart, every task would run again)"
+        )
+    return f"interrupted: state saved; run the same command to resume: {resume}"
 
 
 class _StopSignals:
@@ -374,6 +409,15 @@ def register(app: typer.Typer) -> None:
                 "--max-tokens", min=0, help="Budget in tokens: start no new task once reached."
             ),
         ] = None,
+        verbose: Annotated[
+            bool,
+            typer.Option(
+                "--verbose",
+                "-v",
+                help=f"List every task at the end (past {SUMMARY_ROWS} tasks, only those "
+                "that did not simply succeed are listed).",
+            ),
+        ] = False,
     ) -> None:
         """Run every task of a project that is not done yet, in dependency order.
 
@@ -404,9 +448,12 @@ def register(app: typer.Typer) -> None:
         stop = _install_stop_signals()
 
         import asyncio
+        import shlex
 
+        from ..app.next_steps import next_steps
         from ..app.session import ProjectSession, preview_run
         from ..errors import CoditectError, RunLockedError
+        from .run_summary import next_steps_json, print_next_steps, resume_command
 
         if dry_run:  # decided as a run would, with nothing written (the state read read-only)
             try:
@@ -474,9 +521,16 @@ def register(app: typer.Typer) -> None:
         except RunLockedError as error:
             fail(str(error), ExitCode.BAD_INPUT, as_json=as_json)
         except (KeyboardInterrupt, asyncio.CancelledError):
-            err_console().print("interrupted: state saved; run the same command to resume")
+            resume = resume_command()
+            err_console().print(Shown()(interrupted_message(restart, resume)), markup=False)
             if as_json:
-                print_json({"error": "interrupted", "exit_code": int(ExitCode.INTERRUPTED)})
+                print_json(
+                    {
+                        "error": "interrupted",
+                        "exit_code": int(ExitCode.INTERRUPTED),
+                        "resume_command": resume,
+                    }
+                )
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except CoditectError as error:  # the state could not be written, the runner failed...
             fail_for(error, ExitCode.TASK_FAILED, as_json=as_json)
@@ -485,12 +539,27 @@ def register(app: typer.Typer) -> None:
 
         report = session.orchestrator.generate_report()
         code = exit_code_for(outcome.summary.counts, outcome.summary.cancelled)
+        orchestrator = session.orchestrator
+        steps = next_steps(orchestrator.tasks, orchestrator.results, outcome.summary)
+        where = str(project)
         if as_json:
-            print_json({**outcome.to_dict(), "exit_code": int(code), "tasks": report["tasks"]})
+            print_json(
+                {
+                    **outcome.to_dict(),
+                    "exit_code": int(code),
+                    "tasks": report["tasks"],
+                    "next": next_steps_json(steps, where, outcome.summary),
+                }
+            )
         else:
-            _summary_table(outcome, report)
+            big = len(report["tasks"]) > SUMMARY_ROWS and not verbose
+            listed = set(steps.attention) if big else None
+            _summary_table(outcome, report, listed, shlex.join(["coditect", "tasks", where]))
+            print_next_steps(steps, where, outcome.summary)
         if outcome.summary.budget_stopped:
             err_console().print(
-                Shown()(budget_message(outcome.summary)), markup=False, soft_wrap=True
+                Shown()(budget_message(outcome.summary, resume_command())),
+                markup=False,
+                soft_wrap=True,
             )
         raise typer.Exit(int(code))

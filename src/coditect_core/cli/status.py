@@ -107,7 +107,9 @@ def _print_status(view: ProjectView) -> None:
     held = [v.task_id for v in view.tasks if v.held]
     if held:
         out.print(f"held (cancelled by hand): {esc(', '.join(held))}")
-    ready = [v.task_id for v in view.ready()]
+    waiting = [v.task_id for v in view.tasks if v.row.status == "awaiting_human"]
+    _print_waiting(view, waiting)
+    ready = [v.task_id for v in view.ready() if v.task_id not in set(waiting)]
     if ready:
         out.print(f"next: {esc(', '.join(ready))}  [dim](coditect run {esc(view.path)})[/]")
     elif counts.get("completed", 0) == total:
@@ -115,6 +117,20 @@ def _print_status(view: ProjectView) -> None:
     if view.unknown_tasks:
         gone = esc(", ".join(view.unknown_tasks))
         out.print(f"[dim]in the state but no longer in the file: {gone}[/]")
+
+
+def _print_waiting(view: ProjectView, waiting: list[str]) -> None:
+    """The tasks waiting on a person, each with where its prompt is and the command that
+    records the person's result (a run does not finish them)."""
+    from .run_summary import complete_command, prompt_command
+
+    lines = [
+        f"waiting on a person: {tid}. Its prompt: {prompt_command(view.path, tid)}; when done, "
+        f"record the result: {complete_command(view.path, tid)}"
+        for tid in waiting
+    ]
+    if lines:
+        console().print(Shown()("\n".join(lines)), markup=False, highlight=False, soft_wrap=True)
 
 
 TABLE_ROWS = 1_000

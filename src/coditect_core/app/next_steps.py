@@ -1,0 +1,188 @@
+"""What the end of a run means for the user: the tasks that did not simply succeed, grouped.
+
+:func:`next_steps` reads a finished run (its tasks, their results, its summary) and sorts out
+what the user must look at: each failed task with its error, the blocked tasks grouped by the
+failed (or cancelled) tasks that block them, the tasks waiting on a person, the truncated
+replies, and the tasks the run never reached (a budget stop, an interruption). It knows no
+command line and prints nothing: ``cli/run_summary.py`` turns it into text and commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..orchestration.execution_result import ExecutionResult
+from ..orchestration.summary import RunSummary
+from ..orchestration.task import AgentTask, TaskStatus
+
+__all__ = [
+    "TRUNCATED_FINISH_REASONS",
+    "BlockedGroup",
+    "Failure",
+    "NextSteps",
+    "Waiting",
+    "is_truncated",
+    "next_steps",
+]
+
+TRUNCATED_FINISH_REASONS = frozenset({"length", "max_tokens"})
+"""Finish reasons that mean the reply was cut off at its token limit (``max_tokens``)."""
+
+_CULPRITS = (TaskStatus.FAILED, TaskStatus.CANCELLED)
+"""The statuses that block a task's dependents."""
+
+
+def is_truncated(result: ExecutionResult | None) -> bool:
+    """Whether ``result``'s reply was cut off at its token limit.
+
+    The one place the summary decides it. Today it reads the execution's last finish reason;
+    when each attempt's finish reason is recorded (issue 18, another part), read it here.
+    """
+    if result is None:
+        return False
+    return (result.finish_reason or "").lower() in TRUNCATED_FINISH_REASONS
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed task and its error (as the run recorded it, not yet shown)."""
+
+    task_id: str
+    agent: str | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedGroup:
+    """Tasks blocked by the same failed or cancelled tasks (``by``, in definition order)."""
+
+    by: tuple[str, ...]
+    tasks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A task handed to a person (an interactive agent)."""
+
+    task_id: str
+    agent: str | None
+
+
+@dataclass
+class NextSteps:
+    """The tasks of a run that did not simply succeed, sorted by what the user must do."""
+
+    failed: list[Failure] = field(default_factory=list)
+    blocked: list[BlockedGroup] = field(default_factory=list)
+    waiting: list[Waiting] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    """Tasks left pending, in progress or cancelled by the run's end (budget, interruption)."""
+    budget_stopped: bool = False
+
+    @property
+    def attention(self) -> list[str]:
+        """Every task listed above, in no particular order, each once."""
+        ids = [f.task_id for f in self.failed]
+        ids += [tid for group in self.blocked for tid in group.tasks]
+        ids += [w.task_id for w in self.waiting]
+        return list(dict.fromkeys([*ids, *self.truncated, *self.not_started]))
+
+    @property
+    def clean(self) -> bool:
+        """Whether every task simply succeeded."""
+        return not self.attention and not self.budget_stopped
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the errors exact: the caller masks them)."""
+        return {
+            "failed": [
+                {"task_id": f.task_id, "agent": f.agent, "error": f.error} for f in self.failed
+            ],
+            "blocked": [
+                {"by": list(g.by), "tasks": list(g.tasks), "count": len(g.tasks)}
+                for g in self.blocked
+            ],
+            "awaiting_human": [{"task_id": w.task_id, "agent": w.agent} for w in self.waiting],
+            "truncated": list(self.truncated),
+            "not_started": list(self.not_started),
+            "budget_stopped": self.budget_stopped,
+        }
+
+
+def _culprits(tasks: Mapping[str, AgentTask]) -> dict[str, tuple[str, ...]]:
+    """For each blocked task, the failed or cancelled tasks upstream that block it (reached
+    through blocked tasks only), in definition order."""
+    order = {tid: i for i, tid in enumerate(tasks)}
+    memo: dict[str, frozenset[str]] = {}
+
+    def of(tid: str) -> frozenset[str]:
+        # Iterative depth-first walk: a deep chain of blocked tasks must not hit the recursion
+        # limit. A task's culprits are its culprit dependencies plus its blocked ones' culprits.
+        stack, on_stack = [tid], {tid}
+        while stack:
+            current = stack[-1]
+            if current in memo:
+                on_stack.discard(stack.pop())
+                continue
+            pending = [
+                dep
+                for dep in tasks[current].dependencies
+                if dep in tasks
+                and tasks[dep].status is TaskStatus.BLOCKED
+                and dep not in memo
+                and dep not in on_stack
+            ]
+            if pending:
+                stack.extend(pending)
+                on_stack.update(pending)
+                continue
+            found: set[str] = set()
+            for dep in tasks[current].dependencies:
+                if dep not in tasks:
+                    continue
+                status = tasks[dep].status
+                if status in _CULPRITS:
+                    found.add(dep)
+                elif status is TaskStatus.BLOCKED:
+                    found |= memo.get(dep, frozenset())
+            memo[current] = frozenset(found)
+            on_stack.discard(stack.pop())
+        return memo[tid]
+
+    return {
+        tid: tuple(sorted(of(tid), key=order.__getitem__))
+        for tid, task in tasks.items()
+        if task.status is TaskStatus.BLOCKED
+    }
+
+
+def next_steps(
+    tasks: Mapping[str, AgentTask],
+    results: Mapping[str, ExecutionResult],
+    summary: RunSummary,
+) -> NextSteps:
+    """The tasks of a finished run that need the user, sorted (definition order within each
+    kind). ``tasks`` and ``results`` are the orchestrator's after the run."""
+    steps = NextSteps(budget_stopped=summary.budget_stopped)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    culprits = _culprits(tasks)
+    for tid, task in tasks.items():
+        result = results.get(tid)
+        status = task.status
+        agent = (result.agent if result else None) or task.agent
+        if status is TaskStatus.FAILED:
+            error = (result.error if result else None) or "failed (no error recorded)"
+            steps.failed.append(Failure(tid, agent, error))
+        elif status is TaskStatus.BLOCKED:
+            groups.setdefault(culprits.get(tid, ()), []).append(tid)
+        elif status is TaskStatus.AWAITING_HUMAN:
+            steps.waiting.append(Waiting(tid, agent))
+        elif status in (TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.CANCELLED):
+            steps.not_started.append(tid)
+        if status is TaskStatus.COMPLETED and is_truncated(result):
+            steps.truncated.append(tid)
+    steps.blocked = [BlockedGroup(by, tuple(ids)) for by, ids in groups.items()]
+    return steps
