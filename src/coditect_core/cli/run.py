@@ -1,4 +1,5 @@
-"""``coditect run``: run the tasks with a live view, then a summary; exit codes 0/1/2/3/4/130.
+"""``coditect run``: run the tasks with a live view (``cli/live.py``), then a summary and what
+to do next (``cli/run_summary.py``); exit codes 0/1/2/3/4/130.
 
 Ctrl-C (SIGINT) or SIGTERM cancels the calls in flight, records their tasks as interrupted,
 commits the state and exits 130; the next run resumes. A second Ctrl-C (or SIGTERM) exits at
@@ -9,7 +10,7 @@ interrupted then.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,9 +20,6 @@ from .output import ExitCode, Shown, err_console, fail, fail_for, print_json, wr
 
 if TYPE_CHECKING:
     from ..app.session import RunOutcome
-    from ..orchestration.execution_result import ExecutionResult
-    from ..orchestration.resume import ResumePlan
-    from ..orchestration.task import AgentTask
 
 __all__ = ["SUMMARY_ROWS", "budget_message", "exit_code_for", "interrupted_message", "register"]
 
@@ -37,123 +35,6 @@ def exit_code_for(counts: dict[str, int], cancelled: bool) -> ExitCode:
     if counts.get("pending") or counts.get("in_progress") or counts.get("cancelled"):
         return ExitCode.TASK_FAILED
     return ExitCode.OK
-
-
-def _make_view(total: int) -> Any:
-    """A Rich progress view on a terminal, plain lines otherwise (both are observers; the run
-    tells them its plan, ``planned``, before any task starts)."""
-    from ..orchestration.observer import OrchestratorObserver
-    from ..reporting import fmt
-
-    out = err_console()
-    shown = Shown()  # the project is loaded: its secrets are known
-
-    def tokens_of(result: ExecutionResult) -> str:
-        return (
-            f"{fmt.count(result.usage.total_tokens)} tokens" if result.usage else "no token count"
-        )
-
-    class PlainView(OrchestratorObserver):
-        def __init__(self) -> None:
-            self.started: dict[str, float] = {}
-            self.done = 0
-
-        def __enter__(self) -> PlainView:
-            return self
-
-        def planned(self, plan: ResumePlan) -> None:
-            self.done = len(plan.skip)
-            if self.done:
-                out.print(f"{self.done} task(s) already done: skipped")
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-        async def task_started(self, task: AgentTask, **kw: Any) -> None:
-            self.started[task.task_id] = time.monotonic()
-            out.print(shown(f"started   {task.task_id} on {kw.get('agent') or '?'}"), markup=False)
-
-        async def attempt_started(self, task: AgentTask, ended: ExecutionResult, **kw: Any) -> None:
-            agent = kw.get("agent") or "?"
-            kind = "retry" if agent == ended.agent else "fallback"
-            out.print(
-                shown(f"{kind:<9} {task.task_id} on {agent} after: {ended.error}"),
-                markup=False,
-                highlight=False,
-            )
-
-        async def attempt_finished(
-            self, task: AgentTask, result: ExecutionResult, **kw: Any
-        ) -> None:
-            self.done += 1
-            elapsed = time.monotonic() - self.started.pop(task.task_id, time.monotonic())
-            line = (
-                f"{task.status.value:<9} {task.task_id} in {fmt.duration(elapsed)}, "
-                f"{tokens_of(result)}"
-            )
-            if result.error:
-                line += f": {result.error}"
-            out.print(shown(f"[{self.done}/{total}] {line}"), markup=False, highlight=False)
-
-    class LiveView(PlainView):
-        def __init__(self) -> None:
-            super().__init__()
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=out,
-                transient=True,
-            )
-            self.overall = self.progress.add_task("[bold]run", total=total)
-            self.rows: dict[str, Any] = {}
-
-        def planned(self, plan: ResumePlan) -> None:
-            self.done = len(plan.skip)
-            self.progress.update(self.overall, completed=self.done)
-
-        def __enter__(self) -> LiveView:
-            self.progress.__enter__()
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self.progress.__exit__(None, None, None)
-
-        async def task_started(self, task: AgentTask, **kw: Any) -> None:
-            self.started[task.task_id] = time.monotonic()
-            self.rows[task.task_id] = self.progress.add_task(
-                f"{shown.markup(task.task_id)} [dim]{shown.markup(kw.get('agent') or '')}[/]",
-                total=None,
-            )
-
-        async def attempt_finished(
-            self, task: AgentTask, result: ExecutionResult, **kw: Any
-        ) -> None:
-            row = self.rows.pop(task.task_id, None)
-            if row is not None:
-                self.progress.remove_task(row)
-            elapsed = time.monotonic() - self.started.pop(task.task_id, time.monotonic())
-            mark = {"completed": "[green]✓[/]", "failed": "[red]✗[/]"}.get(task.status.value, "•")
-            esc = shown.markup
-            detail = f" [red]{esc(result.error or '')}[/]" if result.error else ""
-            self.progress.console.print(
-                f"{mark} {esc(task.task_id)} [dim]{esc(result.agent or '')} "
-                f"{fmt.duration(elapsed)} {tokens_of(result)}[/]{detail}"
-            )
-            self.progress.advance(self.overall)
-
-    return LiveView() if out.is_terminal else PlainView()
 
 
 SUMMARY_ROWS = 20
@@ -297,6 +178,9 @@ class _StopSignals:
         self.hits = 0
         self.loop: Any = None
         self.task: Any = None
+        self.before_stopping: Callable[[], None] | None = None
+        """A live display's ``clear``: on the first signal, the loop erases the display, then
+        the message is written (a message written under a live display would be drawn over)."""
 
     def install(self) -> _StopSignals:
         import atexit
@@ -322,12 +206,15 @@ class _StopSignals:
             _say(b"interrupted before the run started: nothing was run\n")
             os._exit(int(ExitCode.INTERRUPTED))
         if self.hits == 1 and not self.task.done():
-            _say(
-                b"stopping: cancelling the calls in flight and saving the state "
-                b"(Ctrl-C again to quit at once)\n"
-            )
+            clear = self.before_stopping
+            if clear is None:
+                _say(STOPPING)
+            else:  # on the loop, before the cancellation: the display is gone when we say it
+                self.loop.call_soon_threadsafe(_clear_then_say, clear)
             self.loop.call_soon_threadsafe(self.task.cancel)
             return
+        if self.before_stopping is not None:
+            _say(b"\x1b[?25h")  # exiting at once under a live display: give the cursor back
         if self.hits == 1:
             _say(b"interrupted: exiting now; the run is over and its state saved\n")
         else:
@@ -336,6 +223,21 @@ class _StopSignals:
 
 
 _ignore_at_exit_registered = False
+
+STOPPING = (
+    b"stopping: cancelling the calls in flight and saving the state (Ctrl-C again to quit at "
+    b"once)\n"
+)
+
+
+def _clear_then_say(clear: Callable[[], None]) -> None:
+    import contextlib
+    import sys
+
+    with contextlib.suppress(Exception):  # a display that cannot clear must not stop the stop
+        clear()
+        sys.stderr.flush()  # the erasing, written through Python's buffer, before our line
+    _say(STOPPING)
 
 
 def _ignore_stop_signals() -> None:
@@ -453,6 +355,7 @@ def register(app: typer.Typer) -> None:
         from ..app.next_steps import next_steps
         from ..app.session import ProjectSession, preview_run
         from ..errors import CoditectError, RunLockedError
+        from .live import LiveView, make_view
         from .run_summary import next_steps_json, print_next_steps, resume_command
 
         if dry_run:  # decided as a run would, with nothing written (the state read read-only)
@@ -503,12 +406,11 @@ def register(app: typer.Typer) -> None:
         async def run_session() -> RunOutcome:
             async with session:
                 total = len(session.orchestrator.tasks)
-                if as_json:
-                    return await session.run(
-                        max_concurrency=concurrency, restart=restart, fail_fast=fail_fast
-                    )
-                with _make_view(total) as view:
+                # Live on a terminal (stderr, --json too), plain lines elsewhere.
+                with make_view(total, as_json=as_json) as view:
                     session.orchestrator.add_observer(view)
+                    if isinstance(view, LiveView):
+                        stop.before_stopping = view.clear  # Ctrl-C: erase it, then say so
                     return await session.run(
                         max_concurrency=concurrency,
                         restart=restart,
@@ -522,7 +424,9 @@ def register(app: typer.Typer) -> None:
             fail(str(error), ExitCode.BAD_INPUT, as_json=as_json)
         except (KeyboardInterrupt, asyncio.CancelledError):
             resume = resume_command()
-            err_console().print(Shown()(interrupted_message(restart, resume)), markup=False)
+            err_console().print(
+                Shown()(interrupted_message(restart, resume)), markup=False, soft_wrap=True
+            )
             if as_json:
                 print_json(
                     {
