@@ -83,6 +83,10 @@ def test_a_task_for_a_person_says_what_to_do_in_run_and_status(tmp_path: Path) -
     assert prompt in status.stdout
     # A run does not finish a person's task: status does not advise one for it.
     assert "next: STEP-4.7" not in status.stdout
+    waiting = json.loads(run_cli("status", project, "--json").stdout)["awaiting_human"]
+    assert waiting == [
+        {"task_id": "STEP-4.7", "complete_command": complete, "prompt_command": prompt}
+    ]
 
     data = json.loads(run_cli("run", project, "--json").stdout)
     assert data["exit_code"] == 3

@@ -133,6 +133,21 @@ def _print_waiting(view: ProjectView, waiting: list[str]) -> None:
         console().print(Shown()("\n".join(lines)), markup=False, highlight=False, soft_wrap=True)
 
 
+def _waiting_json(view: ProjectView) -> list[dict[str, str]]:
+    """The tasks waiting on a person, with the two commands, for ``status --json``."""
+    from .run_summary import complete_command, prompt_command
+
+    return [
+        {
+            "task_id": v.task_id,
+            "complete_command": complete_command(view.path, v.task_id),
+            "prompt_command": prompt_command(view.path, v.task_id),
+        }
+        for v in view.tasks
+        if v.row.status == "awaiting_human"
+    ]
+
+
 TABLE_ROWS = 1_000
 """``tasks`` draws a table up to this many tasks; more are listed in plain aligned columns (a
 drawn table costs about a millisecond a row: 100,000 rows would take minutes)."""
@@ -304,7 +319,7 @@ def register(app: typer.Typer) -> None:
         """
         view = load(project, state, as_json)
         if as_json:
-            print_json(view.status_dict())
+            print_json({**view.status_dict(), "awaiting_human": _waiting_json(view)})
         else:
             _print_status(view)
 
