@@ -159,7 +159,7 @@ def test_ctrl_c_after_restart_names_the_command_that_resumes(tmp_path: Path) -> 
     project = fake_project(tmp_path, latency=0.6, name="slow-fake")
     assert run_cli("run", project).returncode == 0
     child = subprocess.Popen(
-        [*coditect_argv(), "run", str(project), "--restart", "-j", "1"],
+        [*coditect_argv(), "run", str(project), "--restart", "-j", "1", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -176,14 +176,16 @@ def test_ctrl_c_after_restart_names_the_command_that_resumes(tmp_path: Path) -> 
         else:
             raise AssertionError("the restarted run did not start a task in time")
         child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=30)
+        out, err = child.communicate(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
     assert child.returncode == 130, err
-    assert f"to resume, run: coditect run {project} -j 1 (" in err
+    resume = f"coditect run {project} -j 1 --json"
+    assert f"to resume, run: {resume} (" in err
     assert "run the same command to resume" not in err
+    assert json.loads(out) == {"error": "interrupted", "exit_code": 130, "resume_command": resume}
 
 
 def test_a_big_project_lists_only_what_did_not_simply_succeed(tmp_path: Path) -> None:
