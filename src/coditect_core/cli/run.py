@@ -452,14 +452,14 @@ def register(app: typer.Typer) -> None:
                     **outcome.to_dict(),
                     "exit_code": int(code),
                     "tasks": report["tasks"],
-                    "next": next_steps_json(steps, where, outcome.summary),
+                    "next": next_steps_json(steps, where),
                 }
             )
         else:
             big = len(report["tasks"]) > SUMMARY_ROWS and not verbose
             listed = set(steps.attention) if big else None
             _summary_table(outcome, report, listed, shlex.join(["coditect", "tasks", where]))
-            print_next_steps(steps, where, outcome.summary)
+            print_next_steps(steps, where)
         if outcome.summary.budget_stopped:
             err_console().print(
                 Shown()(budget_message(outcome.summary, resume_command())),

@@ -20,7 +20,6 @@ from .output import Shown, console
 
 if TYPE_CHECKING:
     from ..app.next_steps import NextSteps
-    from ..orchestration.summary import RunSummary
 
 __all__ = [
     "ERROR_WIDTH",
@@ -72,7 +71,7 @@ def _ids(ids: Sequence[str], limit: int = 8) -> str:
 
 
 def next_steps_json(
-    steps: NextSteps, project: str, summary: RunSummary, argv: Sequence[str] | None = None
+    steps: NextSteps, project: str, argv: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """The facts of :func:`print_next_steps` as data: the tasks by kind, and the commands."""
     data = steps.to_dict()
@@ -87,10 +86,10 @@ def next_steps_json(
     return data
 
 
-def print_next_steps(
-    steps: NextSteps, project: str, summary: RunSummary, argv: Sequence[str] | None = None
-) -> None:
+def print_next_steps(steps: NextSteps, project: str, argv: Sequence[str] | None = None) -> None:
     """Print what needs the user after a run, with the commands (nothing if all went well)."""
+    from ..reporting.fmt import plural
+
     if steps.clean:
         return
     shown = Shown()
@@ -100,9 +99,8 @@ def print_next_steps(
         lines.append(f"failed    {failure.task_id}{agent}: {one_line(failure.error)}")
     for group in steps.blocked:
         by = ", ".join(group.by) if group.by else "an unfinished task"
-        count = len(group.tasks)
-        noun = "task" if count == 1 else "tasks"
-        lines.append(f"blocked   {count} {noun} blocked by {by}: {_ids(group.tasks)}")
+        count = plural(len(group.tasks), "task")
+        lines.append(f"blocked   {count} blocked by {by}: {_ids(group.tasks)}")
     for waiting in steps.waiting:
         lines.append(
             f"waiting   {waiting.task_id} waits on a person. Its prompt: "
@@ -111,8 +109,8 @@ def print_next_steps(
         )
     if steps.truncated:
         lines.append(
-            f"truncated {len(steps.truncated)} repl{'y' if len(steps.truncated) == 1 else 'ies'} "
-            f"cut off at the token limit (max_tokens): {_ids(steps.truncated)}"
+            f"truncated {plural(len(steps.truncated), 'reply', 'replies')} cut off at the token "
+            f"limit (max_tokens): {_ids(steps.truncated)}"
         )
     if steps.not_started and not steps.budget_stopped:
         lines.append(f"unfinished {len(steps.not_started)}: {_ids(steps.not_started)}")
