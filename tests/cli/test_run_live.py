@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -62,10 +63,16 @@ def _project(directory: Path, stub: StubServer) -> Path:
 
 class Terminal:
     """A tmux server of our own (its own socket) running one command in a 120x40 pane, which
-    stays once the command exits (to read its last screen and exit status)."""
+    stays once the command exits (to read its last screen).
 
-    def __init__(self, socket: str) -> None:
+    The command runs under ``sh``, which writes its exit status to a file: tmux may mark a pane
+    dead before it collects the status (``#{pane_dead_status}`` stays empty), so the status is
+    not read from tmux. The shell traps SIGINT (a Ctrl-C goes to the whole foreground group) so
+    that it lives on to write the status; the command gets the default action back."""
+
+    def __init__(self, socket: str, directory: Path) -> None:
         self.socket = socket
+        self.status_file = directory / "exit-status"
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -77,11 +84,16 @@ class Terminal:
         )
         return done.stdout
 
-    def start(self, command: list[str], cwd: Path, **env: str) -> None:
+    def start(self, command: str, cwd: Path, **env: str) -> None:
+        """Run the shell command line ``command`` in ``cwd`` with ``env`` added."""
+        self.status_file.unlink(missing_ok=True)
+        status = shlex.quote(str(self.status_file))
+        script = f"trap true INT; {command}; echo $? > {status}.new && mv {status}.new {status}"
         setenv = [arg for k, v in env.items() for arg in ("-e", f"{k}={v}")]
         self.tmux(
             "new-session", "-d", "-s", "run", "-x", "120", "-y", "40", "-c", str(cwd), *setenv,
-            shlex.join(command), ";", "set-option", "-t", "run", "remain-on-exit", "on",
+            shlex.join(["sh", "-c", script]), ";", "set-option", "-t", "run", "remain-on-exit",
+            "on",
         )  # fmt: skip
 
     def screen(self) -> str:
@@ -90,11 +102,12 @@ class Terminal:
         text = self.tmux("capture-pane", "-p", "-S", "-", "-t", "run")
         return "\n".join(line for line in text.splitlines() if not line.startswith("Pane is dead"))
 
-    def dead(self) -> int | None:
+    def exit_status(self) -> int | None:
         """The command's exit status once it exited, else ``None``."""
-        out = self.tmux("display-message", "-p", "-t", "run", "#{pane_dead} #{pane_dead_status}")
-        dead, _, code = out.strip().partition(" ")
-        return int(code) if dead == "1" and code else None  # the status may come a bit later
+        try:
+            return int(self.status_file.read_text())
+        except FileNotFoundError:
+            return None
 
     def wait_for(self, check: Callable[[str], object], what: str, within: float = 60) -> str:
         """Poll the screen until ``check(screen)`` is true; the screen."""
@@ -104,7 +117,7 @@ class Terminal:
             screen = self.screen()
             if check(screen):
                 return screen
-            if self.dead() is not None:
+            if self.exit_status() is not None:
                 screen = self.screen()
                 if check(screen):
                     return screen
@@ -115,21 +128,35 @@ class Terminal:
     def wait_exit(self, within: float = 60) -> int:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            code = self.dead()
+            code = self.exit_status()
             if code is not None:
                 return code
             time.sleep(0.05)
-        raise AssertionError(f"the run did not exit within {within} s:\n{self.screen()}")
+        raise AssertionError(f"the run did not exit within {within} s:\n{self.stacks()}")
+
+    def stacks(self) -> str:
+        """The screen after the command's Python threads dumped their stacks on it (it runs
+        with PYTHONFAULTHANDLER: SIGABRT prints every thread's traceback), to say where a
+        command that does not exit is stuck."""
+        shell = self.tmux("display-message", "-p", "-t", "run", "#{pane_pid}").strip()
+        children = subprocess.run(
+            ["pgrep", "-P", shell], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGABRT)
+        time.sleep(1)  # diagnostics only: the test has failed already
+        return self.screen()
 
     def close(self) -> None:
         self.tmux("kill-server")
 
 
 @pytest.fixture
-def terminal() -> Iterator[Terminal]:
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
     if shutil.which("tmux") is None:
         pytest.fail("tmux is needed for the live display test (.ci/run installs it)")
-    term = Terminal(f"coditect-test-{os.getpid()}-{time.monotonic_ns()}")
+    term = Terminal(f"coditect-test-{os.getpid()}-{time.monotonic_ns()}", tmp_path)
     try:
         yield term
     finally:
@@ -148,8 +175,8 @@ def test_live_display_in_a_terminal_with_a_429_retry_then_ctrl_c(
     with StubServer(latency=1.0) as stub:
         stub.script(status(429, retry_after=3))  # the first request to arrive
         project = _project(tmp_path, stub)
-        run = [*coditect_argv(), "run", project.name]  # short: its messages fit on a line
-        terminal.start(run, tmp_path, OPENAI_API_KEY=KEY)
+        run = shlex.join([*coditect_argv(), "run", project.name])  # short: messages fit a line
+        terminal.start(run, tmp_path, OPENAI_API_KEY=KEY, PYTHONFAULTHANDLER="1")
 
         # The task that got the 429 waits for its retry, shown with the time left.
         screen = terminal.wait_for(WAITING.search, "task waiting for its retry")
@@ -196,7 +223,7 @@ def test_live_display_in_a_terminal_with_a_429_retry_then_ctrl_c(
         already = snap.counts.get("completed", 0)
         assert already >= 2
         terminal.close()
-        terminal.start(run, tmp_path, OPENAI_API_KEY=KEY)
+        terminal.start(run, tmp_path, OPENAI_API_KEY=KEY, PYTHONFAULTHANDLER="1")
         terminal.wait_for(
             lambda s: f"resumed: {already} already done" in s, "the resumed line", within=60
         )
@@ -212,7 +239,7 @@ def test_with_json_on_stdout_the_display_still_goes_to_the_terminal(
     with StubServer(latency=0.5) as stub:
         project = _project(tmp_path, stub)
         run = shlex.join([*coditect_argv(), "run", project.name, "--json", "-j", "8"])
-        terminal.start(["sh", "-c", f"{run} > out.json"], tmp_path, OPENAI_API_KEY=KEY)
+        terminal.start(f"{run} > out.json", tmp_path, OPENAI_API_KEY=KEY, PYTHONFAULTHANDLER="1")
         terminal.wait_for(_header, "the header on the terminal")
         assert terminal.wait_exit() == 0
         assert "ETA" not in terminal.screen()  # cleared at the end
