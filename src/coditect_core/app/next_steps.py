@@ -2,9 +2,10 @@
 
 :func:`next_steps` reads a finished run (its tasks, their results, its summary) and sorts out
 what the user must look at: each failed task with its error, the blocked tasks grouped by the
-failed (or cancelled) tasks that block them, the tasks waiting on a person, the truncated
-replies, and the tasks the run never reached (a budget stop, an interruption). It knows no
-command line and prints nothing: ``cli/run_summary.py`` turns it into text and commands.
+tasks that block them (:func:`~coditect_core.orchestration.scheduler.blocked_by`), the tasks
+waiting on a person, the truncated replies, and the tasks the run never reached (a budget stop,
+an interruption). It knows no command line and prints nothing: ``cli/run_summary.py`` turns it
+into text and commands.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..orchestration.execution_result import ExecutionResult
+from ..orchestration.scheduler import blocked_by
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import AgentTask, TaskStatus
 
@@ -29,9 +31,6 @@ __all__ = [
 
 TRUNCATED_FINISH_REASONS = frozenset({"length", "max_tokens"})
 """Finish reasons that mean the reply was cut off at its token limit (``max_tokens``)."""
-
-_CULPRITS = (TaskStatus.FAILED, TaskStatus.CANCELLED)
-"""The statuses that block a task's dependents."""
 
 
 def is_truncated(result: ExecutionResult | None) -> bool:
@@ -112,53 +111,6 @@ class NextSteps:
         }
 
 
-def _culprits(tasks: Mapping[str, AgentTask]) -> dict[str, tuple[str, ...]]:
-    """For each blocked task, the failed or cancelled tasks upstream that block it (reached
-    through blocked tasks only), in definition order."""
-    order = {tid: i for i, tid in enumerate(tasks)}
-    memo: dict[str, frozenset[str]] = {}
-
-    def of(tid: str) -> frozenset[str]:
-        # Iterative depth-first walk: a deep chain of blocked tasks must not hit the recursion
-        # limit. A task's culprits are its culprit dependencies plus its blocked ones' culprits.
-        stack, on_stack = [tid], {tid}
-        while stack:
-            current = stack[-1]
-            if current in memo:
-                on_stack.discard(stack.pop())
-                continue
-            pending = [
-                dep
-                for dep in tasks[current].dependencies
-                if dep in tasks
-                and tasks[dep].status is TaskStatus.BLOCKED
-                and dep not in memo
-                and dep not in on_stack
-            ]
-            if pending:
-                stack.extend(pending)
-                on_stack.update(pending)
-                continue
-            found: set[str] = set()
-            for dep in tasks[current].dependencies:
-                if dep not in tasks:
-                    continue
-                status = tasks[dep].status
-                if status in _CULPRITS:
-                    found.add(dep)
-                elif status is TaskStatus.BLOCKED:
-                    found |= memo.get(dep, frozenset())
-            memo[current] = frozenset(found)
-            on_stack.discard(stack.pop())
-        return memo[tid]
-
-    return {
-        tid: tuple(sorted(of(tid), key=order.__getitem__))
-        for tid, task in tasks.items()
-        if task.status is TaskStatus.BLOCKED
-    }
-
-
 def next_steps(
     tasks: Mapping[str, AgentTask],
     results: Mapping[str, ExecutionResult],
@@ -168,7 +120,10 @@ def next_steps(
     kind). ``tasks`` and ``results`` are the orchestrator's after the run."""
     steps = NextSteps(budget_stopped=summary.budget_stopped)
     groups: dict[tuple[str, ...], list[str]] = {}
-    culprits = _culprits(tasks)
+    culprits = blocked_by(
+        {tid: t.status.value for tid, t in tasks.items()},
+        {tid: t.dependencies for tid, t in tasks.items()},
+    )
     for tid, task in tasks.items():
         result = results.get(tid)
         status = task.status
