@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from coditect_core.app.next_steps import BlockedGroup, Failure, NextSteps, next_steps
+from coditect_core.app.next_steps import Failure, NextSteps, next_steps
 from coditect_core.orchestration.execution_result import ExecutionResult
 from coditect_core.orchestration.summary import RunSummary
 from coditect_core.orchestration.task import AgentTask, TaskStatus
+from coditect_core.reporting import BlockedGroup
 
 S = TaskStatus
 
@@ -51,9 +52,9 @@ def test_blocked_tasks_are_grouped_by_their_root_causes_through_blocked_chains()
     )
     assert steps.failed == [Failure("A", "a", "bad\nthing")]
     assert steps.blocked == [
-        BlockedGroup(("A",), ("D", "E")),
-        BlockedGroup(("A", "B"), ("F", "G")),
-        BlockedGroup(("B",), ("H",)),
+        BlockedGroup(["A"], ["D", "E"]),
+        BlockedGroup(["A", "B"], ["F", "G"]),
+        BlockedGroup(["B"], ["H"]),
     ]
     assert [w.task_id for w in steps.waiting] == ["W"]
     assert steps.not_started == ["B"]
@@ -64,7 +65,7 @@ def test_a_long_blocked_chain_and_truncated_replies() -> None:
     graph = {"T0": ([], S.FAILED)}
     graph.update({f"T{i}": ([f"T{i - 1}"], S.BLOCKED) for i in range(1, 5000)})
     steps = _run(graph)  # no recursion limit on a deep chain
-    assert steps.blocked == [BlockedGroup(("T0",), tuple(f"T{i}" for i in range(1, 5000)))]
+    assert steps.blocked == [BlockedGroup(["T0"], [f"T{i}" for i in range(1, 5000)])]
 
     done = _run({"A": ([], S.COMPLETED), "B": ([], S.COMPLETED)}, finish={"B": "length"})
     assert done.truncated == ["B"]

@@ -18,10 +18,10 @@ from ..orchestration.execution_result import ExecutionResult
 from ..orchestration.scheduler import blocked_by
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import AgentTask, TaskStatus
+from ..reporting import BlockedGroup
 
 __all__ = [
     "TRUNCATED_FINISH_REASONS",
-    "BlockedGroup",
     "Failure",
     "NextSteps",
     "Waiting",
@@ -51,14 +51,6 @@ class Failure:
     task_id: str
     agent: str | None
     error: str
-
-
-@dataclass(frozen=True, slots=True)
-class BlockedGroup:
-    """Tasks blocked by the same failed or cancelled tasks (``by``, in definition order)."""
-
-    by: tuple[str, ...]
-    tasks: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +92,7 @@ class NextSteps:
             "failed": [
                 {"task_id": f.task_id, "agent": f.agent, "error": f.error} for f in self.failed
             ],
-            "blocked": [
-                {"by": list(g.by), "tasks": list(g.tasks), "count": len(g.tasks)}
-                for g in self.blocked
-            ],
+            "blocked": [g.to_dict() for g in self.blocked],
             "awaiting_human": [{"task_id": w.task_id, "agent": w.agent} for w in self.waiting],
             "truncated": list(self.truncated),
             "not_started": list(self.not_started),
@@ -139,5 +128,5 @@ def next_steps(
             steps.not_started.append(tid)
         if status is TaskStatus.COMPLETED and is_truncated(result):
             steps.truncated.append(tid)
-    steps.blocked = [BlockedGroup(by, tuple(ids)) for by, ids in groups.items()]
+    steps.blocked = [BlockedGroup(list(by), ids) for by, ids in groups.items()]
     return steps

@@ -100,7 +100,9 @@ def print_next_steps(steps: NextSteps, project: str, argv: Sequence[str] | None 
     for group in steps.blocked:
         by = ", ".join(group.by) if group.by else "an unfinished task"
         count = plural(len(group.tasks), "task")
-        lines.append(f"blocked   {count} blocked by {by}: {_ids(group.tasks)}")
+        named, more = group.listed()  # as many as a report names
+        listed = ", ".join(named) + (f", ... ({more} more)" if more else "")
+        lines.append(f"blocked   {count} blocked by {by}: {listed}")
     for waiting in steps.waiting:
         lines.append(
             f"waiting   {waiting.task_id} waits on a person. Its prompt: "
