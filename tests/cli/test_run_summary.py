@@ -144,14 +144,16 @@ def test_budget_stop_gives_the_command_that_goes_on_without_restart(tmp_path: Pa
 
 
 def test_a_truncated_reply_is_named(tmp_path: Path) -> None:
+    keys = {"OPENAI_API_KEY": KEY}
     with StubServer() as stub:
         project = _stub_project(tmp_path, stub, tasks=2)
+        stub.script(reply("cut mid", finish_reason="length"))  # T0's (one task at a time)
+        done = run_cli("run", project, extra_env=keys)
+        assert "1 reply was cut off at the agent's max_tokens (truncated): T0" in done.stdout
         stub.script(reply("cut mid", finish_reason="length"))
-        done = run_cli("run", project, extra_env={"OPENAI_API_KEY": KEY})
-        assert "truncated 1 reply cut off at the token limit (max_tokens): T0" in done.stdout
-        data = json.loads(
-            run_cli("run", project, "--restart", "--json", extra_env={"OPENAI_API_KEY": KEY}).stdout
-        )
+        data = json.loads(run_cli("run", project, "--restart", "--json", extra_env=keys).stdout)
+        assert data["next"]["truncated"] == ["T0"]
+        data = json.loads(run_cli("run", project, "--restart", "--json", extra_env=keys).stdout)
         assert data["next"]["truncated"] == []  # the stub answers in full now
 
 

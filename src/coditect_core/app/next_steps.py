@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..llm_abstractions.datatypes import FinishReason
 from ..orchestration.execution_result import ExecutionResult
 from ..orchestration.scheduler import blocked_by
 from ..orchestration.summary import RunSummary
@@ -21,7 +22,6 @@ from ..orchestration.task import AgentTask, TaskStatus
 from ..reporting import BlockedGroup
 
 __all__ = [
-    "TRUNCATED_FINISH_REASONS",
     "Failure",
     "NextSteps",
     "Waiting",
@@ -29,19 +29,11 @@ __all__ = [
     "next_steps",
 ]
 
-TRUNCATED_FINISH_REASONS = frozenset({"length", "max_tokens"})
-"""Finish reasons that mean the reply was cut off at its token limit (``max_tokens``)."""
-
 
 def is_truncated(result: ExecutionResult | None) -> bool:
-    """Whether ``result``'s reply was cut off at its token limit.
-
-    The one place the summary decides it. Today it reads the execution's last finish reason;
-    when each attempt's finish reason is recorded (issue 18, another part), read it here.
-    """
-    if result is None:
-        return False
-    return (result.finish_reason or "").lower() in TRUNCATED_FINISH_REASONS
+    """Whether ``result``'s reply was cut off at its token limit (its finish reason is
+    ``length``), as the run's report says it (``truncated``)."""
+    return result is not None and result.finish_reason == FinishReason.LENGTH
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,11 @@
 After the run's table (``cli/run.py``), :func:`print_next_steps` says, for the tasks that did not
 simply succeed (:mod:`coditect_core.app.next_steps`): each failed task with its error on one
 line, "N tasks blocked by X" once per group, each task waiting on a person with the command that
-finishes it and the command that shows its prompt, the truncated replies, a budget stop with the
-command that goes on, and where to look further (``coditect show``). :func:`next_steps_json` is
-the same facts for ``--json``. Every command is built from the command line as typed, without
-``--restart`` (which would run every task again): :func:`resume_command`.
+finishes it and the command that shows its prompt, a budget stop with the command that goes on,
+and where to look further (``coditect show``); the truncated replies are named under the table.
+:func:`next_steps_json` is the same facts for ``--json``, the truncated replies included.
+Every command is built from the command line as typed, without ``--restart`` (which would run
+every task again): :func:`resume_command`.
 """
 
 from __future__ import annotations
@@ -109,11 +110,7 @@ def print_next_steps(steps: NextSteps, project: str, argv: Sequence[str] | None 
             f"{prompt_command(project, waiting.task_id)}; when done, record the result: "
             f"{complete_command(project, waiting.task_id)}"
         )
-    if steps.truncated:
-        lines.append(
-            f"truncated {plural(len(steps.truncated), 'reply', 'replies')} cut off at the token "
-            f"limit (max_tokens): {_ids(steps.truncated)}"
-        )
+    # The truncated replies: the line under the run's table names them (cli/run.py).
     if steps.not_started and not steps.budget_stopped:
         lines.append(f"unfinished {len(steps.not_started)}: {_ids(steps.not_started)}")
     if steps.budget_stopped:
