@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
 STATUS_KEYS = {
     "project", "file", "state", "state_exists", "tasks", "counts", "done", "running", "holder",
-    "runs", "last_run", "in_flight", "ready", "held", "unknown_tasks",
+    "runs", "last_run", "in_flight", "ready", "held", "unknown_tasks", "awaiting_human",
 }  # fmt: skip
 TASK_KEYS = {
     "task_id", "title", "status", "agent", "priority", "dependencies", "attempts", "tokens",

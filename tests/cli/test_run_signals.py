@@ -186,6 +186,7 @@ def _resume_and_check(project: Path, stub: StubServer, done_before: set[str]) ->
 
 STOPPING = "stopping: cancelling the calls in flight and saving the state"
 SAVED = "interrupted: state saved; run the same command to resume"
+SAVED_AFTER_RESTART = "interrupted: state saved; to resume, run: "  # not the same command
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -277,7 +278,7 @@ def test_a_second_sigint_while_python_tears_the_process_down_still_exits_130(
             with _start(project, "--restart") as child:
                 _wait_replies(stub, child, 1)
                 child.signal(signal.SIGINT)
-                child.wait_for(SAVED)
+                child.wait_for(SAVED_AFTER_RESTART)
                 while (caught := _catches_sigint(child.proc.pid)) is True:
                     time.sleep(0.0005)
                 if caught is False:

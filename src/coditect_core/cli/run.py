@@ -1,4 +1,5 @@
-"""``coditect run``: run the tasks with a live view, then a summary; exit codes 0/1/2/3/4/130.
+"""``coditect run``: run the tasks with a live view (``cli/live.py``), then a summary and what
+to do next (``cli/run_summary.py``); exit codes 0/1/2/3/4/130.
 
 Ctrl-C (SIGINT) or SIGTERM cancels the calls in flight, records their tasks as interrupted,
 commits the state and exits 130; the next run resumes. A second Ctrl-C (or SIGTERM) exits at
@@ -9,7 +10,7 @@ interrupted then.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,11 +21,8 @@ from .project_path import ProjectArg, project_file
 
 if TYPE_CHECKING:
     from ..app.session import RunOutcome
-    from ..orchestration.execution_result import ExecutionResult
-    from ..orchestration.resume import ResumePlan
-    from ..orchestration.task import AgentTask
 
-__all__ = ["exit_code_for", "register"]
+__all__ = ["SUMMARY_ROWS", "budget_message", "exit_code_for", "interrupted_message", "register"]
 
 
 def exit_code_for(counts: dict[str, int], cancelled: bool) -> ExitCode:
@@ -40,137 +38,32 @@ def exit_code_for(counts: dict[str, int], cancelled: bool) -> ExitCode:
     return ExitCode.OK
 
 
-def _make_view(total: int) -> Any:
-    """A Rich progress view on a terminal, plain lines otherwise (both are observers; the run
-    tells them its plan, ``planned``, before any task starts)."""
-    from ..orchestration.observer import OrchestratorObserver
-    from ..reporting import fmt
-
-    out = err_console()
-    shown = Shown()  # the project is loaded: its secrets are known
-
-    def tokens_of(result: ExecutionResult) -> str:
-        return (
-            f"{fmt.count(result.usage.total_tokens)} tokens" if result.usage else "no token count"
-        )
-
-    class PlainView(OrchestratorObserver):
-        def __init__(self) -> None:
-            self.started: dict[str, float] = {}
-            self.done = 0
-
-        def __enter__(self) -> PlainView:
-            return self
-
-        def planned(self, plan: ResumePlan) -> None:
-            self.done = len(plan.skip)
-            if self.done:
-                out.print(f"{self.done} task(s) already done: skipped")
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-        async def task_started(self, task: AgentTask, **kw: Any) -> None:
-            self.started[task.task_id] = time.monotonic()
-            out.print(shown(f"started   {task.task_id} on {kw.get('agent') or '?'}"), markup=False)
-
-        async def attempt_started(self, task: AgentTask, ended: ExecutionResult, **kw: Any) -> None:
-            agent = kw.get("agent") or "?"
-            kind = "retry" if agent == ended.agent else "fallback"
-            out.print(
-                shown(f"{kind:<9} {task.task_id} on {agent} after: {ended.error}"),
-                markup=False,
-                highlight=False,
-            )
-
-        async def attempt_finished(
-            self, task: AgentTask, result: ExecutionResult, **kw: Any
-        ) -> None:
-            self.done += 1
-            elapsed = time.monotonic() - self.started.pop(task.task_id, time.monotonic())
-            line = (
-                f"{task.status.value:<9} {task.task_id} in {fmt.duration(elapsed)}, "
-                f"{tokens_of(result)}"
-            )
-            if result.error:
-                line += f": {result.error}"
-            out.print(shown(f"[{self.done}/{total}] {line}"), markup=False, highlight=False)
-
-    class LiveView(PlainView):
-        def __init__(self) -> None:
-            super().__init__()
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                SpinnerColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=out,
-                transient=True,
-            )
-            self.overall = self.progress.add_task("[bold]run", total=total)
-            self.rows: dict[str, Any] = {}
-
-        def planned(self, plan: ResumePlan) -> None:
-            self.done = len(plan.skip)
-            self.progress.update(self.overall, completed=self.done)
-
-        def __enter__(self) -> LiveView:
-            self.progress.__enter__()
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self.progress.__exit__(None, None, None)
-
-        async def task_started(self, task: AgentTask, **kw: Any) -> None:
-            self.started[task.task_id] = time.monotonic()
-            self.rows[task.task_id] = self.progress.add_task(
-                f"{shown.markup(task.task_id)} [dim]{shown.markup(kw.get('agent') or '')}[/]",
-                total=None,
-            )
-
-        async def attempt_finished(
-            self, task: AgentTask, result: ExecutionResult, **kw: Any
-        ) -> None:
-            row = self.rows.pop(task.task_id, None)
-            if row is not None:
-                self.progress.remove_task(row)
-            elapsed = time.monotonic() - self.started.pop(task.task_id, time.monotonic())
-            mark = {"completed": "[green]✓[/]", "failed": "[red]✗[/]"}.get(task.status.value, "•")
-            esc = shown.markup
-            detail = f" [red]{esc(result.error or '')}[/]" if result.error else ""
-            self.progress.console.print(
-                f"{mark} {esc(task.task_id)} [dim]{esc(result.agent or '')} "
-                f"{fmt.duration(elapsed)} {tokens_of(result)}[/]{detail}"
-            )
-            self.progress.advance(self.overall)
-
-    return LiveView() if out.is_terminal else PlainView()
+SUMMARY_ROWS = 20
+"""Past this many tasks, the summary table lists only those that did not simply succeed
+(``run -v``: every task)."""
 
 
-def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
+def _summary_table(
+    outcome: RunOutcome, report: dict[str, Any], listed: set[str] | None, tasks_command: str
+) -> None:
+    """The run's table: every task, or only those in ``listed`` (then a line says how many
+    were left out, and where to see them)."""
     from rich.table import Table
 
     from ..reporting import fmt
     from .output import console
 
     esc = Shown().markup
+    rows = report["tasks"]
+    if listed is not None:
+        rows = [row for row in rows if row["task_id"] in listed]
     table = Table(title=f"{esc(report['project'])}: run {outcome.run_id}", title_justify="left")
     for column in ("task", "status", "agent", "time", "tokens", "cost", "attempts"):
         table.add_column(
             column, justify="right" if column in ("time", "tokens", "cost") else "left"
         )
     colours = {"completed": "green", "failed": "red", "blocked": "yellow"}
-    for row in report["tasks"]:
+    for row in rows:
         status = row["status"]
         resumed = row["task_id"] in outcome.skipped
         table.add_row(
@@ -184,7 +77,18 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
             _cost(row.get("cost_usd"), row.get("cost_known_usd")),
             str(row["attempts"]) if not resumed else "",
         )
-    console().print(table)
+    if rows:
+        console().print(table)
+    left_out = len(report["tasks"]) - len(rows)
+    if left_out:
+        console().print(
+            Shown()(
+                f"{left_out} task(s) that simply succeeded are not listed "
+                f"(all of them: add -v, or {tasks_command})"
+            ),
+            markup=False,
+            soft_wrap=True,
+        )
     cut = [row["task_id"] for row in report["tasks"] if row.get("truncated")]
     if cut:
         console().print(
@@ -218,8 +122,9 @@ def _cost(cost: float | None, known: float | None, unknown: int | None = None) -
     return fmt.partial_cost(known, unknown) if known else "unknown"
 
 
-def budget_message(summary: Any) -> str:
-    """What to say when a run stopped at its budget: the figures and the unstarted tasks."""
+def budget_message(summary: Any, go_on: str) -> str:
+    """What to say when a run stopped at its budget: the figures, the unstarted tasks and the
+    command that goes on (``go_on``)."""
     from ..reporting import fmt
 
     budget = summary.budget or {}
@@ -245,10 +150,21 @@ def budget_message(summary: Any) -> str:
             "not counted against max_cost_usd (set `price:` on their agents)"
         )
     lines.append(
-        "raise the budget (--max-cost / --max-tokens, or budget: in the file) and run "
-        "the same command again to go on"
+        f"to go on, run: {go_on} (each run has a budget of its own; raise it with --max-cost / "
+        "--max-tokens, or budget: in the file, to do more in one run)"
     )
     return "\n".join(lines)
+
+
+def interrupted_message(restart: bool, resume: str) -> str:
+    """What to say after a clean stop: the state is saved, and the command that resumes
+    (``resume``: without ``--restart``, which would run every finished task again)."""
+    if restart:
+        return (
+            f"interrupted: state saved; to resume, run: {resume} "
+            "(not the same command: with --restart, every task would run again)"
+        )
+    return f"interrupted: state saved; run the same command to resume: {resume}"
 
 
 class _StopSignals:
@@ -271,6 +187,9 @@ class _StopSignals:
         self.hits = 0
         self.loop: Any = None
         self.task: Any = None
+        self.before_stopping: Callable[[], None] | None = None
+        """A live display's ``clear``: on the first signal, the loop erases the display, then
+        the message is written (a message written under a live display would be drawn over)."""
 
     def install(self) -> _StopSignals:
         import atexit
@@ -296,12 +215,15 @@ class _StopSignals:
             _say(b"interrupted before the run started: nothing was run\n")
             os._exit(int(ExitCode.INTERRUPTED))
         if self.hits == 1 and not self.task.done():
-            _say(
-                b"stopping: cancelling the calls in flight and saving the state "
-                b"(Ctrl-C again to quit at once)\n"
-            )
+            clear = self.before_stopping
+            if clear is None:
+                _say(STOPPING)
+            else:  # on the loop, before the cancellation: the display is gone when we say it
+                self.loop.call_soon_threadsafe(_clear_then_say, clear)
             self.loop.call_soon_threadsafe(self.task.cancel)
             return
+        if self.before_stopping is not None:
+            _say(b"\x1b[?25h")  # exiting at once under a live display: give the cursor back
         if self.hits == 1:
             _say(b"interrupted: exiting now; the run is over and its state saved\n")
         else:
@@ -310,6 +232,21 @@ class _StopSignals:
 
 
 _ignore_at_exit_registered = False
+
+STOPPING = (
+    b"stopping: cancelling the calls in flight and saving the state (Ctrl-C again to quit at "
+    b"once)\n"
+)
+
+
+def _clear_then_say(clear: Callable[[], None]) -> None:
+    import contextlib
+    import sys
+
+    with contextlib.suppress(Exception):  # a display that cannot clear must not stop the stop
+        clear()
+        sys.stderr.flush()  # the erasing, written through Python's buffer, before our line
+    _say(STOPPING)
 
 
 def _ignore_stop_signals() -> None:
@@ -401,6 +338,15 @@ def register(app: typer.Typer) -> None:
                 "--max-tokens", min=0, help="Budget in tokens: start no new task once reached."
             ),
         ] = None,
+        verbose: Annotated[
+            bool,
+            typer.Option(
+                "--verbose",
+                "-v",
+                help=f"List every task at the end (past {SUMMARY_ROWS} tasks, only those "
+                "that did not simply succeed are listed).",
+            ),
+        ] = False,
     ) -> None:
         """Run every task of a project that is not done yet, in dependency order.
 
@@ -432,10 +378,14 @@ def register(app: typer.Typer) -> None:
         project = project_file(project, as_json=as_json)
 
         import asyncio
+        import shlex
 
+        from ..app.next_steps import next_steps
         from ..app.session import ProjectSession, preview_run
         from ..errors import CoditectError, RunLockedError
         from ..orchestration.resume import KEPT
+        from .live import LiveView, make_view
+        from .run_summary import next_steps_json, print_next_steps, resume_command
 
         if dry_run:  # decided as a run would, with nothing written (the state read read-only)
             try:
@@ -494,12 +444,11 @@ def register(app: typer.Typer) -> None:
         async def run_session() -> RunOutcome:
             async with session:
                 total = len(session.orchestrator.tasks)
-                if as_json:
-                    return await session.run(
-                        max_concurrency=concurrency, restart=restart, fail_fast=fail_fast
-                    )
-                with _make_view(total) as view:
+                # Live on a terminal (stderr, --json too), plain lines elsewhere.
+                with make_view(total, as_json=as_json) as view:
                     session.orchestrator.add_observer(view)
+                    if isinstance(view, LiveView):
+                        stop.before_stopping = view.clear  # Ctrl-C: erase it, then say so
                     return await session.run(
                         max_concurrency=concurrency,
                         restart=restart,
@@ -512,9 +461,18 @@ def register(app: typer.Typer) -> None:
         except RunLockedError as error:
             fail(str(error), ExitCode.BAD_INPUT, as_json=as_json)
         except (KeyboardInterrupt, asyncio.CancelledError):
-            err_console().print("interrupted: state saved; run the same command to resume")
+            resume = resume_command()
+            err_console().print(
+                Shown()(interrupted_message(restart, resume)), markup=False, soft_wrap=True
+            )
             if as_json:
-                print_json({"error": "interrupted", "exit_code": int(ExitCode.INTERRUPTED)})
+                print_json(
+                    {
+                        "error": "interrupted",
+                        "exit_code": int(ExitCode.INTERRUPTED),
+                        "resume_command": resume,
+                    }
+                )
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except CoditectError as error:  # the state could not be written, the runner failed...
             fail_for(error, ExitCode.TASK_FAILED, as_json=as_json)
@@ -523,12 +481,27 @@ def register(app: typer.Typer) -> None:
 
         report = session.orchestrator.generate_report()
         code = exit_code_for(outcome.summary.counts, outcome.summary.cancelled)
+        orchestrator = session.orchestrator
+        steps = next_steps(orchestrator.tasks, orchestrator.results, outcome.summary)
+        where = str(project)
         if as_json:
-            print_json({**outcome.to_dict(), "exit_code": int(code), "tasks": report["tasks"]})
+            print_json(
+                {
+                    **outcome.to_dict(),
+                    "exit_code": int(code),
+                    "tasks": report["tasks"],
+                    "next": next_steps_json(steps, where),
+                }
+            )
         else:
-            _summary_table(outcome, report)
+            big = len(report["tasks"]) > SUMMARY_ROWS and not verbose
+            listed = set(steps.attention) if big else None
+            _summary_table(outcome, report, listed, shlex.join(["coditect", "tasks", where]))
+            print_next_steps(steps, where)
         if outcome.summary.budget_stopped:
             err_console().print(
-                Shown()(budget_message(outcome.summary)), markup=False, soft_wrap=True
+                Shown()(budget_message(outcome.summary, resume_command())),
+                markup=False,
+                soft_wrap=True,
             )
         raise typer.Exit(int(code))

@@ -111,7 +111,9 @@ def _print_status(view: ProjectView) -> None:
     kept = [v.task_id for v in view.tasks if v.kept]
     if kept:
         out.print(f"kept (completed by hand): {esc(', '.join(kept))}")
-    ready = [v.task_id for v in view.ready()]
+    waiting = [v.task_id for v in view.tasks if v.row.status == "awaiting_human"]
+    _print_waiting(view, waiting)
+    ready = [v.task_id for v in view.ready() if v.task_id not in set(waiting)]
     if ready:
         out.print(f"next: {esc(', '.join(ready))}  [dim](coditect run {esc(view.path)})[/]")
     elif counts.get("completed", 0) == total:
@@ -119,6 +121,35 @@ def _print_status(view: ProjectView) -> None:
     if view.unknown_tasks:
         gone = esc(", ".join(view.unknown_tasks))
         out.print(f"[dim]in the state but no longer in the file: {gone}[/]")
+
+
+def _print_waiting(view: ProjectView, waiting: list[str]) -> None:
+    """The tasks waiting on a person, each with where its prompt is and the command that
+    records the person's result (a run does not finish them)."""
+    from .run_summary import complete_command, prompt_command
+
+    lines = [
+        f"waiting on a person: {tid}. Its prompt: {prompt_command(view.path, tid)}; when done, "
+        f"record the result: {complete_command(view.path, tid)}"
+        for tid in waiting
+    ]
+    if lines:
+        console().print(Shown()("\n".join(lines)), markup=False, highlight=False, soft_wrap=True)
+
+
+def _waiting_json(view: ProjectView) -> list[dict[str, str]]:
+    """The tasks waiting on a person, with the two commands, for ``status --json``."""
+    from .run_summary import complete_command, prompt_command
+
+    return [
+        {
+            "task_id": v.task_id,
+            "complete_command": complete_command(view.path, v.task_id),
+            "prompt_command": prompt_command(view.path, v.task_id),
+        }
+        for v in view.tasks
+        if v.row.status == "awaiting_human"
+    ]
 
 
 TABLE_ROWS = 1_000
@@ -313,7 +344,7 @@ def register(app: typer.Typer) -> None:
         """
         view = load(project, state, as_json)
         if as_json:
-            print_json(view.status_dict())
+            print_json({**view.status_dict(), "awaiting_human": _waiting_json(view)})
         else:
             _print_status(view)
 

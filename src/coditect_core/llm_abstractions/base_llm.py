@@ -179,11 +179,21 @@ class BaseLlm(ABC):
 
         with instrumentation.observed(observer):
             response = await call_with_retry(
-                self.retry, attempt, started=started, on_failure=observer.attempt_failed
+                self.retry,
+                attempt,
+                started=started,
+                on_failure=observer.attempt_failed,
+                on_wait=self.retry_waiting,
             )
             response.latency_s = time.monotonic() - started
             observer.finished(response)
         return response
+
+    async def retry_waiting(self, error: LlmError, attempt: int, wait: float) -> None:
+        """Request ``attempt`` of :meth:`generate_async` failed with ``error`` and is retried
+        after ``wait`` seconds: awaited before the wait. Nothing here; a wrapper that reports
+        its attempts (the orchestrator's) overrides it."""
+        return
 
     async def request_async(
         self, messages: Messages, *, deadline: float | None = None, **kwargs: Any

@@ -83,13 +83,15 @@ async def call_with_retry(
     *,
     started: float | None = None,
     on_failure: Callable[[LlmError, int], None] | None = None,
+    on_wait: Callable[[LlmError, int, float], Awaitable[None]] | None = None,
 ) -> _T:
     """Await ``fn(attempt)`` until it succeeds or the policy gives up; re-raise the last error.
 
     The one retry loop of the package. ``fn`` receives the 1-based attempt number. Only a
     :class:`LlmError` whose ``retryable`` is true is retried; anything else propagates at once.
     The error finally raised carries the number of attempts made in ``attempts``.
-    ``on_failure(error, attempt)`` sees every failed attempt, retried or not. ``started``
+    ``on_failure(error, attempt)`` sees every failed attempt, retried or not; ``on_wait(error,
+    attempt, wait)`` is awaited before the wait of each retry (``wait`` seconds). ``started``
     (``time.monotonic()``, default now) is when the call began, for the policy's deadline.
     """
     if started is None:
@@ -116,5 +118,9 @@ async def call_with_retry(
                 error,
                 wait,
             )
-        await asyncio.sleep(wait)  # (out of the except block: no error held while waiting)
+            waited = error
+        if on_wait is not None:
+            await on_wait(waited, attempt, wait)
+        del waited  # no error held while waiting
+        await asyncio.sleep(wait)  # (out of the except block)
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover

@@ -47,9 +47,19 @@ if TYPE_CHECKING:
     from .agent_registry import AgentConfig
     from .task import AgentTask
 
-__all__ = ["AttemptHook", "AttemptedLlm", "Attempts", "error_text", "failure_cost"]
+__all__ = [
+    "AttemptHook",
+    "AttemptedLlm",
+    "Attempts",
+    "RetryWaitHook",
+    "error_text",
+    "failure_cost",
+]
 
 AttemptHook = Callable[["AgentTask", ExecutionResult, "AgentConfig"], Awaitable[None]]
+RetryWaitHook = Callable[["AgentTask", "AgentConfig", str, int, float], Awaitable[None]]
+"""``(task, agent, error, attempt, wait)``: the agent's request ``attempt`` (its retry loop's
+count) failed with ``error`` (text, masked) and is retried after ``wait`` seconds."""
 """``hook(task, ended, agent)``: the attempt ``ended`` is over; ``agent`` makes the next one."""
 
 _UNBILLED = (
@@ -93,10 +103,16 @@ class Attempts:
     """
 
     def __init__(
-        self, task: AgentTask, hook: AttemptHook | None = None, *, timeout: float | None = None
+        self,
+        task: AgentTask,
+        hook: AttemptHook | None = None,
+        *,
+        timeout: float | None = None,
+        on_wait: RetryWaitHook | None = None,
     ) -> None:
         self.task = task
         self.hook = hook
+        self.on_wait = on_wait
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.agent: AgentConfig | None = None
@@ -162,6 +178,17 @@ class Attempts:
                 self.hook_error = error  # the executor lets it through: the run must stop
                 raise
 
+    async def waiting(
+        self, agent: AgentConfig, error: BaseException, attempt: int, wait: float
+    ) -> None:
+        """The open attempt failed and is retried on ``agent`` after ``wait`` seconds."""
+        if self.on_wait is not None:
+            try:
+                await self.on_wait(self.task, agent, error_text(error, agent), attempt, wait)
+            except BaseException as hook_error:
+                self.hook_error = hook_error  # as in begin(): the run must stop
+                raise
+
     def time_left(self) -> float | None:
         """Seconds until the task's timeout, if it has one."""
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -201,6 +228,9 @@ class AttemptedLlm(WrapperLlm):
         super().__init__(wrapped, retry=attempts.retry_policy(retry))
         self.attempts = attempts
         self.agent = agent
+
+    async def retry_waiting(self, error: LlmError, attempt: int, wait: float) -> None:
+        await self.attempts.waiting(self.agent, error, attempt, wait)
 
     async def request_async(
         self, messages: Messages, *, deadline: float | None = None, **kwargs: Any

@@ -168,6 +168,15 @@ class TaskBoard:
                 task, ended, agent=agent.name, model=agent.model, interface=agent.interface.value
             )
 
+    async def retry_waiting(
+        self, task: AgentTask, agent: AgentConfig, error: str, attempt: int, wait: float
+    ) -> None:
+        """A request of ``task`` on ``agent`` failed and is retried after ``wait`` seconds."""
+        for observer in self.observers:
+            await observer.retry_waiting(
+                task, agent=agent.name, error=error, attempt=attempt, wait=wait
+            )
+
     # ------------------------------------------------------------------ executions
 
     async def run_task(

@@ -42,7 +42,7 @@ from ..llm_abstractions.retry import NO_RETRY, RetryPolicy
 from ..llm_abstractions.spec import LlmSpec
 from ..secrets import Secret
 from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentType
-from .attempts import AttemptHook, Attempts, error_text
+from .attempts import AttemptHook, Attempts, RetryWaitHook, error_text
 from .execution_result import ExecutionResult, ExecutionStatus
 from .handlers import HANDLERS, Execution, Handler
 from .prompts import DEFAULT_MAX_CONTEXT_CHARS, UpstreamOutput, upstream_from_mapping
@@ -324,6 +324,7 @@ class TaskExecutor:
         *,
         upstream: Upstream = None,
         on_attempt: AttemptHook | None = None,
+        on_wait: RetryWaitHook | None = None,
     ) -> ExecutionResult:
         """Run ``task`` on ``agent`` (a name, or the agent already resolved; default: the
         task's, then the executor's).
@@ -332,8 +333,9 @@ class TaskExecutor:
         produced (:class:`UpstreamOutput` items, or ``{task_id: output}``), given to the model
         as context. ``on_attempt(task, ended, agent)`` is awaited before each further attempt
         (a retry or a fallback) goes out, with the attempt that ended; the result keeps them
-        too (``earlier_attempts``). The result describes the last attempt (its agent, usage and
-        cost).
+        too (``earlier_attempts``). ``on_wait(task, agent, error, attempt, wait)`` is awaited
+        when a failed request is to be retried after ``wait`` seconds, before the wait. The
+        result describes the last attempt (its agent, usage and cost).
 
         When the agent fails with a retryable error after its retries, or is unavailable (not
         installed, no key, command not found), its ``fallbacks`` are tried in order; other
@@ -348,7 +350,9 @@ class TaskExecutor:
             status=ExecutionStatus.IN_PROGRESS,
             started_at=datetime.now(UTC),
         )
-        attempts = Attempts(task, on_attempt, timeout=self.task_timeouts.get(task.task_id))
+        attempts = Attempts(
+            task, on_attempt, timeout=self.task_timeouts.get(task.task_id), on_wait=on_wait
+        )
         if isinstance(upstream, Mapping):
             upstream = upstream_from_mapping(upstream)
         execution = Execution(self, task, upstream or (), result, attempts)

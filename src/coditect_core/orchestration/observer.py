@@ -5,6 +5,8 @@ Every transition of every task passes through :meth:`TaskBoard.transition
 order. The events, in the order they happen for one task::
 
     task_started(task, ...)        task is IN_PROGRESS; awaited *before* its call goes out
+    retry_waiting(task, ...)       0..n times: a request failed and is retried after a wait;
+                                   awaited *before* the wait
     attempt_started(task, ended)   0..n times: an attempt failed and another (a retry, or a
                                    fallback agent) begins; awaited *before* it goes out
     attempt_finished(task, result) the call's result and the task's new status, together;
@@ -65,6 +67,13 @@ class OrchestratorObserver:
         """The attempt of ``task`` in flight failed (``ended``: its agent, error, usage and
         ``cost_usd``) and another begins on ``agent``: a retry, or a fallback. The task
         stays IN_PROGRESS; the last attempt ends with :meth:`attempt_finished`."""
+
+    async def retry_waiting(
+        self, task: AgentTask, *, agent: str, error: str, attempt: int, wait: float
+    ) -> None:
+        """Request ``attempt`` of ``task`` on ``agent`` (its retry loop's count) failed with
+        ``error`` (masked text) and is retried after ``wait`` seconds; :meth:`attempt_started`
+        follows when the retry goes out. Nothing is recorded yet: a live view shows the wait."""
 
     async def attempt_finished(
         self,
@@ -141,6 +150,11 @@ class EventLog(OrchestratorObserver):
         interface: str | None,
     ) -> None:
         self._add("attempt_started", task, agent=agent, ended_agent=ended.agent, error=ended.error)
+
+    async def retry_waiting(
+        self, task: AgentTask, *, agent: str, error: str, attempt: int, wait: float
+    ) -> None:
+        self._add("retry_waiting", task, agent=agent, error=error, attempt=attempt, wait=wait)
 
     async def attempt_finished(
         self,

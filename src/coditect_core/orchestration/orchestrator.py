@@ -146,7 +146,11 @@ class ProjectOrchestrator:
         return await self.board.run_task(
             task,
             lambda upstream, on_attempt: self.executor.execute(
-                task, chosen, upstream=upstream, on_attempt=on_attempt
+                task,
+                chosen,
+                upstream=upstream,
+                on_attempt=on_attempt,
+                on_wait=self.board.retry_waiting,
             ),
             agent=known.name if known else agent or task.agent or self.executor.default_agent,
             model=known.model if known else None,
