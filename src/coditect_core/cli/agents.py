@@ -194,6 +194,7 @@ def register(app: typer.Typer) -> None:
 
         from .. import __version__
         from ..app.doctor import check_agents, check_ray_cluster, installed_extras, ping_agents
+        from ..llm_abstractions.pricing import price_data_version
 
         spec = _read(project, as_json)
         resolved, checks = check_agents(spec)
@@ -221,6 +222,7 @@ def register(app: typer.Typer) -> None:
                     "coditect_core": __version__,
                     "executable": sys.executable,
                     "extras": extras,
+                    "prices": price_data_version(),
                     "project": {
                         "name": spec.name,
                         "file": spec.path,
@@ -246,6 +248,7 @@ def register(app: typer.Typer) -> None:
                 f"[green]{k}[/]" if v else f"[dim]{k} (not installed)[/]" for k, v in extras.items()
             )
         )
+        out.print(f"prices: {escape(price_data_version())} [dim](never updated online)[/]")
         out.print(
             f"project: [bold]{escape(spec.name)}[/] [dim]{escape(spec.path)}[/]: "
             f"{len(spec.task_ids)} tasks, {len(checks)} agents"
