@@ -23,6 +23,7 @@ anything (the state is read read-only, and a project never run has none to read)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -40,7 +41,7 @@ from ..orchestration.spend import Budget
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import TaskStatus
 from ..project import Project, paused_gc, read_project_file
-from ..store import StateStore, state_path_for
+from ..store import StateStore, backup_state, state_path_for
 from ..store.observer import StoreObserver, run_status
 from .view import held_task_ids
 
@@ -223,7 +224,7 @@ class ProjectSession:
         # cannot be reached or refuses this driver.
         calls_run_on = _make_runner(project, runner, ray_address)
         calls_run_on.check()
-        store = StateStore.open(state_path_for(path, state))
+        store = StateStore.open(state_path_for(path, state), keep_backups=project.keep_backups)
         try:
             for config in project.agents.list():
                 store.add_secrets(config.api_key)
@@ -253,11 +254,17 @@ class ProjectSession:
         """Run what the resume plan says must run; record everything in the store.
 
         ``on_plan(plan)`` is called with the plan the run follows, before any task starts.
+        ``restart`` backs the state up first (``coditect state restore`` brings it back).
         Raises :class:`RunLockedError` if another live process is running this project,
         :class:`RunnerError` if the runner cannot start (no Ray cluster to reach).
         """
         orchestrator, store = self.orchestrator, self.store
         concurrency = max_concurrency or self.project.defaults.max_concurrency
+        if restart and not store.in_memory and store.path.exists():
+            # what the restart resets stays at hand (coditect state restore)
+            await asyncio.to_thread(
+                backup_state, store.path, reason="restart", keep=self.project.keep_backups
+            )
         await orchestrator.runner.start(orchestrator.executor)  # e.g. Ray: connect, warm up
         info = await store.begin_run(
             orchestrator.name,
