@@ -129,6 +129,9 @@ class _Table:
             return None
         return call_cost(Price(2.5, 10.0), usage)
 
+    def context_window(self, provider: str | None, model: str | None) -> int | None:
+        return None
+
 
 def test_an_agents_price_wins_over_the_table() -> None:
     book = PriceBook({"cheap": Price(1.0, 2.0)}, source=_Table())

@@ -78,10 +78,21 @@ def _preview(
     restart: bool,
 ) -> ResumePlan:
     """The resume plan over what ``store`` recorded (``None``: nothing recorded yet)."""
+    return _preview_records(hashes, dependencies, store, name, restart)[0]
+
+
+def _preview_records(
+    hashes: dict[str, str],
+    dependencies: dict[str, list[str]],
+    store: StateStore | None,
+    name: str,
+    restart: bool,
+) -> tuple[ResumePlan, dict[str, SuccessRecord]]:
     if restart or store is None:
-        return plan_resume(hashes, dependencies, {})
+        return plan_resume(hashes, dependencies, {}), {}
     held = held_task_ids(store.snapshot(name).tasks)
-    return plan_resume(hashes, dependencies, store.succeeded_tasks(name), held=held)
+    succeeded = store.succeeded_tasks(name)
+    return plan_resume(hashes, dependencies, succeeded, held=held), succeeded
 
 
 def preview_run(
@@ -102,6 +113,29 @@ def preview_run(
     Raises :class:`ProjectFileError`, :class:`RunnerError` and :class:`StateError` as
     :meth:`ProjectSession.open` does.
     """
+    return preview_run_records(
+        path,
+        state=state,
+        only=only,
+        agent=agent,
+        runner=runner,
+        ray_address=ray_address,
+        restart=restart,
+    )[1]
+
+
+def preview_run_records(
+    path: str | os.PathLike[str],
+    *,
+    state: str | os.PathLike[str] | None = None,
+    only: Iterable[str] | None = None,
+    agent: str | None = None,
+    runner: str | None = None,
+    ray_address: str | None = None,
+    restart: bool = False,
+) -> tuple[Project, ResumePlan, dict[str, SuccessRecord]]:
+    """:func:`preview_run`, with the project it read and the recorded successes the plan
+    skips (their outputs reach their dependents; the cost forecast reads them)."""
     with paused_gc():  # a few objects per task, none in a cycle
         return _preview_run(path, state, only, agent, runner, ray_address, restart)
 
@@ -114,7 +148,7 @@ def _preview_run(
     runner: str | None,
     ray_address: str | None,
     restart: bool,
-) -> ResumePlan:
+) -> tuple[Project, ResumePlan, dict[str, SuccessRecord]]:
     project = _resolve(path, only, agent)
     _make_runner(project, runner, ray_address)  # an unknown runner is refused as a run would
     chosen = set(project.selected)
@@ -124,9 +158,9 @@ def _preview_run(
     dependencies = {t.task_id: t.dependencies for t in tasks}
     db = state_path_for(path, state)
     if restart or not db.exists():
-        return _preview(hashes, dependencies, None, project.name, restart)
+        return project, *_preview_records(hashes, dependencies, None, project.name, restart)
     with StateStore.open(db, readonly=True) as store:
-        return _preview(hashes, dependencies, store, project.name, restart)
+        return project, *_preview_records(hashes, dependencies, store, project.name, restart)
 
 
 def build_executor(project: Project) -> TaskExecutor:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from . import agents, ask, init, report, run, state, status, tasks_by_hand
+from . import agents, ask, forecast, init, report, run, state, status, tasks_by_hand
 from .output import setup_logging
 
 __all__ = ["app", "main"]
@@ -70,6 +70,7 @@ ask.register(app)
 init.register(app)
 run.register(app)
 report.register(app)
+forecast.register(app)
 status.register(app)
 tasks_by_hand.register(app)
 agents.register(app)

@@ -328,6 +328,57 @@ def _install_stop_signals(loop: Any = None, task: Any = None) -> _StopSignals:
     return stop
 
 
+def _check_budget(
+    project: Path,
+    max_cost: float | None,
+    state: Path | None,
+    only: list[str] | None,
+    agent: str | None,
+    runner: str | None,
+    ray_address: str | None,
+    restart: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """With a cost budget: print the forecast's line; when its worst case exceeds the budget,
+    ask on a terminal, and without one refuse (exit 2, nothing run) unless ``--yes``."""
+    import sys
+
+    from ..app.forecast import budget_verdict
+    from ..errors import CoditectError
+    from .forecast import summary_line
+
+    try:
+        verdict = budget_verdict(
+            project,
+            max_cost_usd=max_cost,
+            state=state,
+            only=only,
+            agent=agent,
+            runner=runner,
+            ray_address=ray_address,
+            restart=restart,
+        )
+    except (CoditectError, OSError) as error:  # bad file, unusable state, bad runner
+        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
+    if verdict is None:
+        return
+    err_console().print(Shown().markup(summary_line(verdict.forecast)), soft_wrap=True)
+    if verdict.fits or yes:
+        return
+    reason = verdict.reason()
+    if sys.stdin.isatty() and sys.stderr.isatty() and not as_json:
+        if typer.confirm(f"{reason}. Run anyway?", default=False, err=True):
+            return
+        fail(f"{reason}; nothing run", ExitCode.BAD_INPUT, as_json=as_json)
+    fail(
+        f"{reason}; nothing run: pass --yes to run anyway (the budget still stops the run "
+        "once reached), or raise the budget (--max-cost, budget: in the file)",
+        ExitCode.BAD_INPUT,
+        as_json=as_json,
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_command(
@@ -374,6 +425,12 @@ def register(app: typer.Typer) -> None:
                 "--max-tokens", min=0, help="Budget in tokens: start no new task once reached."
             ),
         ] = None,
+        yes: Annotated[
+            bool,
+            typer.Option(
+                "--yes", "-y", help="Run even if the worst-case cost forecast exceeds the budget."
+            ),
+        ] = False,
     ) -> None:
         """Run every task of a project that is not done yet, in dependency order.
 
@@ -409,8 +466,20 @@ def register(app: typer.Typer) -> None:
         from ..errors import CoditectError, RunLockedError
 
         if dry_run:  # decided as a run would, with nothing written (the state read read-only)
+            from ..app.forecast import forecast_project
+            from .forecast import render_forecast
+
             try:
                 plan = preview_run(
+                    project,
+                    state=state,
+                    only=only,
+                    agent=agent,
+                    runner=runner,
+                    ray_address=ray_address,
+                    restart=restart,
+                )
+                forecast = forecast_project(
                     project,
                     state=state,
                     only=only,
@@ -423,14 +492,25 @@ def register(app: typer.Typer) -> None:
                 fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
             if as_json:
                 print_json(
-                    {"run": list(plan.run), "skip": list(plan.skip), "reasons": plan.reasons}
+                    {
+                        "run": list(plan.run),
+                        "skip": list(plan.skip),
+                        "reasons": plan.reasons,
+                        "forecast": forecast.to_dict(),
+                    }
                 )
             else:  # one write: linear in the number of tasks
                 write_text(
                     "".join(f"would run  {tid}: {plan.reasons.get(tid, '')}\n" for tid in plan.run)
                     + "".join(f"would skip {tid}: succeeded and unchanged\n" for tid in plan.skip)
+                    + "\n"
+                    + render_forecast(forecast)
                 )
             raise typer.Exit(int(ExitCode.OK))
+
+        _check_budget(
+            project, max_cost, state, only, agent, runner, ray_address, restart, yes, as_json
+        )
 
         try:
             session = ProjectSession.open(

@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 ProjectArg = Annotated[
     Path,
-    typer.Argument(metavar="PROJECT", help="The project file (YAML; default: project.yaml)."),
+    typer.Argument(metavar="PROJECT", help="The project file (YAML; default: coditect.yaml)."),
 ]
 StateOpt = Annotated[
     Path | None,
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
 
     @state_app.command("backup")
     def backup_command(
-        project: ProjectArg = Path("project.yaml"),
+        project: ProjectArg = Path("coditect.yaml"),
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
 
     @state_app.command("list-backups")
     def list_command(
-        project: ProjectArg = Path("project.yaml"),
+        project: ProjectArg = Path("coditect.yaml"),
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:

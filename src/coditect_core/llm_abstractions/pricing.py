@@ -80,6 +80,10 @@ class PriceSource(Protocol):
         """USD of ``usage`` on ``provider``/``model``; ``None`` when its price is unknown."""
         ...
 
+    def context_window(self, provider: str | None, model: str | None) -> int | None:
+        """Tokens in and out of one call of ``model``, when the price data knows it."""
+        ...
+
 
 class GenaiPrices:
     """The prices packaged with the installed ``genai-prices`` (never updated online)."""
@@ -108,6 +112,20 @@ class GenaiPrices:
         except LookupError:
             return None
         return float(found.total_price)
+
+    def context_window(self, provider: str | None, model: str | None) -> int | None:
+        provider_id = _PROVIDER_IDS.get(provider or "")
+        if provider_id is None or not model:
+            return None
+        from genai_prices import data_snapshot
+
+        try:
+            _, info = data_snapshot.get_snapshot().find_provider_model(
+                model.removeprefix("models/"), None, provider_id, None
+            )
+        except LookupError:
+            return None
+        return info.context_window
 
 
 @cache
@@ -154,6 +172,10 @@ class PriceBook:
         if own is not None:
             return own.cost(usage)
         return self.source.cost(provider, model, usage)
+
+    def context_window(self, provider: str | None, model: str | None) -> int | None:
+        """The context window of ``model`` on ``provider`` from the price data, if known."""
+        return self.source.context_window(provider, model)
 
 
 class PricedLlm(WrapperLlm):

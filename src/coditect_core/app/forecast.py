@@ -1,0 +1,110 @@
+"""The cost forecast of ``coditect run`` (``run --dry-run``, ``coditect forecast``), and the
+budget check a run makes with it before it starts.
+
+The same decisions as a run, with nothing written (:func:`.session.preview_run_records`: the
+state read read-only, no runner started, no model built), then
+:func:`coditect_core.orchestration.forecast.forecast_run` over the project's executor (its
+agents' prices, overrides first). ``is_cached`` is the seam a cache of calls plugs into.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..llm_abstractions.pricing import price_data_version
+from ..orchestration.forecast import IsCached, RunForecast, forecast_run, nothing_cached
+from .session import build_executor, preview_run_records, run_budget
+
+__all__ = ["BudgetVerdict", "budget_verdict", "forecast_project"]
+
+
+def forecast_project(
+    path: str | os.PathLike[str],
+    *,
+    state: str | os.PathLike[str] | None = None,
+    only: Iterable[str] | None = None,
+    agent: str | None = None,
+    runner: str | None = None,
+    ray_address: str | None = None,
+    restart: bool = False,
+    is_cached: IsCached = nothing_cached,
+) -> RunForecast:
+    """The forecast of ``coditect run`` on the project file at ``path`` with these options.
+
+    Raises what :func:`.session.preview_run` raises (bad file, unusable state, bad runner).
+    """
+    project, plan, succeeded = preview_run_records(
+        path,
+        state=state,
+        only=only,
+        agent=agent,
+        runner=runner,
+        ray_address=ray_address,
+        restart=restart,
+    )
+    executor = build_executor(project)
+    tasks = {t.task_id: t for t in project.tasks}
+    outputs = {tid: record.output for tid, record in succeeded.items()}
+    return forecast_run(
+        executor, tasks, plan, outputs, is_cached=is_cached, prices=price_data_version()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetVerdict:
+    """Whether a run's worst case fits its cost budget (``max_cost_usd``)."""
+
+    max_cost_usd: float
+    forecast: RunForecast
+
+    @property
+    def fits(self) -> bool:
+        worst = self.forecast.worst_usd
+        return worst is not None and worst <= self.max_cost_usd
+
+    def reason(self) -> str:
+        f = self.forecast
+        if f.worst_usd is None:
+            unknown = ", ".join(f.unknown_tasks[:5]) + (" ..." if len(f.unknown_tasks) > 5 else "")
+            return (
+                f"the worst case cannot be bounded (unknown price or no output bound: {unknown}); "
+                f"known part ${f.worst_known_usd:.4f}, budget ${self.max_cost_usd:.4f}"
+            )
+        return f"the worst case ${f.worst_usd:.4f} exceeds the budget ${self.max_cost_usd:.4f}"
+
+
+def budget_verdict(
+    path: str | os.PathLike[str],
+    *,
+    max_cost_usd: float | None = None,
+    state: str | os.PathLike[str] | None = None,
+    only: Iterable[str] | None = None,
+    agent: str | None = None,
+    runner: str | None = None,
+    ray_address: str | None = None,
+    restart: bool = False,
+    is_cached: IsCached = nothing_cached,
+) -> BudgetVerdict | None:
+    """The forecast against the run's cost budget (the file's, or ``max_cost_usd``); ``None``
+    when the run has no cost budget or nothing to run."""
+    project, plan, succeeded = preview_run_records(
+        path,
+        state=state,
+        only=only,
+        agent=agent,
+        runner=runner,
+        ray_address=ray_address,
+        restart=restart,
+    )
+    budget = run_budget(project, max_cost_usd)
+    if budget is None or budget.max_cost_usd is None or not plan.run:
+        return None
+    executor = build_executor(project)
+    tasks = {t.task_id: t for t in project.tasks}
+    outputs = {tid: record.output for tid, record in succeeded.items()}
+    forecast = forecast_run(
+        executor, tasks, plan, outputs, is_cached=is_cached, prices=price_data_version()
+    )
+    return BudgetVerdict(budget.max_cost_usd, forecast)
