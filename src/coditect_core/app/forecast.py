@@ -15,9 +15,48 @@ from dataclasses import dataclass
 
 from ..llm_abstractions.pricing import price_data_version
 from ..orchestration.forecast import IsCached, RunForecast, forecast_run, nothing_cached
-from .session import build_executor, preview_run_records, run_budget
+from ..orchestration.resume import ResumePlan
+from ..project import Project
+from .session import build_executor, preview_run_records, resolve_project, run_budget
 
-__all__ = ["BudgetVerdict", "budget_verdict", "forecast_project"]
+__all__ = ["BudgetVerdict", "budget_verdict", "forecast_project", "plan_and_forecast"]
+
+
+def plan_and_forecast(
+    path: str | os.PathLike[str],
+    *,
+    state: str | os.PathLike[str] | None = None,
+    only: Iterable[str] | None = None,
+    agent: str | None = None,
+    runner: str | None = None,
+    ray_address: str | None = None,
+    restart: bool = False,
+    is_cached: IsCached = nothing_cached,
+) -> tuple[Project, ResumePlan, RunForecast]:
+    """The project, the resume plan ``coditect run`` would follow now, and its forecast.
+
+    Raises what :func:`.session.preview_run` raises (bad file, unusable state, bad runner).
+    """
+    project, plan, succeeded = preview_run_records(
+        path,
+        state=state,
+        only=only,
+        agent=agent,
+        runner=runner,
+        ray_address=ray_address,
+        restart=restart,
+    )
+    tasks = {t.task_id: t for t in project.tasks}
+    outputs = {tid: record.output for tid, record in succeeded.items()}
+    forecast = forecast_run(
+        build_executor(project),
+        tasks,
+        plan,
+        outputs,
+        is_cached=is_cached,
+        prices=price_data_version(),
+    )
+    return project, plan, forecast
 
 
 def forecast_project(
@@ -31,11 +70,8 @@ def forecast_project(
     restart: bool = False,
     is_cached: IsCached = nothing_cached,
 ) -> RunForecast:
-    """The forecast of ``coditect run`` on the project file at ``path`` with these options.
-
-    Raises what :func:`.session.preview_run` raises (bad file, unusable state, bad runner).
-    """
-    project, plan, succeeded = preview_run_records(
+    """The forecast of ``coditect run`` on the project file at ``path`` with these options."""
+    return plan_and_forecast(
         path,
         state=state,
         only=only,
@@ -43,13 +79,8 @@ def forecast_project(
         runner=runner,
         ray_address=ray_address,
         restart=restart,
-    )
-    executor = build_executor(project)
-    tasks = {t.task_id: t for t in project.tasks}
-    outputs = {tid: record.output for tid, record in succeeded.items()}
-    return forecast_run(
-        executor, tasks, plan, outputs, is_cached=is_cached, prices=price_data_version()
-    )
+        is_cached=is_cached,
+    )[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +119,12 @@ def budget_verdict(
     is_cached: IsCached = nothing_cached,
 ) -> BudgetVerdict | None:
     """The forecast against the run's cost budget (the file's, or ``max_cost_usd``); ``None``
-    when the run has no cost budget or nothing to run."""
-    project, plan, succeeded = preview_run_records(
+    when the run has no cost budget (nothing is forecast then) or nothing to run."""
+    project = resolve_project(path, only, agent)
+    budget = run_budget(project, max_cost_usd)
+    if budget is None or budget.max_cost_usd is None:
+        return None
+    _, plan, forecast = plan_and_forecast(
         path,
         state=state,
         only=only,
@@ -97,14 +132,8 @@ def budget_verdict(
         runner=runner,
         ray_address=ray_address,
         restart=restart,
+        is_cached=is_cached,
     )
-    budget = run_budget(project, max_cost_usd)
-    if budget is None or budget.max_cost_usd is None or not plan.run:
+    if not plan.run:
         return None
-    executor = build_executor(project)
-    tasks = {t.task_id: t for t in project.tasks}
-    outputs = {tid: record.output for tid, record in succeeded.items()}
-    forecast = forecast_run(
-        executor, tasks, plan, outputs, is_cached=is_cached, prices=price_data_version()
-    )
     return BudgetVerdict(budget.max_cost_usd, forecast)

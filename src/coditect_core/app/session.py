@@ -45,7 +45,15 @@ from ..store import StateStore, backup_state, state_path_for
 from ..store.observer import StoreObserver, run_status
 from .view import held_task_ids
 
-__all__ = ["ProjectSession", "RunOutcome", "build_executor", "preview_run", "run_budget"]
+__all__ = [
+    "ProjectSession",
+    "RunOutcome",
+    "build_executor",
+    "preview_run",
+    "preview_run_records",
+    "resolve_project",
+    "run_budget",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +67,14 @@ def _resolve(
     # The ids themselves too, so that resolve() refuses an unknown one (did you mean...).
     selected = [*wanted, *project_file.with_dependencies(wanted)] if wanted else None
     return project_file.resolve(only=selected, agent_override=agent)
+
+
+def resolve_project(
+    path: str | os.PathLike[str], only: Iterable[str] | None = None, agent: str | None = None
+) -> Project:
+    """The project file at ``path`` read, checked and resolved as a run of ``only`` with
+    ``agent`` would resolve it (nothing opened, nothing written)."""
+    return _resolve(path, only, agent)
 
 
 def _make_runner(project: Project, runner: str | None, ray_address: str | None) -> Runner:

@@ -462,24 +462,15 @@ def register(app: typer.Typer) -> None:
 
         import asyncio
 
-        from ..app.session import ProjectSession, preview_run
+        from ..app.session import ProjectSession
         from ..errors import CoditectError, RunLockedError
 
         if dry_run:  # decided as a run would, with nothing written (the state read read-only)
-            from ..app.forecast import forecast_project
+            from ..app.forecast import plan_and_forecast
             from .forecast import render_forecast
 
             try:
-                plan = preview_run(
-                    project,
-                    state=state,
-                    only=only,
-                    agent=agent,
-                    runner=runner,
-                    ray_address=ray_address,
-                    restart=restart,
-                )
-                forecast = forecast_project(
+                _, plan, forecast = plan_and_forecast(
                     project,
                     state=state,
                     only=only,
