@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Protocol
 
 from .base_llm import BaseLlm, LlmResponse, Usage
@@ -95,23 +95,9 @@ class GenaiPrices:
     def cost(self, provider: str | None, model: str | None, usage: Usage) -> float | None:
         if provider in _FREE_PROVIDERS:
             return 0.0
-        provider_id = _PROVIDER_IDS.get(provider or "")
-        if provider_id is None or not model:
+        if _PROVIDER_IDS.get(provider or "") is None or not model:
             return None
-        from genai_prices import calc_price
-        from genai_prices import types as gp_types
-
-        counts = gp_types.Usage(
-            input_tokens=usage.prompt_tokens,
-            output_tokens=usage.completion_tokens,
-            cache_read_tokens=usage.cache_read_tokens or None,
-            cache_write_tokens=usage.cache_write_tokens or None,
-        )
-        try:
-            found = calc_price(counts, model.removeprefix("models/"), provider_id=provider_id)
-        except LookupError:
-            return None
-        return float(found.total_price)
+        return _genai_cost(provider, model, usage)
 
     def context_window(self, provider: str | None, model: str | None) -> int | None:
         provider_id = _PROVIDER_IDS.get(provider or "")
@@ -126,6 +112,25 @@ class GenaiPrices:
         except LookupError:
             return None
         return info.context_window
+
+
+@lru_cache(maxsize=8192)  # a forecast asks for the same counts again and again
+def _genai_cost(provider: str | None, model: str, usage: Usage) -> float | None:
+    from genai_prices import calc_price
+    from genai_prices import types as gp_types
+
+    counts = gp_types.Usage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cache_read_tokens=usage.cache_read_tokens or None,
+        cache_write_tokens=usage.cache_write_tokens or None,
+    )
+    provider_id = _PROVIDER_IDS[provider or ""]
+    try:
+        found = calc_price(counts, model.removeprefix("models/"), provider_id=provider_id)
+    except LookupError:
+        return None
+    return float(found.total_price)
 
 
 @cache
