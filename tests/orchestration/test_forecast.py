@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +281,64 @@ def test_a_budget_below_the_worst_case_refuses_without_yes(tmp_path: Path) -> No
     assert fits.returncode == 0, fits.stderr
     assert "forecast: 3 task(s) to run" in fits.stderr
     assert "expected $" in fits.stderr
+
+
+@pytest.mark.parametrize(("answer", "code"), [("n", 2), ("y", 0)])
+def test_on_a_terminal_the_run_asks(tmp_path: Path, answer: str, code: int) -> None:
+    """Stdin and stderr a terminal (a pseudo-terminal here): the worst case over the budget is
+    asked about; "n" runs nothing (exit 2, no state), "y" runs."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    from cli_projects import coditect_argv, env
+
+    spec = {
+        "project": "asks",
+        "agents": {
+            "fake": {
+                "type": "custom",
+                "provider": "fake",
+                "max_tokens": 50,
+                "price": {"input": 1.0, "output": 1.0},
+            },
+        },
+        "tasks": [{"id": "T0", "title": "task 0"}],
+        "budget": {"max_cost_usd": 0.00001},
+    }
+    path = _write(tmp_path, spec)
+    main, child_side = pty.openpty()
+    proc = subprocess.Popen(
+        [*coditect_argv(), "run", str(path)],
+        stdin=child_side,
+        stdout=child_side,
+        stderr=child_side,
+        env=env(),
+        close_fds=True,
+    )
+    os.close(child_side)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Run anyway?" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 1.0)
+            if ready:
+                seen += os.read(main, 4096)
+        assert b"Run anyway?" in seen, seen
+        assert b"expected $" in seen
+        os.write(main, f"{answer}\n".encode())
+        while proc.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.5)
+            if ready:
+                try:
+                    seen += os.read(main, 4096)
+                except OSError:
+                    break
+        assert proc.wait(timeout=60) == code, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert (tmp_path / ".coditect" / "state.db").exists() is (answer == "y")
