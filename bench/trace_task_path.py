@@ -224,7 +224,7 @@ def self_check() -> None:
 def import_session_class(src: Path) -> Any:
     """``ProjectSession`` from the package in ``src`` (new layout first, then the old one)."""
     sys.path.insert(0, str(src.parent))
-    for name in ("coditect_core.app.session", "coditect_core.app.session"):
+    for name in ("coditect_core.app.session", "coditect_core.session"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as missing:
