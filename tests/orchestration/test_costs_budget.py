@@ -79,6 +79,18 @@ def test_prices_from_genai_prices(
     assert found == (pytest.approx(cost) if cost is not None else None)
 
 
+def test_the_sdks_default_models_have_a_price() -> None:
+    """Each provider class's own default model is priced (the old hand-made table knew none)."""
+    from coditect_core.llm_abstractions.claude import Claude
+    from coditect_core.llm_abstractions.gemini import Gemini
+    from coditect_core.llm_abstractions.gpt import Gpt
+
+    for cls in (Gpt, Claude, Gemini):
+        cost = default_price_source().cost(cls.provider, cls.default_model, Usage(1000, 1000))
+        assert cost is not None, (cls.provider, cls.default_model)
+        assert cost > 0
+
+
 def test_the_price_data_is_named_and_packaged() -> None:
     import genai_prices
 

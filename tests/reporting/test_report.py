@@ -27,6 +27,7 @@ from coditect_core.reporting import (
     AttemptRow,
     dependency_levels,
     read_report,
+    render_html,
     render_json,
     render_markdown,
 )
@@ -191,6 +192,7 @@ def test_json_report_is_the_same_through_the_api(recorded: Recorded, report_json
     assert again["format"] == "coditect-report"
     assert again["version"] == 1
     assert again["prices"] == f"genai-prices {genai_prices.__version__} (packaged data)"
+    assert f"prices: genai-prices {genai_prices.__version__} (packaged data)" in render_html(data)
     assert [t["task_id"] for t in again["tasks"]] == [t["task_id"] for t in report_json["tasks"]]
     assert SCRIPT_TITLE in {t["title"] for t in report_json["tasks"]}
     # without the project file the store still gives ids, statuses and figures
