@@ -261,6 +261,13 @@ def test_a_budget_below_the_worst_case_refuses_without_yes(tmp_path: Path) -> No
         "tasks": [{"id": f"T{i}", "title": f"task {i}"} for i in range(3)],
     }
     path = _write(tmp_path, spec)
+    dry = run_cli("run", path, "--max-cost", "0.001", "--dry-run")
+    assert dry.returncode == 0
+    assert "exceeds the budget $0.0010; a run would ask first (or need --yes)" in dry.stdout
+    assert run_json("run", path, "--max-cost", "1000", "--dry-run")["budget"] == {
+        "max_cost_usd": 1000.0,
+        "fits": True,
+    }
     refused = run_cli("run", path, "--max-cost", "0.001")
     assert refused.returncode == 2, refused.stderr
     assert "exceeds the budget $0.0010" in refused.stderr

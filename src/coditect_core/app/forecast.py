@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..llm_abstractions.pricing import price_data_version
 from ..orchestration.forecast import IsCached, RunForecast, forecast_run, nothing_cached
@@ -19,7 +20,13 @@ from ..orchestration.resume import ResumePlan
 from ..project import Project
 from .session import build_executor, preview_run_records, resolve_project, run_budget
 
-__all__ = ["BudgetVerdict", "budget_verdict", "forecast_project", "plan_and_forecast"]
+__all__ = [
+    "BudgetVerdict",
+    "budget_verdict",
+    "dry_run",
+    "forecast_project",
+    "plan_and_forecast",
+]
 
 
 def plan_and_forecast(
@@ -104,6 +111,46 @@ class BudgetVerdict:
                 f"known part ${f.worst_known_usd:.4f}, budget ${self.max_cost_usd:.4f}"
             )
         return f"the worst case ${f.worst_usd:.4f} exceeds the budget ${self.max_cost_usd:.4f}"
+
+    def describe(self) -> str:
+        """One line: the budget, and whether a run would start at once or ask first."""
+        if self.fits:
+            return f"budget ${self.max_cost_usd:.4f}: the worst case fits; a run starts at once"
+        return f"budget: {self.reason()}; a run would ask first (or need --yes)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_cost_usd": self.max_cost_usd, "fits": self.fits}
+
+
+def dry_run(
+    path: str | os.PathLike[str],
+    *,
+    max_cost_usd: float | None = None,
+    state: str | os.PathLike[str] | None = None,
+    only: Iterable[str] | None = None,
+    agent: str | None = None,
+    runner: str | None = None,
+    ray_address: str | None = None,
+    restart: bool = False,
+    is_cached: IsCached = nothing_cached,
+) -> tuple[ResumePlan, RunForecast, BudgetVerdict | None]:
+    """What ``run --dry-run`` shows: the plan, its forecast, and the forecast against the cost
+    budget (the file's, or ``max_cost_usd``; ``None`` without one)."""
+    project, plan, forecast = plan_and_forecast(
+        path,
+        state=state,
+        only=only,
+        agent=agent,
+        runner=runner,
+        ray_address=ray_address,
+        restart=restart,
+        is_cached=is_cached,
+    )
+    budget = run_budget(project, max_cost_usd)
+    verdict = None
+    if budget is not None and budget.max_cost_usd is not None:
+        verdict = BudgetVerdict(budget.max_cost_usd, forecast)
+    return plan, forecast, verdict
 
 
 def budget_verdict(

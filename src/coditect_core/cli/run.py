@@ -466,12 +466,13 @@ def register(app: typer.Typer) -> None:
         from ..errors import CoditectError, RunLockedError
 
         if dry_run:  # decided as a run would, with nothing written (the state read read-only)
-            from ..app.forecast import plan_and_forecast
+            from ..app.forecast import dry_run as forecast_dry_run
             from .forecast import render_forecast
 
             try:
-                _, plan, forecast = plan_and_forecast(
+                plan, forecast, verdict = forecast_dry_run(
                     project,
+                    max_cost_usd=max_cost,
                     state=state,
                     only=only,
                     agent=agent,
@@ -488,6 +489,7 @@ def register(app: typer.Typer) -> None:
                         "skip": list(plan.skip),
                         "reasons": plan.reasons,
                         "forecast": forecast.to_dict(),
+                        "budget": verdict.to_dict() if verdict else None,
                     }
                 )
             else:  # one write: linear in the number of tasks
@@ -496,6 +498,7 @@ def register(app: typer.Typer) -> None:
                     + "".join(f"would skip {tid}: succeeded and unchanged\n" for tid in plan.skip)
                     + "\n"
                     + render_forecast(forecast)
+                    + (f"{verdict.describe()}\n" if verdict else "")
                 )
             raise typer.Exit(int(ExitCode.OK))
 
