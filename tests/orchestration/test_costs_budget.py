@@ -79,6 +79,23 @@ def test_prices_from_genai_prices(
     assert found == (pytest.approx(cost) if cost is not None else None)
 
 
+@pytest.mark.parametrize(
+    ("base_url", "model", "cost"),
+    [
+        ("https://api.deepseek.com/v1", "deepseek-chat", 0.135),  # known vendors, by their URL
+        ("https://api.groq.com/openai/v1", "llama-3.3-70b-versatile", 0.59),
+        ("http://127.0.0.1:8000/v1", "gpt-4o", None),  # a server of one's own: unknown
+        ("https://api.deepseek.com/v1", "no-such-model", None),
+        (None, "gpt-4o", None),
+    ],
+)
+def test_an_openai_compatible_server_is_priced_by_its_url(
+    base_url: str | None, model: str, cost: float | None
+) -> None:
+    found = PriceBook().cost("a", "openai-compatible", model, Usage(1_000_000, 0), base_url)
+    assert found == (pytest.approx(cost) if cost is not None else None)
+
+
 def test_the_sdks_default_models_have_a_price() -> None:
     """Each provider class's own default model is priced (the old hand-made table knew none)."""
     from coditect_core.llm_abstractions.claude import Claude
@@ -136,7 +153,9 @@ class _Table:
 
     version = "test table"
 
-    def cost(self, provider: str | None, model: str | None, usage: Usage) -> float | None:
+    def cost(
+        self, provider: str | None, model: str | None, usage: Usage, base_url: str | None = None
+    ) -> float | None:
         if (provider, model) != ("openai-gpt", "gpt-4o"):
             return None
         return call_cost(Price(2.5, 10.0), usage)

@@ -7,9 +7,11 @@ and a price must not change under a running budget). Its prices per model includ
 long prompts and the prices of cached input: a response whose usage reports cache reads or writes
 (``Usage.cache_read_tokens`` / ``cache_write_tokens``) pays those tokens at the cache prices.
 
-A model not found there has an unknown price, and a call on it an unknown cost: ``None``, never a
-made-up zero. The embedded ``local`` model costs nothing per token. An agent's ``price`` (from
-the project file, USD per million tokens) wins over the database for every model the agent uses.
+An OpenAI-compatible server is priced when its ``base_url`` is a vendor's that genai-prices
+knows (DeepSeek, Groq, OpenRouter...); a server of your own is not. A model not found there has
+an unknown price, and a call on it an unknown cost: ``None``, never a made-up zero. The embedded
+``local`` model costs nothing per token. An agent's ``price`` (from the project file, USD per
+million tokens) wins over the database for every model the agent uses.
 :class:`PricedLlm` prices each response of the LLM it wraps (``LlmResponse.cost_usd``);
 :func:`price_data_version` names the data (shown by ``coditect doctor`` and in reports).
 """
@@ -76,8 +78,11 @@ class PriceSource(Protocol):
         """The price data's name and version."""
         ...
 
-    def cost(self, provider: str | None, model: str | None, usage: Usage) -> float | None:
-        """USD of ``usage`` on ``provider``/``model``; ``None`` when its price is unknown."""
+    def cost(
+        self, provider: str | None, model: str | None, usage: Usage, base_url: str | None = None
+    ) -> float | None:
+        """USD of ``usage`` on ``provider``/``model`` (an OpenAI-compatible server: found by
+        its ``base_url``); ``None`` when its price is unknown."""
         ...
 
     def context_window(self, provider: str | None, model: str | None) -> int | None:
@@ -92,12 +97,19 @@ class GenaiPrices:
     def version(self) -> str:
         return price_data_version()
 
-    def cost(self, provider: str | None, model: str | None, usage: Usage) -> float | None:
+    def cost(
+        self, provider: str | None, model: str | None, usage: Usage, base_url: str | None = None
+    ) -> float | None:
         if provider in _FREE_PROVIDERS:
             return 0.0
-        if _PROVIDER_IDS.get(provider or "") is None or not model:
+        if not model:
             return None
-        return _genai_cost(provider, model, usage)
+        provider_id = _PROVIDER_IDS.get(provider or "")
+        if provider_id is not None:
+            return _genai_cost(provider_id, None, model, usage)
+        if provider == "openai-compatible" and base_url:
+            return _genai_cost(None, base_url, model, usage)  # a known vendor's URL, or None
+        return None
 
     def context_window(self, provider: str | None, model: str | None) -> int | None:
         provider_id = _PROVIDER_IDS.get(provider or "")
@@ -115,7 +127,9 @@ class GenaiPrices:
 
 
 @lru_cache(maxsize=8192)  # a forecast asks for the same counts again and again
-def _genai_cost(provider: str | None, model: str, usage: Usage) -> float | None:
+def _genai_cost(
+    provider_id: str | None, api_url: str | None, model: str, usage: Usage
+) -> float | None:
     from genai_prices import calc_price
     from genai_prices import types as gp_types
 
@@ -125,10 +139,13 @@ def _genai_cost(provider: str | None, model: str, usage: Usage) -> float | None:
         cache_read_tokens=usage.cache_read_tokens or None,
         cache_write_tokens=usage.cache_write_tokens or None,
     )
-    provider_id = _PROVIDER_IDS[provider or ""]
+    ref = model.removeprefix("models/")
     try:
-        found = calc_price(counts, model.removeprefix("models/"), provider_id=provider_id)
-    except LookupError:
+        if provider_id is not None:
+            found = calc_price(counts, ref, provider_id=provider_id)
+        else:
+            found = calc_price(counts, ref, provider_api_url=api_url)
+    except LookupError:  # an unknown model, or a server that is no known vendor's
         return None
     return float(found.total_price)
 
@@ -168,7 +185,12 @@ class PriceBook:
         return self._source
 
     def cost(
-        self, agent: str | None, provider: str | None, model: str | None, usage: Usage | None
+        self,
+        agent: str | None,
+        provider: str | None,
+        model: str | None,
+        usage: Usage | None,
+        base_url: str | None = None,
     ) -> float | None:
         """USD of one call; ``None`` when its price or its token counts are unknown."""
         if usage is None:
@@ -176,7 +198,7 @@ class PriceBook:
         own = self.overrides.get(agent or "")
         if own is not None:
             return own.cost(usage)
-        return self.source.cost(provider, model, usage)
+        return self.source.cost(provider, model, usage, base_url)
 
     def context_window(self, provider: str | None, model: str | None) -> int | None:
         """The context window of ``model`` on ``provider`` from the price data, if known."""
@@ -199,6 +221,6 @@ class PricedLlm(WrapperLlm):
     ) -> LlmResponse:
         response = await self.wrapped.request_async(messages, deadline=deadline, **kwargs)
         response.cost_usd = self.prices.cost(
-            self.agent, self.provider, response.model, response.usage
+            self.agent, self.provider, response.model, response.usage, self.base_url
         )
         return response

@@ -295,7 +295,7 @@ class _Forecaster:
     def cost(self, agent: AgentConfig, prompt: float, completion: float) -> float | None:
         provider, model, _ = self.model(agent)
         usage = Usage(math.ceil(prompt), math.ceil(completion))
-        return self.executor.prices.cost(agent.name, provider, model, usage)
+        return self.executor.prices.cost(agent.name, provider, model, usage, agent.base_url)
 
     def candidates(self, agent: AgentConfig) -> list[AgentConfig]:
         out = [agent]
