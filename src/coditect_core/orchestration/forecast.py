@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AgentError
+from ..errors import AgentError, CoditectError
 from ..llm_abstractions.base_llm import Usage
 from ..llm_abstractions.messages import Message
 from .agent_registry import AgentConfig, AgentInterface
@@ -281,7 +281,7 @@ class _Forecaster:
         if found is None:
             try:
                 cls = self.executor.llm_class(agent)
-            except AgentError:
+            except CoditectError:  # no class for it (a run fails the task): nothing priced
                 found = (agent.provider, agent.model, agent.max_tokens)
             else:
                 model = agent.model or cls.default_model
