@@ -130,6 +130,11 @@ def test_doctor_exit_code_follows_the_agents_tasks_use(
     assert plain.exit_code == 1
     assert "not ready: tasks use agents that are not usable: gpt (1)" in plain.stdout
     assert f"prices: genai-prices {genai_prices.__version__} (packaged data)" in plain.stdout
+    assert "no known price: fake (" in plain.stdout  # the fake provider has no price
+    assert {a["name"]: a["price"] for a in bad["agents"]} == {
+        "fake": "unknown",
+        "gpt": "genai-prices",
+    }
 
 
 def test_doctor_ping_calls_each_usable_agent(tmp_path: Path) -> None:

@@ -264,6 +264,14 @@ def register(app: typer.Typer) -> None:
                 line += f"; running now: {state_info['running']}"
             out.print(f"{escape(line)} [dim]({escape(state_info['path'])})[/]")
         _agents_table(checks, "agents" + (" (pinged)" if ping else ""))
+        unpriced = [c for c in checks if c.tasks and c.price == "unknown"]
+        if unpriced:
+            names = ", ".join(f"{c.name} ({c.model or 'default model'})" for c in unpriced)
+            out.print(
+                f"no known price: {escape(names)}: their costs show as unknown "
+                "(set price: {input, output} on the agent)",
+                soft_wrap=True,
+            )
         if ray_check is not None:
             _ray_section(ray_check)
         if ok:
