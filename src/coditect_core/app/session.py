@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..llm_abstractions.limits import AgentLimits
-from ..llm_abstractions.pricing import Price, PriceBook
+from ..llm_abstractions.pricing import Price, PriceBook, price_data_version
 from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
 from ..orchestration.executor import TaskExecutor
 from ..orchestration.orchestrator import ProjectOrchestrator
@@ -323,6 +323,7 @@ class ProjectSession:
                 "restart": restart,
                 "fail_fast": fail_fast,
                 **({"budget": budget_options(orchestrator.budget)} if orchestrator.budget else {}),
+                "prices": price_data_version(),  # what this run's calls are priced with
             },
             restart=restart,
         )
