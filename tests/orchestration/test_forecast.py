@@ -349,3 +349,19 @@ def test_on_a_terminal_the_run_asks(tmp_path: Path, answer: str, code: int) -> N
             proc.wait()
         os.close(main)
     assert (tmp_path / ".coditect" / "state.db").exists() is (answer == "y")
+
+
+def test_the_budget_check_leaves_a_bad_agent_to_the_runs_own_check(tmp_path: Path) -> None:
+    """With a cost budget and an agent whose key variable is unset, the refusal is the run's
+    agent check (every problem, with the agent and its task), not a forecast error."""
+    spec = {
+        "project": "badagent",
+        "budget": {"max_cost_usd": 1.0},
+        "agents": {"cloud": {"type": "openai-gpt", "api_key": "${FORECAST_UNSET_KEY_VAR}"}},
+        "tasks": [{"id": "T0", "title": "task 0"}],
+    }
+    done = run_cli("run", _write(tmp_path, spec))
+    assert done.returncode == 2
+    assert "agent 'cloud' (runs task 'T0')" in done.stderr, done.stderr
+    assert "FORECAST_UNSET_KEY_VAR is not set" in done.stderr
+    assert not (tmp_path / ".coditect").exists()

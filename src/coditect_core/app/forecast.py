@@ -17,8 +17,8 @@ from typing import Any
 from ..llm_abstractions.pricing import price_data_version
 from ..orchestration.forecast import IsCached, RunForecast, forecast_run, nothing_cached
 from ..orchestration.resume import ResumePlan
-from ..project import Project
-from .session import build_executor, preview_run_records, resolve_project, run_budget
+from ..project import Project, read_project_file
+from .session import build_executor, preview_run_records, run_budget
 
 __all__ = [
     "BudgetVerdict",
@@ -167,9 +167,13 @@ def budget_verdict(
 ) -> BudgetVerdict | None:
     """The forecast against the run's cost budget (the file's, or ``max_cost_usd``); ``None``
     when the run has no cost budget (nothing is forecast then) or nothing to run."""
-    project = resolve_project(path, only, agent)
-    budget = run_budget(project, max_cost_usd)
-    if budget is None or budget.max_cost_usd is None:
+    spec = read_project_file(path).spec  # no variable needed to know the budget
+    limit = (
+        max_cost_usd
+        if max_cost_usd is not None
+        else (spec.budget.max_cost_usd if spec.budget else None)
+    )
+    if limit is None:
         return None
     _, plan, forecast = plan_and_forecast(
         path,
@@ -183,4 +187,4 @@ def budget_verdict(
     )
     if not plan.run:
         return None
-    return BudgetVerdict(budget.max_cost_usd, forecast)
+    return BudgetVerdict(limit, forecast)

@@ -359,8 +359,8 @@ def _check_budget(
             ray_address=ray_address,
             restart=restart,
         )
-    except (CoditectError, OSError) as error:  # bad file, unusable state, bad runner
-        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
+    except (CoditectError, OSError):
+        return  # a bad file, agent, state or runner: the run's own checks say it, as always
     if verdict is None:
         return
     err_console().print(Shown().markup(summary_line(verdict.forecast)), soft_wrap=True)
