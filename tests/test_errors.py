@@ -27,6 +27,7 @@ from coditect_core.errors import (
     RunLockedError,
     SchedulingError,
     StateError,
+    WorkAtRiskError,
 )
 
 PARENTS: dict[type[Exception], type[Exception]] = {
@@ -49,6 +50,7 @@ PARENTS: dict[type[Exception], type[Exception]] = {
     AgentError: CoditectError,
     StateError: CoditectError,
     RunLockedError: StateError,
+    WorkAtRiskError: CoditectError,
 }
 
 RETRYABLE = {

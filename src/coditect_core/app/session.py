@@ -37,6 +37,7 @@ from ..orchestration.executor import TaskExecutor
 from ..orchestration.orchestrator import ProjectOrchestrator
 from ..orchestration.resume import ResumePlan, SuccessRecord, agent_task_hash, plan_resume
 from ..orchestration.runners import Runner, make_runner
+from ..orchestration.scheduler import descendants
 from ..orchestration.spend import Budget
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import TaskStatus
@@ -44,7 +45,7 @@ from ..project import Project, paused_gc, read_project_file
 from ..store import StateStore, backup_state, state_path_for
 from ..store.observer import StoreObserver, run_status
 from .doctor import check_run_agents
-from .view import held_task_ids
+from .view import held_task_ids, kept_task_ids
 
 __all__ = [
     "ProjectSession",
@@ -53,6 +54,7 @@ __all__ = [
     "preview_run",
     "preview_run_records",
     "resolve_project",
+    "restart_scope",
     "run_budget",
 ]
 
@@ -101,15 +103,26 @@ def _make_runner(project: Project, runner: str | None, ray_address: str | None) 
     )
 
 
+def restart_scope(project: Project, only: Iterable[str] | None) -> frozenset[str] | None:
+    """The tasks ``run --restart`` runs again from scratch: with ``only``, those tasks and every
+    task that depends on them (directly or not); without it, ``None``: every task."""
+    if not only:
+        return None
+    named = set(only)
+    return frozenset(named | descendants(project.graph(), named))
+
+
 def _preview(
     hashes: dict[str, str],
     dependencies: dict[str, list[str]],
     store: StateStore | None,
     name: str,
     restart: bool,
+    scope: frozenset[str] | None = None,
 ) -> ResumePlan:
-    """The resume plan over what ``store`` recorded (``None``: nothing recorded yet)."""
-    return _preview_records(hashes, dependencies, store, name, restart)[0]
+    """The resume plan over what ``store`` recorded (``None``: nothing recorded yet); a restart
+    forgets what it restarts (``scope``; ``None``: everything)."""
+    return _preview_records(hashes, dependencies, store, name, restart, scope)[0]
 
 
 def _preview_records(
@@ -118,12 +131,18 @@ def _preview_records(
     store: StateStore | None,
     name: str,
     restart: bool,
+    scope: frozenset[str] | None = None,
 ) -> tuple[ResumePlan, dict[str, SuccessRecord]]:
-    if restart or store is None:
+    """:func:`_preview`, with the recorded successes the plan skips."""
+    if (restart and scope is None) or store is None:
         return plan_resume(hashes, dependencies, {}), {}
-    held = held_task_ids(store.snapshot(name).tasks)
+    records = store.snapshot(name).tasks
     succeeded = store.succeeded_tasks(name)
-    return plan_resume(hashes, dependencies, succeeded, held=held), succeeded
+    held, kept = held_task_ids(records), kept_task_ids(records)
+    if restart and scope is not None:
+        succeeded = {t: r for t, r in succeeded.items() if t not in scope}
+        held, kept = held - scope, kept - scope
+    return plan_resume(hashes, dependencies, succeeded, held=held, kept=kept), succeeded
 
 
 def preview_run(
@@ -188,10 +207,11 @@ def _preview_run(
     hashes = {t.task_id: agent_task_hash(t, project.agents, default) for t in tasks}
     dependencies = {t.task_id: t.dependencies for t in tasks}
     db = state_path_for(path, state)
-    if restart or not db.exists():
+    scope = restart_scope(project, only)
+    if (restart and scope is None) or not db.exists():
         return project, *_preview_records(hashes, dependencies, None, project.name, restart)
     with StateStore.open(db, readonly=True) as store:
-        return project, *_preview_records(hashes, dependencies, store, project.name, restart)
+        return project, *_preview_records(hashes, dependencies, store, project.name, restart, scope)
 
 
 def build_executor(project: Project) -> TaskExecutor:
@@ -210,6 +230,7 @@ def build_executor(project: Project) -> TaskExecutor:
             {name: Price(s.price.input, s.price.output) for name, s in settings.items() if s.price}
         ),
         fallback_on={name: s.fallback_on for name, s in settings.items()},
+        on_truncated={name: s.on_truncated for name, s in settings.items()},
         task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
     )
 
@@ -258,11 +279,18 @@ class ProjectSession:
     """One project, its store and its orchestrator. Open with :meth:`open`; close when done."""
 
     def __init__(
-        self, project: Project, store: StateStore, orchestrator: ProjectOrchestrator
+        self,
+        project: Project,
+        store: StateStore,
+        orchestrator: ProjectOrchestrator,
+        *,
+        only: Iterable[str] | None = None,
     ) -> None:
         self.project = project
         self.store = store
         self.orchestrator = orchestrator
+        self.restart_scope = restart_scope(project, only)
+        """What ``run(restart=True)`` runs again from scratch (``None``: every task)."""
 
     @classmethod
     def open(
@@ -313,7 +341,7 @@ class ProjectSession:
         except BaseException:
             store.close()
             raise
-        return cls(project, store, orchestrator)
+        return cls(project, store, orchestrator, only=only)
 
     async def run(
         self,
@@ -325,8 +353,11 @@ class ProjectSession:
     ) -> RunOutcome:
         """Run what the resume plan says must run; record everything in the store.
 
-        ``on_plan(plan)`` is called with the plan the run follows, before any task starts.
-        ``restart`` backs the state up first (``coditect state restore`` brings it back).
+        ``restart`` runs again from scratch every task, or, when the session was opened with
+        ``only``, those tasks and every task that depends on them (:func:`restart_scope`): the
+        others keep what they recorded; the state is backed up first (``coditect state
+        restore`` brings it back). ``on_plan(plan)`` is called with the plan the run follows,
+        before any task starts.
         Raises :class:`RunLockedError` if another live process is running this project,
         :class:`RunnerError` if the runner cannot start (no Ray cluster to reach).
         """
@@ -337,23 +368,29 @@ class ProjectSession:
             await asyncio.to_thread(
                 backup_state, store.path, reason="restart", keep=self.project.keep_backups
             )
+        scope = self.restart_scope if restart else None
         await orchestrator.runner.start(orchestrator.executor)  # e.g. Ray: connect, warm up
         info = await store.begin_run(
             orchestrator.name,
             options={
                 "max_concurrency": concurrency,
                 "restart": restart,
+                **({"restart_only": sorted(scope)} if scope is not None else {}),
                 "fail_fast": fail_fast,
                 **({"budget": budget_options(orchestrator.budget)} if orchestrator.budget else {}),
                 "prices": price_data_version(),  # what this run's calls are priced with
             },
-            restart=restart,
+            restart=restart and scope is None,
         )
         status = "error"
         recorded = True
         try:
             observer = StoreObserver(store, info.run_id)
             hashes = await observer.define(orchestrator)
+            for tid in sorted(scope or ()):
+                await store.set_task_status(
+                    info.run_id, tid, TaskStatus.PENDING, note="restart: runs again from scratch"
+                )
             succeeded = await store.load_succeeded(orchestrator.name)
             plan = self._plan(hashes, succeeded)
             self._restore(plan, succeeded)
@@ -379,16 +416,23 @@ class ProjectSession:
             tid: agent_task_hash(task, registry, default)
             for tid, task in orchestrator.tasks.items()
         }
-        return _preview(hashes, self._dependencies(), self.store, orchestrator.name, restart)
+        return _preview(
+            hashes,
+            self._dependencies(),
+            self.store,
+            orchestrator.name,
+            restart,
+            self.restart_scope,
+        )
 
     def _dependencies(self) -> dict[str, list[str]]:
         return {tid: task.dependencies for tid, task in self.orchestrator.tasks.items()}
 
     def _plan(self, hashes: dict[str, str], succeeded: dict[str, SuccessRecord]) -> ResumePlan:
         """The resume plan over the store's records (a restart has reset them already)."""
-        name = self.orchestrator.name
-        held = held_task_ids(self.store.snapshot(name).tasks)
-        plan = plan_resume(hashes, self._dependencies(), succeeded, held=held)
+        records = self.store.snapshot(self.orchestrator.name).tasks
+        held, kept = held_task_ids(records), kept_task_ids(records)
+        plan = plan_resume(hashes, self._dependencies(), succeeded, held=held, kept=kept)
         for tid in plan.run:
             logger.info("%s runs: %s", tid, plan.reasons.get(tid, ""))
         return plan

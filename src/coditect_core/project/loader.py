@@ -64,6 +64,7 @@ class AgentSettings:
     max_concurrency: int | None = None
     price: PriceSpec | None = None
     fallback_on: str = "retryable"
+    on_truncated: str = "warn"
     resources: ResourcesSpec | None = None
 
 
@@ -299,6 +300,7 @@ class ProjectFile:
                     max_concurrency=spec.max_concurrency,
                     price=spec.price,
                     fallback_on=spec.fallback_on,
+                    on_truncated=spec.on_truncated,
                     resources=spec.resources,
                 )
                 for name, spec in agents.items()
