@@ -244,3 +244,31 @@ def test_keep_backups_must_be_positive(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "keep_backups" in done.stderr
     assert not (tmp_path / ".coditect").exists()
+
+
+def test_without_project_the_commands_use_coditect_yaml_here(tmp_path: Path) -> None:
+    """``state backup``, ``list-backups`` and ``restore BACKUP`` (one word: the backup) find
+    ./coditect.yaml as the other commands do."""
+    fake_project(tmp_path, filename="coditect.yaml")
+
+    def here(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*coditect_argv(), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env(),
+            cwd=tmp_path,
+            check=False,
+        )
+
+    assert here("run").returncode == 0
+    made = json.loads(here("state", "backup", "--json").stdout)["backup"]
+    listed = json.loads(here("state", "list-backups", "--json").stdout)["backups"]
+    assert [b["name"] for b in listed] == [made["name"]]
+    done = here("state", "restore", made["name"], "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["restored"]["name"] == made["name"]
+    missing = here("state", "restore")
+    assert missing.returncode == 2
+    assert "missing argument BACKUP" in missing.stderr

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .output import ExitCode, fail_for, print_json, write_text
+from .project_path import project_file
 
 if TYPE_CHECKING:
     from ..orchestration.forecast import RunForecast
@@ -111,10 +112,9 @@ def register(app: typer.Typer) -> None:
         from ..app.forecast import forecast_project
         from ..errors import CoditectError
 
+        path = project_file(project, as_json=as_json)
         try:
-            forecast = forecast_project(
-                project, state=state, only=only, agent=agent, restart=restart
-            )
+            forecast = forecast_project(path, state=state, only=only, agent=agent, restart=restart)
         except (CoditectError, OSError) as error:
             fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
         if as_json:

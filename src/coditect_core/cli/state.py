@@ -8,13 +8,9 @@ from typing import Annotated
 import typer
 
 from .output import ExitCode, Shown, console, fail, fail_for, print_json
+from .project_path import ProjectArg, ProjectWordArg, project_file
 
 __all__ = ["register"]
-
-ProjectArg = Annotated[
-    Path,
-    typer.Argument(metavar="PROJECT", help="The project file (YAML; default: coditect.yaml)."),
-]
 StateOpt = Annotated[
     Path | None,
     typer.Option(
@@ -35,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
     @state_app.command("backup")
     def backup_command(
-        project: ProjectArg = Path("coditect.yaml"),
+        project: ProjectArg = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -53,8 +49,9 @@ def register(app: typer.Typer) -> None:
         from ..app.backups import backup_project
         from ..errors import ProjectFileError, StateError
 
+        path = project_file(project, as_json=as_json)
         try:
-            made = backup_project(project, state=state)
+            made = backup_project(path, state=state)
         except (ProjectFileError, StateError, OSError) as error:
             fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
         if as_json:
@@ -64,7 +61,7 @@ def register(app: typer.Typer) -> None:
 
     @state_app.command("list-backups")
     def list_command(
-        project: ProjectArg = Path("coditect.yaml"),
+        project: ProjectArg = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -80,8 +77,9 @@ def register(app: typer.Typer) -> None:
         from ..errors import ProjectFileError, StateError
         from ..reporting import fmt
 
+        path = project_file(project, as_json=as_json)
         try:
-            db, backups = project_backups(project, state=state)
+            db, backups = project_backups(path, state=state)
         except (ProjectFileError, StateError, OSError) as error:
             fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
         if as_json:
@@ -98,12 +96,13 @@ def register(app: typer.Typer) -> None:
 
     @state_app.command("restore")
     def restore_command(
-        project: Annotated[
-            Path, typer.Argument(metavar="PROJECT", help="The project file (YAML).")
-        ],
+        project: ProjectWordArg = None,
         backup: Annotated[
-            str, typer.Argument(metavar="BACKUP", help="A name from `state list-backups`.")
-        ],
+            str | None,
+            typer.Argument(
+                metavar="BACKUP", help="A name from `state list-backups`.", show_default=False
+            ),
+        ] = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -119,8 +118,17 @@ def register(app: typer.Typer) -> None:
         from ..app.backups import restore_project
         from ..errors import ProjectFileError, RunLockedError, StateError
 
+        if backup is None:  # one word alone is the BACKUP, of ./coditect.yaml's state
+            project, backup = None, project
+        if backup is None:
+            fail(
+                "missing argument BACKUP: a name from `coditect state list-backups`",
+                ExitCode.BAD_INPUT,
+                as_json=as_json,
+            )
+        path = project_file(None if project is None else Path(project), as_json=as_json)
         try:
-            restored, before = restore_project(project, backup, state=state)
+            restored, before = restore_project(path, backup, state=state)
         except RunLockedError as error:
             fail(
                 f"{error}; nothing restored: try again when the run has ended",
