@@ -275,6 +275,9 @@ async def test_restart_runs_everything_as_a_new_run_and_keeps_history(project: P
         assert [r.run_id for r in runs] == [first.run_id, second.run_id]
         assert [r.status for r in runs] == ["succeeded", "succeeded"]
         assert runs[1].options["restart"] is True
+        from coditect_core.llm_abstractions.pricing import price_data_version
+
+        assert runs[1].options["prices"] == price_data_version()  # what it was priced with
         for tid in ALL:
             attempts = store.attempts(PROJECT, task_id=tid)
             assert [(a.run_id, a.status) for a in attempts] == [

@@ -113,6 +113,9 @@ def test_doctor_exit_code_follows_the_agents_tasks_use(
     assert ok["ok"] is True
     assert ok["problems"] == []
     assert set(ok["extras"]) == {"anthropic", "openai", "gemini", "local"}
+    import genai_prices
+
+    assert ok["prices"] == f"genai-prices {genai_prices.__version__} (packaged data)"
     assert ok["state"] == {
         "path": str(tmp_path / ".coditect" / "state.db"),
         "exists": False,
@@ -126,6 +129,12 @@ def test_doctor_exit_code_follows_the_agents_tasks_use(
     plain = runner.invoke(app, ["doctor", str(tmp_path / "project.yaml")])
     assert plain.exit_code == 1
     assert "not ready: tasks use agents that are not usable: gpt (1)" in plain.stdout
+    assert f"prices: genai-prices {genai_prices.__version__} (packaged data)" in plain.stdout
+    assert "no known price: fake (" in plain.stdout  # the fake provider has no price
+    assert {a["name"]: a["price"] for a in bad["agents"]} == {
+        "fake": "unknown",
+        "gpt": "genai-prices",
+    }
 
 
 def test_doctor_ping_calls_each_usable_agent(tmp_path: Path) -> None:

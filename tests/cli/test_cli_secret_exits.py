@@ -127,8 +127,9 @@ def test_the_canary_is_in_no_output_log_state_or_report(
         _assert_clean(text, where)
     for name in ("report.html", "report.md"):
         _assert_clean((tmp_path / name).read_bytes(), name)
-    files = list((tmp_path / ".coditect").iterdir())
+    files = [f for f in (tmp_path / ".coditect").rglob("*") if f.is_file()]  # backups too
     assert any(f.name == "state.db" for f in files)
+    assert any(f.parent.name == "backups" for f in files)  # run --restart backed it up
     for path in files:
         _assert_clean(path.read_bytes(), path.name)
 

@@ -75,6 +75,7 @@ def test_every_command_is_listed_and_has_examples() -> None:
     assert {
         "run", "ask", "init", "report", "status", "tasks", "show", "next", "agents", "doctor",
         "task complete", "task fail", "task cancel", "task reset",
+        "state backup", "state list-backups", "state restore",
     } <= names  # fmt: skip
     for path in paths:
         result = runner.invoke(app, [*path, "--help"])

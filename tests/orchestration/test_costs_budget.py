@@ -4,10 +4,6 @@ budgets (no new task once reached, calls in flight finish, the unstarted tasks l
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-from datetime import date
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +22,9 @@ from coditect_core.llm_abstractions.base_llm import Usage
 from coditect_core.llm_abstractions.pricing import (
     Price,
     PriceBook,
-    PriceTable,
     call_cost,
-    default_price_table,
+    default_price_source,
+    price_data_version,
 )
 from coditect_core.orchestration import (
     AgentConfig,
@@ -43,45 +39,102 @@ from coditect_core.orchestration.spend import Budget, Spend, Tally
 # ---------------------------------------------------------------------------- prices
 
 
-def test_the_shipped_table_says_when_and_where_its_prices_come_from() -> None:
-    data = json.loads(
-        resources.files("coditect_core").joinpath("data/prices.json").read_text("utf-8")
-    )
-    assert data["currency"] == "USD"
-    assert data["unit"] == "per_million_tokens"
-    # when: the prices' month (or day), and the day the table was compiled, not before it
-    assert re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", data["prices_as_of"]), data["prices_as_of"]
-    compiled = date.fromisoformat(data["compiled_on"])
-    assert compiled.isoformat()[: len(data["prices_as_of"])] >= data["prices_as_of"]
-    assert data["verified_online"] is False
-    assert "NOT re-checked" in data["source"]
-    table = default_price_table()
-    for provider in ("openai-gpt", "anthropic-claude", "google-gemini"):
-        assert data["providers"][provider], provider
-    assert table.info["prices_as_of"] == data["prices_as_of"]
+@pytest.mark.parametrize(
+    ("provider", "model", "usage", "cost"),
+    [
+        # genai-prices' list prices (USD per million tokens) in its packaged data
+        ("openai-gpt", "gpt-4o-mini", Usage(1_000_000, 1_000_000), 0.15 + 0.6),
+        ("openai-gpt", "gpt-4o-mini-2024-07-18", Usage(1_000_000, 0), 0.15),  # a snapshot
+        ("openai-gpt", "gpt-4o-2024-05-13", Usage(1_000_000, 0), 5.0),  # priced apart
+        ("anthropic-claude", "claude-sonnet-4-5-20250929", Usage(100_000, 0), 0.3),
+        ("google-gemini", "models/gemini-2.5-flash", Usage(0, 1_000_000), 2.5),
+        ("local", "SmolLM2-135M-Instruct.Q4_1.gguf", Usage(1_000, 1_000), 0.0),  # free
+        # the SDKs' default models, unknown to the old hand-made table
+        ("openai-gpt", "gpt-5.4-mini", Usage(1_000_000, 1_000_000), 0.75 + 4.5),
+        ("anthropic-claude", "claude-sonnet-5-5", Usage(1_000_000, 1_000_000), 2.0 + 10.0),
+        ("google-gemini", "gemini-3.8-flash", Usage(1_000_000, 1_000_000), 0.75 + 3.75),
+        # cached input at its own price: 800k fresh + 200k read from the cache
+        ("openai-gpt", "gpt-5.4-mini", Usage(1_000_000, 0, cache_read_tokens=200_000), 0.615),
+        # Anthropic also bills cache writes: 700k fresh + 200k read + 100k written
+        (
+            "anthropic-claude",
+            "claude-sonnet-5-5",
+            Usage(1_000_000, 0, cache_read_tokens=200_000, cache_write_tokens=100_000),
+            1.4 + 0.02 + 0.25,
+        ),
+        # a long prompt's tier: over 200k tokens, all of them at the higher rate
+        ("anthropic-claude", "claude-sonnet-4-5", Usage(100_000, 0), 0.3),
+        ("anthropic-claude", "claude-sonnet-4-5", Usage(300_000, 0), 1.8),
+        ("anthropic-claude", "gpt-4o", Usage(1, 1), None),  # another provider's model
+        ("openai-gpt", "no-such-model-1", Usage(1, 1), None),  # unknown, not guessed
+        ("openai-compatible", "llama3.2", Usage(1, 1), None),
+        ("fake", "fake-model", Usage(1, 1), None),
+        (None, None, Usage(1, 1), None),
+    ],
+)
+def test_prices_from_genai_prices(
+    provider: str | None, model: str | None, usage: Usage, cost: float | None
+) -> None:
+    found = default_price_source().cost(provider, model, usage)
+    assert found == (pytest.approx(cost) if cost is not None else None)
 
 
 @pytest.mark.parametrize(
-    ("provider", "model", "price"),
+    ("base_url", "model", "cost"),
     [
-        ("openai-gpt", "gpt-4o-mini", Price(0.15, 0.6)),
-        ("openai-gpt", "gpt-4o-mini-2024-07-18", Price(0.15, 0.6)),  # dated snapshot
-        ("openai-gpt", "gpt-4o", Price(2.5, 10.0)),
-        ("openai-gpt", "gpt-4o-2024-05-13", Price(5.0, 15.0)),  # a snapshot priced apart
-        ("anthropic-claude", "claude-sonnet-4-5-20250929", Price(3.0, 15.0)),
-        ("anthropic-claude", "claude-3-7-sonnet-latest", Price(3.0, 15.0)),
-        ("google-gemini", "models/gemini-2.5-flash", Price(0.3, 2.5)),
-        ("local", "SmolLM2-135M-Instruct.Q4_1.gguf", Price(0.0, 0.0)),  # no charge per token
-        ("openai-gpt", "gpt-4o-mini-tts", None),  # starts like a listed model: not it
-        ("openai-gpt", "gpt-5.4-mini", None),  # newer than the table: unknown, not guessed
-        ("anthropic-claude", "gpt-4o", None),  # another provider's model
-        ("openai-compatible", "llama3.2", None),
-        ("fake", "fake-model", None),
-        (None, None, None),
+        ("https://api.deepseek.com/v1", "deepseek-chat", 0.135),  # known vendors, by their URL
+        ("https://api.groq.com/openai/v1", "llama-3.3-70b-versatile", 0.59),
+        ("http://127.0.0.1:8000/v1", "gpt-4o", None),  # a server of one's own: unknown
+        ("https://api.deepseek.com/v1", "no-such-model", None),
+        (None, "gpt-4o", None),
     ],
 )
-def test_lookup(provider: str | None, model: str | None, price: Price | None) -> None:
-    assert default_price_table().lookup(provider, model) == price
+def test_an_openai_compatible_server_is_priced_by_its_url(
+    base_url: str | None, model: str, cost: float | None
+) -> None:
+    found = PriceBook().cost("a", "openai-compatible", model, Usage(1_000_000, 0), base_url)
+    assert found == (pytest.approx(cost) if cost is not None else None)
+
+
+def test_the_sdks_default_models_have_a_price() -> None:
+    """Each provider class's own default model is priced (the old hand-made table knew none)."""
+    from coditect_core.llm_abstractions.claude import Claude
+    from coditect_core.llm_abstractions.gemini import Gemini
+    from coditect_core.llm_abstractions.gpt import Gpt
+
+    for cls in (Gpt, Claude, Gemini):
+        cost = default_price_source().cost(cls.provider, cls.default_model, Usage(1000, 1000))
+        assert cost is not None, (cls.provider, cls.default_model)
+        assert cost > 0
+
+
+def test_the_price_data_is_named_and_packaged() -> None:
+    import genai_prices
+
+    version = price_data_version()
+    assert version == f"genai-prices {genai_prices.__version__} (packaged data)"
+    assert default_price_source().version == version
+
+
+def test_pricing_never_reaches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prices come from the packaged data: with every socket refused, a call is still priced,
+    and genai-prices' online updater is never started."""
+    import socket
+
+    from genai_prices import data_snapshot, update_prices
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pricing tried to open a connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    book = PriceBook()
+    assert book.cost("a", "openai-gpt", "gpt-5.4-mini", Usage(1_000_000, 0)) == pytest.approx(0.75)
+    assert data_snapshot._custom_snapshot is None  # nothing replaced the packaged snapshot
+    assert data_snapshot.get_snapshot().from_auto_update is False
+    assert update_prices._shared_updater.ref_count == 0  # no updater was started
 
 
 def test_cost_arithmetic() -> None:
@@ -95,9 +148,24 @@ def test_cost_arithmetic() -> None:
         Price(-1.0, 0.0)
 
 
+class _Table:
+    """A price source of one model at 2.5 / 10 USD per million tokens."""
+
+    version = "test table"
+
+    def cost(
+        self, provider: str | None, model: str | None, usage: Usage, base_url: str | None = None
+    ) -> float | None:
+        if (provider, model) != ("openai-gpt", "gpt-4o"):
+            return None
+        return call_cost(Price(2.5, 10.0), usage)
+
+    def context_window(self, provider: str | None, model: str | None) -> int | None:
+        return None
+
+
 def test_an_agents_price_wins_over_the_table() -> None:
-    table = PriceTable({"openai-gpt": {"gpt-4o": Price(2.5, 10.0)}})
-    book = PriceBook({"cheap": Price(1.0, 2.0)}, table=table)
+    book = PriceBook({"cheap": Price(1.0, 2.0)}, source=_Table())
     usage = Usage(1_000_000, 1_000_000)
     assert book.cost("cheap", "openai-gpt", "gpt-4o", usage) == pytest.approx(3.0)
     assert book.cost("other", "openai-gpt", "gpt-4o", usage) == pytest.approx(12.5)
@@ -278,8 +346,9 @@ def test_the_project_files_settings_reach_the_run(tmp_path: Path) -> None:
         assert gate.limits.tokens_per_minute == 90000
         assert gate.limits.max_concurrency == 2
         assert not executor.gate("b").limits.active
-        assert executor.prices.price("a", "fake", "fake-model") == Price(1.5, 6.0)
-        assert executor.prices.price("b", "fake", "fake-model") is None
+        million = Usage(1_000_000, 1_000_000)
+        assert executor.prices.cost("a", "fake", "fake-model", million) == pytest.approx(7.5)
+        assert executor.prices.cost("b", "fake", "fake-model", million) is None
         assert session.orchestrator.budget == Budget(max_cost_usd=5.0, max_tokens=10)
     finally:
         asyncio.run(session.aclose())

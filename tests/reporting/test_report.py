@@ -15,6 +15,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import genai_prices
 import pytest
 from report_scenario import SCRIPT_TITLE, Recorded, record_scenario
 from typer.testing import CliRunner
@@ -26,6 +27,7 @@ from coditect_core.reporting import (
     AttemptRow,
     dependency_levels,
     read_report,
+    render_html,
     render_json,
     render_markdown,
 )
@@ -170,6 +172,7 @@ def test_markdown_tables(recorded: Recorded) -> None:
     md = result.stdout
     s = recorded.scenario
     assert md.startswith(f"# Report: {PROJECT}\n")
+    assert f" · Prices: genai-prices {genai_prices.__version__} (packaged data)\n" in md
     lines = md.splitlines()
     local = next(line for line in lines if line.startswith("| local |"))
     assert local.rstrip(" |").endswith("unknown")
@@ -192,6 +195,8 @@ def test_json_report_is_the_same_through_the_api(recorded: Recorded, report_json
     again = json.loads(render_json(data))
     assert again["format"] == "coditect-report"
     assert again["version"] == 1
+    assert again["prices"] == f"genai-prices {genai_prices.__version__} (packaged data)"
+    assert f"prices: genai-prices {genai_prices.__version__} (packaged data)" in render_html(data)
     assert [t["task_id"] for t in again["tasks"]] == [t["task_id"] for t in report_json["tasks"]]
     assert SCRIPT_TITLE in {t["title"] for t in report_json["tasks"]}
     # without the project file the store still gives ids, statuses and figures

@@ -28,7 +28,8 @@ from coditect_core.errors import (
     LlmServerError,
     LlmTimeoutError,
 )
-from coditect_core.llm_abstractions import NO_RETRY, BaseLlm, RetryPolicy
+from coditect_core.llm_abstractions import NO_RETRY, BaseLlm, RetryPolicy, Usage
+from coditect_core.llm_abstractions.pricing import PriceBook, PricedLlm, default_price_source
 
 KEY = "sk-test-SECRET-0123456789"
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.0, max_delay=1.0, deadline=30.0)
@@ -67,6 +68,44 @@ class ProviderContract:
         return self.cls(api_key=KEY, base_url=self.base_url(stub), **settings)
 
     # ----------------------------------------------------------------- replies
+
+    @pytest.mark.parametrize("stream", [False, True])
+    async def test_cached_prompt_tokens_are_priced_at_the_cache_price(
+        self, stub_server: StubServer, stream: bool
+    ) -> None:
+        """The SDK's own cache fields reach ``Usage``, and a call is priced with genai-prices'
+        cached-input prices (the provider's default model, which genai-prices knows)."""
+        stub_server.cache_read_tokens = 5
+        stub_server.cache_write_tokens = 2  # only Anthropic reports cache writes
+        book = PriceBook()
+        async with PricedLlm(self.make(stub_server), book, agent="a") as llm:
+            if stream:
+                deltas = llm.stream_content_async(CONVERSATION)
+                assert [d async for d in deltas]
+                usage = deltas.usage
+                assert usage is not None
+                cost = book.cost("a", llm.provider, self.cls.default_model, usage)
+            else:
+                response = await llm.generate_async(CONVERSATION)
+                usage, cost = response.usage, response.cost_usd
+        assert usage.cache_read_tokens == 5
+        assert usage.cache_write_tokens == (2 if self.fmt == "anthropic" else 0)
+        assert usage.prompt_tokens > 7
+        assert usage.completion_tokens > 0
+        model = self.cls.default_model
+        source = default_price_source()
+        full = source.cost(self.cls.provider, model, Usage(usage.prompt_tokens, 0))
+        fresh = usage.prompt_tokens - usage.cache_read_tokens - usage.cache_write_tokens
+        assert full is not None
+        assert cost is not None
+        assert cost == pytest.approx(source.cost(self.cls.provider, model, usage))
+        # the cached tokens were not priced as fresh input: reads cost less, writes more
+        out = source.cost(self.cls.provider, model, Usage(0, usage.completion_tokens))
+        fresh_cost = source.cost(self.cls.provider, model, Usage(fresh, 0))
+        assert out is not None
+        assert fresh_cost is not None
+        assert cost != pytest.approx(full + out)
+        assert cost > fresh_cost + out
 
     async def test_plain_call(self, stub_server: StubServer) -> None:
         async with self.make(stub_server) as llm:

@@ -173,6 +173,8 @@ class StubServer:
     latency: float = 0.0
     stream_delay: float = 0.0
     record: bool = True
+    cache_read_tokens: int = 0  # every reply says this many prompt tokens were cache reads
+    cache_write_tokens: int = 0  # ... and this many cache writes (up to the prompt's count)
 
     requests: list[RecordedRequest] = field(default_factory=list, init=False)
     request_count: int = field(default=0, init=False)
@@ -371,7 +373,14 @@ class StubServer:
             ctype = "text/event-stream" if stream else "application/json"
             await self._send(writer, 200, malformed_body(fmt, stream), ctype, chunked=stream)
             return keep_alive
-        answer = reply_for(fmt, body, path_model, action.text, action.finish_reason)
+        answer = reply_for(
+            fmt,
+            body,
+            path_model,
+            action.text,
+            action.finish_reason,
+            cache=(self.cache_read_tokens, self.cache_write_tokens),
+        )
         seq = self.request_count
         if stream:
             events = reply_events(fmt, answer, seq, body)

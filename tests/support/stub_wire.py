@@ -122,6 +122,36 @@ class Reply:
     completion_tokens: int
     finish_reason: str = "stop"
     model: str = "stub-model"
+    cache_read_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of prompt_tokens, written to it (Anthropic reports these)
+
+
+def _usage(fmt: str, reply: Reply, completion: int) -> dict[str, Any]:
+    """The usage object of a reply, cache counts in the vendor's own fields."""
+    p, r, w = reply.prompt_tokens, reply.cache_read_tokens, reply.cache_write_tokens
+    if fmt == "openai":
+        usage: dict[str, Any] = {
+            "prompt_tokens": p,
+            "completion_tokens": completion,
+            "total_tokens": p + completion,
+        }
+        if r:
+            usage["prompt_tokens_details"] = {"cached_tokens": r}
+        return usage
+    if fmt == "anthropic":  # input_tokens counts only what is neither read nor written
+        usage = {"input_tokens": p - r - w, "output_tokens": completion}
+        if r or w:
+            usage["cache_read_input_tokens"] = r
+            usage["cache_creation_input_tokens"] = w
+        return usage
+    usage = {
+        "promptTokenCount": p,
+        "candidatesTokenCount": completion,
+        "totalTokenCount": p + completion,
+    }
+    if r:
+        usage["cachedContentTokenCount"] = r
+    return usage
 
 
 def reply_for(
@@ -130,19 +160,27 @@ def reply_for(
     model: str | None,
     text: str | None = None,
     finish_reason: str | None = None,
+    cache: tuple[int, int] = (0, 0),
 ) -> Reply:
-    """The reply to a request: ``text`` if given, else derived from the last user message."""
+    """The reply to a request: ``text`` if given, else derived from the last user message.
+
+    ``cache``: (read, written) prompt tokens the reply reports as cached, at most the prompt's.
+    """
     turns = _turns(fmt, body)
     if text is None:
         last = next((t for role, t in reversed(turns) if role == "user"), "")
         text = f"stub reply to: {last[:40]}"
     prompt = sum(tokens(t) + 3 for _, t in turns) or 1
+    read = min(cache[0], prompt)
+    written = min(cache[1], prompt - read)
     return Reply(
         text=text,
         prompt_tokens=prompt,
         completion_tokens=tokens(text),
         finish_reason=finish_reason or "stop",
         model=model or str(body.get("model") or "stub-model"),
+        cache_read_tokens=read,
+        cache_write_tokens=written,
     )
 
 
@@ -158,7 +196,7 @@ def _deltas(text: str) -> list[str]:
 
 def reply_body(fmt: str, reply: Reply, seq: int) -> dict[str, Any]:
     """The non-streaming JSON body of a reply."""
-    p, c = reply.prompt_tokens, reply.completion_tokens
+    c = reply.completion_tokens
     if fmt == "openai":
         return {
             "id": f"chatcmpl-stub{seq}",
@@ -173,7 +211,7 @@ def reply_body(fmt: str, reply: Reply, seq: int) -> dict[str, Any]:
                     "finish_reason": _finish(fmt, reply.finish_reason),
                 }
             ],
-            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+            "usage": _usage(fmt, reply, c),
             "system_fingerprint": "fp_stub",
         }
     if fmt == "anthropic":
@@ -185,7 +223,7 @@ def reply_body(fmt: str, reply: Reply, seq: int) -> dict[str, Any]:
             "content": [{"type": "text", "text": reply.text}] if reply.text else [],
             "stop_reason": _finish(fmt, reply.finish_reason),
             "stop_sequence": None,
-            "usage": {"input_tokens": p, "output_tokens": c},
+            "usage": _usage(fmt, reply, c),
         }
     return _gemini_chunk(reply, reply.text, final=True, seq=seq)
 
@@ -197,14 +235,9 @@ def _gemini_chunk(reply: Reply, text: str, *, final: bool, seq: int) -> dict[str
     }
     if final:
         candidate["finishReason"] = _finish("gemini", reply.finish_reason)
-    p, c = reply.prompt_tokens, reply.completion_tokens if final else 0
     return {
         "candidates": [candidate],
-        "usageMetadata": {
-            "promptTokenCount": p,
-            "candidatesTokenCount": c,
-            "totalTokenCount": p + c,
-        },
+        "usageMetadata": _usage("gemini", reply, reply.completion_tokens if final else 0),
         "modelVersion": reply.model,
         "responseId": f"stub{seq}",
     }
@@ -219,7 +252,7 @@ def _sse(data: Any, event: str | None = None, sep: str = "\n\n") -> bytes:
 def reply_events(fmt: str, reply: Reply, seq: int, body: dict[str, Any]) -> list[bytes]:
     """The SSE events of a streamed reply, each one ready to write as one chunk."""
     deltas = _deltas(reply.text)
-    p, c = reply.prompt_tokens, reply.completion_tokens
+    c = reply.completion_tokens
     if fmt == "openai":
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         base = {
@@ -239,8 +272,7 @@ def reply_events(fmt: str, reply: Reply, seq: int, body: dict[str, Any]) -> list
         events += [chunk({"content": d}, None) for d in deltas]
         events.append(chunk({}, _finish(fmt, reply.finish_reason)))
         if include_usage:
-            usage = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-            events.append(_sse({**base, "choices": [], "usage": usage}))
+            events.append(_sse({**base, "choices": [], "usage": _usage(fmt, reply, c)}))
         events.append(_sse("[DONE]"))
         return events
     if fmt == "anthropic":
@@ -252,7 +284,7 @@ def reply_events(fmt: str, reply: Reply, seq: int, body: dict[str, Any]) -> list
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": p, "output_tokens": 1},
+            "usage": _usage(fmt, reply, 1),
         }
         events = [
             _sse({"type": "message_start", "message": start}, "message_start"),

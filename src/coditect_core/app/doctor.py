@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AgentError, CoditectError, LlmConfigurationError
+from ..llm_abstractions.base_llm import BaseLlm
 from ..orchestration.agent_registry import (
     AgentConfig,
     AgentInterface,
@@ -100,6 +101,9 @@ class AgentCheck:
     """With a ping: what the ``base_url`` answered (``HTTP 200``), else None."""
     ping: dict[str, Any] | None = None
     """With a ping: ``{"ok": bool, "latency_s": ..., "model": ..., "error": ...}``."""
+    price: str | None = None
+    """Where its calls' prices come from: ``"own"`` (its ``price:``), ``"genai-prices"``,
+    ``"free"`` (the local model), ``"unknown"`` (costs show as unknown); None: not an LLM."""
 
     @property
     def usable(self) -> bool:
@@ -120,7 +124,22 @@ class AgentCheck:
             "problems": list(self.problems),
             "server": self.server,
             "ping": self.ping,
+            "price": self.price,
         }
+
+
+def _price_source(cls: type[BaseLlm], config: AgentConfig | None) -> str:
+    """Where the prices of an agent's calls come from (see :attr:`AgentCheck.price`)."""
+    from ..llm_abstractions.base_llm import Usage
+    from ..llm_abstractions.pricing import default_price_source
+
+    model = (config.model if config else None) or cls.default_model
+    cost = default_price_source().cost(
+        cls.provider, model, Usage(1, 1), config.base_url if config else None
+    )
+    if cost is None:
+        return "unknown"
+    return "free" if cost == 0 else "genai-prices"
 
 
 def _llm_class_problems(
@@ -134,6 +153,7 @@ def _llm_class_problems(
         check.problems.append(str(error))
         return
     check.provider = cls.provider
+    check.price = _price_source(cls, config)
     sdk = SDK_MODULES.get(cls.provider)
     if sdk is not None and not module_installed(sdk[0]):
         check.problems.append(
@@ -218,6 +238,8 @@ def _checks(
                 provider = config.provider
             if provider and "${" not in provider:  # else: its variable is unset (said above)
                 _llm_class_problems(check, config, provider, env)
+                if spec.price is not None and check.price is not None:
+                    check.price = "own"
         elif interface in (AgentInterface.CLI, AgentInterface.SCRIPT):
             command = config.command if config else spec.command
             problem = _command_problem(command)

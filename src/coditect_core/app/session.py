@@ -23,6 +23,7 @@ anything (the state is read read-only, and a project never run has none to read)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..llm_abstractions.limits import AgentLimits
-from ..llm_abstractions.pricing import Price, PriceBook
+from ..llm_abstractions.pricing import Price, PriceBook, price_data_version
 from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
 from ..orchestration.executor import TaskExecutor
 from ..orchestration.orchestrator import ProjectOrchestrator
@@ -41,7 +42,7 @@ from ..orchestration.spend import Budget
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import TaskStatus
 from ..project import Project, paused_gc, read_project_file
-from ..store import StateStore, state_path_for
+from ..store import StateStore, backup_state, state_path_for
 from ..store.observer import StoreObserver, run_status
 from .doctor import check_run_agents
 from .view import held_task_ids, kept_task_ids
@@ -51,6 +52,8 @@ __all__ = [
     "RunOutcome",
     "build_executor",
     "preview_run",
+    "preview_run_records",
+    "resolve_project",
     "restart_scope",
     "run_budget",
 ]
@@ -83,6 +86,14 @@ def _resolve(
     return project_file.resolve(only=selected, agent_override=agent)
 
 
+def resolve_project(
+    path: str | os.PathLike[str], only: Iterable[str] | None = None, agent: str | None = None
+) -> Project:
+    """The project file at ``path`` read, checked and resolved as a run of ``only`` with
+    ``agent`` would resolve it (nothing opened, nothing written)."""
+    return _resolve(path, only, agent)
+
+
 def _make_runner(project: Project, runner: str | None, ray_address: str | None) -> Runner:
     resources = {n: s.resources for n, s in project.agent_settings.items() if s.resources}
     return make_runner(
@@ -111,15 +122,27 @@ def _preview(
 ) -> ResumePlan:
     """The resume plan over what ``store`` recorded (``None``: nothing recorded yet); a restart
     forgets what it restarts (``scope``; ``None``: everything)."""
+    return _preview_records(hashes, dependencies, store, name, restart, scope)[0]
+
+
+def _preview_records(
+    hashes: dict[str, str],
+    dependencies: dict[str, list[str]],
+    store: StateStore | None,
+    name: str,
+    restart: bool,
+    scope: frozenset[str] | None = None,
+) -> tuple[ResumePlan, dict[str, SuccessRecord]]:
+    """:func:`_preview`, with the recorded successes the plan skips."""
     if (restart and scope is None) or store is None:
-        return plan_resume(hashes, dependencies, {})
+        return plan_resume(hashes, dependencies, {}), {}
     records = store.snapshot(name).tasks
     succeeded = store.succeeded_tasks(name)
     held, kept = held_task_ids(records), kept_task_ids(records)
     if restart and scope is not None:
         succeeded = {t: r for t, r in succeeded.items() if t not in scope}
         held, kept = held - scope, kept - scope
-    return plan_resume(hashes, dependencies, succeeded, held=held, kept=kept)
+    return plan_resume(hashes, dependencies, succeeded, held=held, kept=kept), succeeded
 
 
 def preview_run(
@@ -140,6 +163,29 @@ def preview_run(
     Raises :class:`ProjectFileError`, :class:`RunnerError` and :class:`StateError` as
     :meth:`ProjectSession.open` does.
     """
+    return preview_run_records(
+        path,
+        state=state,
+        only=only,
+        agent=agent,
+        runner=runner,
+        ray_address=ray_address,
+        restart=restart,
+    )[1]
+
+
+def preview_run_records(
+    path: str | os.PathLike[str],
+    *,
+    state: str | os.PathLike[str] | None = None,
+    only: Iterable[str] | None = None,
+    agent: str | None = None,
+    runner: str | None = None,
+    ray_address: str | None = None,
+    restart: bool = False,
+) -> tuple[Project, ResumePlan, dict[str, SuccessRecord]]:
+    """:func:`preview_run`, with the project it read and the recorded successes the plan
+    skips (their outputs reach their dependents; the cost forecast reads them)."""
     with paused_gc():  # a few objects per task, none in a cycle
         return _preview_run(path, state, only, agent, runner, ray_address, restart)
 
@@ -152,7 +198,7 @@ def _preview_run(
     runner: str | None,
     ray_address: str | None,
     restart: bool,
-) -> ResumePlan:
+) -> tuple[Project, ResumePlan, dict[str, SuccessRecord]]:
     project = _resolve(path, only, agent)
     _make_runner(project, runner, ray_address)  # an unknown runner is refused as a run would
     chosen = set(project.selected)
@@ -163,9 +209,9 @@ def _preview_run(
     db = state_path_for(path, state)
     scope = restart_scope(project, only)
     if (restart and scope is None) or not db.exists():
-        return _preview(hashes, dependencies, None, project.name, restart)
+        return project, *_preview_records(hashes, dependencies, None, project.name, restart)
     with StateStore.open(db, readonly=True) as store:
-        return _preview(hashes, dependencies, store, project.name, restart, scope)
+        return project, *_preview_records(hashes, dependencies, store, project.name, restart, scope)
 
 
 def build_executor(project: Project) -> TaskExecutor:
@@ -278,7 +324,7 @@ class ProjectSession:
         # cannot be reached or refuses this driver.
         calls_run_on = _make_runner(project, runner, ray_address)
         calls_run_on.check()
-        store = StateStore.open(state_path_for(path, state))
+        store = StateStore.open(state_path_for(path, state), keep_backups=project.keep_backups)
         try:
             for config in project.agents.list():
                 store.add_secrets(config.api_key)
@@ -309,13 +355,19 @@ class ProjectSession:
 
         ``restart`` runs again from scratch every task, or, when the session was opened with
         ``only``, those tasks and every task that depends on them (:func:`restart_scope`): the
-        others keep what they recorded. ``on_plan(plan)`` is called with the plan the run
-        follows, before any task starts.
+        others keep what they recorded; the state is backed up first (``coditect state
+        restore`` brings it back). ``on_plan(plan)`` is called with the plan the run follows,
+        before any task starts.
         Raises :class:`RunLockedError` if another live process is running this project,
         :class:`RunnerError` if the runner cannot start (no Ray cluster to reach).
         """
         orchestrator, store = self.orchestrator, self.store
         concurrency = max_concurrency or self.project.defaults.max_concurrency
+        if restart and not store.in_memory and store.path.exists():
+            # what the restart resets stays at hand (coditect state restore)
+            await asyncio.to_thread(
+                backup_state, store.path, reason="restart", keep=self.project.keep_backups
+            )
         scope = self.restart_scope if restart else None
         await orchestrator.runner.start(orchestrator.executor)  # e.g. Ray: connect, warm up
         info = await store.begin_run(
@@ -326,6 +378,7 @@ class ProjectSession:
                 **({"restart_only": sorted(scope)} if scope is not None else {}),
                 "fail_fast": fail_fast,
                 **({"budget": budget_options(orchestrator.budget)} if orchestrator.budget else {}),
+                "prices": price_data_version(),  # what this run's calls are priced with
             },
             restart=restart and scope is None,
         )

@@ -199,6 +199,7 @@ def register(app: typer.Typer) -> None:
 
         from .. import __version__
         from ..app.doctor import check_agents, check_ray_cluster, installed_extras, ping_agents
+        from ..llm_abstractions.pricing import price_data_version
 
         spec = _read(project, as_json)
         resolved, checks = check_agents(spec)
@@ -226,6 +227,7 @@ def register(app: typer.Typer) -> None:
                     "coditect_core": __version__,
                     "executable": sys.executable,
                     "extras": extras,
+                    "prices": price_data_version(),
                     "project": {
                         "name": spec.name,
                         "file": spec.path,
@@ -251,6 +253,7 @@ def register(app: typer.Typer) -> None:
                 f"[green]{k}[/]" if v else f"[dim]{k} (not installed)[/]" for k, v in extras.items()
             )
         )
+        out.print(f"prices: {escape(price_data_version())} [dim](never updated online)[/]")
         out.print(
             f"project: [bold]{escape(spec.name)}[/] [dim]{escape(spec.path)}[/]: "
             f"{len(spec.task_ids)} tasks, {len(checks)} agents"
@@ -266,6 +269,14 @@ def register(app: typer.Typer) -> None:
                 line += f"; running now: {state_info['running']}"
             out.print(f"{escape(line)} [dim]({escape(state_info['path'])})[/]")
         _agents_table(checks, "agents" + (" (pinged)" if ping else ""))
+        unpriced = [c for c in checks if c.tasks and c.price == "unknown"]
+        if unpriced:
+            names = ", ".join(f"{c.name} ({c.model or 'default model'})" for c in unpriced)
+            out.print(
+                f"no known price: {escape(names)}: their costs show as unknown "
+                "(set price: {input, output} on the agent)",
+                soft_wrap=True,
+            )
         if ray_check is not None:
             _ray_section(ray_check)
         if ok:

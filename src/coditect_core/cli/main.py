@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import agents, ask, init, report, run, status, tasks_by_hand
+from . import agents, ask, forecast, init, report, run, state, status, tasks_by_hand
 from .output import setup_logging
 from .typer_style import Command, Group
 
@@ -138,7 +138,9 @@ agents.register(app)
 run.register(app)
 status.register(app)
 report.register(app)
+forecast.register(app)
 tasks_by_hand.register(app)
+state.register(app)
 ask.register(app)
 
 PANEL_OF = {

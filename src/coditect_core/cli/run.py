@@ -274,6 +274,57 @@ def _install_stop_signals(loop: Any = None, task: Any = None) -> _StopSignals:
     return stop
 
 
+def _check_budget(
+    project: Path,
+    max_cost: float | None,
+    state: Path | None,
+    only: list[str] | None,
+    agent: str | None,
+    runner: str | None,
+    ray_address: str | None,
+    restart: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """With a cost budget: print the forecast's line; when its worst case exceeds the budget,
+    ask on a terminal, and without one refuse (exit 2, nothing run) unless ``--yes``."""
+    import sys
+
+    from ..app.forecast import budget_verdict
+    from ..errors import CoditectError
+    from .forecast import summary_line
+
+    try:
+        verdict = budget_verdict(
+            project,
+            max_cost_usd=max_cost,
+            state=state,
+            only=only,
+            agent=agent,
+            runner=runner,
+            ray_address=ray_address,
+            restart=restart,
+        )
+    except (CoditectError, OSError):
+        return  # a bad file, agent, state or runner: the run's own checks say it, as always
+    if verdict is None:
+        return
+    err_console().print(Shown().markup(summary_line(verdict.forecast)), soft_wrap=True)
+    if verdict.fits or yes:
+        return
+    reason = verdict.reason()
+    if sys.stdin.isatty() and sys.stderr.isatty() and not as_json:
+        if typer.confirm(f"{reason}. Run anyway?", default=False, err=True):
+            return
+        fail(f"{reason}; nothing run", ExitCode.BAD_INPUT, as_json=as_json)
+    fail(
+        f"{reason}; nothing run: pass --yes to run anyway (the budget still stops the run "
+        "once reached), or raise the budget (--max-cost, budget: in the file)",
+        ExitCode.BAD_INPUT,
+        as_json=as_json,
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_command(
@@ -347,6 +398,12 @@ def register(app: typer.Typer) -> None:
                 "that did not simply succeed are listed).",
             ),
         ] = False,
+        yes: Annotated[
+            bool,
+            typer.Option(
+                "--yes", "-y", help="Run even if the worst-case cost forecast exceeds the budget."
+            ),
+        ] = False,
     ) -> None:
         """Run every task of a project that is not done yet, in dependency order.
 
@@ -381,16 +438,20 @@ def register(app: typer.Typer) -> None:
         import shlex
 
         from ..app.next_steps import next_steps
-        from ..app.session import ProjectSession, preview_run
+        from ..app.session import ProjectSession
         from ..errors import CoditectError, RunLockedError
         from ..orchestration.resume import KEPT
         from .live import LiveView, make_view
         from .run_summary import next_steps_json, print_next_steps, resume_command
 
         if dry_run:  # decided as a run would, with nothing written (the state read read-only)
+            from ..app.forecast import dry_run as forecast_dry_run
+            from .forecast import render_forecast
+
             try:
-                plan = preview_run(
+                plan, forecast, verdict = forecast_dry_run(
                     project,
+                    max_cost_usd=max_cost,
                     state=state,
                     only=only,
                     agent=agent,
@@ -407,6 +468,8 @@ def register(app: typer.Typer) -> None:
                         "skip": list(plan.skip),
                         "reasons": plan.reasons,
                         "kept": list(plan.kept),
+                        "forecast": forecast.to_dict(),
+                        "budget": verdict.to_dict() if verdict else None,
                     }
                 )
             else:  # one write: linear in the number of tasks
@@ -417,8 +480,15 @@ def register(app: typer.Typer) -> None:
                         f"would skip {tid}: {KEPT if tid in kept else 'succeeded and unchanged'}\n"
                         for tid in plan.skip
                     )
+                    + "\n"
+                    + render_forecast(forecast)
+                    + (f"{verdict.describe()}\n" if verdict else "")
                 )
             raise typer.Exit(int(ExitCode.OK))
+
+        _check_budget(
+            project, max_cost, state, only, agent, runner, ray_address, restart, yes, as_json
+        )
 
         try:
             session = ProjectSession.open(

@@ -65,6 +65,9 @@ class BaseLlm(ABC):
 
     provider: str = "base"  # a class attribute; a wrapper sets the one it wraps on itself
     default_model: ClassVar[str | None] = None
+    default_max_tokens: ClassVar[int | None] = None
+    """The completion cap sent when ``max_tokens`` is not set (``None``: none is sent, the
+    model's own limit applies). The cost forecast's output bound."""
     api_key_env: ClassVar[tuple[str, ...]] = ()
     client_options: ClassVar[frozenset[str]] = frozenset()
     handles_timeout: ClassVar[bool] = False

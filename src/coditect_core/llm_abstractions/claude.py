@@ -71,11 +71,15 @@ _TYPE_STATUS = {
 
 def _usage(usage: Any) -> Usage:
     """Anthropic counts cache reads and writes apart from ``input_tokens``: all are prompt."""
-    prompt = sum(
-        getattr(usage, name, None) or 0
-        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    read = getattr(usage, "cache_read_input_tokens", None) or 0
+    written = getattr(usage, "cache_creation_input_tokens", None) or 0
+    prompt = (getattr(usage, "input_tokens", None) or 0) + read + written
+    return Usage(
+        prompt,
+        getattr(usage, "output_tokens", None) or 0,
+        cache_read_tokens=read,
+        cache_write_tokens=written,
     )
-    return Usage(prompt, getattr(usage, "output_tokens", None) or 0)
 
 
 class Claude(BaseLlm):
@@ -90,6 +94,7 @@ class Claude(BaseLlm):
 
     provider = "anthropic-claude"
     default_model: ClassVar[str | None] = "claude-sonnet-5-5"
+    default_max_tokens: ClassVar[int | None] = DEFAULT_MAX_TOKENS
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     client_options: ClassVar[frozenset[str]] = frozenset(
         {"http_client", "default_headers", "default_query"}
@@ -192,8 +197,12 @@ class Claude(BaseLlm):
                     state.finish_reason = self._finish(event.delta.stop_reason)
                     # Output counts are cumulative; input counts repeat message_start's or are new.
                     late = _usage(event.usage)
+                    early = late if late.prompt_tokens else prompt
                     state.usage = Usage(
-                        late.prompt_tokens or prompt.prompt_tokens, late.completion_tokens
+                        early.prompt_tokens,
+                        late.completion_tokens,
+                        cache_read_tokens=early.cache_read_tokens,
+                        cache_write_tokens=early.cache_write_tokens,
                     )
                 elif kind == "message_stop":
                     stopped = True

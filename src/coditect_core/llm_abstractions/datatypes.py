@@ -65,11 +65,18 @@ def finish_reason_of(raw: object) -> FinishReason | None:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one call (or a sum of calls). ``total_tokens`` defaults to the sum."""
+    """Token counts of one call (or a sum of calls). ``total_tokens`` defaults to the sum.
+
+    ``prompt_tokens`` counts the whole prompt, cached parts included; ``cache_read_tokens`` and
+    ``cache_write_tokens`` say how many of them the provider read from, or wrote to, its prompt
+    cache (billed at their own prices), when its response says so.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = -1
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.total_tokens < 0:
@@ -80,10 +87,17 @@ class Usage:
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """The counts; the cache counts only when there are any."""
+        data = asdict(self)
+        for name in ("cache_read_tokens", "cache_write_tokens"):
+            if not data[name]:
+                del data[name]
+        return data
 
 
 @dataclass(slots=True)
@@ -103,7 +117,9 @@ class LlmResponse:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (``usage`` as a nested dict)."""
-        return asdict(self)
+        data = asdict(self)
+        data["usage"] = self.usage.to_dict()
+        return data
 
 
 @dataclass(slots=True)

@@ -72,10 +72,11 @@ def _usage(meta: Any) -> Usage | None:
         return None
     total = getattr(meta, "total_token_count", None)
     return Usage(
-        getattr(meta, "prompt_token_count", None) or 0,
+        getattr(meta, "prompt_token_count", None) or 0,  # cached content included
         (getattr(meta, "candidates_token_count", None) or 0)
         + (getattr(meta, "thoughts_token_count", None) or 0),
         total if isinstance(total, int) else -1,
+        cache_read_tokens=getattr(meta, "cached_content_token_count", None) or 0,
     )
 
 

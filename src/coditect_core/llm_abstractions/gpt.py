@@ -47,10 +47,12 @@ def _usage(usage: Any) -> Usage | None:
     if usage is None:
         return None
     total = getattr(usage, "total_tokens", None)
+    cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
     return Usage(
         getattr(usage, "prompt_tokens", None) or 0,
         getattr(usage, "completion_tokens", None) or 0,
         total if isinstance(total, int) else -1,
+        cache_read_tokens=cached if isinstance(cached, int) else 0,
     )
 
 

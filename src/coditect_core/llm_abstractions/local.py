@@ -317,6 +317,7 @@ class LocalLlm(BaseLlm):
 
     provider = PROVIDER
     api_key_env: ClassVar[tuple[str, ...]] = ()
+    default_max_tokens: ClassVar[int | None] = DEFAULT_MAX_TOKENS
     client_options: ClassVar[frozenset[str]] = LOAD_OPTIONS
 
     def __init__(self, model: str | None = None, api_key: str | None = None, **settings: Any):

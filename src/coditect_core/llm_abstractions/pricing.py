@@ -1,39 +1,55 @@
-"""What a call costs: the shipped price table, per-agent overrides, and the arithmetic.
+"""What a call costs: prices from ``genai-prices``, per-agent overrides, and the arithmetic.
 
-Prices are USD per million tokens, ``input`` for the prompt and ``output`` for the completion.
-The table ships as ``coditect_core/data/prices.json`` (with the date its figures are from and
-where they came from); it is read on the first lookup, never fetched. A model is found by its
-exact name, else by that name without a snapshot suffix (``-2024-07-18``, ``-20250929``,
-``-latest``) or Gemini's ``models/`` prefix; a name merely *starting* like a listed one
-(``gpt-4o-mini`` vs ``gpt-4o``) does not match. A model that is not found has an unknown price,
-and a call on it an unknown cost: ``None``, never a made-up zero. An agent's ``price`` (from the
-project file) wins over the table for every model the agent uses. :class:`PricedLlm` prices each
-response of the LLM it wraps (``LlmResponse.cost_usd``).
+Every call is priced with `genai-prices <https://github.com/pydantic/genai-prices>`_ (pydantic's
+maintained price database), from the data packaged with the installed version: it is imported
+lazily here, on the first price asked for, and its online updates are never started (no network,
+and a price must not change under a running budget). Its prices per model include the tiers of
+long prompts and the prices of cached input: a response whose usage reports cache reads or writes
+(``Usage.cache_read_tokens`` / ``cache_write_tokens``) pays those tokens at the cache prices.
+
+An OpenAI-compatible server is priced when its ``base_url`` is a vendor's that genai-prices
+knows (DeepSeek, Groq, OpenRouter...); a server of your own is not. A model not found there has
+an unknown price, and a call on it an unknown cost: ``None``, never a made-up zero. The embedded
+``local`` model costs nothing per token. An agent's ``price`` (from the project file, USD per
+million tokens) wins over the database for every model the agent uses.
+:class:`PricedLlm` prices each response of the LLM it wraps (``LlmResponse.cost_usd``);
+:func:`price_data_version` names the data (shown by ``coditect doctor`` and in reports).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-from typing import Any
+from functools import cache, lru_cache
+from typing import Any, Protocol
 
 from .base_llm import BaseLlm, LlmResponse, Usage
 from .messages import Messages
 from .wrapper import WrapperLlm
 
-__all__ = ["Price", "PriceBook", "PriceTable", "PricedLlm", "call_cost", "default_price_table"]
+__all__ = [
+    "GenaiPrices",
+    "Price",
+    "PriceBook",
+    "PriceSource",
+    "PricedLlm",
+    "call_cost",
+    "default_price_source",
+    "price_data_version",
+]
 
-_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+
 _PER = 1_000_000
+
+# Our providers (the LLM registry's canonical names) -> genai-prices' provider ids. A provider
+# not here (an OpenAI-compatible server, a command, a plugin) has unknown prices.
+_PROVIDER_IDS = {"openai-gpt": "openai", "anthropic-claude": "anthropic", "google-gemini": "google"}
+_FREE_PROVIDERS = frozenset({"local"})  # the embedded model: no charge per token
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million prompt (``input``) and completion (``output``) tokens."""
+    """USD per million prompt (``input``) and completion (``output``) tokens (an agent's own)."""
 
     input: float
     output: float
@@ -48,98 +64,151 @@ class Price:
 
 
 def call_cost(price: Price | None, usage: Usage | None) -> float | None:
-    """USD for one call: ``None`` when the price or the token counts are unknown."""
+    """USD for one call at ``price``: ``None`` when the price or the token counts are unknown."""
     if price is None or usage is None:
         return None
     return price.cost(usage)
 
 
-class PriceTable:
-    """Prices by provider (the LLM registry's canonical name) and model.
+class PriceSource(Protocol):
+    """Where prices by provider and model come from."""
 
-    ``"*"`` as a model prices every model of that provider (the embedded ``local`` model: no
-    charge per token).
-    """
+    @property
+    def version(self) -> str:
+        """The price data's name and version."""
+        ...
 
-    def __init__(
-        self, prices: Mapping[str, Mapping[str, Price]], *, info: Mapping[str, Any] | None = None
-    ) -> None:
-        self._prices = {
-            provider: {model.lower(): price for model, price in models.items()}
-            for provider, models in prices.items()
-        }
-        self.info: dict[str, Any] = dict(info or {})
+    def cost(
+        self, provider: str | None, model: str | None, usage: Usage, base_url: str | None = None
+    ) -> float | None:
+        """USD of ``usage`` on ``provider``/``model`` (an OpenAI-compatible server: found by
+        its ``base_url``); ``None`` when its price is unknown."""
+        ...
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PriceTable:
-        """Build from the shape of ``prices.json``."""
-        providers = {
-            provider: {name: Price(float(p["input"]), float(p["output"])) for name, p in m.items()}
-            for provider, m in data.get("providers", {}).items()
-        }
-        return cls(providers, info={k: v for k, v in data.items() if k != "providers"})
+    def context_window(self, provider: str | None, model: str | None) -> int | None:
+        """Tokens in and out of one call of ``model``, when the price data knows it."""
+        ...
 
-    def lookup(self, provider: str | None, model: str | None) -> Price | None:
-        """The price of ``model`` on ``provider``, or ``None`` when it is not known."""
-        models = self._prices.get(provider or "")
-        if not models:
+
+class GenaiPrices:
+    """The prices packaged with the installed ``genai-prices`` (never updated online)."""
+
+    @property
+    def version(self) -> str:
+        return price_data_version()
+
+    def cost(
+        self, provider: str | None, model: str | None, usage: Usage, base_url: str | None = None
+    ) -> float | None:
+        if provider in _FREE_PROVIDERS:
+            return 0.0
+        if not model:
             return None
-        if model:
-            name = model.lower().removeprefix("models/")
-            found = models.get(name)
-            if found is None:
-                base = _SNAPSHOT.sub("", name)
-                if base != name:
-                    found = models.get(base)
-            if found is not None:
-                return found
-        return models.get("*")
+        provider_id = _PROVIDER_IDS.get(provider or "")
+        if provider_id is not None:
+            return _genai_cost(provider_id, None, model, usage)
+        if provider == "openai-compatible" and base_url:
+            return _genai_cost(None, base_url, model, usage)  # a known vendor's URL, or None
+        return None
 
-    def __repr__(self) -> str:
-        n = sum(len(m) for m in self._prices.values())
-        return f"PriceTable({n} models, as of {self.info.get('prices_as_of')!r})"
+    def context_window(self, provider: str | None, model: str | None) -> int | None:
+        provider_id = _PROVIDER_IDS.get(provider or "")
+        if provider_id is None or not model:
+            return None
+        from genai_prices import data_snapshot
+
+        try:
+            _, info = data_snapshot.get_snapshot().find_provider_model(
+                model.removeprefix("models/"), None, provider_id, None
+            )
+        except LookupError:
+            return None
+        return info.context_window
+
+
+@lru_cache(maxsize=8192)  # a forecast asks for the same counts again and again
+def _genai_cost(
+    provider_id: str | None, api_url: str | None, model: str, usage: Usage
+) -> float | None:
+    from genai_prices import calc_price
+    from genai_prices import types as gp_types
+
+    counts = gp_types.Usage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        cache_read_tokens=usage.cache_read_tokens or None,
+        cache_write_tokens=usage.cache_write_tokens or None,
+    )
+    ref = model.removeprefix("models/")
+    try:
+        if provider_id is not None:
+            found = calc_price(counts, ref, provider_id=provider_id)
+        else:
+            found = calc_price(counts, ref, provider_api_url=api_url)
+    except LookupError:  # an unknown model, or a server that is no known vendor's
+        return None
+    return float(found.total_price)
 
 
 @cache
-def default_price_table() -> PriceTable:
-    """The table shipped in ``coditect_core/data/prices.json`` (read once)."""
-    text = resources.files("coditect_core").joinpath("data/prices.json").read_text("utf-8")
-    return PriceTable.from_json(json.loads(text))
+def default_price_source() -> GenaiPrices:
+    """The one :class:`GenaiPrices`."""
+    return GenaiPrices()
+
+
+@cache
+def price_data_version() -> str:
+    """``genai-prices X.Y.Z (packaged data)``: the price data every call is priced with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"genai-prices {version('genai-prices')} (packaged data)"
+    except PackageNotFoundError:  # pragma: no cover - a dependency of the package
+        return "genai-prices (not installed)"
 
 
 class PriceBook:
-    """The prices one executor uses: per-agent overrides, then the table."""
+    """The prices one executor uses: per-agent overrides, then the price source."""
 
     def __init__(
         self,
         overrides: Mapping[str, Price] | None = None,
-        table: PriceTable | None = None,
+        source: PriceSource | None = None,
     ) -> None:
         self.overrides = dict(overrides or {})
-        self._table = table
+        self._source = source
 
     @property
-    def table(self) -> PriceTable:
-        if self._table is None:
-            self._table = default_price_table()
-        return self._table
-
-    def price(self, agent: str | None, provider: str | None, model: str | None) -> Price | None:
-        """The price of a call by ``agent`` on ``provider``/``model``; ``None`` if unknown."""
-        found = self.overrides.get(agent or "")
-        return found if found is not None else self.table.lookup(provider, model)
+    def source(self) -> PriceSource:
+        if self._source is None:
+            self._source = default_price_source()
+        return self._source
 
     def cost(
-        self, agent: str | None, provider: str | None, model: str | None, usage: Usage | None
+        self,
+        agent: str | None,
+        provider: str | None,
+        model: str | None,
+        usage: Usage | None,
+        base_url: str | None = None,
     ) -> float | None:
         """USD of one call; ``None`` when its price or its token counts are unknown."""
-        return call_cost(self.price(agent, provider, model), usage)
+        if usage is None:
+            return None
+        own = self.overrides.get(agent or "")
+        if own is not None:
+            return own.cost(usage)
+        return self.source.cost(provider, model, usage, base_url)
+
+    def context_window(self, provider: str | None, model: str | None) -> int | None:
+        """The context window of ``model`` on ``provider`` from the price data, if known."""
+        return self.source.context_window(provider, model)
 
 
 class PricedLlm(WrapperLlm):
     """``wrapped`` whose every response says what it cost (``cost_usd``; ``None``: unknown).
 
-    ``agent`` is the name whose price overrides the table in ``prices``.
+    ``agent`` is the name whose price overrides the price source in ``prices``.
     """
 
     def __init__(self, wrapped: BaseLlm, prices: PriceBook, *, agent: str | None = None) -> None:
@@ -152,6 +221,6 @@ class PricedLlm(WrapperLlm):
     ) -> LlmResponse:
         response = await self.wrapped.request_async(messages, deadline=deadline, **kwargs)
         response.cost_usd = self.prices.cost(
-            self.agent, self.provider, response.model, response.usage
+            self.agent, self.provider, response.model, response.usage, self.base_url
         )
         return response

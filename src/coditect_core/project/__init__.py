@@ -6,6 +6,7 @@ The format (every key is optional unless marked *required*)::
     description: ...
     runner: local                          # local | ray
     budget: {max_cost_usd: 5.0, max_tokens: 200000}
+    keep_backups: 5                        # state backups kept (coditect state backup)
     defaults:
       agent: local                         # for tasks that name none (or the only agent)
       max_concurrency: 4                   # tasks running at once

@@ -83,6 +83,7 @@ class Project:
     agent_settings: dict[str, AgentSettings]
     budget: BudgetSpec | None = None
     runner: str = "local"
+    keep_backups: int = 5
     unavailable_agents: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -306,6 +307,7 @@ class ProjectFile:
             },
             budget=self.spec.budget,
             runner=self.spec.runner,
+            keep_backups=self.spec.keep_backups,
             unavailable_agents=unavailable,
             warnings=warnings,
         )

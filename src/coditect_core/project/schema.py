@@ -168,6 +168,7 @@ class ProjectSpec(_Spec):
     tasks: Annotated[list[TaskSpec], Field(min_length=1)]
     budget: BudgetSpec | None = None
     runner: Literal["local", "ray"] = "local"
+    keep_backups: PositiveInt = 5
 
 
 def model_at(path: tuple[object, ...]) -> type[BaseModel] | None:

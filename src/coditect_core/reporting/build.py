@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import StateError
+from ..llm_abstractions.pricing import price_data_version
 from ..orchestration.prompts import task_prompt
 from ..store.records import (
     AttemptRecord,
@@ -302,6 +303,7 @@ def report_from(
         project=project,
         generated_at=now,
         run_id=run_id,
+        prices=price_data_version(),
         runs=_run_rows(runs, all_attempts, events, now),
         tasks=rows,
         agents=_agent_rows(all_attempts),

@@ -308,7 +308,9 @@ def render_html(report: ReportData, *, max_text: int = 20_000) -> str:
         '<meta name="generator" content="coditect-core">'
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>{_e(report.project)}<small>{_e(scope)} · generated "
-        f"{_e(fmt.when(report.generated_at))}</small></h1><nav>"
+        f"{_e(fmt.when(report.generated_at))}"
+        + (f" · prices: {_e(report.prices)}" if report.prices else "")
+        + "</small></h1><nav>"
         '<a href="#graph">Task graph</a><a href="#timeline">Timeline</a>'
         '<a href="#runs">Runs</a><a href="#agents">Agents</a><a href="#tasks">Tasks</a>'
         "</nav></header><main>"

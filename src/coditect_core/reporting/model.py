@@ -361,6 +361,8 @@ class ReportData(_Attempted):
     agents: list[AgentRow]
     totals: Tally
     status_counts: dict[str, int]
+    prices: str = ""
+    """The price data the runs' calls are priced with (``genai-prices X.Y.Z (packaged data)``)."""
 
     @property
     def attempts(self) -> list[AttemptRow]:
@@ -395,6 +397,7 @@ class ReportData(_Attempted):
             "project": self.project,
             "generated_at": iso(self.generated_at),
             "run_id": self.run_id,
+            "prices": self.prices,
             "totals": {**self._figures_dict(self.totals), "wall_seconds": self.wall_s},
             "status_counts": self.status_counts,
             "runs": [r.to_dict() for r in self.runs],

@@ -65,7 +65,8 @@ def render_markdown(report: ReportData) -> str:
         f"# Report: {md_escape(report.project)}",
         "",
         f"Generated {fmt.when(report.generated_at)} · {scope} · {len(report.tasks)} tasks "
-        f"({_counts(report.status_counts)})",
+        f"({_counts(report.status_counts)})"
+        + (f" · Prices: {report.prices}" if report.prices else ""),
         "",
         f"**Attempts** {t.attempts} ({fmt.plural(report.retries, 'retry', 'retries')}, "
         f"{fmt.plural(report.fallbacks, 'fallback')}) · "

@@ -9,6 +9,7 @@ records an orchestrator's run into it. The parts:
 * :mod:`.ops`         the write operations (run begin/finish, task and attempt transitions)
 * :mod:`.records`     the records handed back, and the read queries
 * :mod:`.lock`        the per-project run lock (``flock``), taken over from dead holders
+* :mod:`.backups`     online backups of a state database, kept bounded; restoring one
 * :mod:`.legacy`      import of the original orchestrator's ``project_state.json``
 * :mod:`.observer`    the orchestrator observer that records a run into a store
 * :mod:`.null`        ``NullRecorder``: the write interface, keeping nothing
@@ -19,6 +20,13 @@ What must run again is decided from these records by
 
 from __future__ import annotations
 
+from .backups import (
+    DEFAULT_KEEP_BACKUPS,
+    Backup,
+    backup_state,
+    list_backups,
+    restore_backup,
+)
 from .legacy import ImportReport
 from .null import NullRecorder
 from .observer import StoreObserver, run_status
@@ -36,9 +44,11 @@ from .records import (
 from .state_store import StateStore, default_state_path, state_path_for
 
 __all__ = [
+    "DEFAULT_KEEP_BACKUPS",
     "AttemptOutcome",
     "AttemptRecord",
     "AttemptStatus",
+    "Backup",
     "ImportReport",
     "NullRecorder",
     "ProjectSnapshot",
@@ -49,7 +59,10 @@ __all__ = [
     "StoreObserver",
     "TaskEvent",
     "TaskRecord",
+    "backup_state",
     "default_state_path",
+    "list_backups",
+    "restore_backup",
     "run_status",
     "state_path_for",
 ]

@@ -35,6 +35,7 @@ import os
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import StateError
@@ -189,12 +190,14 @@ def open_database(
     busy_timeout_s: float = 5.0,
     check_integrity: bool = True,
     migrations: tuple[Migration, ...] = MIGRATIONS,
+    before_migrate: Callable[[Path], object] | None = None,
 ) -> sqlite3.Connection:
     """Open (creating if allowed) the state database at ``path``, migrated to the latest schema.
 
     The connection is in autocommit mode (``isolation_level=None``): callers issue ``BEGIN``
     themselves. It is usable from any thread, one at a time. ``readonly`` opens for reading and
-    never creates, migrates or writes.
+    never creates, migrates or writes. ``before_migrate(path)`` is called before an existing
+    database is migrated (the store backs it up there); if it raises, nothing is migrated.
     """
     path = Path(path)
     if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
@@ -249,6 +252,8 @@ def open_database(
             conn.close()
             conn = _connect(f"{base_uri}?mode=rw", busy_timeout_s)
             if version < latest:
+                if before_migrate is not None and not created:
+                    before_migrate(path)
                 _migrate(conn, path, migrations)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={synchronous}")

@@ -65,6 +65,7 @@ from ..llm_abstractions.keys import Secret
 from ..orchestration.resume import SuccessRecord
 from ..orchestration.task import TaskStatus
 from ..secrets import Scrubber
+from .backups import DEFAULT_KEEP_BACKUPS, backup_state
 from .legacy import ImportReport, import_op, load_project_state
 from .lock import AnyLock, LocalLock, LockHolder, RunLock, lock_path_for
 from .ops import ActiveRun, Ops, coerce_task_status
@@ -141,12 +142,15 @@ class StateStore:
         synchronous: str = "NORMAL",
         check_integrity: bool = True,
         secrets: Iterable[str | Secret] = (),
+        keep_backups: int = DEFAULT_KEEP_BACKUPS,
     ) -> StateStore:
         """Open (create, migrate) the state database at ``path``.
 
         Raises :class:`StateError` naming the path for a corrupt or foreign file, or one from a
         newer coditect-core; such a file is left exactly as it was. ``readonly`` never creates
         or writes (for ``status``). ``secrets`` are extra values to scrub from every write.
+        A database with an older schema is backed up before it is migrated
+        (:mod:`.backups`; the newest ``keep_backups`` backups are kept).
         Opening for writing marks what dead runs left in flight as interrupted (projects whose
         run lock is free only; see :attr:`recovered`). Synchronous: file checks and migrations.
 
@@ -162,7 +166,12 @@ class StateStore:
         path = Path(path)
         conn = None
         if not readonly:
-            conn = open_database(path, synchronous=synchronous, check_integrity=check_integrity)
+            conn = open_database(
+                path,
+                synchronous=synchronous,
+                check_integrity=check_integrity,
+                before_migrate=lambda at: backup_state(at, reason="migration", keep=keep_backups),
+            )
         try:
             reader = open_database(
                 path, readonly=True, check_integrity=readonly and check_integrity
