@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import StateError
 from ..llm_abstractions.limits import AgentLimits
 from ..llm_abstractions.pricing import Price, PriceBook
 from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
@@ -145,6 +146,7 @@ def build_executor(project: Project) -> TaskExecutor:
         ),
         fallback_on={name: s.fallback_on for name, s in settings.items()},
         task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
+        cache={name: s.cache for name, s in settings.items() if s.cache is not None},
     )
 
 
@@ -249,15 +251,30 @@ class ProjectSession:
         restart: bool = False,
         fail_fast: bool = False,
         on_plan: Callable[[ResumePlan], None] | None = None,
+        cache: bool = False,
+        replay: int | None = None,
     ) -> RunOutcome:
-        """Run what the resume plan says must run; record everything in the store.
+        """Run what the resume plan says must run; record everything in the store, every
+        request in the call journal (:mod:`coditect_core.orchestration.journal`).
 
         ``on_plan(plan)`` is called with the plan the run follows, before any task starts.
+        ``cache`` (``--cache``): the journal answers a request it has seen, for agents whose
+        temperature is 0 or unset (an agent's ``cache:`` decides for itself). ``replay`` (a run
+        id of this project): every task runs again (as with ``restart``), each request answered
+        from the journal as of that run, none sent; a request not there fails its task.
         Raises :class:`RunLockedError` if another live process is running this project,
-        :class:`RunnerError` if the runner cannot start (no Ray cluster to reach).
+        :class:`RunnerError` if the runner cannot start (no Ray cluster to reach),
+        :class:`StateError` for a ``replay`` run this project does not have.
         """
         orchestrator, store = self.orchestrator, self.store
         concurrency = max_concurrency or self.project.defaults.max_concurrency
+        if replay is not None:
+            if replay not in {r.run_id for r in store.runs(orchestrator.name)}:
+                raise StateError(
+                    f"--replay {replay}: project {orchestrator.name!r} has no run {replay} "
+                    "in its state (see `coditect status`)"
+                )
+            restart = True
         await orchestrator.runner.start(orchestrator.executor)  # e.g. Ray: connect, warm up
         info = await store.begin_run(
             orchestrator.name,
@@ -265,6 +282,8 @@ class ProjectSession:
                 "max_concurrency": concurrency,
                 "restart": restart,
                 "fail_fast": fail_fast,
+                **({"cache": True} if cache else {}),
+                **({"replay": replay} if replay is not None else {}),
                 **({"budget": budget_options(orchestrator.budget)} if orchestrator.budget else {}),
             },
             restart=restart,
@@ -272,6 +291,10 @@ class ProjectSession:
         status = "error"
         try:
             observer = StoreObserver(store, info.run_id)
+            orchestrator.executor.journal = await store.run_journal(
+                info.run_id, replay_of=replay
+            ).open()
+            orchestrator.executor.run_cache = cache
             hashes = await observer.define(orchestrator)
             succeeded = await store.load_succeeded(orchestrator.name)
             plan = self._plan(hashes, succeeded)
@@ -285,6 +308,7 @@ class ProjectSession:
             status = "interrupted"
             raise
         finally:
+            orchestrator.executor.journal, orchestrator.executor.run_cache = None, False
             await store.finish_run(info.run_id, status)
         return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip))
 

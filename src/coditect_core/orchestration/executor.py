@@ -44,6 +44,7 @@ from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentTyp
 from .attempts import AttemptHook, Attempts, error_text
 from .execution_result import ExecutionResult, ExecutionStatus
 from .handlers import HANDLERS, Execution, Handler
+from .journal import CACHE_SETTINGS, CallJournal, JournaledLlm, cache_allowed
 from .prompts import DEFAULT_MAX_CONTEXT_CHARS, UpstreamOutput, upstream_from_mapping
 from .runners.base import Runner
 from .runners.local import LocalRunner
@@ -106,6 +107,7 @@ class _AgentLlm:
     agent: AgentConfig
     placed: BaseLlm  # what the runner opened: the provider's LLM, or a stand-in
     pipeline: BaseLlm  # priced, limited
+    settings: dict[str, Any]  # its LLM's settings, as a journal's request key takes them
 
 
 class TaskExecutor:
@@ -116,7 +118,10 @@ class TaskExecutor:
     prices them (default: the shipped table); ``fallback_on`` (agent name -> ``"retryable"`` or
     ``"any"``) says which failures send a task to the agent's fallbacks; ``task_timeouts``
     (task id -> seconds) bound a task's whole execution; ``runner`` places the requests
-    (default: this process).
+    (default: this process). ``cache`` (agent name -> ``on``, ``off`` or ``always``) says whose
+    requests the call journal may answer (:func:`~.journal.cache_allowed`); ``journal`` (set
+    per run, with ``run_cache`` for ``--cache``) journals every request of an LLM, command or
+    script agent (:mod:`.journal`).
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class TaskExecutor:
         fallback_on: Mapping[str, str] | None = None,
         task_timeouts: Mapping[str, float] | None = None,
         runner: Runner | None = None,
+        cache: Mapping[str, str] | None = None,
     ) -> None:
         self.registry = registry if registry is not None else AgentRegistry()
         self.default_agent = default_agent
@@ -142,6 +148,12 @@ class TaskExecutor:
         self.task_timeouts: dict[str, float] = dict(task_timeouts or {})
         self.limits: dict[str, AgentLimits] = dict(limits or {})
         self.runner: Runner = runner if runner is not None else LocalRunner()
+        self.cache: dict[str, str] = dict(cache or {})
+        for name, setting in self.cache.items():
+            if setting not in CACHE_SETTINGS:
+                raise AgentError(f"agent {name!r}: cache must be one of {CACHE_SETTINGS}")
+        self.journal: CallJournal | None = None
+        self.run_cache = False
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
         self._gates: dict[str, AgentGate] = {}
         self._llms: dict[str, _AgentLlm] = {}
@@ -222,7 +234,7 @@ class TaskExecutor:
             self.prices,
             agent=agent.name,
         )
-        built = self._llms[agent.name] = _AgentLlm(agent, placed, pipeline)
+        built = self._llms[agent.name] = _AgentLlm(agent, placed, pipeline, dict(spec.settings))
         logger.debug("built %r for agent %s", pipeline, agent.name)
         return built
 
@@ -239,6 +251,21 @@ class TaskExecutor:
         that each request is an attempt."""
         config = self.registry.get(agent) if isinstance(agent, str) else agent
         return self._agent_llm(config).pipeline
+
+    def journaled(self, agent: AgentConfig, task: AgentTask) -> BaseLlm:
+        """:meth:`pipeline` for one execution of ``task``: its requests journaled (and answered
+        from the journal where :func:`~.journal.cache_allowed`) when a journal is set."""
+        built = self._agent_llm(agent)
+        if self.journal is None:
+            return built.pipeline
+        use_cache = cache_allowed(self.cache.get(agent.name), self.run_cache, agent.temperature)
+        return JournaledLlm(
+            built.pipeline,
+            self.journal,
+            settings=built.settings,
+            task_id=task.task_id,
+            use_cache=use_cache,
+        )
 
     def retry_policy(self, agent: str | AgentConfig) -> RetryPolicy:
         """How ``agent``'s calls are retried: its LLM's policy, or ``options.retry``."""
@@ -351,6 +378,7 @@ class TaskExecutor:
         else:
             result.usage = attempts.usage if attempts.usage is not None else result.usage
             result.cost_usd = attempts.cost
+            result.cached = bool(attempts.cached)
         result.attempts = attempts.requests
         result.earlier_attempts = attempts.ended
         if attempts.lost:

@@ -55,6 +55,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+_CACHE: dict[object, str] = {True: "on", False: "off", "always": "always"}
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """An agent's limits and costs (read now; consumed by rate limiting, budgets and Ray)."""
@@ -65,6 +68,8 @@ class AgentSettings:
     price: PriceSpec | None = None
     fallback_on: str = "retryable"
     resources: ResourcesSpec | None = None
+    cache: str | None = None
+    """``on``, ``off`` or ``always`` (the file's ``cache: true|false|always``); None: unset."""
 
 
 @dataclass(repr=False)
@@ -279,6 +284,7 @@ class ProjectFile:
                     price=spec.price,
                     fallback_on=spec.fallback_on,
                     resources=spec.resources,
+                    cache=_CACHE.get(spec.cache),
                 )
                 for name, spec in agents.items()
             },

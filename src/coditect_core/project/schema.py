@@ -120,6 +120,8 @@ class AgentSpec(_Spec):
     price: PriceSpec | None = None
     fallback_on: Literal["retryable", "any"] = "retryable"
     resources: ResourcesSpec | None = None
+    # The call journal may answer its requests: true (temperature 0 or unset), always, false.
+    cache: bool | Literal["always"] | None = None
 
 
 class TaskSpec(_Spec):

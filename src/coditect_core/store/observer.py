@@ -66,6 +66,7 @@ def attempt_outcome(result: ExecutionResult) -> AttemptOutcome:
         latency_s=result.duration_seconds,
         cost=float(cost) if isinstance(cost, numbers.Real) else None,
         output=result.output,
+        cached=result.cached,
     )
 
 

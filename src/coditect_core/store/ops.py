@@ -169,12 +169,12 @@ def _end_attempt(
     """Attempt ``attempt_id`` ends; :class:`StateError` if it is not in flight."""
     cur = conn.execute(
         "UPDATE attempts SET status = ?, finished_at = ?, error = ?, prompt_tokens = ?, "
-        "completion_tokens = ?, latency_s = ?, cost = ?, output = ? "
+        "completion_tokens = ?, latency_s = ?, cost = ?, output = ?, cached = ? "
         "WHERE id = ? AND status = 'running'",
         (
             status.value, at, scrub(outcome.error), outcome.prompt_tokens,
             outcome.completion_tokens, outcome.latency_s, outcome.cost, scrub(outcome.output),
-            attempt_id,
+            int(outcome.cached), attempt_id,
         ),
     )  # fmt: skip
     if cur.rowcount != 1:

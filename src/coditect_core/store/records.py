@@ -54,6 +54,8 @@ class AttemptOutcome:
     latency_s: float | None = None
     cost: float | None = None
     output: str | None = None
+    cached: bool = False
+    """Answered from the call journal: no provider call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class AttemptRecord:
     latency_s: float | None
     cost: float | None
     output: str | None
+    cached: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +162,8 @@ class ProjectSnapshot:
 
 _ATTEMPT_COLUMNS = (
     "a.id, a.run_id, t.task_id, a.agent, a.model, a.interface, a.started_at, a.finished_at, "
-    "a.status, a.error, a.prompt_tokens, a.completion_tokens, a.latency_s, a.cost, a.output"
+    "a.status, a.error, a.prompt_tokens, a.completion_tokens, a.latency_s, a.cost, a.output, "
+    "a.cached"
 )
 
 
@@ -217,7 +221,7 @@ def read_attempts(
             sql += f" AND {column} = ?"
             args.append(value)
     rows = conn.execute(sql + " ORDER BY a.id", args).fetchall()
-    return [AttemptRecord(*r) for r in rows]
+    return [AttemptRecord(*(*r[:-1], bool(r[-1]))) for r in rows]
 
 
 def read_succeeded(conn: sqlite3.Connection, project: str) -> dict[str, SuccessRecord]:

@@ -21,7 +21,9 @@ with its complete schema: never an empty file or "schema version 0".
 secondary index: the queries that would use one (one task's history, recovery after a crash) are
 rare, and a scan of a few hundred thousand rows takes tens of milliseconds. Their foreign keys
 still hold (rows are never deleted, keys never change). ``tasks.held`` (migration 2) marks a task
-cancelled by hand (``coditect task cancel``), which stays cancelled until it is reset.
+cancelled by hand (``coditect task cancel``), which stays cancelled until it is reset. The
+``journal_*`` tables (migration 4) are the call journal (:mod:`.journal`); ``attempts.cached``
+marks an attempt answered from it.
 """
 
 from __future__ import annotations
@@ -130,6 +132,57 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1));
         UPDATE tasks SET held = 1
             WHERE status = 'cancelled' AND error GLOB 'cancelled by hand*';
+        """,
+    ),
+    (
+        4,
+        "the call journal, and attempts.cached",
+        # (Numbered 4: migration 3 is attempts.finish_reason, written on another branch. The
+        # migrations apply in order of number; a database at 2 takes 3 then 4.)
+        # A request (journal_requests) is keyed by the content hash of what determines its
+        # answer and points at its conversation's last prefix; each prefix points at its parent
+        # and its last message; a message is kept once by its hash. A call (journal_calls) is
+        # one answer given in a run: from the provider, or from the journal (a cache hit, a
+        # replay), which then repeats the answer it gave.
+        """
+        CREATE TABLE journal_messages (
+            hash     TEXT PRIMARY KEY,
+            role     TEXT NOT NULL,
+            content  TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE journal_prefixes (
+            hash     TEXT PRIMARY KEY,
+            parent   TEXT,
+            message  TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE journal_requests (
+            key       TEXT PRIMARY KEY,
+            provider  TEXT NOT NULL,
+            model     TEXT NOT NULL,
+            base_url  TEXT,
+            params    TEXT NOT NULL,
+            prefix    TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE journal_calls (
+            id                 INTEGER PRIMARY KEY,
+            key                TEXT NOT NULL,
+            project_id         INTEGER NOT NULL REFERENCES projects(id),
+            run_id             INTEGER REFERENCES runs(id),
+            task_id            TEXT,
+            at                 REAL NOT NULL,
+            source             TEXT NOT NULL CHECK (source IN ('provider', 'cache', 'replay')),
+            text               TEXT NOT NULL,
+            tool_calls         TEXT,
+            model              TEXT,
+            prompt_tokens      INTEGER,
+            completion_tokens  INTEGER,
+            finish_reason      TEXT,
+            response_id        TEXT,
+            cost               REAL,
+            latency_s          REAL
+        );
+        CREATE INDEX journal_calls_by_key ON journal_calls(key, project_id);
+        ALTER TABLE attempts ADD COLUMN cached INTEGER NOT NULL DEFAULT 0 CHECK (cached IN (0, 1));
         """,
     ),
 )
