@@ -269,11 +269,7 @@ class ProjectSession:
         orchestrator, store = self.orchestrator, self.store
         concurrency = max_concurrency or self.project.defaults.max_concurrency
         if replay is not None:
-            if replay not in {r.run_id for r in store.runs(orchestrator.name)}:
-                raise StateError(
-                    f"--replay {replay}: project {orchestrator.name!r} has no run {replay} "
-                    "in its state (see `coditect status`)"
-                )
+            self.check_replay(replay)
             restart = True
         await orchestrator.runner.start(orchestrator.executor)  # e.g. Ray: connect, warm up
         info = await store.begin_run(
@@ -311,6 +307,15 @@ class ProjectSession:
             orchestrator.executor.journal, orchestrator.executor.run_cache = None, False
             await store.finish_run(info.run_id, status)
         return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip))
+
+    def check_replay(self, run_id: int) -> None:
+        """Raise :class:`StateError` unless run ``run_id`` is one of this project's."""
+        name = self.orchestrator.name
+        if run_id not in {r.run_id for r in self.store.runs(name)}:
+            raise StateError(
+                f"--replay {run_id}: project {name!r} has no run {run_id} in its state "
+                "(see `coditect status`); nothing was run"
+            )
 
     def preview(self, *, restart: bool = False) -> ResumePlan:
         """The resume plan a run would follow now, without running or writing anything (but

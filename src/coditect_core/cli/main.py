@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from . import agents, ask, init, report, run, status, tasks_by_hand
+from . import agents, ask, cache, init, report, run, status, tasks_by_hand
 from .output import setup_logging
 
 __all__ = ["app", "main"]
@@ -73,6 +73,7 @@ report.register(app)
 status.register(app)
 tasks_by_hand.register(app)
 agents.register(app)
+cache.register(app)
 
 
 def main() -> None:

@@ -175,7 +175,8 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
         table.add_row(
             esc(row["task_id"]),
             f"[{colours.get(status, 'white')}]{esc(status)}[/]"
-            + (" (earlier run)" if resumed else ""),
+            + (" (earlier run)" if resumed else "")
+            + (" (cached)" if row.get("cached") else ""),
             esc(row["agent"] or ""),
             fmt.duration(row["duration_seconds"]) if row["duration_seconds"] else "",
             fmt.count(row["usage"]["total_tokens"]) if row["usage"] else "",
@@ -374,6 +375,23 @@ def register(app: typer.Typer) -> None:
                 "--max-tokens", min=0, help="Budget in tokens: start no new task once reached."
             ),
         ] = None,
+        cache: Annotated[
+            bool,
+            typer.Option(
+                "--cache",
+                help="Answer a request seen before from the call journal (zero cost), for "
+                "agents with temperature 0 or unset; an agent's cache: decides for itself.",
+            ),
+        ] = False,
+        replay: Annotated[
+            int | None,
+            typer.Option(
+                "--replay",
+                metavar="RUN_ID",
+                help="Run every task again with the answers recorded up to run RUN_ID, no "
+                "provider call; a request not in the journal fails its task.",
+            ),
+        ] = None,
     ) -> None:
         """Run every task of a project that is not done yet, in dependency order.
 
@@ -443,6 +461,8 @@ def register(app: typer.Typer) -> None:
                 max_cost_usd=max_cost,
                 max_tokens=max_tokens,
             )
+            if replay is not None:
+                session.check_replay(replay)
         except (CoditectError, OSError) as error:  # bad file, unusable state, bad runner
             fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
 
@@ -458,7 +478,11 @@ def register(app: typer.Typer) -> None:
                 total = len(session.orchestrator.tasks)
                 if as_json:
                     return await session.run(
-                        max_concurrency=concurrency, restart=restart, fail_fast=fail_fast
+                        max_concurrency=concurrency,
+                        restart=restart,
+                        fail_fast=fail_fast,
+                        cache=cache,
+                        replay=replay,
                     )
                 with _make_view(total) as view:
                     session.orchestrator.add_observer(view)
@@ -467,6 +491,8 @@ def register(app: typer.Typer) -> None:
                         restart=restart,
                         fail_fast=fail_fast,
                         on_plan=view.planned,
+                        cache=cache,
+                        replay=replay,
                     )
 
         try:

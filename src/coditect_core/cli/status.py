@@ -94,6 +94,11 @@ def _print_status(view: ProjectView) -> None:
             f"last run: {last.run_id} [dim]({fmt.when(last.started_at)}{took})[/] {esc(state)}"
             f"  [dim]{len(view.runs)} run(s) in all[/]"
         )
+        if last.cached:
+            out.print(
+                f"  [cyan]cached[/]: {last.cached} attempt(s) answered from the call journal "
+                "(no provider call, no cost)"
+            )
     total = len(view.tasks)
     counts = view.counts
     parts = [f"{counts.get('completed', 0)}/{total} completed"]
@@ -253,7 +258,9 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
         who = (a.agent or "?") + (f" ({a.model})" if a.model else "")
         out.print(
             f"#{a.attempt_id} run {a.run_id}  {esc(who)}  "
-            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{esc(a.status)}[/]  "
+            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{esc(a.status)}[/]"
+            + (" [cyan]cached[/] [dim](from the journal, no call)[/]" if a.cached else "")
+            + "  "
             f"[dim]{fmt.when(a.started_at)}{took}{tokens}[/]"
         )
         if a.error:

@@ -128,6 +128,7 @@ def project_report(
                 "usage": result.usage.to_dict() if result and result.usage else None,
                 "cost_usd": cost,
                 "cost_known_usd": cost_known,
+                "cached": result.cached if result else False,
                 "error": result.error if result else None,
                 "handoff_prompt": (
                     result.metadata.get("handoff_prompt")

@@ -144,6 +144,7 @@ def _attempt_rows(attempts: list[AttemptRecord], now: float) -> list[AttemptRow]
                 latency_s=a.latency_s,
                 cost_usd=a.cost,
                 output=a.output,
+                cached=a.cached,
             )
         )
     return rows

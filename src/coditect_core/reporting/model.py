@@ -64,6 +64,8 @@ class AttemptRow:
     latency_s: float | None
     cost_usd: float | None
     output: str | None
+    cached: bool = False
+    """Answered from the call journal (a cache hit or a replay): no provider call, no cost."""
 
     @property
     def usage(self) -> Usage | None:
@@ -96,6 +98,7 @@ class AttemptRow:
             "completion_tokens": self.completion_tokens,
             "latency_seconds": self.latency_s,
             "cost_usd": self.cost_usd,
+            "cached": self.cached,
             "output_chars": None if self.output is None else len(self.output),
         }
 
@@ -136,6 +139,11 @@ class _Attempted:
         return sum(a.kind == "fallback" for a in self.attempts)
 
     @property
+    def cached(self) -> int:
+        """Attempts answered from the call journal."""
+        return sum(a.cached for a in self.attempts)
+
+    @property
     def busy_s(self) -> float:
         """Time its attempts took, added up."""
         return sum(a.duration_s for a in self.attempts)
@@ -148,6 +156,7 @@ class _Attempted:
             "failed": self.failed,
             "retries": self.retries,
             "fallbacks": self.fallbacks,
+            "cached": self.cached,
             "busy_seconds": self.busy_s,
             "prompt_tokens": t.prompt_tokens,
             "completion_tokens": t.completion_tokens,
