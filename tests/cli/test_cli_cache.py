@@ -93,6 +93,7 @@ def test_a_second_run_with_cache_asks_the_provider_nothing(
     assert _asked(stub) == 2  # no request reached the provider
     assert [row["cached"] for row in second["tasks"]] == [True, True]
     assert all(row["cost_usd"] == 0 for row in second["tasks"])
+    assert not any((row["usage"] or {}).get("total_tokens") for row in second["tasks"])
     assert _outputs(second, project) == before
 
     # Shown as cached everywhere: status, show, report, and their --json.

@@ -13,8 +13,8 @@ O(N) stored bytes, not O(N²).
 one run, :class:`~coditect_core.store.journal.RunJournal`): find an answer, and record one.
 :class:`JournaledLlm` wraps an agent's request pipeline for one execution (inside
 :class:`~.attempts.AttemptedLlm`): a request answered from the journal never reaches the
-pipeline (no gate, no price, no provider: zero cost, ``LlmResponse.cached``); any other request
-goes on and its answer is recorded.
+pipeline (no gate, no price, no provider: zero cost and zero tokens spent, so a budget does not
+count it; ``LlmResponse.cached``); any other request goes on and its answer is recorded.
 
 When the journal answers (:func:`cache_allowed`): with ``replay`` always (a request not in the
 journal fails with :class:`~coditect_core.errors.LlmJournalMissError`); with the run's ``--cache``
@@ -227,7 +227,7 @@ class JournaledLlm(WrapperLlm):
                 return LlmResponse(
                     text=found.text,
                     model=found.model or request.model,
-                    usage=found.usage,
+                    usage=Usage(),  # nothing was spent (the journal keeps what it once cost)
                     finish_reason=found.finish_reason,
                     provider=self.provider,
                     cost_usd=0.0,
