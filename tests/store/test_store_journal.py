@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coditect_core.errors import LlmConfigurationError, LlmJournalMissError
+from coditect_core.errors import LlmConfigurationError, LlmJournalMissError, StateError
 from coditect_core.llm_abstractions.testing import FakeLlm
 from coditect_core.orchestration.journal import (
     JournalAnswer,
@@ -239,3 +239,23 @@ async def test_clear_forgets_the_project_journal(tmp_path: Path) -> None:
             ]
         )
         assert counts == [0, 0, 0, 0]
+
+
+def test_a_migration_numbered_below_one_applied_is_still_applied(tmp_path: Path) -> None:
+    """Migration 4 (the journal) may be applied before a 3 from another branch exists: once
+    the 3 is there, a database at 4 still gets it."""
+    path = tmp_path / "state.db"
+    open_database(path).close()  # 1, 2 and 4
+    later = (3, "test: another branch's column", "ALTER TABLE attempts ADD COLUMN finish_reason")
+    merged = tuple(sorted((*MIGRATIONS, later)))
+    with pytest.raises(StateError, match="lacks migration"):
+        open_database(path, readonly=True, migrations=merged)
+    conn = open_database(path, migrations=merged)
+    try:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+        assert versions == [1, 2, 3, 4]
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(attempts)")}
+        assert {"finish_reason", "cached"} <= columns
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    finally:
+        conn.close()

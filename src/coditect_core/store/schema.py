@@ -4,7 +4,9 @@ A state database is an SQLite file whose header carries our ``application_id`` (
 whose ``schema_migrations`` table lists every migration applied to it. Migrations are numbered and
 append-only: a released migration is never edited, a change of schema is a new entry at the end
 of :data:`MIGRATIONS`. ``PRAGMA user_version`` mirrors the highest applied number so that the
-version can be read from the header without parsing the schema.
+version can be read from the header without parsing the schema. A migration missing from
+``schema_migrations`` is applied even when a higher one is there (numbers may have a gap while
+two branches each add one; once merged, a database that had the higher one gets the lower).
 
 :func:`open_database` refuses, with a :class:`StateError` naming the path and before anything is
 written to it, a file that is not SQLite, an SQLite file that is not ours (no or another
@@ -265,7 +267,9 @@ def open_database(
             # here), and SQLite could not make the shared-memory file a WAL reader needs.
             probe += "&immutable=1"
         conn = _connect(probe, busy_timeout_s)
-        version = _applied_version(conn) if header is not None else 0
+        applied = _applied_versions(conn) if header is not None else set()
+        version = max(applied, default=0)
+        missing = [number for number, _, _ in migrations if number not in applied]
         if version > latest:
             raise StateError(
                 f"{path}: written by a newer coditect-core (schema version {version}, this "
@@ -278,15 +282,16 @@ def open_database(
                     f"{path}: the state database is corrupt ({problem}); left untouched"
                 )
         if readonly:
-            if version < latest:
+            if missing:
                 raise StateError(
-                    f"{path}: schema version {version} is older than {latest}; "
+                    f"{path}: schema version {version} lacks migration(s) "
+                    f"{', '.join(map(str, missing))} of {latest}; "
                     "open it for writing once to migrate it"
                 )
         else:
             conn.close()
             conn = _connect(f"{base_uri}?mode=rw", busy_timeout_s)
-            if version < latest:
+            if missing:
                 _migrate(conn, path, migrations)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -378,27 +383,27 @@ def _restrict_mode(path: Path) -> None:
             os.chmod(f"{path}{suffix}", 0o600)
 
 
-def _applied_version(conn: sqlite3.Connection) -> int:
+def _applied_versions(conn: sqlite3.Connection) -> set[int]:
     has_table = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
     ).fetchone()
     if not has_table:
-        return 0
-    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-    return int(row[0] or 0)
+        return set()
+    return {int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations")}
 
 
 def _migrate(conn: sqlite3.Connection, path: Path, migrations: tuple[Migration, ...]) -> None:
-    """Apply the missing migrations in one transaction (all or none)."""
+    """Apply the missing migrations in one transaction (all or none), in order of number: also
+    one numbered below a migration already applied (two branches' migrations, merged)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         # Re-read under the write lock: another process may have migrated meanwhile.
-        version = _applied_version(conn)
-        if version == 0:
+        applied = _applied_versions(conn)
+        if not applied:
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute(_MIGRATIONS_TABLE)
         for number, name, script in migrations:
-            if number <= version:
+            if number in applied:
                 continue
             for statement in _statements(script):
                 conn.execute(statement)
@@ -407,7 +412,7 @@ def _migrate(conn: sqlite3.Connection, path: Path, migrations: tuple[Migration, 
                 (number, name, time.time()),
             )
             logger.info("%s: applied state migration %d (%s)", path, number, name)
-        conn.execute(f"PRAGMA user_version={migrations[-1][0]}")
+        conn.execute(f"PRAGMA user_version={max([migrations[-1][0], *applied])}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -42,6 +42,10 @@ of ``*_API_KEY``/``*_TOKEN``/``*_SECRET`` variables read at open and at each
 :meth:`~StateStore.begin_run`, plus :meth:`~StateStore.add_secrets`). The original
 orchestrator's ``project_state.json`` can be imported (:meth:`~StateStore.import_project_state`).
 
+Every request of a run, and its answer, is kept in the call journal (:mod:`.journal`;
+:meth:`~StateStore.run_journal`, :meth:`~StateStore.journal_stats`,
+:meth:`~StateStore.clear_journal`), written by the same writer thread.
+
 Recording a :class:`ProjectOrchestrator` run: :class:`~.observer.StoreObserver` (the
 orchestrator routes every transition through its observers). :class:`NullRecorder` has the
 store's write interface and keeps nothing.
