@@ -5,6 +5,7 @@ real ``coditect`` processes against the stub OpenAI server on 127.0.0.1 (request
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -188,3 +189,40 @@ def test_replay_of_an_unknown_run_is_refused(tmp_path: Path, stub: StubServer) -
     assert done.returncode == 2
     assert "no run 99" in done.stderr
     assert _json("status", project)["runs"] == 1  # nothing was run
+
+
+def test_a_command_agent_is_cached_only_by_its_own_setting(tmp_path: Path) -> None:
+    """A command may act: --cache does not skip it; its own ``cache: true`` does."""
+    counter = tmp_path / "ran.txt"
+    script = (
+        "import sys, pathlib; p = pathlib.Path(sys.argv[1]); "
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); "
+        "print('done: ' + sys.stdin.read()[-20:])"
+    )
+
+    def project(cache: Any) -> Path:
+        agent: dict[str, Any] = {
+            "type": "custom",
+            "interface": "cli",
+            "command": [sys.executable, "-c", script, str(counter)],
+        }
+        if cache is not None:
+            agent["cache"] = cache
+        spec = {
+            "project": "commands",
+            "defaults": {"agent": "cmd"},
+            "agents": {"cmd": agent},
+            "tasks": [{"id": "T1", "title": "act", "description": "Write the file."}],
+        }
+        path = tmp_path / "project.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        return path
+
+    path = project(None)
+    _run(path, "--cache")
+    _run(path, "--cache", "--restart")
+    assert counter.read_text() == "xx"  # ran twice: --cache does not skip a command
+    path = project(True)
+    again = _run(path, "--restart")
+    assert counter.read_text() == "xx"  # its own cache: true answered from the journal
+    assert again["tasks"][0]["cached"] is True

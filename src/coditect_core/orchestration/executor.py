@@ -258,7 +258,12 @@ class TaskExecutor:
         built = self._agent_llm(agent)
         if self.journal is None:
             return built.pipeline
-        use_cache = cache_allowed(self.cache.get(agent.name), self.run_cache, agent.temperature)
+        # A command or script acts (it may write files): --cache leaves it alone; only its own
+        # cache: setting lets the journal answer for it.
+        acts = isinstance(built.placed, CommandLlm)
+        use_cache = cache_allowed(
+            self.cache.get(agent.name), self.run_cache and not acts, agent.temperature
+        )
         return JournaledLlm(
             built.pipeline,
             self.journal,

@@ -20,7 +20,9 @@ When the journal answers (:func:`cache_allowed`): with ``replay`` always (a requ
 journal fails with :class:`~coditect_core.errors.LlmJournalMissError`); with the run's ``--cache``
 or an agent's ``cache: true`` only for a temperature of 0 or unset (a sampled answer is meant to
 vary); with an agent's ``cache: always`` whatever the temperature; ``cache: false`` on an agent
-turns ``--cache`` off for it.
+turns ``--cache`` off for it. A command or script agent acts (it may write files), so ``--cache``
+leaves it alone: only its own ``cache:`` lets the journal answer for it. An interactive agent
+makes no request: nothing is journaled, and a replay hands its task to a person again.
 """
 
 from __future__ import annotations
