@@ -111,6 +111,13 @@ def test_a_second_run_with_cache_asks_the_provider_nothing(
 
     stats = _json("cache", "stats", project)
     assert (stats["requests"], stats["provider_calls"], stats["cache_hits"]) == (2, 2, 2)
+    text = run_cli("cache", "stats", project, extra_env=KEY).stdout
+    assert "2 answered by a provider, 2 from the cache" in text
+
+    table = run_cli("run", project, "--cache", "--restart", extra_env=KEY)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.count("(cached)") == 2  # the run's own summary says so too
+    assert _asked(stub) == 2
 
 
 def test_a_changed_prompt_misses_the_cache(tmp_path: Path, stub: StubServer) -> None:
