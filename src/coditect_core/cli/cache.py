@@ -13,7 +13,7 @@ from .output import ExitCode, Shown, console, fail_for, print_json
 __all__ = ["register"]
 
 ProjectArg = Annotated[
-    Path, typer.Argument(metavar="[PROJECT]", help="The project file (default: project.yaml).")
+    Path, typer.Argument(metavar="PROJECT", help="The project file (default: project.yaml).")
 ]
 StateOpt = Annotated[
     Path | None,
@@ -40,7 +40,14 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """What the project's call journal holds: requests, answers from providers, cache
-        hits and replays, and what the hits saved."""
+        hits and replays, and what the hits saved.
+
+        Examples:
+
+          coditect cache stats project.yaml
+
+          coditect cache stats --json
+        """
         from ..app.journal import journal_stats
         from ..errors import CoditectError
         from ..reporting import fmt
@@ -71,7 +78,12 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Forget the project's call journal (the next runs ask the providers again; a run
-        before this one can no longer be replayed). Refused while a run is live."""
+        before this one can no longer be replayed). Refused while a run is live.
+
+        Examples:
+
+          coditect cache clear project.yaml
+        """
         from ..app.journal import clear_journal
         from ..errors import CoditectError
 

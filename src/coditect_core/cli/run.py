@@ -414,6 +414,10 @@ def register(app: typer.Typer) -> None:
           coditect run project.yaml --runner ray --ray-address auto
 
           coditect run project.yaml --max-cost 2.50
+
+          coditect run project.yaml --restart --cache
+
+          coditect run project.yaml --replay 3
         """
         # First thing: from here to the end of the process a signal means exit 130 (before the
         # run starts: at once; during it: a clean stop), never a death by the signal. Left to
