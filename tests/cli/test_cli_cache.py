@@ -118,6 +118,9 @@ def test_a_second_run_with_cache_asks_the_provider_nothing(
     assert table.returncode == 0, table.stderr
     assert table.stdout.count("(cached)") == 2  # the run's own summary says so too
     assert _asked(stub) == 2
+    state = b"".join(p.read_bytes() for p in (tmp_path / ".coditect").iterdir() if p.is_file())
+    assert b"journal_requests" in state
+    assert KEY["OPENAI_API_KEY"].encode() not in state  # the key is never journaled
 
 
 def test_a_changed_prompt_misses_the_cache(tmp_path: Path, stub: StubServer) -> None:
