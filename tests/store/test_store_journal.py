@@ -242,20 +242,21 @@ async def test_clear_forgets_the_project_journal(tmp_path: Path) -> None:
 
 
 def test_a_migration_numbered_below_one_applied_is_still_applied(tmp_path: Path) -> None:
-    """Migration 4 (the journal) may be applied before a 3 from another branch exists: once
-    the 3 is there, a database at 4 still gets it."""
+    """Two branches each add a migration (this one's journal was numbered 4 while another's 3
+    was still unmerged): a database that got the higher one first still gets the lower."""
     path = tmp_path / "state.db"
-    open_database(path).close()  # 1, 2 and 4
-    later = (3, "test: another branch's column", "ALTER TABLE attempts ADD COLUMN finish_reason")
-    merged = tuple(sorted((*MIGRATIONS, later)))
+    low = (SCHEMA_VERSION + 1, "test: one branch's column", "ALTER TABLE attempts ADD COLUMN lo")
+    high = (SCHEMA_VERSION + 2, "test: another's column", "ALTER TABLE attempts ADD COLUMN hi")
+    open_database(path, migrations=(*MIGRATIONS, high)).close()
+    merged = (*MIGRATIONS, low, high)
     with pytest.raises(StateError, match="lacks migration"):
         open_database(path, readonly=True, migrations=merged)
     conn = open_database(path, migrations=merged)
     try:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
-        assert versions == [1, 2, 3, 4]
+        assert versions == [m[0] for m in merged]
         columns = {r[1] for r in conn.execute("PRAGMA table_info(attempts)")}
-        assert {"finish_reason", "cached"} <= columns
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert {"lo", "hi", "cached"} <= columns
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 2
     finally:
         conn.close()
