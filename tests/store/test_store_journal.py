@@ -4,15 +4,19 @@ stored (scrubbed, messages once), and a long conversation growing linearly."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from coditect_core.errors import LlmConfigurationError, LlmJournalMissError, StateError
+from coditect_core.llm_abstractions.messages import Messages
 from coditect_core.llm_abstractions.testing import FakeLlm
 from coditect_core.orchestration.journal import (
     JournalAnswer,
     JournaledLlm,
+    JournalRequest,
     cache_allowed,
     journal_request,
 )
@@ -130,7 +134,11 @@ async def _journaled(
 ) -> JournaledLlm:
     info = await store.begin_run("proj")
     journal = await store.run_journal(info.run_id, replay_of=replay_of).open()
-    return JournaledLlm(llm, journal, settings=settings or {}, task_id="T", use_cache=use_cache)
+
+    def request(messages: Messages, options: Mapping[str, Any]) -> JournalRequest:
+        return journal_request(llm.provider, llm.model, None, settings or {}, messages, options)
+
+    return JournaledLlm(llm, journal, request=request, task_id="T", use_cache=use_cache)
 
 
 async def test_answers_are_recorded_scrubbed_and_served_at_no_cost(tmp_path: Path) -> None:
@@ -260,3 +268,29 @@ def test_a_migration_numbered_below_one_applied_is_still_applied(tmp_path: Path)
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 2
     finally:
         conn.close()
+
+
+async def test_the_executor_keys_a_request_as_a_run_journals_it(tmp_path: Path) -> None:
+    """``TaskExecutor.journal_request`` (no LLM built) gives the key a run journals under, and
+    ``StateStore.answered`` tells which keys the journal answers: a forecast's seam."""
+    from coditect_core.orchestration import AgentConfig, AgentRegistry, AgentTask
+    from coditect_core.orchestration.executor import TaskExecutor
+
+    agent = AgentConfig("fake", "custom", provider="fake", temperature=0)
+    executor = TaskExecutor(AgentRegistry([agent]), default_agent="fake")
+    task = AgentTask("T1", "Say hi", "Say hi.", agent="fake")
+    messages = executor.journal_request(agent, [{"role": "user", "content": "x"}])
+    with StateStore.open(tmp_path / "state.db") as store:
+        info = await store.begin_run("proj")
+        executor.journal = await store.run_journal(info.run_id).open()
+        result = await executor.execute(task)
+        assert result.succeeded
+        await store.finish_run(info.run_id, "succeeded")
+        (call,) = store.read(lambda conn: conn.execute("SELECT key FROM journal_calls").fetchall())
+        from coditect_core.orchestration.prompts import build_messages
+
+        expected = executor.journal_request(agent, build_messages(task, agent, ()))
+        assert call[0] == expected.key
+        assert store.answered("proj", [expected.key, messages.key]) == {expected.key}
+        assert store.answered("other", [expected.key]) == set()
+    await executor.aclose()

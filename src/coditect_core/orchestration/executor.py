@@ -35,6 +35,7 @@ from ..errors import AgentError, CoditectError, LlmConfigurationError, LlmError
 from ..llm_abstractions.base_llm import BaseLlm
 from ..llm_abstractions.command import CommandLlm
 from ..llm_abstractions.limits import AgentGate, AgentLimits, LimitedLlm
+from ..llm_abstractions.messages import Messages
 from ..llm_abstractions.pricing import PriceBook, PricedLlm
 from ..llm_abstractions.registry import get_llm_class
 from ..llm_abstractions.retry import NO_RETRY, RetryPolicy
@@ -44,7 +45,14 @@ from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentTyp
 from .attempts import AttemptHook, Attempts, error_text
 from .execution_result import ExecutionResult, ExecutionStatus
 from .handlers import HANDLERS, Execution, Handler
-from .journal import CACHE_SETTINGS, CallJournal, JournaledLlm, cache_allowed
+from .journal import (
+    CACHE_SETTINGS,
+    CallJournal,
+    JournaledLlm,
+    JournalRequest,
+    cache_allowed,
+    journal_request,
+)
 from .prompts import DEFAULT_MAX_CONTEXT_CHARS, UpstreamOutput, upstream_from_mapping
 from .runners.base import Runner
 from .runners.local import LocalRunner
@@ -78,6 +86,21 @@ def falls_back(error: LlmError, fallback_on: str) -> bool:
     return fallback_on == "any" or error.retryable or isinstance(error, LlmConfigurationError)
 
 
+def _journal_request(
+    spec: LlmSpec, messages: Messages, options: Mapping[str, Any] | None
+) -> JournalRequest:
+    """The journal's request of a call of the LLM ``spec`` builds (see
+    :meth:`TaskExecutor.journal_request`)."""
+    return journal_request(
+        spec.cls.provider,
+        spec.model or spec.cls.default_model or "",
+        spec.settings.get("base_url"),
+        spec.settings,
+        messages,
+        options,
+    )
+
+
 class _LlmFactory(dict[AgentType, type[BaseLlm]]):
     """``AgentType -> BaseLlm class``, filled from the provider registry on first lookup.
 
@@ -107,7 +130,7 @@ class _AgentLlm:
     agent: AgentConfig
     placed: BaseLlm  # what the runner opened: the provider's LLM, or a stand-in
     pipeline: BaseLlm  # priced, limited
-    settings: dict[str, Any]  # its LLM's settings, as a journal's request key takes them
+    spec: LlmSpec  # how it was built (its settings key the call journal's requests)
 
 
 class TaskExecutor:
@@ -234,7 +257,7 @@ class TaskExecutor:
             self.prices,
             agent=agent.name,
         )
-        built = self._llms[agent.name] = _AgentLlm(agent, placed, pipeline, dict(spec.settings))
+        built = self._llms[agent.name] = _AgentLlm(agent, placed, pipeline, spec)
         logger.debug("built %r for agent %s", pipeline, agent.name)
         return built
 
@@ -267,10 +290,21 @@ class TaskExecutor:
         return JournaledLlm(
             built.pipeline,
             self.journal,
-            settings=built.settings,
+            request=lambda messages, options: _journal_request(built.spec, messages, options),
             task_id=task.task_id,
             use_cache=use_cache,
         )
+
+    def journal_request(
+        self,
+        agent: AgentConfig,
+        messages: Messages,
+        options: Mapping[str, Any] | None = None,
+    ) -> JournalRequest:
+        """The call journal's request (its key: :func:`~.journal.journal_request`) for
+        ``messages`` sent to ``agent`` with the call's ``options``, from the agent's spec: no
+        LLM is built (a forecast can tell which requests the journal would answer)."""
+        return _journal_request(self.spec(agent), messages, options)
 
     def retry_policy(self, agent: str | AgentConfig) -> RetryPolicy:
         """How ``agent``'s calls are retried: its LLM's policy, or ``options.retry``."""

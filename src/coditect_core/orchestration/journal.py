@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -195,9 +195,10 @@ def cache_allowed(setting: str | None, run_cache: bool, temperature: float | Non
 class JournaledLlm(WrapperLlm):
     """An agent's pipeline for one execution of ``task_id``, with its requests journaled.
 
-    ``settings`` are the agent's LLM settings (its spec's: what determines an answer besides
-    the messages); ``use_cache``: whether an answer may come from the journal (a replay always
-    takes it from there).
+    ``request`` makes the journal's request of a call (``messages`` and the call's keyword
+    arguments): :meth:`~.executor.TaskExecutor.journal_request`'s, from the agent's spec, so that
+    a request has the same key wherever the agent's requests run; ``use_cache``: whether an
+    answer may come from the journal (a replay always takes it from there).
     """
 
     def __init__(
@@ -205,22 +206,20 @@ class JournaledLlm(WrapperLlm):
         wrapped: BaseLlm,
         journal: CallJournal,
         *,
-        settings: Mapping[str, Any],
+        request: Callable[[Messages, Mapping[str, Any]], JournalRequest],
         task_id: str,
         use_cache: bool,
     ) -> None:
         super().__init__(wrapped)
         self.journal = journal
-        self.settings = dict(settings)
+        self.make_request = request
         self.task_id = task_id
         self.use_cache = use_cache or journal.replay
 
     async def request_async(
         self, messages: Messages, *, deadline: float | None = None, **kwargs: Any
     ) -> LlmResponse:
-        request = journal_request(
-            self.provider, self.model, self.base_url, self.settings, messages, kwargs
-        )
+        request = self.make_request(messages, kwargs)
         if self.use_cache:
             found = await self.journal.find(request)
             if found is not None:

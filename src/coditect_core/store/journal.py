@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "JournalStats",
     "RunJournal",
+    "answered_keys",
     "clear_journal",
     "find_answer",
     "read_journal_stats",
@@ -163,6 +164,25 @@ def find_answer(
         latency_s=row[8],
         run_id=row[9],
     )
+
+
+def answered_keys(conn: sqlite3.Connection, project: str, keys: list[str]) -> set[str]:
+    """Which of ``keys`` have an answer in ``project``'s journal."""
+    pid = project_id(conn, project)
+    found: set[str] = set()
+    if pid is None:
+        return found
+    for start in range(0, len(keys), 500):  # within SQLite's limit of bound parameters
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            row[0]
+            for row in conn.execute(
+                f"SELECT DISTINCT key FROM journal_calls WHERE project_id = ? AND key IN ({marks})",
+                (pid, *chunk),
+            )
+        )
+    return found
 
 
 def read_journal_stats(conn: sqlite3.Connection, project: str) -> JournalStats:

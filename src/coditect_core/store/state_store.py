@@ -69,7 +69,13 @@ from ..llm_abstractions.keys import Secret
 from ..orchestration.resume import SuccessRecord
 from ..orchestration.task import TaskStatus
 from ..secrets import Scrubber
-from .journal import JournalStats, RunJournal, clear_journal, read_journal_stats
+from .journal import (
+    JournalStats,
+    RunJournal,
+    answered_keys,
+    clear_journal,
+    read_journal_stats,
+)
 from .legacy import ImportReport, import_op, load_project_state
 from .lock import AnyLock, LocalLock, LockHolder, RunLock, lock_path_for
 from .ops import ActiveRun, Ops, coerce_task_status
@@ -444,6 +450,12 @@ class StateStore:
     def journal_stats(self, project: str) -> JournalStats:
         """What ``project``'s call journal holds."""
         return self.read(lambda conn: read_journal_stats(conn, project))
+
+    def answered(self, project: str, keys: Iterable[str]) -> set[str]:
+        """Which of the request ``keys`` (:attr:`JournalRequest.key`) the journal of ``project``
+        has an answer to: those a cached run would not send (a forecast counts them free)."""
+        wanted = list(dict.fromkeys(keys))
+        return self.read(lambda conn: answered_keys(conn, project, wanted))
 
     def clear_journal(self, project: str) -> int:
         """Forget ``project``'s call journal (refused while one of its runs is live); returns
