@@ -108,6 +108,7 @@ def test_a_second_run_with_cache_asks_the_provider_nothing(
     assert "cached" in text
     assert "cached: 2 attempt(s)" in run_cli("status", project, extra_env=KEY).stdout
     assert "2 cached" in run_cli("report", project, extra_env=KEY).stdout
+    assert "2 cached" in run_cli("report", project, "--format", "html", extra_env=KEY).stdout
 
     stats = _json("cache", "stats", project)
     assert (stats["requests"], stats["provider_calls"], stats["cache_hits"]) == (2, 2, 2)
