@@ -87,6 +87,11 @@ def test_missing_key_names_every_variable_at_construction() -> None:
     text = str(info.value)
     assert "CODITECT_TEST_GEMINI_KEY or CODITECT_TEST_GOOGLE_KEY" in text
     assert "api_key" in text
+    assert "api_key=" not in text  # the command's words, not a Python argument (issue 18)
+    assert info.value.message == (
+        "no API key: set CODITECT_TEST_GEMINI_KEY or CODITECT_TEST_GOOGLE_KEY "
+        "(or give the agent an api_key)"
+    )
     assert info.value.provider == "gemini-like"
 
 

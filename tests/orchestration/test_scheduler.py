@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from coditect_core.errors import SchedulingError
 from coditect_core.orchestration.scheduler import (
+    blocked_by,
     dependents_of,
     descendants,
     find_cycle,
@@ -99,3 +100,28 @@ def test_topological_order_is_a_valid_order(deps: dict[str, list[str]]) -> None:
     for tid, needs in deps.items():
         assert all(position[d] < position[tid] for d in needs)
     assert find_cycle(deps) is None
+
+
+def test_blocked_by_names_the_dead_tasks_upstream_through_blocked_ones() -> None:
+    statuses = {
+        "A": "failed",
+        "B": "cancelled",
+        "OK": "completed",
+        "C": "blocked",  # A
+        "D": "blocked",  # B, OK
+        "E": "blocked",  # C and D: A and B, in the order of statuses
+        "F": "pending",
+    }
+    deps = {"C": ["A"], "D": ["OK", "B"], "E": ["D", "C", "gone"], "F": ["OK"]}
+    assert blocked_by(statuses, deps) == {"C": ("A",), "D": ("B",), "E": ("A", "B")}
+
+
+def test_blocked_by_survives_a_long_chain_and_a_cycle() -> None:
+    n = 20_000  # deeper than the recursion limit
+    statuses = {"T0": "failed", **{f"T{i}": "blocked" for i in range(1, n)}}
+    deps = {f"T{i}": [f"T{i - 1}"] for i in range(1, n)}
+    causes = blocked_by(statuses, deps)
+    assert len(causes) == n - 1
+    assert set(causes.values()) == {("T0",)}
+    cyclic = blocked_by({"X": "blocked", "Y": "blocked"}, {"X": ["Y"], "Y": ["X"]})
+    assert cyclic == {"X": (), "Y": ()}

@@ -5,7 +5,9 @@
 ``${VAR}`` references are set; its provider is known; the provider's SDK extra is installed; an
 API key is at hand (``api_key:`` or the provider's variable); the embedded model file exists;
 the command of a ``cli``/``script`` agent is on ``PATH``; the reviewer of a ``hybrid`` agent is
-usable. :func:`ping_agents` then asks the usable ones for one token (and, for an agent with a
+usable. :func:`check_run_agents` is the same check before a run, on the agents its tasks can
+reach (their fallbacks and reviewers included): every problem at once, in the command's words.
+:func:`ping_agents` then asks the usable ones for one token (and, for an agent with a
 ``base_url``, first checks that something answers HTTP there). :func:`check_ray_cluster` connects
 to a Ray cluster as ``coditect run --ray-address`` would, and looks at its versions, nodes and
 resources, and where each agent's requests could run. Keys never appear in the results: a reply
@@ -21,12 +23,17 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CoditectError, LlmConfigurationError
-from ..orchestration.agent_registry import AgentConfig, AgentInterface, AgentType
+from ..errors import AgentError, CoditectError, LlmConfigurationError
+from ..orchestration.agent_registry import (
+    AgentConfig,
+    AgentInterface,
+    AgentRegistry,
+    AgentType,
+)
 from ..project import Project, ProjectFile
 from ..secrets import mask
 
@@ -37,6 +44,7 @@ __all__ = [
     "RayCheck",
     "check_agents",
     "check_ray_cluster",
+    "check_run_agents",
     "installed_extras",
     "ping_agents",
 ]
@@ -173,12 +181,23 @@ def check_agents(
     """
     env = os.environ if environ is None else environ
     project = project_file.resolve(only=[], environ=env)
+    return project, _checks(project_file, project.agents, project.unavailable_agents, env)
+
+
+def _checks(
+    project_file: ProjectFile,
+    agents: AgentRegistry,
+    unavailable: Mapping[str, str],
+    env: Mapping[str, str],
+) -> list[AgentCheck]:
+    """:func:`check_agents` over ``agents`` (those whose variables are set) and ``unavailable``
+    (the others, with why)."""
     users: dict[str, list[str]] = {}
     for tid, agent in project_file.agents_of_tasks().items():  # file order, linear
         users.setdefault(agent, []).append(tid)
     checks: list[AgentCheck] = []
     for name, spec in project_file.spec.agents.items():
-        config = project.agents.get(name) if name in project.agents else None
+        config = agents.get(name) if name in agents else None
         check = AgentCheck(
             name=name,
             type=str(spec.type),
@@ -190,8 +209,8 @@ def check_agents(
         )
         if not spec.enabled:
             check.problems.append("disabled (enabled: false in the file)")
-        if name in project.unavailable_agents:
-            check.problems.append(project.unavailable_agents[name])
+        if name in unavailable:
+            check.problems.append(unavailable[name])
         interface = AgentInterface(spec.interface)
         if interface in (AgentInterface.API, AgentInterface.HYBRID):
             provider = spec.provider if spec.type == AgentType.CUSTOM.value else spec.type
@@ -210,7 +229,87 @@ def check_agents(
         reviewer = by_name.get(spec.reviewer) if spec.reviewer else None
         if reviewer is not None and reviewer.problems and not by_name[name].problems:
             by_name[name].problems.append(f"its reviewer {reviewer.name!r} is not usable")
-    return project, checks
+    return checks
+
+
+def agents_in_reach(
+    project_file: ProjectFile, task_ids: Iterable[str], agent_override: str | None = None
+) -> dict[str, str]:
+    """The agents that running ``task_ids`` can call, each with why (in the command's words):
+    the agent of each task (or ``agent_override``), then, from each of those, its enabled
+    fallbacks and its reviewer, transitively. A disabled fallback is skipped by a run, so it is
+    not in reach; a task's own agent is, disabled or not (the task could not run)."""
+    agents = project_file.spec.agents
+    why: dict[str, str] = {}
+    runs: dict[str, list[str]] = {}
+    for tid in task_ids:
+        runs.setdefault(agent_override or project_file.agent_of(tid), []).append(tid)
+    for name, tids in runs.items():
+        shown = ", ".join(map(repr, tids[:3])) + (
+            f" and {len(tids) - 3} more" if len(tids) > 3 else ""
+        )
+        why[name] = f"runs task{'s' if len(tids) > 1 else ''} {shown}"
+    stack = list(why)
+    while stack:
+        name = stack.pop()
+        spec = agents.get(name)
+        if spec is None:
+            continue
+        nexts = [(f, f"fallback of {name!r}") for f in spec.fallbacks if f in agents]
+        nexts = [(f, reason) for f, reason in nexts if agents[f].enabled]  # else: skipped
+        if spec.reviewer:
+            nexts.append((spec.reviewer, f"reviews for {name!r}"))
+        for other, reason in nexts:
+            if other not in why and other in agents:
+                why[other] = reason
+                stack.append(other)
+    return why
+
+
+def check_run_agents(
+    project_file: ProjectFile,
+    task_ids: Iterable[str],
+    *,
+    agent_override: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Before a run of ``task_ids``: :func:`check_agents` on every agent they can reach
+    (:func:`agents_in_reach`), offline. Raises one :class:`AgentError` naming every problem
+    (each with its agent, why the run needs it, and what to set) and the project file; returns
+    None when there is none. Command, script and person agents need no key."""
+    reach = agents_in_reach(project_file, task_ids, agent_override)
+    if not reach:
+        return
+    env = os.environ if environ is None else environ
+    registry, unavailable = project_file.usable_agents(env)  # no tasks made: a run makes them
+    checks = _checks(project_file, registry, unavailable, env)
+    lines: list[str] = []
+    count = 0
+    for check in checks:
+        if check.name not in reach:
+            continue
+        problems: list[str] = []
+        for problem in check.problems:
+            if problem.startswith("its reviewer "):
+                continue  # the reviewer's own problems are listed under it
+            if problem == unavailable.get(check.name):
+                unset = project_file.unset_variables(check.name, env)
+                problems.extend(unset or [problem])  # each variable, where the file uses it
+            else:
+                problems.append(problem)
+        if not problems:
+            continue
+        count += 1
+        lines.extend(f"  agent {check.name!r} ({reach[check.name]}): {p}" for p in problems)
+    if not lines:
+        return
+    raise AgentError(
+        f"{project_file.path}: nothing was run: "
+        f"{count} agent{'s' if count > 1 else ''} this run needs "
+        f"{'are' if count > 1 else 'is'} not ready:\n"
+        + "\n".join(lines)
+        + f"\nfix these, then run again (check with: coditect doctor {project_file.path})"
+    )
 
 
 def _http_check(url: str, timeout: float) -> tuple[bool, str]:

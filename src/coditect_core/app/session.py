@@ -43,6 +43,7 @@ from ..orchestration.task import TaskStatus
 from ..project import Project, paused_gc, read_project_file
 from ..store import StateStore, state_path_for
 from ..store.observer import StoreObserver, run_status
+from .doctor import check_run_agents
 from .view import held_task_ids
 
 __all__ = ["ProjectSession", "RunOutcome", "build_executor", "preview_run", "run_budget"]
@@ -51,13 +52,27 @@ logger = logging.getLogger(__name__)
 
 
 def _resolve(
-    path: str | os.PathLike[str], only: Iterable[str] | None, agent: str | None
+    path: str | os.PathLike[str],
+    only: Iterable[str] | None,
+    agent: str | None,
+    *,
+    check_agents: bool = False,
 ) -> Project:
-    """``path`` read, checked and resolved for a run of ``only`` (and what they need)."""
+    """``path`` read, checked and resolved for a run of ``only`` (and what they need); with
+    ``check_agents``, every agent those tasks can reach is checked first, as ``coditect doctor``
+    does offline (:func:`~.doctor.check_run_agents`: every problem at once)."""
     project_file = read_project_file(path)
     wanted = list(only) if only else []
     # The ids themselves too, so that resolve() refuses an unknown one (did you mean...).
     selected = [*wanted, *project_file.with_dependencies(wanted)] if wanted else None
+    if check_agents:
+        known = set(project_file.task_ids)
+        chosen = project_file.task_ids if selected is None else selected
+        check_run_agents(
+            project_file,
+            dict.fromkeys(t for t in chosen if t in known),
+            agent_override=agent if agent in project_file.spec.agents else None,
+        )
     return project_file.resolve(only=selected, agent_override=agent)
 
 
@@ -169,16 +184,20 @@ def budget_options(budget: Budget) -> dict[str, Any]:
 
 @dataclass
 class RunOutcome:
-    """What one run did: the resume plan it followed, and the summary of the run."""
+    """What one run did: the resume plan it followed, and the summary of the run.
+    ``recorded`` is false for a run that did nothing (every task done already): the store
+    keeps no run ``run_id`` then."""
 
     run_id: int
     plan: ResumePlan
     summary: RunSummary
     skipped: list[str] = field(default_factory=list)
+    recorded: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            "recorded": self.recorded,
             "skipped": self.skipped,
             "ran": list(self.plan.run),
             "reasons": dict(self.plan.reasons),
@@ -210,7 +229,10 @@ class ProjectSession:
         max_tokens: int | None = None,
     ) -> ProjectSession:
         """Load ``path`` and open its store. Raises :class:`ProjectFileError` (nothing written)
-        for a bad file, :class:`StateError` for an unusable state database.
+        for a bad file, :class:`AgentError` (nothing written) naming every agent the selected
+        tasks can reach (their fallbacks and reviewers included) that could not be used (no
+        API key, SDK not installed, model file or command missing: as ``coditect doctor`` finds
+        offline), :class:`StateError` for an unusable state database.
 
         ``only`` selects tasks; their dependencies come along (those that already succeeded
         are skipped by the resume plan). ``agent`` runs every selected task on that agent.
@@ -220,7 +242,7 @@ class ProjectSession:
         driver or runs another Ray raises :class:`RunnerError` here, before the store is opened.
         ``max_cost_usd`` and ``max_tokens`` override the file's ``budget``.
         """
-        project = _resolve(path, only, agent)
+        project = _resolve(path, only, agent, check_agents=True)
         # Before the store: an unknown runner writes nothing, and neither does a cluster that
         # cannot be reached or refuses this driver.
         calls_run_on = _make_runner(project, runner, ray_address)
@@ -285,6 +307,7 @@ class ProjectSession:
             restart=restart,
         )
         status = "error"
+        recorded = True
         try:
             observer = StoreObserver(store, info.run_id)
             orchestrator.executor.journal = await store.run_journal(
@@ -305,8 +328,9 @@ class ProjectSession:
             raise
         finally:
             orchestrator.executor.journal, orchestrator.executor.run_cache = None, False
-            await store.finish_run(info.run_id, status)
-        return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip))
+            # A run that did nothing (every task done already) leaves no run in the record.
+            recorded = await store.finish_run(info.run_id, status, drop_if_empty=True)
+        return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip), recorded=recorded)
 
     def check_replay(self, run_id: int) -> None:
         """Raise :class:`StateError` unless run ``run_id`` is one of this project's."""

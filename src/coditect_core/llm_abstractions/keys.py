@@ -29,5 +29,9 @@ def resolve_api_key(
         if value and value.strip():
             register_secret(value.strip())
             return Secret(value.strip())
-    where = f"set {' or '.join(env_vars)} in the environment, or " if env_vars else ""
-    raise LlmConfigurationError(f"no API key: {where}pass api_key=", provider=provider)
+    # Words a command's user and a library's user both act on (the ``api_key`` setting of an
+    # agent, the ``api_key`` argument of a provider): no Python call syntax.
+    where = f"set {' or '.join(env_vars)} (or give the agent an api_key)" if env_vars else ""
+    raise LlmConfigurationError(
+        f"no API key: {where or 'give the agent an api_key'}", provider=provider
+    )

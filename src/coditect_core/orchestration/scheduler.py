@@ -1,4 +1,5 @@
-"""Pure logic over the task graph: validation, cycles, topological and priority order, ready set.
+"""Pure logic over the task graph: validation, cycles, topological and priority order, ready set,
+what blocks the blocked tasks.
 
 No I/O and no state: every function takes the graph as data. The graph is a mapping from task id
 to the ids it depends on (``{"B": ["A"]}``: B runs after A).
@@ -14,6 +15,7 @@ from .task import AgentTask, TaskStatus
 
 __all__ = [
     "Graph",
+    "blocked_by",
     "dependents_of",
     "descendants",
     "find_cycle",
@@ -179,3 +181,46 @@ def ready_tasks(tasks: Sequence[AgentTask]) -> list[AgentTask]:
         and all(status.get(d) is TaskStatus.COMPLETED for d in t.dependencies)
     ]
     return priority_order(ready)
+
+
+def blocked_by(statuses: Mapping[str, str], deps: Graph) -> dict[str, tuple[str, ...]]:
+    """For each task whose status is ``blocked``: the tasks upstream that block it, reached
+    through blocked tasks only (a dependency neither completed nor blocked: failed, cancelled;
+    or put back by hand since), in the order of ``statuses``. ``statuses`` maps every task id to
+    its status value; unknown dependencies are ignored, and a cycle is cut where it closes.
+    Linear in the tasks and their dependencies."""
+    blocked = TaskStatus.BLOCKED.value
+    done = TaskStatus.COMPLETED.value
+    order = {tid: i for i, tid in enumerate(statuses)}
+    memo: dict[str, frozenset[str]] = {}
+    for root, status in statuses.items():
+        if status != blocked or root in memo:
+            continue
+        stack, on_path = [root], {root}
+        while stack:  # depth first, without recursion: a chain of blocked tasks can be long
+            tid = stack[-1]
+            if tid in memo:
+                on_path.discard(stack.pop())
+                continue
+            todo = [
+                d
+                for d in deps.get(tid, ())
+                if statuses.get(d) == blocked and d not in memo and d not in on_path
+            ]
+            if todo:
+                stack.extend(todo)
+                on_path.update(todo)
+                continue
+            found: set[str] = set()
+            for d in deps.get(tid, ()):
+                if statuses.get(d) == blocked:
+                    found |= memo.get(d, frozenset())
+                elif d in statuses and statuses[d] != done:
+                    found.add(d)
+            memo[tid] = frozenset(found)
+            on_path.discard(stack.pop())
+    return {
+        tid: tuple(sorted(memo[tid], key=order.__getitem__))
+        for tid, status in statuses.items()
+        if status == blocked
+    }

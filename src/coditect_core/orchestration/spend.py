@@ -52,10 +52,15 @@ class Tally:
 
     @property
     def cost_status(self) -> str:
-        """``known``, ``partial`` (some attempts' costs unknown) or ``unknown`` (all of them)."""
+        """``known``, ``partial`` (some attempts' costs unknown, the others cost something) or
+        ``unknown`` (all of them, or the known part is zero: failed attempts that were not
+        billed beside attempts of no known price add nothing known, so ``$0 + unknown`` would
+        only pass an unknown cost off as a figure)."""
         if not self.cost_unknown:
             return "known"
-        return "unknown" if self.cost_unknown == self.attempts else "partial"
+        if self.cost_unknown == self.attempts or not self.cost_known_usd:
+            return "unknown"
+        return "partial"
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -124,7 +124,13 @@ def project_report(
                 "started_at": task.started_at.isoformat() if task.started_at else None,
                 "completed_at": task.completed_at.isoformat() if task.completed_at else None,
                 "duration_seconds": result.duration_seconds if result else None,
-                "attempts": result.attempts if result else 0,
+                # The run's one tally (its footer's too) when there is one; a task it did not
+                # run (resumed, held) made no attempt in it.
+                "attempts": (
+                    tally.attempts
+                    if tally is not None
+                    else (result.attempts if result and spend is None else 0)
+                ),
                 "usage": result.usage.to_dict() if result and result.usage else None,
                 "cost_usd": cost,
                 "cost_known_usd": cost_known,

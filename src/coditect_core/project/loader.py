@@ -186,6 +186,26 @@ class ProjectFile:
         wanted = _closure(task_ids, graph)
         return [tid for tid in graph if tid in wanted]
 
+    def usable_agents(
+        self, environ: Mapping[str, str] | None = None
+    ) -> tuple[AgentRegistry, dict[str, str]]:
+        """Every agent whose variables are set, resolved; and the others, each with why (no
+        agent is required here, so nothing raises). What :meth:`resolve` gives as ``agents``
+        and ``unavailable_agents``, without making the tasks (a check of the agents only)."""
+        registry, unavailable, _ = self._registry({}, os.environ if environ is None else environ)
+        return registry, unavailable
+
+    def unset_variables(self, name: str, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Each ``${VAR}`` (without a default) of agent ``name`` that is unset, located:
+        ``agents.gpt.api_key: environment variable OPENAI_API_KEY is not set (line 7)``."""
+        env = os.environ if environ is None else environ
+        out = []
+        for path, var in self._missing(name, env):
+            line = self.lines.line(path)
+            at = f" (line {line})" if line is not None else ""
+            out.append(f"{format_path(path)}: environment variable {var} is not set{at}")
+        return out
+
     def _missing(self, name: str, environ: Mapping[str, str]) -> list[tuple[FieldPath, str]]:
         missing: list[tuple[FieldPath, str]] = []
         for path, text in agent_strings(name, self.spec.agents[name]):

@@ -11,19 +11,21 @@ too).
 
 A group of attempts is summed by a :class:`~coditect_core.orchestration.spend.Tally`. A cost the
 store does not know (no price for the model) stays unknown in every sum: shown as ``unknown``,
-or ``$x + unknown`` when only part of it is known; never as a made-up zero.
+or ``$x + unknown`` when only part of it is known (a known part of zero: ``unknown``); never as
+a made-up zero. Blocked tasks are shown grouped by what blocks them (:class:`BlockedGroup`).
 """
 
 from __future__ import annotations
 
 from .build import StoreContents, dependency_levels, read_report, read_store, report_from
 from .html import render_html
-from .model import AgentRow, AttemptRow, ReportData, RunRow, TaskRow
+from .model import AgentRow, AttemptRow, BlockedGroup, ReportData, RunRow, TaskRow
 from .text import render_json, render_markdown
 
 __all__ = [
     "AgentRow",
     "AttemptRow",
+    "BlockedGroup",
     "ReportData",
     "RunRow",
     "StoreContents",

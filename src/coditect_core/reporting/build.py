@@ -100,13 +100,17 @@ def dependency_levels(graph: Mapping[str, Sequence[str]]) -> dict[str, int]:
 
 
 def _classify(attempts: list[AttemptRecord]) -> list[tuple[int, str]]:
-    """``(number, kind)`` for a task's attempts, oldest first (see :class:`AttemptRow`)."""
+    """``(number, kind)`` for a task's attempts, oldest first (see :class:`AttemptRow`).
+
+    An attempt is a ``retry`` or a ``fallback`` only when an earlier attempt of the task in the
+    same run failed (then ``fallback`` if another agent made it); the task's first attempt in a
+    run is ``first``, also when an earlier run tried it (a ``--restart``, or a resumed run)."""
     out = []
     previous: AttemptRecord | None = None
     for n, a in enumerate(attempts, 1):
-        if previous is None:
+        if previous is None or previous.run_id != a.run_id or previous.status == "succeeded":
             kind = "first"
-        elif previous.run_id == a.run_id and previous.agent != a.agent:
+        elif previous.agent != a.agent:
             kind = "fallback"
         else:
             kind = "retry"
@@ -267,6 +271,8 @@ def report_from(
             error = final.error if final else None
         if error is None and status in ("blocked", "cancelled") and history.get(tid):
             error = history[tid][-1].note or None
+        if error is not None and error.startswith(f"{status}: "):  # shown beside its status
+            error = error[len(status) + 2 :]
         rows.append(
             TaskRow(
                 task_id=tid,

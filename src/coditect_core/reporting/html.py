@@ -237,6 +237,32 @@ def _tasks_section(report: ReportData, limit: int) -> str:
     return tools + head + items
 
 
+_ERROR = 300
+"""The problems list shows this many characters of an error (the task's details: all)."""
+
+
+def _problems(report: ReportData) -> str:
+    """The failed and cancelled tasks, each with its error on one line, then the blocked ones
+    grouped by what blocks them (once per cause); nothing when there is no problem."""
+    items = []
+    for t in report.tasks:
+        if t.status in ("failed", "cancelled"):
+            error, cut = fmt.clip(" ".join((t.error or "no error recorded").split()), _ERROR)
+            more = f" … ({cut:,} more characters)" if cut else ""
+            items.append(f"<li>{_links([t.task_id])} {_badge(t.status)} {_e(error)}{more}</li>")
+    for group in report.blocked_groups():
+        n = len(group.tasks)
+        named, left = group.listed()
+        shown = _links(named) + (f", … ({left} more)" if left else "")
+        by = _links(group.by) if group.by else "an upstream task (not recorded)"
+        items.append(
+            f"<li>{_badge('blocked')} {_e(fmt.plural(n, 'task'))} blocked by {by}: {shown}</li>"
+        )
+    if not items:
+        return ""
+    return f'<section id="problems"><h2>Problems</h2><ul>{"".join(items)}</ul></section>'
+
+
 def _rank(status: str) -> int:
     return _STATUS_ORDER.index(status) if status in _STATUS_ORDER else len(_STATUS_ORDER)
 
@@ -263,6 +289,7 @@ def render_html(report: ReportData, *, max_text: int = 20_000) -> str:
         '<a href="#runs">Runs</a><a href="#agents">Agents</a><a href="#tasks">Tasks</a>'
         "</nav></header><main>"
         + _cards(report)
+        + _problems(report)
         + '<section id="graph"><h2>Task graph <span class="hint">columns are dependency '
         f"levels ({report.levels}); hover a task to trace its edges, click to open it"
         f"</span></h2>{_legend(task_states)}"

@@ -14,11 +14,13 @@ up as zero.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..llm_abstractions.datatypes import Usage
+from ..orchestration.scheduler import blocked_by
 from ..orchestration.spend import Tally
 from ..store.records import TaskEvent
 from .fmt import iso
@@ -27,6 +29,7 @@ __all__ = [
     "REPORT_FORMAT_VERSION",
     "AgentRow",
     "AttemptRow",
+    "BlockedGroup",
     "ReportData",
     "RunRow",
     "TaskRow",
@@ -41,9 +44,10 @@ REPORT_FORMAT_VERSION = 1
 class AttemptRow:
     """One call of one agent on one task (as the store recorded it).
 
-    ``kind`` is ``first`` (the task's first attempt in the report), ``retry`` (the task tried
-    again: a later run, or the same agent again) or ``fallback`` (another agent took over in the
-    same run). ``duration_s`` runs to the report's time for an attempt still in flight.
+    ``kind`` is ``first`` (the task's first attempt in its run), ``retry`` (the same agent again
+    after an attempt of the task failed in the same run) or ``fallback`` (another agent took over
+    after a failure in the same run). ``number`` counts the task's attempts over every run.
+    ``duration_s`` runs to the report's time for an attempt still in flight.
     """
 
     attempt_id: int
@@ -285,6 +289,48 @@ class RunRow(_Attempted):
 
 
 @dataclass(frozen=True, slots=True)
+class BlockedGroup:
+    """Blocked tasks that wait on the same tasks: ``by``, the tasks upstream that did not get
+    done (failed, cancelled...; not themselves blocked), and ``tasks``, those blocked by them.
+    ``by`` is empty when the report does not know the graph and no note names the cause."""
+
+    by: list[str]
+    tasks: list[str]
+
+    LISTED = 10
+    """A report names this many of a group's tasks, then says how many more."""
+
+    def listed(self) -> tuple[list[str], int]:
+        """The tasks a report names, and how many more it leaves out."""
+        return self.tasks[: self.LISTED], max(len(self.tasks) - self.LISTED, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"by": list(self.by), "tasks": list(self.tasks), "count": len(self.tasks)}
+
+
+_NAMED_CAUSE = re.compile(r"upstream task (.+) is \w+$|depends on (.+), which is \w+$")
+
+
+def blocked_groups(tasks: Sequence[TaskRow]) -> list[BlockedGroup]:
+    """The blocked ``tasks`` grouped by what blocks them (see :class:`BlockedGroup` and
+    :func:`~coditect_core.orchestration.scheduler.blocked_by`), the largest group first.
+    Without the graph (a report made without the project file), the cause its note names."""
+    causes = blocked_by(
+        {t.task_id: t.status for t in tasks}, {t.task_id: t.dependencies for t in tasks}
+    )
+    errors = {t.task_id: t.error for t in tasks}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for tid, by in causes.items():
+        if not by and errors[tid]:
+            named = _NAMED_CAUSE.search(errors[tid] or "")
+            if named:
+                by = (named.group(1) or named.group(2),)
+        groups.setdefault(by, []).append(tid)
+    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))  # stable: first seen first
+    return [BlockedGroup(list(by), ids) for by, ids in ordered]
+
+
+@dataclass(frozen=True, slots=True)
 class ReportData(_Attempted):
     """A project's runs and tasks, read at one moment (``generated_at``). ``run_id`` is the run
     it is limited to (``None``: all); ``tasks`` are in dependency-level order."""
@@ -312,6 +358,10 @@ class ReportData(_Attempted):
     def levels(self) -> int:
         return 1 + max((t.level for t in self.tasks), default=-1)
 
+    def blocked_groups(self) -> list[BlockedGroup]:
+        """Its blocked tasks grouped by what blocks them (:func:`blocked_groups`)."""
+        return blocked_groups(self.tasks)
+
     def task(self, task_id: str) -> TaskRow:
         """The row of ``task_id`` (a scan: for one question, not one per task)."""
         for row in self.tasks:
@@ -332,4 +382,5 @@ class ReportData(_Attempted):
             "runs": [r.to_dict() for r in self.runs],
             "agents": [a.to_dict() for a in self.agents],
             "tasks": [t.to_dict() for t in self.tasks],
+            "blocked": [g.to_dict() for g in self.blocked_groups()],
         }

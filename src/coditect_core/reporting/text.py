@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 from . import fmt
-from .model import ReportData, TaskRow
+from .model import BlockedGroup, ReportData, TaskRow
 
-__all__ = ["md_escape", "render_json", "render_markdown"]
+__all__ = ["blocked_line", "md_escape", "render_json", "render_markdown"]
 
 _MD_SPECIAL = re.compile(r"([\\`*\[\]<>|])")
 _PLAIN_ID = re.compile(r"[\w.-]+")
@@ -74,6 +75,7 @@ def render_markdown(report: ReportData) -> str:
         f"**Tokens** {fmt.tokens(t.prompt_tokens, t.completion_tokens)} · "
         f"**Cost** {fmt.cost(t)}",
         "",
+        *([_unknown_cost_note(report), ""] if t.cost_unknown else []),
         "## Runs",
         "",
     ]
@@ -122,15 +124,45 @@ def render_markdown(report: ReportData) -> str:
         [_task_row(task) for task in report.tasks],
         {4, 5, 6, 7},
     )  # fmt: skip
-    problems = [task for task in report.tasks if task.status in ("failed", "blocked", "cancelled")]
-    if problems:
+    problems = [task for task in report.tasks if task.status in ("failed", "cancelled")]
+    groups = report.blocked_groups()
+    if problems or groups:
         lines += ["", "## Problems", ""]
         for task in problems:
             error, cut = fmt.clip(task.error or "no error recorded", _ERROR_CHARS)
             more = f" … ({cut} more characters)" if cut else ""
-            tid = _task_row(task)[0]
-            lines.append(f"- {tid} **{task.status}**: {md_escape(error)}{more}")
+            lines.append(f"- {_md_id(task.task_id)} **{task.status}**: {md_escape(error)}{more}")
+        for group in groups:  # once per cause, not once per blocked task
+            lines.append(f"- {blocked_line(group, _md_id)}")
     return fmt.inert(fmt.masked("\n".join(lines) + "\n"))
+
+
+def _unknown_cost_note(report: ReportData) -> str:
+    """Said once, under the totals: how much of the cost is unknown, why, and what the cost
+    figures then are."""
+    t = report.totals
+    n = t.cost_unknown
+    what = (
+        "the costs shown are the known part" if t.cost_status == "partial" else "no cost is known"
+    )
+    return (
+        f"_Cost: {n} of {fmt.plural(t.attempts, 'attempt')} {'has' if n == 1 else 'have'} no "
+        "known cost (no price for the model: set `price:` on the agent; or a failure the "
+        f"provider may still bill): {what}._"
+    )
+
+
+def _md_id(task_id: str) -> str:
+    return f"`{task_id}`" if _PLAIN_ID.fullmatch(task_id) else md_escape(task_id)
+
+
+def blocked_line(group: BlockedGroup, show: Callable[[str], str] = str) -> str:
+    """``**24 tasks blocked** by T04: T05, T06, ... (14 more)``, each id through ``show``."""
+    n = len(group.tasks)
+    by = ", ".join(show(tid) for tid in group.by) or "an upstream task (not recorded)"
+    named, left = group.listed()
+    more = f", … ({left} more)" if left else ""
+    return f"**{fmt.plural(n, 'task')} blocked** by {by}: {', '.join(map(show, named))}{more}"
 
 
 def _json_string(value: str) -> str:

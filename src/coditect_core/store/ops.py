@@ -87,6 +87,29 @@ def ensure_project(conn: sqlite3.Connection, name: str, now: float) -> int:
     return int(cur.lastrowid or 0)
 
 
+_NEW_TASK = "new task"
+"""The note of the event that records a task the first time a run sees it."""
+
+
+def _did_nothing(conn: sqlite3.Connection, run_id: int) -> bool:
+    """Whether run ``run_id`` made no attempt and changed no task's status (recording the
+    tasks it saw for the first time is no change: a run refused by its budget before its first
+    task did nothing). Each table is read newest first (``run_id`` has no index): a run that
+    wrote something is found among the last rows; only a run that wrote nothing reads a table
+    to its start."""
+    changed = (
+        conn.execute(
+            "SELECT 1 FROM attempts WHERE run_id = ? ORDER BY id DESC LIMIT 1", (run_id,)
+        ).fetchone()
+        or conn.execute(
+            "SELECT 1 FROM task_events WHERE run_id = ? AND NOT (status = ? AND note IS ?) "
+            "ORDER BY id DESC LIMIT 1",
+            (run_id, _PENDING, _NEW_TASK),
+        ).fetchone()
+    )
+    return changed is None
+
+
 def mark_interrupted(conn: sqlite3.Connection, pid: int, now: float, note: str) -> int:
     """Attempts in flight become ``interrupted``, in-progress tasks ``pending`` (with a history
     entry), open runs ``interrupted``. Call only while holding the project's run lock. Returns
@@ -207,7 +230,7 @@ class Ops:
             (run.project_id, task_id, _PENDING, now),
         )
         ref = int(cur.lastrowid or 0)
-        _event(conn, ref, run.run_id, _PENDING, now, "new task")
+        _event(conn, ref, run.run_id, _PENDING, now, _NEW_TASK)
         return ref
 
     # -- runs (solo) -------------------------------------------------------------------------
@@ -295,24 +318,32 @@ class Ops:
 
         return op
 
-    def finish_run(self, run_id: int, status: str, note: str | None = None) -> Op:
-        def op(conn: sqlite3.Connection) -> None:
+    def finish_run(
+        self, run_id: int, status: str, note: str | None = None, drop_if_empty: bool = False
+    ) -> Op:
+        def op(conn: sqlite3.Connection) -> bool:
             run = self._run(run_id)
             now = time.time()
             why = note or f"interrupted: run {run_id} ended ({status}) while it was in progress"
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 mark_interrupted(conn, run.project_id, now, why)
-                conn.execute(
-                    "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
-                    (self._scrub.text(status), now, run_id),
-                )
+                kept = not (drop_if_empty and _did_nothing(conn, run_id))
+                if not kept:  # the tasks it defined stay, as of no run
+                    conn.execute("UPDATE task_events SET run_id = NULL WHERE run_id = ?", (run_id,))
+                    conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                else:
+                    conn.execute(
+                        "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+                        (self._scrub.text(status), now, run_id),
+                    )
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
                 raise
             del self._active[run_id]
             run.lock.release()
+            return kept
 
         return op
 

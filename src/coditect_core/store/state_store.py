@@ -275,11 +275,19 @@ class StateStore:
             solo=True,
         )
 
-    async def finish_run(self, run_id: int, status: str = "succeeded") -> None:
+    async def finish_run(
+        self, run_id: int, status: str = "succeeded", *, drop_if_empty: bool = False
+    ) -> bool:
         """Record the end of a run (``succeeded``, ``failed``, ``waiting``, ``interrupted``...)
-        and release its lock. Attempts still in flight become ``interrupted``. Then raises the
+        and release its lock. Attempts still in flight become ``interrupted``. With
+        ``drop_if_empty``, a run that made no attempt and changed no task is not kept (it did
+        nothing: everything was done already). Returns whether the run is kept. Then raises the
         error of a write queued without waiting that failed and was not reported yet."""
-        await self._call(self._ops.finish_run(run_id, str(status)), solo=True, report=True)
+        return await self._call(
+            self._ops.finish_run(run_id, str(status), drop_if_empty=drop_if_empty),
+            solo=True,
+            report=True,
+        )
 
     # -- tasks and attempts ------------------------------------------------------------------
 
