@@ -28,6 +28,7 @@ from coditect_core.errors import (
     RunLockedError,
     SchedulingError,
     StateError,
+    WorkAtRiskError,
 )
 
 PARENTS: dict[type[Exception], type[Exception]] = {
@@ -51,6 +52,7 @@ PARENTS: dict[type[Exception], type[Exception]] = {
     AgentError: CoditectError,
     StateError: CoditectError,
     RunLockedError: StateError,
+    WorkAtRiskError: CoditectError,
 }
 
 RETRYABLE = {

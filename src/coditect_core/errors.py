@@ -30,8 +30,9 @@ exception escapes a provider. Messages never contain an API key.
     │       ├── ClusterUnreachableError     nothing answers there (within the connection timeout)
     │       ├── ClusterAuthenticationError  refused: no token, or not the cluster's token
     │       └── ClusterVersionError         the cluster runs another Ray or Python version
-    └── StateError                     the state database is unusable, locked, or foreign
-        └── RunLockedError             another live run holds the project's lock
+    ├── StateError                     the state database is unusable, locked, or foreign
+    │   └── RunLockedError             another live run holds the project's lock
+    └── WorkAtRiskError                refused: it would replace recorded work (say ``--force``)
 
 Every ``LlmError`` carries ``provider`` (e.g. ``"openai-gpt"``), ``status_code`` (HTTP status
 where there was one), ``retryable`` (whether the same call may succeed if tried again) and
@@ -67,6 +68,7 @@ __all__ = [
     "RunnerError",
     "SchedulingError",
     "StateError",
+    "WorkAtRiskError",
 ]
 
 
@@ -289,6 +291,11 @@ class ClusterVersionError(ClusterConnectionError):
 
 class StateError(CoditectError):
     """The state database cannot be used: corrupt, foreign, or from a newer version."""
+
+
+class WorkAtRiskError(CoditectError):
+    """Refused, nothing written: the action would replace work already recorded (a task's
+    output) with nothing; the message says what and how to insist (``--force``)."""
 
 
 class RunLockedError(StateError):

@@ -37,7 +37,7 @@ STATUS_KEYS = {
 }  # fmt: skip
 TASK_KEYS = {
     "task_id", "title", "status", "agent", "priority", "dependencies", "attempts", "tokens",
-    "updated_at", "error", "held", "ready",
+    "updated_at", "error", "held", "kept", "truncated", "ready",
 }  # fmt: skip
 
 

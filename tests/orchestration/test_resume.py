@@ -130,6 +130,25 @@ def test_dependent_older_than_a_rerun_upstream_is_rebuilt() -> None:
     assert plan.reasons["D"] == "upstream B succeeded after it"
 
 
+def test_a_task_kept_by_hand_never_runs_for_its_upstream_or_a_change() -> None:
+    # B was completed by a person while A had not run: A runs, B is kept, D follows B only.
+    hashes, deps = _graph()
+    succeeded = _all_succeeded(hashes)
+    del succeeded["A"]
+    succeeded["B"] = SuccessRecord(hashes["B"], seq=1, output="by hand")
+    plan = plan_resume(hashes, deps, succeeded, kept={"B"})
+    assert set(plan.run) == {"A", "C"}
+    assert plan.kept == ("B",)
+    assert "B" in plan.skip
+    assert "B" not in plan.reasons
+    # Its own definition changed: still kept (a rerun by hand releases it).
+    edited = plan_resume({**hashes, "B": "h-B2"}, deps, _all_succeeded(hashes), kept={"B"})
+    assert edited.run == ()
+    # Without a success record, "kept" means nothing: the task runs.
+    del succeeded["B"]
+    assert "B" in plan_resume(hashes, deps, succeeded, kept={"B"}).run
+
+
 def test_imported_success_without_hash_is_trusted() -> None:
     hashes, deps = _graph()
     succeeded = {t: SuccessRecord(None, seq=i + 1) for i, t in enumerate(["A", "B", "C", "D", "E"])}

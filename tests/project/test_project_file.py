@@ -56,7 +56,7 @@ def test_quickstart_runs_on_one_small_local_agent() -> None:
     assert local.agent_type is AgentType.LOCAL
     assert local.interface is AgentInterface.API
     assert local.max_tokens is not None
-    assert local.max_tokens <= 256
+    assert local.max_tokens <= 512  # modest: room to finish (issue 18), not to ramble
     assert local.api_key is None
     assert project.defaults.max_concurrency == 2
 

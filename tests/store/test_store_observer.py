@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from coditect_core.app.view import kept_task_ids
 from coditect_core.errors import LlmAuthenticationError
 from coditect_core.llm_abstractions.messages import Message
 from coditect_core.orchestration import (
@@ -242,3 +243,30 @@ async def test_a_cancel_by_hand_during_a_run_is_recorded_held_an_interruption_is
         await store.finish_run(run_id, "interrupted")
         records = {r.task_id: (r.status, r.held) for r in store.snapshot("proj").tasks}
     assert records["C"] == ("cancelled", False)
+
+
+async def test_a_completion_by_hand_during_a_run_is_recorded_kept(tmp_path: Path) -> None:
+    """``complete_task`` in a live run is kept like ``coditect task complete``: the next plan
+    skips it although its upstream runs after it."""
+    tasks = [
+        AgentTask("A", "slow"),
+        AgentTask("B", "after A", dependencies=["A"]),
+        AgentTask("C", "after B", dependencies=["B"]),
+    ]
+    orchestrator = _orchestrator("ok", tasks, latency=5.0)
+    with StateStore.open(tmp_path / "state.db") as store:
+        run_id, running = await _run_until_started(store, orchestrator, "A")
+        await orchestrator.complete_task("B", "THE PERSON'S B")
+        await orchestrator.cancel_task("A")
+        summary = await asyncio.wait_for(running, 10)
+        await orchestrator.aclose()
+        await store.finish_run(run_id, run_status(summary))
+        snapshot = store.snapshot("proj").tasks
+        succeeded = store.succeeded_tasks("proj")
+    records = {r.task_id: (r.status, r.output, r.held) for r in snapshot}
+    assert records["B"] == ("completed", "THE PERSON'S B", True)
+    assert kept_task_ids(snapshot) == {"B"}
+    deps = {"A": [], "B": ["A"], "C": ["B"]}
+    plan = plan_resume({t: f"h-{t}" for t in deps}, deps, succeeded, kept=kept_task_ids(snapshot))
+    assert plan.kept == ("B",)  # skipped although A, its upstream, runs
+    assert "B" not in plan.run

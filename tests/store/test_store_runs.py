@@ -401,7 +401,7 @@ async def test_held_is_set_by_a_cancel_by_hand_and_cleared_by_every_other_status
             await hold()
             await store.task_finished(run.run_id, "A", status)
             assert not _held(store), status
-        with pytest.raises(ValueError, match="only a cancelled task can be held"):
+        with pytest.raises(ValueError, match="only a cancelled or completed task can be held"):
             await store.task_finished(run.run_id, "A", "failed", held=True)
 
         await hold()

@@ -124,10 +124,46 @@ def test_migration_2_backfills_held_from_the_error_of_a_cancel_by_hand(tmp_path:
         tid: (status, error) for tid, status, error in tasks
     }
     conn = sqlite3.connect(path)
-    latest = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
-    assert latest == SCHEMA_VERSION
+    version = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+    assert version == SCHEMA_VERSION
     with pytest.raises(sqlite3.IntegrityError):  # 0 or 1, nothing else
         conn.execute("UPDATE tasks SET held = 2 WHERE task_id = 'DONE'")
+    conn.close()
+
+
+def test_migration_3_adds_finish_reason_and_the_history_output_to_a_version_2_database(
+    tmp_path: Path,
+) -> None:
+    """A database of schema version 2 (built with those migrations' SQL) keeps its rows and
+    gets ``attempts.finish_reason`` and ``task_events.output`` (NULL: not known then)."""
+    path = tmp_path / "state.db"
+    old = open_database(path, migrations=MIGRATIONS[:2])
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 2
+    old.executescript(
+        """
+        INSERT INTO projects(id, name, created_at) VALUES (1, 'proj', 1.0);
+        INSERT INTO runs(id, project_id, started_at, status) VALUES (1, 1, 1.0, 'succeeded');
+        INSERT INTO tasks(id, project_id, task_id, status, output, updated_at, success_seq)
+            VALUES (1, 1, 'A', 'completed', 'old reply', 2.0, 1);
+        INSERT INTO task_events(id, task_ref, run_id, status, at, note)
+            VALUES (1, 1, 1, 'completed', 2.0, 'done');
+        INSERT INTO attempts(run_id, task_ref, started_at, status, completion_tokens, output)
+            VALUES (1, 1, 1.0, 'succeeded', 7, 'old reply');
+        """
+    )
+    old.close()
+
+    with StateStore.open(path) as store:
+        attempts = store.attempts("proj", task_id="A")
+        history = store.task_history("proj", "A")
+        assert store.succeeded_tasks("proj")["A"].output == "old reply"
+    assert [(a.output, a.completion_tokens, a.finish_reason) for a in attempts] == [
+        ("old reply", 7, None)
+    ]
+    assert [(e.note, e.output) for e in history] == [("done", None)]
+    conn = sqlite3.connect(path)
+    assert 3 in {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # 4: the journal
     conn.close()
 
 

@@ -1,6 +1,7 @@
-"""Tasks finished by hand: record that a person completed, failed, cancelled or reset a task.
+"""Tasks finished by hand: record that a person completed, failed, cancelled, reset or asked to
+rerun a task.
 
-``coditect task complete|fail|cancel|reset`` write here, durably, so that the next ``run``
+``coditect task complete|fail|cancel|reset|rerun`` write here, durably, so that the next ``run``
 respects it. Each is recorded as a short run of its own (:meth:`StateStore.begin_run` ...
 :meth:`~StateStore.finish_run`, status ``by_hand``), so it takes the project's run lock like any
 run: it is refused while another live process runs the project, and it shows in the history.
@@ -8,15 +9,23 @@ run: it is refused while another live process runs the project, and it shows in 
 What the next ``coditect run`` does with the task:
 
 * ``complete``: the store records a success (with the task's current content hash and the given
-  output): the task is skipped, and its output is passed to its dependents as context. A task
-  already completed may be completed again (to replace its output); its dependents then run
-  again, as after any new success upstream.
+  output), *kept* (the store's ``held`` flag on a completed task): runs skip it and pass its
+  output to its dependents, whatever happens upstream (an upstream task still pending runs, and
+  the kept task does not run after it), until ``rerun`` (or a restart) releases it. The output
+  is also kept in the task's history, so a later rerun replaces it with a trace. A task already
+  completed may be completed again (to replace its output); its dependents then run again, as
+  after any new success upstream. Completing a task that has an output with neither an output
+  nor a note would replace its output with nothing: refused (:class:`WorkAtRiskError`) unless
+  ``force``.
 * ``fail``: the task failed; the run tries it again (``fail`` also forces a completed task to
   run again).
 * ``cancel``: the task is *held* (the store's ``held`` flag): it stays cancelled and its
   dependents are blocked, run after run, until it is reset (``reset``), completed or failed by
   hand, or the project is restarted (``coditect run --restart``). Any of those clears the flag.
 * ``reset``: back to ``pending``: the run runs it (the way to undo ``cancel``).
+* ``rerun``: back to ``pending`` like ``reset``, and with ``with_dependents`` every task that
+  depends on it too (releasing those kept or held by hand): the next run runs them. (Without it,
+  the dependents run anyway once the task ran again, except those kept by hand.)
 """
 
 from __future__ import annotations
@@ -28,10 +37,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProjectFileError
+from ..errors import ProjectFileError, WorkAtRiskError
+from ..orchestration.scheduler import descendants
 from ..orchestration.task import TaskStatus
 from ..project import read_project_file
 from ..store import StateStore, state_path_for
+from ..store.records import TaskRecord
 from .view import CANCELLED_BY_HAND, definition_hashes, resolve_offline
 
 __all__ = ["RUN_STATUS", "ByHand", "ByHandResult", "record_by_hand"]
@@ -47,6 +58,7 @@ class ByHand(StrEnum):
     FAIL = "fail"
     CANCEL = "cancel"
     RESET = "reset"
+    RERUN = "rerun"
 
 
 _STATUS = {
@@ -54,7 +66,9 @@ _STATUS = {
     ByHand.FAIL: TaskStatus.FAILED,
     ByHand.CANCEL: TaskStatus.CANCELLED,
     ByHand.RESET: TaskStatus.PENDING,
+    ByHand.RERUN: TaskStatus.PENDING,
 }
+_HELD = (ByHand.COMPLETE, ByHand.CANCEL)  # a person's decision, which runs keep
 
 
 @dataclass(frozen=True)
@@ -68,9 +82,13 @@ class ByHandResult:
     status: str
     run_id: int
     state_path: Path
+    dependents: tuple[str, ...] = ()
+    """``rerun`` with its dependents: those also set to run again."""
+    waiting_on: tuple[str, ...] = ()
+    """``complete``: the tasks it depends on that have not completed (they still run; it not)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "project": self.project,
             "task_id": self.task_id,
             "action": self.action.value,
@@ -79,6 +97,11 @@ class ByHandResult:
             "run_id": self.run_id,
             "state": str(self.state_path),
         }
+        if self.action is ByHand.RERUN:
+            out["dependents"] = list(self.dependents)
+        if self.waiting_on:
+            out["waiting_on"] = list(self.waiting_on)
+        return out
 
 
 def _texts(action: ByHand, output: str | None, note: str | None) -> tuple[str | None, ...]:
@@ -92,7 +115,8 @@ def _texts(action: ByHand, output: str | None, note: str | None) -> tuple[str | 
     if action is ByHand.CANCEL:
         error = f"{CANCELLED_BY_HAND}: {note}" if note else CANCELLED_BY_HAND
         return (None, error, error)
-    return (None, None, f"reset by hand: {note}" if note else "reset by hand")
+    what = "rerun" if action is ByHand.RERUN else "reset"
+    return (None, None, f"{what} by hand: {note}" if note else f"{what} by hand")
 
 
 async def record_by_hand(
@@ -103,13 +127,18 @@ async def record_by_hand(
     output: str | None = None,
     note: str | None = None,
     state: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    with_dependents: bool = False,
 ) -> ByHandResult:
     """Record ``action`` on ``task_id`` of the project file at ``path``.
 
     ``output`` is the result of a completed task (default: ``note``); ``note`` goes in the
-    task's history (and in the error of a failed or cancelled one). Needs no API key.
+    task's history (and in the error of a failed or cancelled one). ``force`` lets ``complete``
+    replace an output with nothing; ``with_dependents`` makes ``rerun`` take every task that
+    depends on ``task_id`` too. Needs no API key.
 
     Raises :class:`ProjectFileError` for a bad file or an unknown task (nothing written),
+    :class:`WorkAtRiskError` for a completion that would lose an output (nothing written),
     :class:`RunLockedError` while another live process runs the project, :class:`StateError`
     for an unusable store.
     """
@@ -120,17 +149,26 @@ async def record_by_hand(
         close = difflib.get_close_matches(task_id, ids, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ProjectFileError(f"task {task_id!r} is not in the file{hint}", path=project_file.path)
-    hashes = definition_hashes(resolve_offline(project_file))
+    project = resolve_offline(project_file)
+    hashes = definition_hashes(project)
+    graph = project.graph()
+    dependents: tuple[str, ...] = ()
+    if action is ByHand.RERUN and with_dependents:
+        below = descendants(graph, [task_id])
+        dependents = tuple(t for t in ids if t in below)
     name = project_file.name
     store = StateStore.open(state_path_for(path, state))
     try:
+        records = {r.task_id: r for r in store.snapshot(name).tasks}
+        if action is ByHand.COMPLETE and output is None and note is None and not force:
+            _refuse_losing_output(task_id, records.get(task_id))
         info = await store.begin_run(name, options={"by_hand": action.value, "task": task_id})
         ended = "error"
         try:
             await store.define_tasks(info.run_id, hashes)
-            previous = {r.task_id: r.status for r in store.snapshot(name).tasks}.get(
-                task_id, TaskStatus.PENDING.value
-            )
+            records = {r.task_id: r for r in store.snapshot(name).tasks}
+            row = records.get(task_id)
+            previous = row.status if row is not None else TaskStatus.PENDING.value
             status = _STATUS[action]
             text, error, why = _texts(action, output, note)
             await store.task_finished(
@@ -140,11 +178,45 @@ async def record_by_hand(
                 output=text,
                 error=error,
                 note=why,
-                held=action is ByHand.CANCEL,
+                held=action in _HELD,
             )
+            why_dependent = f"rerun by hand: depends on {task_id}"
+            for tid in dependents:
+                await store.set_task_status(
+                    info.run_id, tid, TaskStatus.PENDING, note=why_dependent
+                )
             ended = RUN_STATUS
         finally:
             await store.finish_run(info.run_id, ended)
     finally:
         await store.aclose()
-    return ByHandResult(name, task_id, action, previous, status.value, info.run_id, store.path)
+    waiting: tuple[str, ...] = ()
+    if action is ByHand.COMPLETE:
+        done = TaskStatus.COMPLETED.value
+        upstream = set(project_file.with_dependencies([task_id])) - {task_id}
+        waiting = tuple(
+            t for t in ids if t in upstream and (t not in records or records[t].status != done)
+        )
+    return ByHandResult(
+        name,
+        task_id,
+        action,
+        previous,
+        status.value,
+        info.run_id,
+        store.path,
+        dependents=dependents,
+        waiting_on=waiting,
+    )
+
+
+def _refuse_losing_output(task_id: str, row: TaskRecord | None) -> None:
+    """A completion with no output and no note would replace ``row``'s output with nothing."""
+    if row is None or row.output is None:
+        return
+    raise WorkAtRiskError(
+        f"task {task_id!r} already has an output ({len(row.output)} characters, "
+        f"{row.status}); completing it with neither --output nor --note would replace it with "
+        f"nothing and run its dependents again. Give --output FILE or --note TEXT, or --force "
+        f"to replace it anyway"
+    )

@@ -37,6 +37,7 @@ from ..orchestration.executor import TaskExecutor
 from ..orchestration.orchestrator import ProjectOrchestrator
 from ..orchestration.resume import ResumePlan, SuccessRecord, agent_task_hash, plan_resume
 from ..orchestration.runners import Runner, make_runner
+from ..orchestration.scheduler import descendants
 from ..orchestration.spend import Budget
 from ..orchestration.summary import RunSummary
 from ..orchestration.task import TaskStatus
@@ -44,9 +45,16 @@ from ..project import Project, paused_gc, read_project_file
 from ..store import StateStore, state_path_for
 from ..store.observer import StoreObserver, run_status
 from .doctor import check_run_agents
-from .view import held_task_ids
+from .view import held_task_ids, kept_task_ids
 
-__all__ = ["ProjectSession", "RunOutcome", "build_executor", "preview_run", "run_budget"]
+__all__ = [
+    "ProjectSession",
+    "RunOutcome",
+    "build_executor",
+    "preview_run",
+    "restart_scope",
+    "run_budget",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,18 +93,34 @@ def _make_runner(project: Project, runner: str | None, ray_address: str | None) 
     )
 
 
+def restart_scope(project: Project, only: Iterable[str] | None) -> frozenset[str] | None:
+    """The tasks ``run --restart`` runs again from scratch: with ``only``, those tasks and every
+    task that depends on them (directly or not); without it, ``None``: every task."""
+    if not only:
+        return None
+    named = set(only)
+    return frozenset(named | descendants(project.graph(), named))
+
+
 def _preview(
     hashes: dict[str, str],
     dependencies: dict[str, list[str]],
     store: StateStore | None,
     name: str,
     restart: bool,
+    scope: frozenset[str] | None = None,
 ) -> ResumePlan:
-    """The resume plan over what ``store`` recorded (``None``: nothing recorded yet)."""
-    if restart or store is None:
+    """The resume plan over what ``store`` recorded (``None``: nothing recorded yet); a restart
+    forgets what it restarts (``scope``; ``None``: everything)."""
+    if (restart and scope is None) or store is None:
         return plan_resume(hashes, dependencies, {})
-    held = held_task_ids(store.snapshot(name).tasks)
-    return plan_resume(hashes, dependencies, store.succeeded_tasks(name), held=held)
+    records = store.snapshot(name).tasks
+    succeeded = store.succeeded_tasks(name)
+    held, kept = held_task_ids(records), kept_task_ids(records)
+    if restart and scope is not None:
+        succeeded = {t: r for t, r in succeeded.items() if t not in scope}
+        held, kept = held - scope, kept - scope
+    return plan_resume(hashes, dependencies, succeeded, held=held, kept=kept)
 
 
 def preview_run(
@@ -138,10 +162,11 @@ def _preview_run(
     hashes = {t.task_id: agent_task_hash(t, project.agents, default) for t in tasks}
     dependencies = {t.task_id: t.dependencies for t in tasks}
     db = state_path_for(path, state)
-    if restart or not db.exists():
+    scope = restart_scope(project, only)
+    if (restart and scope is None) or not db.exists():
         return _preview(hashes, dependencies, None, project.name, restart)
     with StateStore.open(db, readonly=True) as store:
-        return _preview(hashes, dependencies, store, project.name, restart)
+        return _preview(hashes, dependencies, store, project.name, restart, scope)
 
 
 def build_executor(project: Project) -> TaskExecutor:
@@ -160,6 +185,7 @@ def build_executor(project: Project) -> TaskExecutor:
             {name: Price(s.price.input, s.price.output) for name, s in settings.items() if s.price}
         ),
         fallback_on={name: s.fallback_on for name, s in settings.items()},
+        on_truncated={name: s.on_truncated for name, s in settings.items()},
         task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
         cache={name: s.cache for name, s in settings.items() if s.cache is not None},
     )
@@ -209,11 +235,18 @@ class ProjectSession:
     """One project, its store and its orchestrator. Open with :meth:`open`; close when done."""
 
     def __init__(
-        self, project: Project, store: StateStore, orchestrator: ProjectOrchestrator
+        self,
+        project: Project,
+        store: StateStore,
+        orchestrator: ProjectOrchestrator,
+        *,
+        only: Iterable[str] | None = None,
     ) -> None:
         self.project = project
         self.store = store
         self.orchestrator = orchestrator
+        self.restart_scope = restart_scope(project, only)
+        """What ``run(restart=True)`` runs again from scratch (``None``: every task)."""
 
     @classmethod
     def open(
@@ -264,7 +297,7 @@ class ProjectSession:
         except BaseException:
             store.close()
             raise
-        return cls(project, store, orchestrator)
+        return cls(project, store, orchestrator, only=only)
 
     async def run(
         self,
@@ -279,11 +312,14 @@ class ProjectSession:
         """Run what the resume plan says must run; record everything in the store, every
         request in the call journal (:mod:`coditect_core.orchestration.journal`).
 
-        ``on_plan(plan)`` is called with the plan the run follows, before any task starts.
-        ``cache`` (``--cache``): the journal answers a request it has seen, for agents whose
-        temperature is 0 or unset (an agent's ``cache:`` decides for itself). ``replay`` (a run
-        id of this project): every task runs again (as with ``restart``), each request answered
-        from the journal as of that run, none sent; a request not there fails its task.
+        ``restart`` runs again from scratch every task, or, when the session was opened with
+        ``only``, those tasks and every task that depends on them (:func:`restart_scope`): the
+        others keep what they recorded. ``on_plan(plan)`` is called with the plan the run
+        follows, before any task starts. ``cache`` (``--cache``): the journal answers a request
+        it has seen, for agents whose temperature is 0 or unset (an agent's ``cache:`` decides
+        for itself). ``replay`` (a run id of this project): the run restarts as with
+        ``restart``, each request answered from the journal as of that run, none sent; a
+        request not there fails its task.
         Raises :class:`RunLockedError` if another live process is running this project,
         :class:`RunnerError` if the runner cannot start (no Ray cluster to reach),
         :class:`StateError` for a ``replay`` run this project does not have.
@@ -293,18 +329,20 @@ class ProjectSession:
         if replay is not None:
             self.check_replay(replay)
             restart = True
+        scope = self.restart_scope if restart else None
         await orchestrator.runner.start(orchestrator.executor)  # e.g. Ray: connect, warm up
         info = await store.begin_run(
             orchestrator.name,
             options={
                 "max_concurrency": concurrency,
                 "restart": restart,
+                **({"restart_only": sorted(scope)} if scope is not None else {}),
                 "fail_fast": fail_fast,
                 **({"cache": True} if cache else {}),
                 **({"replay": replay} if replay is not None else {}),
                 **({"budget": budget_options(orchestrator.budget)} if orchestrator.budget else {}),
             },
-            restart=restart,
+            restart=restart and scope is None,
         )
         status = "error"
         recorded = True
@@ -315,6 +353,10 @@ class ProjectSession:
             ).open()
             orchestrator.executor.run_cache = cache
             hashes = await observer.define(orchestrator)
+            for tid in sorted(scope or ()):
+                await store.set_task_status(
+                    info.run_id, tid, TaskStatus.PENDING, note="restart: runs again from scratch"
+                )
             succeeded = await store.load_succeeded(orchestrator.name)
             plan = self._plan(hashes, succeeded)
             self._restore(plan, succeeded)
@@ -350,16 +392,23 @@ class ProjectSession:
             tid: agent_task_hash(task, registry, default)
             for tid, task in orchestrator.tasks.items()
         }
-        return _preview(hashes, self._dependencies(), self.store, orchestrator.name, restart)
+        return _preview(
+            hashes,
+            self._dependencies(),
+            self.store,
+            orchestrator.name,
+            restart,
+            self.restart_scope,
+        )
 
     def _dependencies(self) -> dict[str, list[str]]:
         return {tid: task.dependencies for tid, task in self.orchestrator.tasks.items()}
 
     def _plan(self, hashes: dict[str, str], succeeded: dict[str, SuccessRecord]) -> ResumePlan:
         """The resume plan over the store's records (a restart has reset them already)."""
-        name = self.orchestrator.name
-        held = held_task_ids(self.store.snapshot(name).tasks)
-        plan = plan_resume(hashes, self._dependencies(), succeeded, held=held)
+        records = self.store.snapshot(self.orchestrator.name).tasks
+        held, kept = held_task_ids(records), kept_task_ids(records)
+        plan = plan_resume(hashes, self._dependencies(), succeeded, held=held, kept=kept)
         for tid in plan.run:
             logger.info("%s runs: %s", tid, plan.reasons.get(tid, ""))
         return plan

@@ -14,7 +14,9 @@ agent anyway.
 What ``run`` would do next comes from the same resume plan it follows
 (:func:`~coditect_core.orchestration.resume.plan_resume`, with the same content hashes), plus
 the tasks *held* by hand: a task cancelled with ``coditect task cancel`` stays cancelled, and its
-dependents blocked, until it is reset (``coditect task reset``) or the project restarted.
+dependents blocked, until it is reset (``coditect task reset``) or the project restarted; a task
+completed with ``coditect task complete`` is *kept*: runs keep it and pass its output on,
+whatever happens upstream, until ``coditect task rerun`` (or a restart) releases it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "attempt_dict",
     "definition_hashes",
     "held_task_ids",
+    "kept_task_ids",
     "load_report",
     "load_view",
     "resolve_offline",
@@ -57,8 +60,14 @@ Only words for people: whether a task is held is the store's ``held`` flag."""
 
 
 def held_task_ids(records: Iterable[TaskRecord]) -> set[str]:
-    """The tasks the store records as held (cancelled by hand, not reset since)."""
-    return {r.task_id for r in records if r.held}
+    """The tasks the store records as held cancelled (cancelled by hand, not reset since)."""
+    return {r.task_id for r in records if r.held and r.status == TaskStatus.CANCELLED.value}
+
+
+def kept_task_ids(records: Iterable[TaskRecord]) -> set[str]:
+    """The tasks the store records as held completed (completed by hand): runs keep them,
+    whatever happens upstream, until ``task rerun`` or ``run --restart`` releases them."""
+    return {r.task_id for r in records if r.held and r.status == TaskStatus.COMPLETED.value}
 
 
 def resolve_offline(project_file: ProjectFile) -> Project:
@@ -85,6 +94,9 @@ class TaskView:
     task: AgentTask
     row: TaskRow
     held: bool = False
+    """Cancelled by hand: runs leave it cancelled until it is reset."""
+    kept: bool = False
+    """Completed by hand: runs keep it (and its output) until ``task rerun`` releases it."""
     ready: bool = False
     """Whether ``coditect run`` would start it at once (it must run, and nothing it needs must)."""
     reason: str | None = None
@@ -93,6 +105,11 @@ class TaskView:
     @property
     def task_id(self) -> str:
         return self.task.task_id
+
+    @property
+    def truncated(self) -> bool:
+        """Its output is a model's reply cut off at ``max_tokens`` (not a person's)."""
+        return self.row.truncated and not self.kept
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready row (the ``tasks --json`` format)."""
@@ -112,6 +129,8 @@ class TaskView:
             "updated_at": iso(row.updated_at),
             "error": row.error,
             "held": self.held,
+            "kept": self.kept,
+            "truncated": self.truncated,
             "ready": self.ready,
         }
 
@@ -270,6 +289,8 @@ def attempt_dict(a: AttemptRow) -> dict[str, Any]:
         "cached": a.cached,
         "error": a.error,
         "output": a.output,
+        "finish_reason": a.finish_reason,
+        "truncated": a.truncated,
     }
 
 
@@ -278,6 +299,7 @@ def _plan(
     hashes: Mapping[str, str],
     records: Mapping[str, TaskRecord],
     held: set[str],
+    kept: set[str],
     busy: set[str],
 ) -> tuple[ResumePlan, set[str]]:
     """The resume plan a run would follow now, and the tasks it would start at once."""
@@ -287,7 +309,7 @@ def _plan(
         if r.status == TaskStatus.COMPLETED.value and tid in hashes
     }
     dependencies = {t.task_id: t.dependencies for t in tasks}
-    plan = plan_resume(hashes, dependencies, succeeded, held=held)
+    plan = plan_resume(hashes, dependencies, succeeded, held=held, kept=kept)
     return plan, set(plan.starts_now(dependencies, busy))
 
 
@@ -328,16 +350,17 @@ def _load_view(path: str | os.PathLike[str], state: str | os.PathLike[str] | Non
         contents, holder = _read(db, name)
     report = report_from(contents, name, tasks=project.tasks)
     records = {r.task_id: r for r in contents.tasks}
-    held = held_task_ids(records.values())
+    held, kept = held_task_ids(records.values()), kept_task_ids(records.values())
     # A task in progress is busy only while its run lives: a dead run's would run again.
     busy = {t for t, r in records.items() if r.status == TaskStatus.IN_PROGRESS.value and holder}
-    plan, ready = _plan(project.tasks, definition_hashes(project), records, held, busy)
+    plan, ready = _plan(project.tasks, definition_hashes(project), records, held, kept, busy)
     rows = {row.task_id: row for row in report.tasks}
     views = [
         TaskView(
             task=task,
             row=rows[task.task_id],
             held=task.task_id in held,
+            kept=task.task_id in kept,
             ready=task.task_id in ready,
             reason=plan.reasons.get(task.task_id),
         )

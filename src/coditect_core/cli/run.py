@@ -176,6 +176,7 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
             esc(row["task_id"]),
             f"[{colours.get(status, 'white')}]{esc(status)}[/]"
             + (" (earlier run)" if resumed else "")
+            + (" [yellow](truncated)[/]" if row.get("truncated") else "")
             + (" (cached)" if row.get("cached") else ""),
             esc(row["agent"] or ""),
             fmt.duration(row["duration_seconds"]) if row["duration_seconds"] else "",
@@ -184,6 +185,13 @@ def _summary_table(outcome: RunOutcome, report: dict[str, Any]) -> None:
             str(row["attempts"]) if not resumed else "",
         )
     console().print(table)
+    cut = [row["task_id"] for row in report["tasks"] if row.get("truncated")]
+    if cut:
+        console().print(
+            f"[yellow]{len(cut)} repl{'y was' if len(cut) == 1 else 'ies were'} cut off at the "
+            f"agent's max_tokens (truncated):[/] {esc(', '.join(cut))}; raise max_tokens or ask "
+            "for less (the agent option on_truncated: accept | warn | fail)"
+        )
     counts = {k: v for k, v in outcome.summary.counts.items() if v}
     console().print(
         ", ".join(f"{v} {k}" for k, v in counts.items())
@@ -344,7 +352,12 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option("--concurrency", "-j", min=1, help="Tasks at once.")
         ] = None,
         restart: Annotated[
-            bool, typer.Option(help="Run every task again, as a new run (history is kept).")
+            bool,
+            typer.Option(
+                help="Run every task again from scratch, as a new run (history is kept); with "
+                "--only, only the named tasks and every task that depends on them (those not "
+                "selected run on the next run; the other tasks keep their results)."
+            ),
         ] = False,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Show what would run, and why; run nothing.")
@@ -429,6 +442,7 @@ def register(app: typer.Typer) -> None:
 
         from ..app.session import ProjectSession, preview_run
         from ..errors import CoditectError, RunLockedError
+        from ..orchestration.resume import KEPT
 
         if dry_run:  # decided as a run would, with nothing written (the state read read-only)
             try:
@@ -445,12 +459,21 @@ def register(app: typer.Typer) -> None:
                 fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
             if as_json:
                 print_json(
-                    {"run": list(plan.run), "skip": list(plan.skip), "reasons": plan.reasons}
+                    {
+                        "run": list(plan.run),
+                        "skip": list(plan.skip),
+                        "reasons": plan.reasons,
+                        "kept": list(plan.kept),
+                    }
                 )
             else:  # one write: linear in the number of tasks
+                kept = set(plan.kept)
                 write_text(
                     "".join(f"would run  {tid}: {plan.reasons.get(tid, '')}\n" for tid in plan.run)
-                    + "".join(f"would skip {tid}: succeeded and unchanged\n" for tid in plan.skip)
+                    + "".join(
+                        f"would skip {tid}: {KEPT if tid in kept else 'succeeded and unchanged'}\n"
+                        for tid in plan.skip
+                    )
                 )
             raise typer.Exit(int(ExitCode.OK))
 

@@ -65,12 +65,12 @@ def load(project: Path, state: Path | None, as_json: bool = False) -> ProjectVie
         fail_for(error, ExitCode.BAD_INPUT, as_json=as_json, message=message)
 
 
-def styled(status: str, held: bool = False) -> str:
+def styled(status: str, held: bool = False, kept: bool = False) -> str:
     from rich.markup import escape
 
     from ..reporting.fmt import inert
 
-    text = "cancelled (held)" if held else status
+    text = "cancelled (held)" if held else "completed (kept by hand)" if kept else status
     return f"[{STATUS_STYLES.get(status, 'white')}]{escape(inert(text))}[/]"
 
 
@@ -112,6 +112,9 @@ def _print_status(view: ProjectView) -> None:
     held = [v.task_id for v in view.tasks if v.held]
     if held:
         out.print(f"held (cancelled by hand): {esc(', '.join(held))}")
+    kept = [v.task_id for v in view.tasks if v.kept]
+    if kept:
+        out.print(f"kept (completed by hand): {esc(', '.join(kept))}")
     ready = [v.task_id for v in view.ready()]
     if ready:
         out.print(f"next: {esc(', '.join(ready))}  [dim](coditect run {esc(view.path)})[/]")
@@ -127,13 +130,22 @@ TABLE_ROWS = 1_000
 drawn table costs about a millisecond a row: 100,000 rows would take minutes)."""
 
 
+def _state(v: TaskView) -> str:
+    """A task's status in words, with what a person decided (held, kept)."""
+    if v.held:
+        return "cancelled (held)"
+    if v.kept:
+        return "completed (kept by hand)"
+    return v.row.status + (" (truncated)" if v.truncated else "")
+
+
 def _task_cells(v: TaskView) -> list[str]:
     from ..reporting import fmt
 
     figures = v.row.figures
     return [
         v.task_id,
-        ("cancelled (held)" if v.held else v.row.status) + (" → next" if v.ready else ""),
+        _state(v) + (" → next" if v.ready else ""),
         v.task.agent or "",
         " ".join(v.task.dependencies),
         str(figures.attempts) if figures.attempts else "",
@@ -176,10 +188,7 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
 
     table = Table(title=esc(title), title_justify="left")
     ids = [esc(v.task_id) for v in views]
-    states = [
-        ("cancelled (held)" if v.held else v.row.status) + (" → next" if v.ready else "")
-        for v in views
-    ]
+    states = [_state(v) + (" → next" if v.ready else "") for v in views]
     table.add_column("task", no_wrap=True, min_width=fit("task", ids))
     table.add_column("status", no_wrap=True, min_width=fit("status", states))
     table.add_column("agent", no_wrap=True)
@@ -191,7 +200,9 @@ def _tasks_table(views: list[TaskView], title: str) -> None:
         figures = v.row.figures
         table.add_row(
             ids[i],
-            styled(v.row.status, v.held) + (" [bold]→ next[/]" if v.ready else ""),
+            styled(v.row.status, v.held, v.kept)
+            + (" [yellow](truncated)[/]" if v.truncated else "")
+            + (" [bold]→ next[/]" if v.ready else ""),
             esc(v.task.agent or ""),
             esc(" ".join(v.task.dependencies)),
             str(figures.attempts) if figures.attempts else "",
@@ -228,7 +239,8 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
     more = f"`coditect show {esc(view.path)} {esc(t.task_id)} --full` prints it whole (--json too)"
     out.print(f"[bold]{esc(t.task_id)}[/]: {esc(t.title)}")
     out.print(
-        f"status: {styled(row.status, task.held)}"
+        f"status: {styled(row.status, task.held, task.kept)}"
+        + (" [yellow](truncated: the reply was cut off at max_tokens)[/]" if task.truncated else "")
         + (" [bold](ready: the next run starts it)[/]" if task.ready else "")
         + f"  agent: {esc(t.agent or '')}  priority: {t.priority.value}"
     )
@@ -256,9 +268,16 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
             else f"  tokens {fmt.tokens(a.prompt_tokens, a.completion_tokens)}"
         )
         who = (a.agent or "?") + (f" ({a.model})" if a.model else "")
+        finish = ""
+        if a.finish_reason:
+            finish = (
+                "  [yellow]truncated (finish: length)[/]"
+                if a.truncated
+                else f"  [dim]finish: {esc(a.finish_reason)}[/]"
+            )
         out.print(
             f"#{a.attempt_id} run {a.run_id}  {esc(who)}  "
-            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{esc(a.status)}[/]"
+            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{esc(a.status)}[/]{finish}"
             + (" [cyan]cached[/] [dim](from the journal, no call)[/]" if a.cached else "")
             + "  "
             f"[dim]{fmt.when(a.started_at)}{took}{tokens}[/]"
@@ -274,6 +293,9 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
                 f"[dim]{fmt.when(e.at)}[/] {run:<7} {styled(e.status)}"
                 + (f"  {esc(e.note)}" if e.note else "")
             )
+            if e.output is not None and e.output != row.output:  # a person's, replaced since
+                out.print("    [dim]output given then (replaced since):[/]")
+                _print_long(e.output, full, more)
 
 
 def register(app: typer.Typer) -> None:
@@ -407,7 +429,13 @@ def register(app: typer.Typer) -> None:
                 "output": task.row.output,
                 "attempts": [attempt_dict(a) for a in task.row.attempts],
                 "history": [
-                    {"run_id": e.run_id, "status": e.status, "at": fmt.iso(e.at), "note": e.note}
+                    {
+                        "run_id": e.run_id,
+                        "status": e.status,
+                        "at": fmt.iso(e.at),
+                        "note": e.note,
+                        **({"output": e.output} if e.output is not None else {}),
+                    }
                     for e in task.row.history
                 ],
             }

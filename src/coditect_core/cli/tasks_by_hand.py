@@ -1,8 +1,9 @@
-"""``coditect task complete|fail|cancel|reset``: record what a person did to a task.
+"""``coditect task complete|fail|cancel|reset|rerun``: record what a person did to a task.
 
 Recorded durably in the state store (:mod:`coditect_core.app.by_hand`), so that the next ``run``
-respects it: a completed task is skipped (its output goes to its dependents), a failed one runs
-again, a cancelled one is held (it and its dependents stay put) until it is reset.
+respects it: a completed task is kept (skipped, its output going to its dependents) until it is
+rerun, a failed one runs again, a cancelled one is held (it and its dependents stay put) until it
+is reset, a rerun one (and with ``--with-dependents`` its dependents) runs again.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ StateOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print what was recorded as JSON.")]
 
 _DONE = {
-    "complete": "the next run skips it and passes its output on",
+    "complete": "runs keep it and pass its output on, until `coditect task rerun`",
     "fail": "the next run runs it again",
     "cancel": "it stays cancelled, and its dependents blocked, until `coditect task reset`",
     "reset": "the next run runs it",
+    "rerun": "the next run runs it",
 }
 
 
@@ -48,27 +50,48 @@ def _record(
     note: str | None,
     state: Path | None,
     as_json: bool,
+    force: bool = False,
+    with_dependents: bool = False,
 ) -> None:
     import asyncio
 
     from ..app.by_hand import record_by_hand
-    from ..errors import ProjectFileError, RunLockedError, StateError
+    from ..errors import ProjectFileError, RunLockedError, StateError, WorkAtRiskError
 
     try:
         result = asyncio.run(
-            record_by_hand(project, task_id, action, output=output, note=note, state=state)
+            record_by_hand(
+                project,
+                task_id,
+                action,
+                output=output,
+                note=note,
+                state=state,
+                force=force,
+                with_dependents=with_dependents,
+            )
         )
     except RunLockedError as error:
         fail(f"{error}; try again when the run has ended", ExitCode.BAD_INPUT, as_json=as_json)
-    except (ProjectFileError, StateError, OSError) as error:
+    except (ProjectFileError, StateError, WorkAtRiskError, OSError) as error:
         fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
     if as_json:
         print_json(result.to_dict())
         return
     esc = Shown().markup
+    done = _DONE[action]
+    if result.waiting_on:
+        waiting = ", ".join(result.waiting_on)
+        done = (
+            f"it is kept: the next run runs what it depends on that is not done ({waiting}) but "
+            f"not {task_id}, whose output its dependents get; "
+            f"`coditect task rerun {project} {task_id}` runs it on its agent"
+        )
+    elif result.dependents:
+        done += f", and its dependents: {', '.join(result.dependents)}"
     console().print(
         f"{esc(task_id)}: {esc(result.previous_status)} -> [bold]{esc(result.status)}[/] "
-        f"(by hand); {_DONE[action]}"
+        f"(by hand); {esc(done)}"
     )
 
 
@@ -88,7 +111,7 @@ def _read_output(path: Path | None, as_json: bool) -> str | None:
 def register(app: typer.Typer) -> None:
     task_app = typer.Typer(
         name="task",
-        help="Record a task finished (or failed, cancelled, reset) by hand.",
+        help="Record a task finished (or failed, cancelled, reset, rerun) by hand.",
         no_args_is_help=True,
         rich_markup_mode=None,
     )
@@ -109,12 +132,22 @@ def register(app: typer.Typer) -> None:
         note: NoteOpt = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help="Complete a task that has an output with neither --output nor --note "
+                "(its output is replaced with nothing).",
+            ),
+        ] = False,
     ) -> None:
-        """Mark a task completed by hand: the next run skips it.
+        """Mark a task completed by hand: runs keep it until `coditect task rerun`.
 
-        Its output (the --output file, else the --note) goes to the tasks that need it. A task
-        already completed can be completed again to replace its output; its dependents then
-        run again.
+        Its output (the --output file, else the --note) goes to the tasks that need it, even
+        while what it depends on is not done (that still runs; this task not). A task already
+        completed can be completed again to replace its output; its dependents then run again.
+        Completing a task that has an output with neither --output nor --note is refused
+        unless --force. A person's output stays in the task's history (`coditect show`).
 
         Examples:
 
@@ -125,7 +158,16 @@ def register(app: typer.Typer) -> None:
           git diff | coditect task complete project.yaml TASK-004 --output -
         """
         text = _read_output(output, as_json)
-        _record("complete", project, task_id, output=text, note=note, state=state, as_json=as_json)
+        _record(
+            "complete",
+            project,
+            task_id,
+            output=text,
+            note=note,
+            state=state,
+            as_json=as_json,
+            force=force,
+        )
 
     @task_app.command("fail")
     def fail_command(
@@ -175,5 +217,42 @@ def register(app: typer.Typer) -> None:
           coditect task reset project.yaml TASK-005
         """
         _record("reset", project, task_id, output=None, note=note, state=state, as_json=as_json)
+
+    @task_app.command("rerun")
+    def rerun_command(
+        project: ProjectArg,
+        task_id: IdArg,
+        with_dependents: Annotated[
+            bool,
+            typer.Option(
+                "--with-dependents",
+                help="Also every task that depends on it, directly or not (even those "
+                "completed or cancelled by hand).",
+            ),
+        ] = False,
+        note: NoteOpt = None,
+        state: StateOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Mark a task to run again (even one completed, by a run or by hand): the next run
+        runs it, and then what depends on it, except tasks completed by hand (unless
+        --with-dependents). A person's output it replaces stays in the task's history.
+
+        Examples:
+
+          coditect task rerun project.yaml TASK-005
+
+          coditect task rerun project.yaml TASK-005 --with-dependents
+        """
+        _record(
+            "rerun",
+            project,
+            task_id,
+            output=None,
+            note=note,
+            state=state,
+            as_json=as_json,
+            with_dependents=with_dependents,
+        )
 
     app.add_typer(task_app)

@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from ..errors import LlmConfigurationError, LlmError, LlmResponseError, LlmTimeoutError
 from ..secrets import Secret, mask
 from . import instrumentation
-from .datatypes import CallParams, LlmResponse, StreamState, Usage
+from .datatypes import CallParams, LlmResponse, StreamState, Usage, finish_reason_of
 from .keys import resolve_api_key
 from .messages import Message, Messages, normalize_messages
 from .retry import RetryPolicy, call_with_retry
@@ -212,6 +212,7 @@ class BaseLlm(ABC):
                 response = await self._generate(client, msgs, params)
         response.latency_s = time.monotonic() - started
         response.provider = self.provider
+        response.finish_reason = finish_reason_of(response.finish_reason)
         if logger.isEnabledFor(logging.DEBUG):
             self._log_done(response)
         return response
@@ -491,7 +492,7 @@ class LlmStream:
             text="".join(parts),
             model=state.model or params.model,
             usage=state.usage or Usage(),
-            finish_reason=state.finish_reason,
+            finish_reason=finish_reason_of(state.finish_reason),
             attempts=attempts,
             latency_s=time.monotonic() - started,
             provider=llm.provider,

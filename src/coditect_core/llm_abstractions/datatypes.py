@@ -7,9 +7,60 @@ Re-exported by :mod:`.base_llm` (and the package), where providers import them f
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum, StrEnum
 from typing import Any
 
-__all__ = ["CallParams", "LlmResponse", "StreamState", "Usage"]
+__all__ = ["CallParams", "FinishReason", "LlmResponse", "StreamState", "Usage", "finish_reason_of"]
+
+
+class FinishReason(StrEnum):
+    """Why a model stopped, in one small vocabulary whatever the provider said."""
+
+    STOP = "stop"
+    """It finished (end of turn, a stop sequence)."""
+    LENGTH = "length"
+    """Cut off: it reached ``max_tokens`` (or the context window); the reply is truncated."""
+    TOOL_CALLS = "tool_calls"
+    """It stopped to call tools."""
+    CONTENT_FILTER = "content_filter"
+    """The provider filtered or refused the reply."""
+    UNKNOWN = "unknown"
+    """A reason this vocabulary does not know."""
+
+
+_FINISH_WORDS = {
+    # openai, llama.cpp, commands: stop | length | tool_calls | function_call | content_filter
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,
+    "content_filter": FinishReason.CONTENT_FILTER,
+    # anthropic stop_reason
+    "end_turn": FinishReason.STOP,
+    "stop_sequence": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "model_context_window_exceeded": FinishReason.LENGTH,
+    "tool_use": FinishReason.TOOL_CALLS,
+    "refusal": FinishReason.CONTENT_FILTER,
+    # gemini finish_reason (enum names)
+    "finish_reason_unspecified": FinishReason.UNKNOWN,
+    "safety": FinishReason.CONTENT_FILTER,
+    "recitation": FinishReason.CONTENT_FILTER,
+    "blocklist": FinishReason.CONTENT_FILTER,
+    "prohibited_content": FinishReason.CONTENT_FILTER,
+    "spii": FinishReason.CONTENT_FILTER,
+}
+
+
+def finish_reason_of(raw: object) -> FinishReason | None:
+    """A provider's finish (or stop) reason in the one vocabulary: ``None`` stays ``None``
+    (nothing said), an enum member is read by its name, a word nobody maps is ``unknown``."""
+    if raw is None:
+        return None
+    if isinstance(raw, FinishReason):
+        return raw
+    word = raw.name if isinstance(raw, Enum) else str(raw)  # an SDK's enum: by its name
+    return _FINISH_WORDS.get(word.strip().lower(), FinishReason.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +94,7 @@ class LlmResponse:
     model: str
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
+    """Why the model stopped (:class:`FinishReason`; ``length``: cut off at ``max_tokens``)."""
     attempts: int = 1
     latency_s: float = 0.0
     provider: str | None = None

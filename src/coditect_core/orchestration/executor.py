@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import AgentError, CoditectError, LlmConfigurationError, LlmError
+from ..errors import AgentError, CoditectError, LlmConfigurationError, LlmError, LlmResponseError
 from ..llm_abstractions.base_llm import BaseLlm
 from ..llm_abstractions.command import CommandLlm
+from ..llm_abstractions.datatypes import FinishReason
 from ..llm_abstractions.limits import AgentGate, AgentLimits, LimitedLlm
 from ..llm_abstractions.messages import Messages
 from ..llm_abstractions.pricing import PriceBook, PricedLlm
@@ -59,13 +60,21 @@ from .runners.local import LocalRunner
 from .script_protocol import ScriptLlm
 from .task import AgentTask
 
-__all__ = ["FALLBACK_ON", "ExecutionResult", "ExecutionStatus", "TaskExecutor", "falls_back"]
+__all__ = [
+    "FALLBACK_ON",
+    "ON_TRUNCATED",
+    "ExecutionResult",
+    "ExecutionStatus",
+    "TaskExecutor",
+    "falls_back",
+]
 
 logger = logging.getLogger(__name__)
 
 Upstream = Sequence[UpstreamOutput] | Mapping[str, str] | None
 
 FALLBACK_ON = ("retryable", "any")
+ON_TRUNCATED = ("accept", "warn", "fail")
 _WARM = (AgentInterface.API, AgentInterface.CLI, AgentInterface.HYBRID)
 
 
@@ -139,7 +148,10 @@ class TaskExecutor:
     ``default_agent`` takes tasks that name none (see :meth:`AgentRegistry.resolve`).
     ``limits`` (agent name -> :class:`AgentLimits`) gate each agent's requests; ``prices``
     prices them (default: the shipped table); ``fallback_on`` (agent name -> ``"retryable"`` or
-    ``"any"``) says which failures send a task to the agent's fallbacks; ``task_timeouts``
+    ``"any"``) says which failures send a task to the agent's fallbacks; ``on_truncated`` (agent
+    name -> ``"accept"``, ``"warn"``, the default, or ``"fail"``) what a reply cut off at
+    ``max_tokens`` does (``fail``: the agent failed, with an error naming it and its
+    ``max_tokens``; its fallbacks only with ``fallback_on: any``); ``task_timeouts``
     (task id -> seconds) bound a task's whole execution; ``runner`` places the requests
     (default: this process). ``cache`` (agent name -> ``on``, ``off`` or ``always``) says whose
     requests the call journal may answer (:func:`~.journal.cache_allowed`); ``journal`` (set
@@ -156,6 +168,7 @@ class TaskExecutor:
         limits: Mapping[str, AgentLimits] | None = None,
         prices: PriceBook | None = None,
         fallback_on: Mapping[str, str] | None = None,
+        on_truncated: Mapping[str, str] | None = None,
         task_timeouts: Mapping[str, float] | None = None,
         runner: Runner | None = None,
         cache: Mapping[str, str] | None = None,
@@ -168,6 +181,10 @@ class TaskExecutor:
         for name, mode in self.fallback_on.items():
             if mode not in FALLBACK_ON:
                 raise AgentError(f"agent {name!r}: fallback_on must be one of {FALLBACK_ON}")
+        self.on_truncated: dict[str, str] = dict(on_truncated or {})
+        for name, mode in self.on_truncated.items():
+            if mode not in ON_TRUNCATED:
+                raise AgentError(f"agent {name!r}: on_truncated must be one of {ON_TRUNCATED}")
         self.task_timeouts: dict[str, float] = dict(task_timeouts or {})
         self.limits: dict[str, AgentLimits] = dict(limits or {})
         self.runner: Runner = runner if runner is not None else LocalRunner()
@@ -448,6 +465,7 @@ class TaskExecutor:
             result.interface = interface.value
             try:
                 await self._handlers[interface](execution, agent)
+                self._check_truncated(execution, agent)
                 return
             except LlmError as error:
                 attempts.note(agent, error)
@@ -498,6 +516,28 @@ class TaskExecutor:
         except ValueError:
             allowed = ", ".join(i.value for i in AgentInterface)
             raise AgentError(f"unknown mode {mode!r}; expected one of {allowed}") from None
+
+    def _check_truncated(self, execution: Execution, agent: AgentConfig) -> None:
+        """A reply cut off at ``max_tokens`` (finish reason ``length``): accepted, warned of,
+        or (``on_truncated: fail``) the agent's failure."""
+        result = execution.result
+        if result.finish_reason != FinishReason.LENGTH:
+            return
+        mode = self.on_truncated.get(agent.name, "warn")
+        limit = f"max_tokens={agent.max_tokens}" if agent.max_tokens else "its max_tokens"
+        if mode == "fail":
+            raise LlmResponseError(
+                f"agent {agent.name!r}: the reply was cut off at {limit} (on_truncated: fail); "
+                "raise the agent's max_tokens or ask for less",
+                retryable=False,
+            )
+        if mode == "warn":
+            logger.warning(
+                "task %s: agent %s's reply was cut off at %s (truncated; on_truncated: warn)",
+                execution.task.task_id,
+                agent.name,
+                limit,
+            )
 
     @staticmethod
     def _fail(execution: Execution, error: BaseException) -> None:

@@ -13,7 +13,8 @@ grows with every success in the database. :func:`plan_resume` then runs a task w
   and died before reaching its dependents leaves them to be rebuilt, like ``make``'s timestamps.
 
 A recorded hash of ``None`` (a task imported from an old state file, whose hash cannot be known)
-counts as unchanged.
+counts as unchanged. A task *kept* by hand (completed by a person, :data:`KEPT`) never runs for
+any of these reasons: a person's work is only replaced when asked (``task rerun``, a restart).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .task import AgentTask
 __all__ = [
     "HASH_PREFIX",
     "HELD",
+    "KEPT",
     "ResumePlan",
     "SuccessRecord",
     "agent_task_hash",
@@ -84,19 +86,23 @@ class SuccessRecord:
 HELD = "held: cancelled by hand; it and its dependents wait for `task reset`"
 """The reason given for a held task (cancelled by hand), which a run leaves cancelled."""
 
+KEPT = "kept: completed by hand; `coditect task rerun` runs it again"
+"""Why a task completed by hand is skipped although it would run (upstream runs, changed...)."""
+
 
 @dataclass(frozen=True)
 class ResumePlan:
     """``run`` and ``skip`` partition the tasks (in topological order); ``reasons`` says why each
     task of ``run`` runs; ``changed`` lists those whose own definition changed; ``held`` those
     of ``run`` that were cancelled by hand, which the run leaves cancelled (their dependents
-    blocked)."""
+    blocked); ``kept`` those of ``skip`` that were completed by hand (:data:`KEPT` says why)."""
 
     run: tuple[str, ...]
     skip: tuple[str, ...]
     changed: tuple[str, ...] = ()
     reasons: Mapping[str, str] = field(default_factory=dict)
     held: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
 
     def starts_now(
         self, dependencies: Mapping[str, Sequence[str]], busy: Iterable[str] = ()
@@ -116,11 +122,13 @@ def plan_resume(
     dependencies: Mapping[str, Sequence[str]],
     succeeded: Mapping[str, SuccessRecord],
     held: Iterable[str] = (),
+    kept: Iterable[str] = (),
 ) -> ResumePlan:
     """Decide which tasks run again: the one resume planner (``run``, ``--dry-run``, ``status``
     and ``next`` all ask it). ``hashes`` and ``dependencies`` describe the project now (the same
     task ids); ``succeeded`` is the store's record (:meth:`StateStore.succeeded_tasks`);
-    ``held`` the tasks it records as cancelled by hand.
+    ``held`` the tasks it records as cancelled by hand, ``kept`` those completed by hand (they
+    are skipped whenever they have a success record).
 
     Raises :class:`~coditect_core.errors.SchedulingError` for an unknown dependency or a cycle.
     """
@@ -131,9 +139,13 @@ def plan_resume(
     runs: set[str] = set()
     reasons: dict[str, str] = {}
     changed: list[str] = []
+    kept_set, kept_now = set(kept), []
     for tid in order:
         record = succeeded.get(tid)
         reason = None
+        if record is not None and tid in kept_set:
+            kept_now.append(tid)
+            continue
         if record is None:
             reason = "not succeeded yet"
         elif record.content_hash is not None and record.content_hash != hashes[tid]:
@@ -161,6 +173,7 @@ def plan_resume(
         changed=tuple(changed),
         reasons=reasons,
         held=held_now,
+        kept=tuple(kept_now),
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..llm_abstractions.datatypes import FinishReason
 from .execution_result import ExecutionResult
 from .spend import Spend
 from .task import AgentTask, TaskStatus
@@ -136,6 +137,8 @@ def project_report(
                 "cost_known_usd": cost_known,
                 "cached": result.cached if result else False,
                 "error": result.error if result else None,
+                "finish_reason": result.finish_reason if result else None,
+                "truncated": result is not None and result.finish_reason == FinishReason.LENGTH,
                 "handoff_prompt": (
                     result.metadata.get("handoff_prompt")
                     if result and task.status is TaskStatus.AWAITING_HUMAN

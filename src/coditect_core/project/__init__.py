@@ -28,6 +28,7 @@ The format (every key is optional unless marked *required*)::
                                            #   documentation analysis planning
         fallbacks: [gpt]                   # agents tried when this one fails
         fallback_on: retryable             # retryable | any
+        on_truncated: warn                 # a reply cut at max_tokens: accept | warn | fail
         enabled: true
         command: [claude, -p]              # argv of a cli/script agent (never a shell)
         reviewer: gpt                      # the critic of a hybrid agent

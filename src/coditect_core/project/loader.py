@@ -67,6 +67,7 @@ class AgentSettings:
     max_concurrency: int | None = None
     price: PriceSpec | None = None
     fallback_on: str = "retryable"
+    on_truncated: str = "warn"
     resources: ResourcesSpec | None = None
     cache: str | None = None
     """``on``, ``off`` or ``always`` (the file's ``cache: true|false|always``); None: unset."""
@@ -303,6 +304,7 @@ class ProjectFile:
                     max_concurrency=spec.max_concurrency,
                     price=spec.price,
                     fallback_on=spec.fallback_on,
+                    on_truncated=spec.on_truncated,
                     resources=spec.resources,
                     cache=_CACHE.get(spec.cache),
                 )

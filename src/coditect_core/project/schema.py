@@ -6,7 +6,7 @@ has a command) live in :mod:`.checks`, where they can name the exact field and l
 
 Keys read now but consumed by later features: top-level ``budget`` and ``runner``; per agent
 ``requests_per_minute``, ``tokens_per_minute``, ``max_concurrency``, ``price`` (USD per million
-tokens), ``fallback_on`` and ``resources`` (Ray).
+tokens), ``fallback_on``, ``on_truncated`` and ``resources`` (Ray).
 """
 
 from __future__ import annotations
@@ -119,6 +119,8 @@ class AgentSpec(_Spec):
     max_concurrency: PositiveInt | None = None
     price: PriceSpec | None = None
     fallback_on: Literal["retryable", "any"] = "retryable"
+    on_truncated: Literal["accept", "warn", "fail"] = "warn"
+    """A reply cut off at ``max_tokens``: ``accept``, ``warn`` (and mark it), ``fail`` the task."""
     resources: ResourcesSpec | None = None
     # The call journal may answer its requests: true (temperature 0 or unset), always, false.
     cache: bool | Literal["always"] | None = None

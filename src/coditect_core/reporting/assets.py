@@ -91,6 +91,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .badge{display:inline-block;padding:0 7px;border-radius:9px;background:var(--c);color:#fff;
 font-size:11.5px;font-weight:600;line-height:18px;white-space:nowrap}
 .badge.st-pending{color:#374151}
+.badge.st-truncated{--c:#b45309}
 .mini{color:var(--c);font-weight:600;white-space:nowrap;margin-right:8px}
 .mini.st-pending{color:#6b7280}
 .kind-retry{color:#374151;font-weight:600}.kind-fallback{color:var(--fb);font-weight:600}

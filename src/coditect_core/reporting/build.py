@@ -53,7 +53,7 @@ class StoreContents:
 def _read_events(conn: sqlite3.Connection, project: str) -> list[TaskEvent]:
     # One pass over the project's events (the store's task_history() reads one task at a time).
     rows = conn.execute(
-        "SELECT e.id, t.task_id, e.run_id, e.status, e.at, e.note FROM task_events e "
+        "SELECT e.id, t.task_id, e.run_id, e.status, e.at, e.note, e.output FROM task_events e "
         "JOIN tasks t ON t.id = e.task_ref JOIN projects p ON p.id = t.project_id "
         "WHERE p.name = ? ORDER BY e.id",
         (project,),
@@ -148,6 +148,7 @@ def _attempt_rows(attempts: list[AttemptRecord], now: float) -> list[AttemptRow]
                 latency_s=a.latency_s,
                 cost_usd=a.cost,
                 output=a.output,
+                finish_reason=a.finish_reason,
                 cached=a.cached,
             )
         )

@@ -34,6 +34,12 @@ def _pre(text: str, limit: int, cls: str = "") -> str:
     return f"<pre{klass}>{_e(shown)}</pre>{note}"
 
 
+_TRUNCATED = (
+    ' <span class="badge st-truncated" title="the reply was cut off at the agent\'s max_tokens">'
+    "truncated</span>"
+)
+
+
 def _badge(status: str) -> str:
     return f'<span class="badge st-{_e(status)}">{_e(status.replace("_", " "))}</span>'
 
@@ -143,7 +149,8 @@ def _attempts_table(attempts: list[AttemptRow], limit: int) -> str:
             f'<tr><td class="n">{a.number}</td><td class="kind-{a.kind}">{a.kind}</td>'
             f"<td>{a.run_id}</td><td>{_e(a.agent or '?')}</td><td>{_e(a.model or '—')}</td>"
             f"<td class=nw>{_e(fmt.when(a.started_at))}</td>"
-            f'<td class="n">{_e(fmt.duration(a.duration_s))}</td><td>{_badge(a.status)}</td>'
+            f'<td class="n">{_e(fmt.duration(a.duration_s))}</td><td>{_badge(a.status)}'
+            f"{_TRUNCATED if a.truncated else ''}</td>"
             f'<td class="n">{fmt.count(a.prompt_tokens)}</td>'
             f'<td class="n">{fmt.count(a.completion_tokens)}</td>'
             f'<td class="n">{_e(fmt.cost(a.cost_usd))}</td><td>{error}</td></tr>'
@@ -198,7 +205,8 @@ def _task(t: TaskRow, dependents: list[str], limit: int) -> str:
         f'<details class="task st-{_e(t.status)}" id="task-{_e(t.task_id)}" '
         f'data-status="{_e(t.status)}" data-search="{_e(search)}"><summary>'
         f'<span class="tid">{_e(t.task_id)}</span><span class="title">{_e(t.title)}</span>'
-        f'<span>{_badge(t.status)}</span><span class="ag">{_e(agents)}</span>'
+        f"<span>{_badge(t.status)}{_TRUNCATED if t.truncated else ''}</span>"
+        f'<span class="ag">{_e(agents)}</span>'
         f'<span class="n">{f.attempts}</span>'
         f'<span class="n">{_e(fmt.duration(t.busy_s)) if f.attempts else "—"}</span>'
         f'<span class="n">{fmt.count(f.tokens) if f.attempts else "—"}</span>'

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..llm_abstractions.datatypes import Usage
+from ..llm_abstractions.datatypes import FinishReason, Usage
 from ..orchestration.scheduler import blocked_by
 from ..orchestration.spend import Tally
 from ..store.records import TaskEvent
@@ -27,6 +27,7 @@ from .fmt import iso
 
 __all__ = [
     "REPORT_FORMAT_VERSION",
+    "TRUNCATED",
     "AgentRow",
     "AttemptRow",
     "BlockedGroup",
@@ -35,6 +36,9 @@ __all__ = [
     "TaskRow",
     "tally",
 ]
+
+TRUNCATED = FinishReason.LENGTH.value
+"""The finish reason of a reply cut off at the agent's ``max_tokens``."""
 
 #: Bumped when the JSON report changes in a way that breaks its readers.
 REPORT_FORMAT_VERSION = 1
@@ -68,8 +72,15 @@ class AttemptRow:
     latency_s: float | None
     cost_usd: float | None
     output: str | None
+    finish_reason: str | None = None
+    """Why the model stopped (``stop``, ``length``...); None: no reply (or not recorded)."""
     cached: bool = False
     """Answered from the call journal (a cache hit or a replay): no provider call, no cost."""
+
+    @property
+    def truncated(self) -> bool:
+        """Its reply was cut off at the agent's ``max_tokens`` (finish reason ``length``)."""
+        return self.finish_reason == TRUNCATED
 
     @property
     def usage(self) -> Usage | None:
@@ -104,6 +115,8 @@ class AttemptRow:
             "cost_usd": self.cost_usd,
             "cached": self.cached,
             "output_chars": None if self.output is None else len(self.output),
+            "finish_reason": self.finish_reason,
+            "truncated": self.truncated,
         }
 
 
@@ -214,6 +227,13 @@ class TaskRow(_Attempted):
         """The agents that made its attempts, in order of first use."""
         return list(dict.fromkeys(a.agent or "?" for a in self.attempts))
 
+    @property
+    def truncated(self) -> bool:
+        """Its latest reply was cut off at ``max_tokens`` (its output, if it has one from a
+        model, is that cut reply)."""
+        replies = [a for a in self.attempts if a.finish_reason is not None]
+        return bool(replies) and replies[-1].truncated
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "task_id": self.task_id,
@@ -229,10 +249,17 @@ class TaskRow(_Attempted):
             "finished_at": iso(self.finished_at),
             "figures": self._figures_dict(self.figures),
             "error": self.error,
+            "truncated": self.truncated,
             "output": self.output,
             "attempts": [a.to_dict() for a in self.attempts],
             "history": [
-                {"at": iso(e.at), "status": e.status, "note": e.note or ""} for e in self.history
+                {
+                    "at": iso(e.at),
+                    "status": e.status,
+                    "note": e.note or "",
+                    **({"output": e.output} if e.output is not None else {}),
+                }
+                for e in self.history
             ],
         }
 

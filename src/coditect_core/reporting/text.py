@@ -43,7 +43,7 @@ def _task_row(t: TaskRow) -> list[str]:
     return [
         f"`{t.task_id}`" if _PLAIN_ID.fullmatch(t.task_id) else md_escape(t.task_id),
         md_escape(t.title) or "—",
-        t.status.replace("_", " "),
+        t.status.replace("_", " ") + (" (truncated)" if t.truncated else ""),
         md_escape(agents),
         str(f.attempts),
         *(

@@ -66,6 +66,7 @@ def attempt_outcome(result: ExecutionResult) -> AttemptOutcome:
         latency_s=result.duration_seconds,
         cost=float(cost) if isinstance(cost, numbers.Real) else None,
         output=result.output,
+        finish_reason=result.finish_reason,
         cached=result.cached,
     )
 
@@ -154,9 +155,11 @@ class StoreObserver(OrchestratorObserver):
         attempt_id = self._attempts.pop(task.task_id, None)
         held = self._is_held(task)
         if attempt_id is None:  # finished by hand: there was no call
+            # Completed by hand (TaskBoard.complete): kept, as `coditect task complete` keeps it.
+            kept = task.status is TaskStatus.COMPLETED and bool(result.metadata.get("by_hand"))
             await self.recorder.task_finished(
                 self.run_id, task.task_id, task.status, output=result.output,
-                error=result.error, note=reason, held=held, wait=False,
+                error=result.error, note=reason, held=held or kept, wait=False,
             )  # fmt: skip
             return
         await self.recorder.task_finished(

@@ -9,9 +9,11 @@ manage their own transaction; the others run inside the writer's transaction (in
 their own) and never commit. The rows of history and attempts point at their task by the task
 row's integer id (``task_ref``).
 
-A task's ``held`` flag (a task cancelled by hand, which stays cancelled until it is reset) is
-written with every status change of that task: set by a by-hand cancel, cleared by everything
-else (a start, any other transition, a restart).
+A task's ``held`` flag (a task a person decided: cancelled by hand, which stays cancelled until it
+is reset; completed by hand, which runs keep until it is rerun) is written with every status
+change of that task: set by a by-hand cancel or completion, cleared by everything else (a start,
+any other transition, a restart). A held completion also writes its output in its history entry:
+a person's output, which no attempt keeps, survives whatever replaces it later.
 """
 
 from __future__ import annotations
@@ -153,12 +155,19 @@ class ActiveRun:
 
 
 def _event(
-    conn: sqlite3.Connection, ref: int, run_id: int, status: str, at: float, note: str | None
+    conn: sqlite3.Connection,
+    ref: int,
+    run_id: int,
+    status: str,
+    at: float,
+    note: str | None,
+    output: str | None = None,
 ) -> int:
     """A history entry of task row ``ref``; its id."""
     cur = conn.execute(
-        "INSERT INTO task_events(task_ref, run_id, status, at, note) VALUES (?, ?, ?, ?, ?)",
-        (ref, run_id, status, at, note),
+        "INSERT INTO task_events(task_ref, run_id, status, at, note, output) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (ref, run_id, status, at, note, output),
     )
     return int(cur.lastrowid or 0)
 
@@ -192,12 +201,13 @@ def _end_attempt(
     """Attempt ``attempt_id`` ends; :class:`StateError` if it is not in flight."""
     cur = conn.execute(
         "UPDATE attempts SET status = ?, finished_at = ?, error = ?, prompt_tokens = ?, "
-        "completion_tokens = ?, latency_s = ?, cost = ?, output = ?, cached = ? "
+        "completion_tokens = ?, latency_s = ?, cost = ?, output = ?, finish_reason = ?, "
+        "cached = ? "
         "WHERE id = ? AND status = 'running'",
         (
             status.value, at, scrub(outcome.error), outcome.prompt_tokens,
             outcome.completion_tokens, outcome.latency_s, outcome.cost, scrub(outcome.output),
-            int(outcome.cached), attempt_id,
+            scrub(outcome.finish_reason), int(outcome.cached), attempt_id,
         ),
     )  # fmt: skip
     if cur.rowcount != 1:
@@ -426,7 +436,7 @@ class Ops:
         now: float,
     ) -> Op:
         """The task reaches ``status``, ending attempt ``attempt_id`` with ``attempt`` if given;
-        ``held`` only with ``cancelled`` (a cancel by hand)."""
+        ``held`` only with ``cancelled`` or ``completed`` (by hand)."""
         attempt_status = None
         if attempt is not None:
             if attempt_id is None:
@@ -436,8 +446,11 @@ class Ops:
                 output = attempt.output
             if error is None:
                 error = attempt.error
-        if held and status is not TaskStatus.CANCELLED:
-            raise ValueError(f"task_finished: only a cancelled task can be held, not {status}")
+        if held and status not in (TaskStatus.CANCELLED, TaskStatus.COMPLETED):
+            raise ValueError(
+                f"task_finished: only a cancelled or completed task can be held, not {status}"
+            )
+        kept = held and status is TaskStatus.COMPLETED
 
         def op(conn: sqlite3.Connection) -> None:
             run = self._run(run_id)
@@ -445,12 +458,13 @@ class Ops:
             ref = self._task_ref(conn, run, task_id, now)
             if attempt is not None and attempt_id is not None and attempt_status is not None:
                 _end_attempt(conn, attempt_id, attempt_status, now, attempt, s)
-            event_id = _event(conn, ref, run_id, status.value, now, s(note))
+            kept_output = s(output) if kept else None
+            event_id = _event(conn, ref, run_id, status.value, now, s(note), kept_output)
             if status is TaskStatus.COMPLETED:
                 conn.execute(
                     "UPDATE tasks SET status = ?, updated_at = ?, output = ?, error = NULL, "
-                    "held = 0, succeeded_hash = content_hash, success_seq = ? WHERE id = ?",
-                    (status.value, now, s(output), event_id, ref),
+                    "held = ?, succeeded_hash = content_hash, success_seq = ? WHERE id = ?",
+                    (status.value, now, s(output), int(kept), event_id, ref),
                 )
             else:
                 conn.execute(

@@ -54,6 +54,8 @@ class AttemptOutcome:
     latency_s: float | None = None
     cost: float | None = None
     output: str | None = None
+    finish_reason: str | None = None
+    """Why the model stopped (``stop``, ``length``: cut at max_tokens...); None: no reply."""
     cached: bool = False
     """Answered from the call journal: no provider call."""
 
@@ -104,7 +106,8 @@ class TaskRecord:
     succeeded_hash: str | None
     success_seq: int | None
     held: bool = False
-    """Cancelled by hand: it stays cancelled, and its dependents blocked, until it is reset."""
+    """A person's decision: cancelled by hand, it stays cancelled, and its dependents blocked,
+    until it is reset; completed by hand, runs keep it until it is rerun."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,8 @@ class TaskEvent:
     status: str
     at: float
     note: str | None
+    output: str | None = None
+    """The output given with a completion by hand (a person's work), else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,9 @@ class AttemptRecord:
     latency_s: float | None
     cost: float | None
     output: str | None
+    finish_reason: str | None = None
+    """Why the model stopped (``stop``, ``length``...); None: no reply, or recorded before
+    schema version 3."""
     cached: bool = False
 
 
@@ -163,7 +171,7 @@ class ProjectSnapshot:
 _ATTEMPT_COLUMNS = (
     "a.id, a.run_id, t.task_id, a.agent, a.model, a.interface, a.started_at, a.finished_at, "
     "a.status, a.error, a.prompt_tokens, a.completion_tokens, a.latency_s, a.cost, a.output, "
-    "a.cached"
+    "a.finish_reason, a.cached"
 )
 
 
@@ -195,7 +203,7 @@ def read_tasks(conn: sqlite3.Connection, project: str) -> list[TaskRecord]:
 
 def read_task_history(conn: sqlite3.Connection, project: str, task_id: str) -> list[TaskEvent]:
     rows = conn.execute(
-        "SELECT e.id, t.task_id, e.run_id, e.status, e.at, e.note FROM task_events e "
+        "SELECT e.id, t.task_id, e.run_id, e.status, e.at, e.note, e.output FROM task_events e "
         "JOIN tasks t ON t.id = e.task_ref JOIN projects p ON p.id = t.project_id "
         "WHERE p.name = ? AND t.task_id = ? ORDER BY e.id",
         (project, task_id),

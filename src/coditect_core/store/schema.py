@@ -23,7 +23,10 @@ with its complete schema: never an empty file or "schema version 0".
 secondary index: the queries that would use one (one task's history, recovery after a crash) are
 rare, and a scan of a few hundred thousand rows takes tens of milliseconds. Their foreign keys
 still hold (rows are never deleted, keys never change). ``tasks.held`` (migration 2) marks a task
-cancelled by hand (``coditect task cancel``), which stays cancelled until it is reset. The
+a person decided: cancelled by hand (``coditect task cancel``), it stays cancelled until it is
+reset; completed by hand (``coditect task complete``, migration 3), runs keep it until it is
+rerun. Migration 3 also records each attempt's ``finish_reason`` and keeps the output of a
+completion by hand in its history entry (``task_events.output``). The
 ``journal_*`` tables (migration 4) are the call journal (:mod:`.journal`); ``attempts.cached``
 marks an attempt answered from it.
 """
@@ -137,10 +140,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     (
+        3,
+        "attempts.finish_reason; task_events.output: a person's output kept in the history",
+        # finish_reason: why the model stopped (stop, length, tool_calls, content_filter,
+        # unknown); NULL for attempts recorded before it was known. task_events.output: the
+        # output given with a completion by hand. A held completed task (tasks.held = 1 with
+        # status 'completed') is one completed by hand; no such row existed before.
+        """
+        ALTER TABLE attempts ADD COLUMN finish_reason TEXT;
+        ALTER TABLE task_events ADD COLUMN output TEXT;
+        """,
+    ),
+    (
         4,
         "the call journal, and attempts.cached",
-        # (Numbered 4: migration 3 is attempts.finish_reason, written on another branch. The
-        # migrations apply in order of number; a database at 2 takes 3 then 4.)
         # A request (journal_requests) is keyed by the content hash of what determines its
         # answer and points at its conversation's last prefix; each prefix points at its parent
         # and its last message; a message is kept once by its hash. A call (journal_calls) is
