@@ -11,7 +11,7 @@ there is none) and ``coditect run --help``. Figures, one JSON line each:
   machine inflates much less than wall time.
 * ``run_help_own_s``: the same as ``own_s`` for ``coditect run --help``.
 * ``provider_sdks_loaded``: how many provider SDK modules (openai, anthropic, google.genai,
-  llama_cpp, ray) a ``--help`` run imports (must be 0).
+  llama_cpp, ray) ``coditect --help`` and ``coditect --version`` import (must be 0).
 
 The children cache bytecode in a temporary ``PYTHONPYCACHEPREFIX`` (warmed before timing), as an
 installed package would.
@@ -37,7 +37,7 @@ SDKS = ("openai", "anthropic", "google.genai", "llama_cpp", "ray")
 _ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 _LOADED = (
     "import sys, runpy\n"
-    "sys.argv = ['coditect', '--help']\n"
+    "sys.argv = ['coditect', sys.argv[1]]\n"
     "try:\n"
     "    runpy.run_module('coditect_core.cli.main', run_name='__main__')\n"
     "except SystemExit:\n"
@@ -67,9 +67,14 @@ def _process(argv: list[str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def _sdks_loaded() -> list[str]:
+def _sdks_loaded(flag: str) -> list[str]:
+    """The provider SDKs ``coditect FLAG`` (``--help``, ``--version``) imports."""
     out = subprocess.run(
-        [sys.executable, "-c", _LOADED], capture_output=True, text=True, env=_ENV, check=False
+        [sys.executable, "-c", _LOADED, flag],
+        capture_output=True,
+        text=True,
+        env=_ENV,
+        check=False,
     )
     loaded = set(out.stderr.split())
     return [m for m in SDKS if m in loaded]
@@ -100,7 +105,7 @@ def measure(reps: int) -> list[dict[str, object]]:
     q = statistics.quantiles(wall["help"], n=4)
     load = os.getloadavg()[0]
     common = {"reps": reps, "command": " ".join(cases["help"]), "load_1min": round(load, 2)}
-    sdks = _sdks_loaded()
+    sdks = sorted({m for flag in ("--help", "--version") for m in _sdks_loaded(flag)})
     return [
         {
             "bench": "cli_startup",
@@ -133,6 +138,7 @@ def measure(reps: int) -> list[dict[str, object]]:
             "value": len(sdks),
             "target": "== 0",
             "modules": sdks,
+            "commands": ["coditect --help", "coditect --version"],
         },
     ]
 

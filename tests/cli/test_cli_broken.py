@@ -84,7 +84,8 @@ def test_missing_file_directory_and_oversized_file(tmp_path: Path) -> None:
     assert "no such file" in absent.stderr
     folder = runner.invoke(app, ["status", str(tmp_path)])
     assert folder.exit_code == 2
-    assert "is a directory" in folder.stderr
+    # a folder means its coditect.yaml (issue 18), which is not there
+    assert f"{tmp_path / 'coditect.yaml'}: no such file" in folder.stderr
     big = tmp_path / "big.yaml"
     with open(big, "wb") as handle:
         handle.truncate(MAX_FILE_BYTES + 1)  # sparse

@@ -143,5 +143,5 @@ def test_python_dash_m_runs_the_command() -> None:
         check=False,
     )
     assert done.returncode == 0
-    assert "Commands:" in done.stdout
+    assert "Set up:" in done.stdout  # the commands, grouped (issue 18)
     assert "doctor" in done.stdout

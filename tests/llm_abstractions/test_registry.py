@@ -19,6 +19,7 @@ from coditect_core.llm_abstractions.registry import (
     available_llms,
     create_llm,
     get_llm_class,
+    provider_for_model,
     register_llm,
     unregister_llm,
 )
@@ -218,3 +219,27 @@ def test_create_llm_passes_settings() -> None:
 def test_create_llm_of_an_unknown_name_fails_before_anything_else() -> None:
     with pytest.raises(LlmConfigurationError, match="unknown provider 'nope'"):
         create_llm("nope", model="x")
+
+
+@pytest.mark.parametrize(
+    ("model", "provider"),
+    [
+        ("gpt-4o-mini", "openai-gpt"),
+        ("chatgpt-4o-latest", "openai-gpt"),
+        ("o1", "openai-gpt"),
+        ("o3-mini", "openai-gpt"),
+        ("o4-mini-2025-04-16", "openai-gpt"),
+        ("claude-sonnet-4-5", "anthropic-claude"),
+        ("gemini-2.5-flash", "google-gemini"),
+        ("/models/SmolLM2.Q4_1.GGUF", "local"),
+    ],
+)
+def test_provider_for_model_reads_the_name(model: str, provider: str) -> None:
+    assert provider_for_model(model) == provider
+
+
+@pytest.mark.parametrize("model", ["omni-moderation", "llama3.2", "o", "gpt4", "mistral-large"])
+def test_provider_for_model_refuses_a_name_it_cannot_read(model: str) -> None:
+    with pytest.raises(LlmConfigurationError, match="cannot tell which provider") as caught:
+        provider_for_model(model)
+    assert "claude-* (anthropic-claude)" in str(caught.value)

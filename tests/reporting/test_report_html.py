@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from coditect_core.cli.main import app
 from coditect_core.reporting import read_report, render_html
+from coditect_core.reporting.svg import FIT_WIDTH
 from coditect_core.store import StateStore
 
 pytestmark = pytest.mark.timeout(180)
@@ -178,10 +179,12 @@ def test_500_tasks_stay_readable(tmp_path: Path) -> None:
     html = render_html(data)
     assert len(data.tasks) == 500
     assert len(html.encode()) < 3_000_000
-    # the graph wraps tall levels: never taller than 30 nodes
-    graph = re.search(r'<svg id="graph-svg"[^>]* height="(\d+)"', html)
+    # too wide for columns (levels of 20 to 70 tasks wrap onto several): it runs downwards,
+    # each level a row wrapped to the page's width (issue 18; it was: never taller than 30 nodes)
+    graph = re.search(r'<svg id="graph-svg"[^>]* data-layout="(\w+)"[^>]* width="(\d+)"', html)
     assert graph is not None
-    assert int(graph.group(1)) <= 26 + 30 * 28 + 8
+    assert graph.group(1) == "rows"
+    assert int(graph.group(2)) <= FIT_WIDTH
     out = tmp_path / "big.html"
     out.write_text(html)
     result = run_chromium(tmp_path, "--dump-dom", out.as_uri())

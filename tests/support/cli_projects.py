@@ -89,9 +89,12 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str | Path, timeout: float = 60, extra_env: dict[str, str] | None = None
+    *args: str | Path,
+    timeout: float = 60,
+    extra_env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``coditect ARGS`` in a child process and wait for it."""
+    """Run ``coditect ARGS`` in a child process (in ``cwd``) and wait for it."""
     return subprocess.run(
         [*coditect_argv(), *map(str, args)],
         capture_output=True,
@@ -99,6 +102,7 @@ def run_cli(
         timeout=timeout,
         env=env(**(extra_env or {})),
         check=False,
+        cwd=cwd,
     )
 
 
@@ -107,3 +111,26 @@ def run_json(*args: str | Path, timeout: float = 60) -> dict[str, Any]:
     done = run_cli(*args, "--json", timeout=timeout)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def deep_graph(tasks: int = 60, levels: int = 19) -> dict[str, list[str]]:
+    """A ``tasks``-task graph ``levels`` levels deep (ids ``D01``...): each task needs one of
+    the level before it, and every third one also a task three to six levels up (long edges)."""
+    sizes = [tasks // levels + (1 if i < tasks % levels else 0) for i in range(levels)]
+    graph: dict[str, list[str]] = {}
+    rows: list[list[str]] = []
+    k = 0
+    for level, size in enumerate(sizes):
+        row = []
+        for i in range(size):
+            k += 1
+            tid = f"D{k:02d}"
+            deps = [rows[level - 1][i % len(rows[level - 1])]] if level else []
+            if level >= 3 and k % 3 == 0:
+                far = rows[max(level - 3 - k % 4, 0)]
+                if far[i % len(far)] not in deps:
+                    deps.append(far[i % len(far)])
+            graph[tid] = deps
+            row.append(tid)
+        rows.append(row)
+    return graph

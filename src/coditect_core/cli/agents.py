@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .output import ExitCode, Shown, console, fail_for, print_json
+from .project_path import ProjectArg, project_file
 
 if TYPE_CHECKING:
     from ..app.doctor import AgentCheck, RayCheck
@@ -19,16 +20,16 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-ProjectArg = Annotated[Path, typer.Argument(metavar="PROJECT", help="The project file (YAML).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _read(project: Path, as_json: bool) -> ProjectFile:
+def _read(project: Path | None, as_json: bool) -> ProjectFile:
     from ..errors import ProjectFileError
     from ..project import read_project_file
 
+    path = project_file(project, as_json=as_json)
     try:
-        return read_project_file(project)
+        return read_project_file(path)
     except ProjectFileError as error:
         fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
 
@@ -122,9 +123,11 @@ def _state_info(spec: ProjectFile, state: Path | None) -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     @app.command("agents")
-    def agents_command(project: ProjectArg, as_json: JsonOpt = False) -> None:
-        """List the project's agents: type, model, how many tasks use them, and whether they
-        can be used here (or what is missing: SDK extra, key, command, variable).
+    def agents_command(project: ProjectArg = None, as_json: JsonOpt = False) -> None:
+        """List the project's agents, and what each one misses to be used here.
+
+        Each with its type, model, how many tasks use it, and whether it can be used here (or
+        what is missing: SDK extra, key, command, variable).
 
         No network traffic; `coditect doctor --ping` also calls each one.
 
@@ -146,7 +149,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("doctor")
     def doctor_command(
-        project: ProjectArg,
+        project: ProjectArg = None,
         ping: Annotated[
             bool,
             typer.Option(
@@ -173,8 +176,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Check that a project can run here: Python, installed extras, the project file, its
-        state, and every agent its tasks use; with --ray-address, the Ray cluster too. Exit
+        """Check that a project can run here: file, state, agents, extras.
+
+        Python, installed extras, the project file, its state, and every agent its tasks use;
+        with --ray-address, the Ray cluster too. Exit
         code 0 when every task's agent is usable (and fits on the cluster), 1 when one is not
         (or the cluster cannot be reached), 2 for a bad project file.
 

@@ -8,11 +8,16 @@ secret, less one), and each piece is masked together with them."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .output import ExitCode, Shown, err_console, fail, fail_for, print_json
+from .project_path import project_file
+
+if TYPE_CHECKING:
+    from ..app.ask import AskTarget
 
 __all__ = ["register"]
 
@@ -47,12 +52,15 @@ class _StreamShown:
         sys.stdout.flush()
 
 
-async def _ask(llm: Any, messages: list[dict[str, str]], as_json: bool) -> dict[str, Any]:
+async def _ask(
+    llm: Any, messages: list[dict[str, str]], as_json: bool, max_tokens: int | None = None
+) -> dict[str, Any]:
+    per_call = {"max_tokens": max_tokens} if max_tokens is not None else {}
     try:
         if as_json:
-            response = await llm.generate_async(messages)
+            response = await llm.generate_async(messages, **per_call)
             return response.to_dict()
-        stream = llm.stream_content_async(messages)
+        stream = llm.stream_content_async(messages, **per_call)
         out = _StreamShown()
         async for delta in stream:
             out.write(delta)
@@ -67,52 +75,149 @@ async def _ask(llm: Any, messages: list[dict[str, str]], as_json: bool) -> dict[
         await llm.aclose()
 
 
+def _target(
+    agent: str | None,
+    project: Path | None,
+    provider: str | None,
+    model: str | None,
+    settings: dict[str, Any],
+    as_json: bool,
+) -> AskTarget:
+    """The model the prompt goes to, or exit 2 saying why none."""
+    from ..app.ask import agent_target, model_target
+    from ..errors import AgentError, LlmConfigurationError, ProjectFileError
+
+    if agent is None and project is not None:
+        fail("--project names the file of --agent NAME: give --agent too", as_json=as_json)
+    if agent is not None:
+        given = [
+            name
+            for name, value in (
+                ("--type", provider),
+                ("--model", model),
+                ("--base-url", settings["base_url"]),
+            )
+            if value is not None
+        ]
+        if given:
+            fail(
+                f"--agent {agent} uses that agent's provider and model: drop {', '.join(given)}",
+                as_json=as_json,
+            )
+        path = project_file(project, as_json=as_json)
+        try:
+            target = agent_target(path, agent)
+        except (ProjectFileError, AgentError, LlmConfigurationError, OSError) as error:
+            fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
+        return target
+    try:
+        return model_target(provider, model, **settings)
+    except LlmConfigurationError as error:
+        how = (
+            "; pick the provider with --type PROVIDER (openai-compatible with --base-url URL for "
+            "any OpenAI-compatible server), or an agent of a project with --agent NAME"
+        )
+        cannot_tell = provider is None and model is not None and "cannot tell" in str(error)
+        fail(str(error) + (how if cannot_tell else ""), ExitCode.BAD_INPUT, as_json=as_json)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("ask")
     def ask_command(
         prompt: Annotated[str, typer.Argument(help="The prompt. '-' reads it from stdin.")],
-        type_: Annotated[
-            str,
-            typer.Option("--type", "-t", help="Provider: local, openai-gpt, anthropic-claude..."),
-        ] = "local",
         model: Annotated[
-            str | None, typer.Option("--model", "-m", help="Model name or path.")
+            str | None,
+            typer.Option(
+                "--model",
+                "-m",
+                metavar="MODEL",
+                help="Model name or .gguf path; it tells the provider (gpt-*, o1/o3/o4: OpenAI; "
+                "claude-*: Anthropic; gemini-*: Google; *.gguf: local).",
+            ),
+        ] = None,
+        type_: Annotated[
+            str | None,
+            typer.Option(
+                "--type",
+                "-t",
+                metavar="PROVIDER",
+                help="The provider, when the model's name does not tell it: openai-compatible, "
+                "openai-gpt, anthropic-claude, google-gemini, local, command or a plugin's.",
+            ),
+        ] = None,
+        agent: Annotated[
+            str | None,
+            typer.Option(
+                "--agent", "-a", metavar="NAME", help="An agent of the project file instead."
+            ),
+        ] = None,
+        project: Annotated[
+            Path | None,
+            typer.Option(
+                "--project",
+                "-p",
+                metavar="PROJECT",
+                help="The project file of --agent (default: ./coditect.yaml).",
+            ),
         ] = None,
         base_url: Annotated[
-            str | None, typer.Option(help="Server URL (OpenAI-compatible).")
+            str | None,
+            typer.Option(metavar="URL", help="Server URL (OpenAI-compatible: ends in /v1)."),
         ] = None,
-        system: Annotated[str | None, typer.Option("--system", "-s", help="System prompt.")] = None,
-        max_tokens: Annotated[int | None, typer.Option(help="Longest reply, in tokens.")] = None,
+        system: Annotated[
+            str | None, typer.Option("--system", "-s", metavar="TEXT", help="System prompt.")
+        ] = None,
+        max_tokens: Annotated[
+            int | None, typer.Option(metavar="N", help="Longest reply, in tokens.")
+        ] = None,
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the whole response as JSON.")
         ] = False,
     ) -> None:
         """Send one prompt to a model and stream the reply.
 
+        With no model named, the embedded local model answers (no key, no network). A model's
+        name tells its provider, which is said on stderr; --type names another (any
+        OpenAI-compatible server: --type openai-compatible --base-url URL). --agent uses an
+        agent of a project file as a run would: its provider, model, key and settings.
+
         Examples:
 
           coditect ask "Explain asyncio.gather in two sentences"
 
-          coditect ask --type openai-gpt --model gpt-4o-mini "Hello"
+          coditect ask -m gpt-4o-mini "Hello"
+
+          coditect ask -m claude-sonnet-4-5 -s "Answer in French" "Hello"
+
+          coditect ask --agent claude -p examples/cloud.yaml "Review this plan"
+
+          coditect ask -t openai-compatible --base-url URL -m llama3.2 "Hello"
 
           echo "Summarise this" | coditect ask -
         """
         import asyncio
 
-        from ..errors import LlmConfigurationError, LlmError
-        from ..llm_abstractions import create_llm
+        from ..errors import LlmError
 
         text = sys.stdin.read() if prompt == "-" else prompt
+        settings: dict[str, Any] = {"base_url": base_url, "max_tokens": max_tokens}
+        target = _target(agent, project, type_, model, settings, as_json)
+        system = system if system is not None else target.system_prompt
         messages = [{"role": "user", "content": text}]
         if system:
             messages.insert(0, {"role": "system", "content": system})
-        settings: dict[str, Any] = {"model": model, "base_url": base_url, "max_tokens": max_tokens}
+        chosen = {
+            "named": "",
+            "model name": f" (from the model name {model!r}; --type names another)",
+            "agent": f" (agent {agent!r})",
+            "default": " (the embedded model: -m MODEL names another)",
+        }[target.chosen]
+        if target.chosen != "named":
+            err_console().print(
+                f"[dim]provider: {Shown().markup(target.provider + chosen)}[/]", soft_wrap=True
+            )
         try:
-            llm = create_llm(type_, **{k: v for k, v in settings.items() if v is not None})
-        except LlmConfigurationError as error:
-            fail(str(error), ExitCode.BAD_INPUT, as_json=as_json)
-        try:
-            result = asyncio.run(_ask(llm, messages, as_json))
+            result = asyncio.run(_ask(target.llm, messages, as_json, max_tokens))
         except LlmError as error:
             fail_for(error, ExitCode.TASK_FAILED, as_json=as_json)
         except KeyboardInterrupt:
@@ -126,5 +231,5 @@ def register(app: typer.Typer) -> None:
                 if usage is not None
                 else "tokens unknown"
             )
-            model = Shown().markup(result["model"])
-            err_console().print(f"[dim]{model}: {tokens}, {result['latency_s']:.2f}s[/]")
+            shown_model = Shown().markup(result["model"])
+            err_console().print(f"[dim]{shown_model}: {tokens}, {result['latency_s']:.2f}s[/]")

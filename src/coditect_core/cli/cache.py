@@ -9,12 +9,10 @@ from typing import Annotated
 import typer
 
 from .output import ExitCode, Shown, console, fail_for, print_json
+from .project_path import ProjectArg, project_file
 
 __all__ = ["register"]
 
-ProjectArg = Annotated[
-    Path, typer.Argument(metavar="PROJECT", help="The project file (default: project.yaml).")
-]
 StateOpt = Annotated[
     Path | None,
     typer.Option(
@@ -35,7 +33,7 @@ def register(app: typer.Typer) -> None:
 
     @cache.command("stats")
     def stats_command(
-        project: ProjectArg = Path("project.yaml"),
+        project: ProjectArg = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -52,8 +50,9 @@ def register(app: typer.Typer) -> None:
         from ..errors import CoditectError
         from ..reporting import fmt
 
+        path = project_file(project, as_json=as_json)
         try:
-            stats = journal_stats(project, state=state)
+            stats = journal_stats(path, state=state)
         except (CoditectError, OSError) as error:
             fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
         if as_json:
@@ -73,7 +72,7 @@ def register(app: typer.Typer) -> None:
 
     @cache.command("clear")
     def clear_command(
-        project: ProjectArg = Path("project.yaml"),
+        project: ProjectArg = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -87,8 +86,9 @@ def register(app: typer.Typer) -> None:
         from ..app.journal import clear_journal
         from ..errors import CoditectError
 
+        path = project_file(project, as_json=as_json)
         try:
-            removed = clear_journal(project, state=state)
+            removed = clear_journal(path, state=state)
         except (CoditectError, OSError) as error:
             fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
         if as_json:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .output import ExitCode, Shown, err_console, fail, fail_for
+from .project_path import DEFAULT_PROJECT_FILE
 
 __all__ = ["TEMPLATE", "register"]
 
@@ -53,11 +54,13 @@ tasks:
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init_command(
-        directory: Annotated[Path, typer.Argument(help="Where to create the project file.")] = Path(
-            "."
-        ),
-        name: Annotated[str, typer.Option(help="File name of the project file.")] = "coditect.yaml",
-        force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+        directory: Annotated[
+            Path, typer.Argument(metavar="DIR", help="Where to create the project file.")
+        ] = Path("."),
+        name: Annotated[
+            str, typer.Option(metavar="FILE", help="File name of the project file.")
+        ] = DEFAULT_PROJECT_FILE,
+        force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     ) -> None:
         """Create a project file to start from.
 
@@ -76,5 +79,10 @@ def register(app: typer.Typer) -> None:
             target.write_text(TEMPLATE.format(name=project, filename=target), encoding="utf-8")
         except OSError as error:
             fail_for(error, message=f"{target}: cannot write it: {error.strerror or error}")
-        shown = Shown().markup(str(target))
-        err_console().print(f"created {shown}; run it with: coditect run {shown}")
+        # the shortest command that finds it: a folder means its coditect.yaml (project_path)
+        short = str(directory) if directory != Path(".") else ""
+        command = f"coditect run {short}".rstrip() if name == DEFAULT_PROJECT_FILE else None
+        esc = Shown().markup
+        err_console().print(
+            f"created {esc(str(target))}; run it with: {esc(command or f'coditect run {target}')}"
+        )

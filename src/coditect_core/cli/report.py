@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from .output import ExitCode, Shown, err_console, fail_for
+from .project_path import ProjectArg, project_file
 
 __all__ = ["register"]
 
@@ -23,24 +24,33 @@ class ReportFormat(StrEnum):
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_command(
-        project: Annotated[Path, typer.Argument(help="The project file (YAML).")],
+        project: ProjectArg = None,
         format_: Annotated[
             ReportFormat,
-            typer.Option("--format", "-f", help="md (terminals, pull requests), json or html."),
+            typer.Option(
+                "--format",
+                "-f",
+                metavar="FORMAT",
+                help="md (terminals, pull requests), json or html.",
+            ),
         ] = ReportFormat.md,
         output: Annotated[
-            Path | None, typer.Option("--output", "-o", help="Write to FILE, not stdout.")
+            Path | None,
+            typer.Option("--output", "-o", metavar="FILE", help="Write to FILE, not stdout."),
         ] = None,
         run: Annotated[
-            int | None, typer.Option("--run", help="Only run N (default: every run).")
+            int | None,
+            typer.Option("--run", metavar="N", help="Only run N (default: every run)."),
         ] = None,
         state: Annotated[
             Path | None,
-            typer.Option(help="State database (default: .coditect/state.db beside the file)."),
+            typer.Option(
+                metavar="FILE", help="State database (default: .coditect/state.db beside the file)."
+            ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     ) -> None:
-        """Report per task and per agent: status, time, tokens, cost and attempts.
+        """Report per task and agent: status, time, tokens, cost, attempts.
 
         Examples:
 
@@ -55,6 +65,7 @@ def register(app: typer.Typer) -> None:
         from ..reporting import render_html, render_json, render_markdown
 
         fmt = ReportFormat.json if as_json else format_
+        project = project_file(project, as_json=fmt is ReportFormat.json)
         try:
             data = load_report(project, state=state, run_id=run)
         except (ProjectFileError, StateError) as error:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .output import ExitCode, Shown, err_console, fail, fail_for, print_json, write_text
+from .project_path import ProjectArg, project_file
 
 if TYPE_CHECKING:
     from ..app.session import RunOutcome
@@ -340,13 +341,16 @@ def _install_stop_signals(loop: Any = None, task: Any = None) -> _StopSignals:
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_command(
-        project: Annotated[Path, typer.Argument(help="The project file (YAML).")],
+        project: ProjectArg = None,
         agent: Annotated[
-            str | None, typer.Option("--agent", "-a", help="Run every task on this agent.")
+            str | None,
+            typer.Option("--agent", "-a", metavar="NAME", help="Run every task on this agent."),
         ] = None,
         only: Annotated[
             list[str] | None,
-            typer.Option("--only", help="Run only this task (and what it needs); repeatable."),
+            typer.Option(
+                "--only", metavar="ID", help="Run only this task (and what it needs); repeatable."
+            ),
         ] = None,
         concurrency: Annotated[
             int | None, typer.Option("--concurrency", "-j", min=1, help="Tasks at once.")
@@ -365,21 +369,31 @@ def register(app: typer.Typer) -> None:
         fail_fast: Annotated[bool, typer.Option(help="Stop at the first failure.")] = False,
         state: Annotated[
             Path | None,
-            typer.Option(help="State database (default: .coditect/state.db beside it)."),
+            typer.Option(
+                metavar="FILE", help="State database (default: .coditect/state.db beside it)."
+            ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
         runner: Annotated[
             str | None,
-            typer.Option(help="Where calls run: local or ray (default: the file's runner:)."),
+            typer.Option(
+                metavar="local|ray", help="Where calls run (default: the file's runner:)."
+            ),
         ] = None,
         ray_address: Annotated[
             str | None,
-            typer.Option(help="Ray cluster to use (implies --runner ray; default: RAY_ADDRESS)."),
+            typer.Option(
+                metavar="ADDR",
+                help="Ray cluster to use (implies --runner ray; default: RAY_ADDRESS).",
+            ),
         ] = None,
         max_cost: Annotated[
             float | None,
             typer.Option(
-                "--max-cost", min=0, help="Budget in USD: start no new task once reached."
+                "--max-cost",
+                min=0,
+                metavar="USD",
+                help="Budget in USD: start no new task once reached.",
             ),
         ] = None,
         max_tokens: Annotated[
@@ -437,6 +451,7 @@ def register(app: typer.Typer) -> None:
         # Python's defaults until the run started, a SIGTERM while the project loaded (the
         # provider SDKs imported, the state opened: about half a second) killed the process.
         stop = _install_stop_signals()
+        project = project_file(project, as_json=as_json)
 
         import asyncio
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .output import ExitCode, Shown, console, fail, fail_for, print_json, write_text
+from .project_path import ProjectArg, ProjectWordArg, TaskIdArg, project_and_id, project_file
 
 if TYPE_CHECKING:
     from ..app.view import ProjectView, TaskView
@@ -38,7 +39,6 @@ ATTEMPT_STYLES = {
     "awaiting_human": "blue",
 }
 
-ProjectArg = Annotated[Path, typer.Argument(metavar="PROJECT", help="The project file (YAML).")]
 StateOpt = Annotated[
     Path | None,
     typer.Option(
@@ -51,11 +51,12 @@ SHOW_LIMIT = 20_000
 """``show`` prints this many characters of an output, a prompt or an error (``--full``: all)."""
 
 
-def load(project: Path, state: Path | None, as_json: bool = False) -> ProjectView:
+def load(project: Path | None, state: Path | None, as_json: bool = False) -> ProjectView:
     """The project's view, or exit 2 (4 if the environment failed) with the reason."""
     from ..app.view import load_view
     from ..errors import ProjectFileError, StateError
 
+    project = project_file(project, as_json=as_json)
     try:
         return load_view(project, state=state)
     except (ProjectFileError, StateError) as error:
@@ -301,13 +302,15 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("status")
     def status_command(
-        project: ProjectArg, state: StateOpt = None, as_json: JsonOpt = False
+        project: ProjectArg = None, state: StateOpt = None, as_json: JsonOpt = False
     ) -> None:
         """Where a project stands: its last run, task counts, what runs next.
 
         Read-only: safe to run from another terminal while `coditect run` works.
 
         Examples:
+
+          coditect status                  # ./coditect.yaml
 
           coditect status examples/quickstart.yaml
 
@@ -323,7 +326,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("tasks")
     def tasks_command(
-        project: ProjectArg,
+        project: ProjectArg = None,
         status: Annotated[
             list[str] | None,
             typer.Option(
@@ -371,8 +374,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("show")
     def show_command(
-        project: ProjectArg,
-        task_id: Annotated[str, typer.Argument(metavar="ID", help="The task id.")],
+        project_word: ProjectWordArg = None,
+        task_id_word: TaskIdArg = None,
         state: StateOpt = None,
         full: Annotated[
             bool,
@@ -382,13 +385,15 @@ def register(app: typer.Typer) -> None:
         ] = False,
         as_json: JsonOpt = False,
     ) -> None:
-        """Show one task: its prompt, its output, every attempt and its history.
+        """Show one task: its prompt, output, attempts and history.
 
         The prompt is what its agent gets: the system prompt, then the task with the recorded
         outputs of the tasks it needs. A long prompt, output or error is cut with a note
         saying how many bytes were left out; --full prints it whole, --json gives it exactly.
 
         Examples:
+
+          coditect show TASK-002           # a task of ./coditect.yaml
 
           coditect show examples/quickstart.yaml STEP-4.3
 
@@ -401,6 +406,7 @@ def register(app: typer.Typer) -> None:
         from ..app.view import attempt_dict
         from ..reporting import fmt
 
+        project, task_id = project_and_id(project_word, task_id_word, as_json=as_json)
         view = load(project, state, as_json)
         try:
             task = view.task(task_id)
@@ -442,8 +448,12 @@ def register(app: typer.Typer) -> None:
         )
 
     @app.command("next")
-    def next_command(project: ProjectArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
-        """List the tasks the next run starts at once (their dependencies are done).
+    def next_command(
+        project: ProjectArg = None, state: StateOpt = None, as_json: JsonOpt = False
+    ) -> None:
+        """List the tasks the next run starts at once.
+
+        Their dependencies are done.
 
         A task that waits on a person (an interactive agent) is listed with the command that
         finishes it by hand.

@@ -15,11 +15,12 @@ from typing import Annotated
 import typer
 
 from .output import ExitCode, Shown, console, fail, fail_for, print_json
+from .project_path import ProjectWordArg, TaskIdArg, project_and_id
 
 __all__ = ["register"]
 
-ProjectArg = Annotated[Path, typer.Argument(metavar="PROJECT", help="The project file (YAML).")]
-IdArg = Annotated[str, typer.Argument(metavar="ID", help="The task id.")]
+ProjectArg = ProjectWordArg  # [PROJECT] ID: see project_path.project_and_id
+IdArg = TaskIdArg
 NoteOpt = Annotated[
     str | None,
     typer.Option("--note", "-n", metavar="TEXT", help="A note for the task's history."),
@@ -43,8 +44,8 @@ _DONE = {
 
 def _record(
     action: str,
-    project: Path,
-    task_id: str,
+    project_word: str | None,
+    task_id_word: str | None,
     *,
     output: str | None,
     note: str | None,
@@ -58,6 +59,7 @@ def _record(
     from ..app.by_hand import record_by_hand
     from ..errors import ProjectFileError, RunLockedError, StateError, WorkAtRiskError
 
+    project, task_id = project_and_id(project_word, task_id_word, as_json=as_json)
     try:
         result = asyncio.run(
             record_by_hand(
@@ -118,8 +120,8 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("complete")
     def complete_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         output: Annotated[
             Path | None,
             typer.Option(
@@ -171,13 +173,15 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("fail")
     def fail_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         note: NoteOpt = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Mark a task failed: the next run runs it again (even one that had completed).
+        """Mark a task failed: the next run runs it again.
+
+        Even a task that had completed.
 
         Examples:
 
@@ -187,14 +191,15 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("cancel")
     def cancel_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         note: NoteOpt = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Cancel a task: runs leave it cancelled, and its dependents blocked, until
-        `coditect task reset` (or `coditect run --restart`).
+        """Cancel a task: it and its dependents wait until `task reset`.
+
+        Runs leave it so until `coditect task reset` (or `coditect run --restart`).
 
         Examples:
 
@@ -204,13 +209,15 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("reset")
     def reset_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         note: NoteOpt = None,
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Put a task back to pending (undoes a cancel): the next run runs it.
+        """Put a task back to pending (undo a cancel).
+
+        The next run runs it.
 
         Examples:
 
@@ -220,8 +227,8 @@ def register(app: typer.Typer) -> None:
 
     @task_app.command("rerun")
     def rerun_command(
-        project: ProjectArg,
-        task_id: IdArg,
+        project: ProjectArg = None,
+        task_id: IdArg = None,
         with_dependents: Annotated[
             bool,
             typer.Option(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from typing import Any
 
 from ..errors import LlmConfigurationError
@@ -23,6 +24,7 @@ __all__ = [
     "available_llms",
     "create_llm",
     "get_llm_class",
+    "provider_for_model",
     "register_llm",
     "unregister_llm",
 ]
@@ -48,6 +50,16 @@ _BUILTINS: dict[str, str] = {
     "command": f"{_PKG}.command:CommandLlm",
     "fake": f"{_PKG}.testing:FakeLlm",
 }
+
+# A model's name -> the provider that serves it (``provider_for_model``): a lookup, in order.
+_MODEL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r".*\.gguf", re.IGNORECASE), "local"),
+    (re.compile(r"(gpt-|chatgpt-|o[1-9]($|-)).*"), "openai-gpt"),
+    (re.compile(r"claude-.*"), "anthropic-claude"),
+    (re.compile(r"gemini-.*"), "google-gemini"),
+)
+_MODEL_HINTS = "gpt-*, chatgpt-*, o1, o3, o4... (openai-gpt); claude-* (anthropic-claude); "
+_MODEL_HINTS += "gemini-* (google-gemini); a .gguf file (local)"
 
 _registry: dict[str, type[BaseLlm] | str] = dict(_BUILTINS)
 _plugins_loaded = False
@@ -126,6 +138,18 @@ def available_llms() -> list[str]:
     """Every registered provider name, plugins included, sorted."""
     _load_plugins()
     return sorted(_registry)
+
+
+def provider_for_model(model: str) -> str:
+    """The built-in provider that serves ``model``, told by its name (``gpt-4o-mini``:
+    ``openai-gpt``); :class:`LlmConfigurationError` listing the names it knows otherwise."""
+    for pattern, provider in _MODEL_PATTERNS:
+        if pattern.fullmatch(model):
+            return provider
+    raise LlmConfigurationError(
+        f"cannot tell which provider serves model {model!r} from its name; "
+        f"known names: {_MODEL_HINTS}"
+    )
 
 
 def create_llm(name: str, **settings: Any) -> BaseLlm:

@@ -21,7 +21,7 @@ from ..errors import ProjectFileError
 from ._yaml import FieldPath, LineMap, format_path
 from .schema import model_at
 
-__all__ = ["Problem", "from_validation_error", "raise_problems", "show_value"]
+__all__ = ["Problem", "from_validation_error", "plain_message", "raise_problems", "show_value"]
 
 _SECRET_NAME = re.compile(r"key|token|secret|password|passwd|credential|auth", re.IGNORECASE)
 _MAX_LISTED = 10
@@ -65,6 +65,18 @@ def show_value(value: Any, path: FieldPath = ()) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return f"{text} (a number)"
     return text
+
+
+_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def plain_message(message: str) -> str:
+    """A pydantic message in our words: without its kind ("Value error, ...") and saying
+    "must" for "Input should" (``'x' is not one of 'a', 'b'``, ``must be a valid integer``)."""
+    for prefix in _PREFIXES:
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return message.replace("Input should", "must").replace("Value should", "must")
 
 
 def _quote_hint(value: Any, path: FieldPath) -> str:
@@ -116,8 +128,7 @@ def _describe(error: Mapping[str, Any], path: FieldPath) -> str:
             f"got {show_value(value, path)}{_quote_hint(value, path)}"
         )
     if kind == "value_error":
-        text = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
-        return text
+        return str(error["ctx"]["error"]) if "ctx" in error else plain_message(error["msg"])
     if kind == "literal_error":
         return (
             f"{error['msg'].replace('Input should be', 'must be')}, got {show_value(value, path)}"
@@ -125,7 +136,7 @@ def _describe(error: Mapping[str, Any], path: FieldPath) -> str:
     if kind == "too_short" and isinstance(value, list | dict):
         count = error.get("ctx", {}).get("min_length", 1)
         return f"needs at least {count} entr{'y' if count == 1 else 'ies'}, got none"
-    message = error["msg"].replace("Input should", "must").replace("Value should", "must")
+    message = plain_message(error["msg"])
     return f"{message[0].lower()}{message[1:]}, got {show_value(value, path)}"
 
 

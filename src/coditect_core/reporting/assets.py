@@ -54,10 +54,14 @@ margin:0 0 16px}
 vertical-align:-1px;margin-right:4px}
 .legend i.k-retry{background:#fff;border:1.5px dashed #333}
 .legend i.k-fallback{background:#fff;border:2px solid var(--fb)}
+.legend b.k-tries{font-weight:400;font-size:11px;color:#fff;background:#64748b;
+border-radius:3px;padding:0 4px;margin-right:4px}
 .scroll{overflow:auto;max-height:640px;border:1px solid var(--line);border-radius:6px;
 background:#fcfdfe}
+.scroll.tall{max-height:1800px}
 svg{display:block;font:11px system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 svg .lvl{fill:var(--muted);text-anchor:middle;font-size:11px}
+svg .lvl.v{text-anchor:end}
 svg .node rect{fill:var(--c);stroke:rgba(0,0,0,.18)}
 svg .node text{fill:#fff;font-weight:600;pointer-events:none}
 svg .node.st-pending text{fill:#374151}

@@ -16,7 +16,7 @@ from ..orchestration.spend import Tally
 from . import fmt
 from .assets import CSS, JS, STATUS_COLOURS
 from .model import AgentRow, AttemptRow, ReportData, RunRow, TaskRow
-from .svg import graph_svg, timeline_svg
+from .svg import graph_is_vertical, graph_svg, timeline_svg
 
 __all__ = ["render_html"]
 
@@ -85,6 +85,22 @@ def _cost_card(t: Tally) -> str:
 def _legend(names: list[str], extra: str = "") -> str:
     items = "".join(f'<span><i class="st-{n}"></i>{n.replace("_", " ")}</span>' for n in names)
     return f'<div class="legend">{items}{extra}</div>'
+
+
+TRIES_LEGEND = (
+    '<span><b class="k-tries">\u00d73</b>attempts made, shown when more than one '
+    "(retries and fallbacks)</span>"
+)
+"""The graph legend's entry for the attempt count on a node."""
+
+
+def _graph_hint(report: ReportData, down: bool) -> str:
+    if down:  # too deep for columns across the page: it runs downwards (svg.graph_is_vertical)
+        return (
+            f"rows are dependency levels, top to bottom ({report.levels} levels: too deep "
+            "to fit the page as columns)"
+        )
+    return f"columns are dependency levels ({report.levels})"
 
 
 def _figure_cells(row: RunRow | AgentRow) -> str:
@@ -285,6 +301,7 @@ def render_html(report: ReportData, *, max_text: int = 20_000) -> str:
         '<span><i class="k-retry"></i>retry</span>'
         '<span><i class="k-fallback"></i>fallback (arrow from the attempt it replaced)</span>',
     )
+    down = graph_is_vertical(report)
     title = f"coditect report · {report.project}"
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -298,10 +315,11 @@ def render_html(report: ReportData, *, max_text: int = 20_000) -> str:
         "</nav></header><main>"
         + _cards(report)
         + _problems(report)
-        + '<section id="graph"><h2>Task graph <span class="hint">columns are dependency '
-        f"levels ({report.levels}); hover a task to trace its edges, click to open it"
-        f"</span></h2>{_legend(task_states)}"
-        f'<div class="scroll">{graph_svg(report)}</div></section>'
+        + '<section id="graph"><h2>Task graph <span class="hint">'
+        + _graph_hint(report, down)
+        + "; hover a task to trace its edges, click to open it"
+        f"</span></h2>{_legend(task_states, TRIES_LEGEND)}"
+        f'<div class="scroll{" tall" if down else ""}">{graph_svg(report)}</div></section>'
         '<section id="timeline"><h2>Timeline <span class="hint">every attempt on its '
         "agent's lane; idle time between runs is cut out</span></h2>"
         f'{attempt_legend}<div class="scroll">{timeline_svg(report)}</div></section>'

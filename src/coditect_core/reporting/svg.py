@@ -2,7 +2,9 @@
 
 The graph puts each task in the column of its dependency level (a level taller than
 ``max_rows`` tasks wraps onto more columns), orders each column by where its dependencies sit
-(fewer crossings), and draws an edge from every dependency to its dependent. The timeline (a
+(fewer crossings), and draws an edge from every dependency to its dependent. A deep graph, whose
+columns would be wider than the page (:data:`FIT_WIDTH`), runs downwards instead: each level a
+row, centred and wrapped to that width, its edges short vertical curves. The timeline (a
 Gantt chart) gives each agent a lane, split into rows so that concurrent attempts never overlap;
 stretches of time when no run was going are cut out of the axis and marked. Every text is
 escaped; every shape links to its task's details (``#task-ID``).
@@ -17,11 +19,15 @@ from html import escape
 from . import fmt
 from .model import AttemptRow, ReportData, RunRow, TaskRow
 
-__all__ = ["graph_svg", "timeline_svg"]
+__all__ = ["FIT_WIDTH", "graph_is_vertical", "graph_svg", "timeline_svg"]
 
 NODE_H, ROW_GAP = 22, 6
 COL_GAP, WRAP_GAP = 56, 12
 CHAR_W = 7.2  # px per character of an 11px bold label, roughly
+V_LEFT, V_LEVEL_GAP = 92, 40  # rows: room for the level labels; the gap between two levels
+
+FIT_WIDTH = 1280
+"""The graph's width when it runs downwards: the report's content width in a 1,400 px window."""
 
 
 def _e(text: object) -> str:
@@ -61,20 +67,30 @@ def _columns(tasks: list[TaskRow]) -> list[list[TaskRow]]:
     return out
 
 
-def graph_svg(report: ReportData, *, max_rows: int = 30) -> str:
-    """The task graph: columns by dependency level, nodes coloured by status."""
+def graph_is_vertical(report: ReportData, *, max_rows: int = 30) -> bool:
+    """Whether the graph runs downwards: when its levels as columns would be wider than
+    :data:`FIT_WIDTH` (a deep graph: about 9 levels or more)."""
     columns = _columns(report.tasks)
     if not columns:
-        return '<p class="empty">No tasks.</p>'
+        return False
+    return _across(columns, _node_width(report)[1], max_rows)[2] > FIT_WIDTH
+
+
+def _node_width(report: ReportData) -> tuple[int, int]:
+    """The characters of a node's label, and its width in pixels (room for an attempt count)."""
     longest = max(len(t.task_id) for t in report.tasks)
     chars = min(max(longest, 4), 18)
-    node_w = round(chars * CHAR_W + 40)  # room for the id and an attempt count
+    return chars, round(chars * CHAR_W + 40)
+
+
+def _across(
+    columns: list[list[TaskRow]], node_w: int, max_rows: int
+) -> tuple[dict[str, tuple[float, float]], list[str], float, float]:
+    """Levels as columns, left to right (a level taller than ``max_rows`` wraps onto more)."""
     step = NODE_H + ROW_GAP
     rows = min(max(len(c) for c in columns), max_rows)
     top = 26
-    height = top + rows * step + 8
     where: dict[str, tuple[float, float]] = {}
-    parts: list[str] = []
     heads: list[str] = []
     x = 8.0
     for level, column in enumerate(columns):
@@ -89,25 +105,80 @@ def graph_svg(report: ReportData, *, max_rows: int = 30) -> str:
                 where[t.task_id] = (x, y0 + i * step)
             x += node_w + WRAP_GAP
         x += COL_GAP - WRAP_GAP
-    width = x - COL_GAP + 16
+    return where, heads, x - COL_GAP + 16, top + rows * step + 8
+
+
+def _down(
+    columns: list[list[TaskRow]], node_w: int
+) -> tuple[dict[str, tuple[float, float]], list[str], float, float]:
+    """Levels as rows, top to bottom, each centred in :data:`FIT_WIDTH` (a level wider than
+    the page wraps onto more rows)."""
+    usable = FIT_WIDTH - V_LEFT - 8
+    per_row = max(1, int((usable + WRAP_GAP) // (node_w + WRAP_GAP)))
+    where: dict[str, tuple[float, float]] = {}
+    heads: list[str] = []
+    y = 10.0
+    for level, column in enumerate(columns):
+        heads.append(
+            f'<text class="lvl v" x="{V_LEFT - 10}" y="{y + 15:.0f}">'
+            f"level {level} · {len(column)}</text>"
+        )
+        for start in range(0, len(column), per_row):
+            chunk = column[start : start + per_row]
+            span = len(chunk) * node_w + (len(chunk) - 1) * WRAP_GAP
+            x0 = V_LEFT + (usable - span) / 2
+            for i, t in enumerate(chunk):
+                where[t.task_id] = (x0 + i * (node_w + WRAP_GAP), y)
+            y += NODE_H + ROW_GAP
+        y += V_LEVEL_GAP - ROW_GAP
+    return where, heads, float(FIT_WIDTH), y - V_LEVEL_GAP + NODE_H / 2
+
+
+def _edge(dep: str, task_id: str, a: tuple[float, float], b: tuple[float, float], *,
+          node_w: int, down: bool, bad: str) -> str:  # fmt: skip
+    (x1, y1), (x2, y2) = a, b
+    skip = y2 - y1 - NODE_H
+    if down and skip > V_LEVEL_GAP + NODE_H / 2:  # past a level: an arc beside its nodes
+        x1, x2, y1, y2 = x1 + node_w, x2 + node_w, y1 + NODE_H / 2, y2 + NODE_H / 2
+        side = max(x1, x2) + min(18 + skip / 10, 100)
+        c1, c2 = f"{side:.0f},{y1:.0f}", f"{side:.0f},{y2:.0f}"
+        bad += " long"
+    elif down:  # from the bottom of the dependency to the top of its dependent
+        x1, x2, y1 = x1 + node_w / 2, x2 + node_w / 2, y1 + NODE_H
+        bend = max((y2 - y1) / 2, 14)
+        c1, c2 = f"{x1:.0f},{y1 + bend:.0f}", f"{x2:.0f},{y2 - bend:.0f}"
+    else:  # from the right of the dependency to the left of its dependent
+        x1, y1, y2 = x1 + node_w, y1 + NODE_H / 2, y2 + NODE_H / 2
+        bend = max((x2 - x1) / 2, 24)
+        c1, c2 = f"{x1 + bend:.0f},{y1:.0f}", f"{x2 - bend:.0f},{y2:.0f}"
+    d = f"M{x1:.0f},{y1:.0f} C{c1} {c2} {x2:.0f},{y2:.0f}"
+    return f'<path class="edge{bad}" data-from="{_e(dep)}" data-to="{_e(task_id)}" d="{d}"/>'
+
+
+def graph_svg(report: ReportData, *, max_rows: int = 30) -> str:
+    """The task graph, nodes coloured by status: levels as columns, or, when those would be
+    wider than :data:`FIT_WIDTH`, as rows that fit it (see :func:`graph_is_vertical`)."""
+    columns = _columns(report.tasks)
+    if not columns:
+        return '<p class="empty">No tasks.</p>'
+    chars, node_w = _node_width(report)
+    where, heads, width, height = _across(columns, node_w, max_rows)
+    down = width > FIT_WIDTH  # too wide for the page: run downwards (graph_is_vertical)
+    if down:
+        where, heads, width, height = _down(columns, node_w)
     failed = {t.task_id for t in report.tasks if t.status in ("failed", "blocked", "cancelled")}
     edges: list[str] = []
+    parts: list[str] = []
     for t in report.tasks:
         if t.task_id not in where:
             continue
-        x2, y2 = where[t.task_id]
         for dep in t.dependencies:
-            if dep not in where:
-                continue
-            x1, y1 = where[dep]
-            x1, y1, y2c = x1 + node_w, y1 + NODE_H / 2, y2 + NODE_H / 2
-            bend = max((x2 - x1) / 2, 24)
-            bad = " bad" if dep in failed else ""  # (a set: a lookup per edge, not a scan)
-            edges.append(
-                f'<path class="edge{bad}" data-from="{_e(dep)}" data-to="{_e(t.task_id)}" '
-                f'd="M{x1:.0f},{y1:.0f} C{x1 + bend:.0f},{y1:.0f} {x2 - bend:.0f},{y2c:.0f} '
-                f'{x2:.0f},{y2c:.0f}"/>'
-            )
+            if dep in where:
+                bad = " bad" if dep in failed else ""  # (a set: a lookup per edge, not a scan)
+                edges.append(
+                    _edge(dep, t.task_id, where[dep], where[t.task_id], node_w=node_w,
+                          down=down, bad=bad)
+                )  # fmt: skip
     for t in report.tasks:
         if t.task_id not in where:
             continue
@@ -123,8 +194,9 @@ def graph_svg(report: ReportData, *, max_rows: int = 30) -> str:
             f'<text x="{nx + 8:.0f}" y="{ny + 15:.0f}">{_e(_label(t.task_id, label_chars))}'
             f"</text>{tries if n > 1 else ''}</a>"
         )
+    classes = "graph" + (" many" if len(edges) > 300 else "") + (" down" if down else "")
     return (
-        f'<svg id="graph-svg" class="graph{" many" if len(edges) > 300 else ""}" '
+        f'<svg id="graph-svg" class="{classes}" data-layout="{"rows" if down else "columns"}" '
         f'xmlns="http://www.w3.org/2000/svg" '
         f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
         f'role="img" aria-label="task graph">{"".join(heads)}<g class="edges">'
