@@ -9,7 +9,8 @@ exception escapes a provider. Messages never contain an API key.
     CoditectError
     ├── LlmError                       anything that went wrong talking to a model
     │   ├── LlmConfigurationError      bad settings, missing key, unknown provider (before any I/O)
-    │   │   └── LlmNotInstalledError   the provider's SDK extra is not installed
+    │   │   ├── LlmNotInstalledError   the provider's SDK extra is not installed
+    │   │   └── LlmJournalMissError    a replayed request is not in the call journal
     │   ├── LlmAuthenticationError     401: the key was refused
     │   ├── LlmPermissionError         403: the key may not use this model or resource
     │   ├── LlmRequestError            400/404/422: the request itself is wrong (incl. bad messages)
@@ -53,6 +54,7 @@ __all__ = [
     "LlmContentFilterError",
     "LlmContextLengthError",
     "LlmError",
+    "LlmJournalMissError",
     "LlmNotInstalledError",
     "LlmPermissionError",
     "LlmRateLimitError",
@@ -138,6 +140,11 @@ class LlmConfigurationError(LlmError):
 
 class LlmNotInstalledError(LlmConfigurationError):
     """The SDK a provider needs is not installed; the message names the extra to install."""
+
+
+class LlmJournalMissError(LlmConfigurationError):
+    """A replay (``coditect run --replay``) met a request that is not in the call journal: no
+    request is sent, the task fails (or falls back, as the recorded run may have)."""
 
 
 class LlmAuthenticationError(LlmError):

@@ -167,6 +167,8 @@ async def test_response_fields() -> None:
         "latency_s": response.latency_s,
         "provider": "probe",
         "cost_usd": None,  # not priced: no pricing step wraps this LLM
+        "response_id": None,  # the probe gives none
+        "cached": False,  # from the provider, not the call journal
     }
     assert await Probe(["plain"]).generate_content_async("hi") == "plain"
 

@@ -162,8 +162,8 @@ def test_migration_3_adds_finish_reason_and_the_history_output_to_a_version_2_da
     ]
     assert [(e.note, e.output) for e in history] == [("done", None)]
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 3
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert 3 in {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # 4: the journal
     conn.close()
 
 

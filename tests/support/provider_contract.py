@@ -127,6 +127,15 @@ class ProviderContract:
         assert response.usage.completion_tokens == expected.completion_tokens
         assert response.usage.total_tokens == expected.prompt_tokens + expected.completion_tokens
 
+    async def test_response_id_is_the_providers(self, stub_server: StubServer) -> None:
+        """The provider's id of the response (what the call journal keeps with the answer)."""
+        async with self.make(stub_server) as llm:
+            first = await llm.generate_async("one")
+            second = await llm.generate_async("two")
+        assert isinstance(first.response_id, str)
+        assert "stub" in first.response_id  # the stub's ids: chatcmpl-stubN, msg_stubN, stubN
+        assert second.response_id != first.response_id
+
     async def test_stream_yields_several_deltas_then_usage(self, stub_server: StubServer) -> None:
         async with self.make(stub_server) as llm:
             stream = llm.stream_content_async("tell me a short story please")

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import StateError
 from ..llm_abstractions.limits import AgentLimits
 from ..llm_abstractions.pricing import Price, PriceBook, price_data_version
 from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
@@ -232,6 +233,7 @@ def build_executor(project: Project) -> TaskExecutor:
         fallback_on={name: s.fallback_on for name, s in settings.items()},
         on_truncated={name: s.on_truncated for name, s in settings.items()},
         task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
+        cache={name: s.cache for name, s in settings.items() if s.cache is not None},
     )
 
 
@@ -350,19 +352,30 @@ class ProjectSession:
         restart: bool = False,
         fail_fast: bool = False,
         on_plan: Callable[[ResumePlan], None] | None = None,
+        cache: bool = False,
+        replay: int | None = None,
     ) -> RunOutcome:
-        """Run what the resume plan says must run; record everything in the store.
+        """Run what the resume plan says must run; record everything in the store, every
+        request in the call journal (:mod:`coditect_core.orchestration.journal`).
 
         ``restart`` runs again from scratch every task, or, when the session was opened with
         ``only``, those tasks and every task that depends on them (:func:`restart_scope`): the
         others keep what they recorded; the state is backed up first (``coditect state
         restore`` brings it back). ``on_plan(plan)`` is called with the plan the run follows,
-        before any task starts.
+        before any task starts. ``cache`` (``--cache``): the journal answers a request it has
+        seen, for agents whose temperature is 0 or unset (an agent's ``cache:`` decides for
+        itself). ``replay`` (a run id of this project): the run restarts as with ``restart``,
+        each request answered from the journal as of that run, none sent; a request not there
+        fails its task.
         Raises :class:`RunLockedError` if another live process is running this project,
-        :class:`RunnerError` if the runner cannot start (no Ray cluster to reach).
+        :class:`RunnerError` if the runner cannot start (no Ray cluster to reach),
+        :class:`StateError` for a ``replay`` run this project does not have.
         """
         orchestrator, store = self.orchestrator, self.store
         concurrency = max_concurrency or self.project.defaults.max_concurrency
+        if replay is not None:
+            self.check_replay(replay)
+            restart = True
         if restart and not store.in_memory and store.path.exists():
             # what the restart resets stays at hand (coditect state restore)
             await asyncio.to_thread(
@@ -377,6 +390,8 @@ class ProjectSession:
                 "restart": restart,
                 **({"restart_only": sorted(scope)} if scope is not None else {}),
                 "fail_fast": fail_fast,
+                **({"cache": True} if cache else {}),
+                **({"replay": replay} if replay is not None else {}),
                 **({"budget": budget_options(orchestrator.budget)} if orchestrator.budget else {}),
                 "prices": price_data_version(),  # what this run's calls are priced with
             },
@@ -386,6 +401,10 @@ class ProjectSession:
         recorded = True
         try:
             observer = StoreObserver(store, info.run_id)
+            orchestrator.executor.journal = await store.run_journal(
+                info.run_id, replay_of=replay
+            ).open()
+            orchestrator.executor.run_cache = cache
             hashes = await observer.define(orchestrator)
             for tid in sorted(scope or ()):
                 await store.set_task_status(
@@ -403,9 +422,19 @@ class ProjectSession:
             status = "interrupted"
             raise
         finally:
+            orchestrator.executor.journal, orchestrator.executor.run_cache = None, False
             # A run that did nothing (every task done already) leaves no run in the record.
             recorded = await store.finish_run(info.run_id, status, drop_if_empty=True)
         return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip), recorded=recorded)
+
+    def check_replay(self, run_id: int) -> None:
+        """Raise :class:`StateError` unless run ``run_id`` is one of this project's."""
+        name = self.orchestrator.name
+        if run_id not in {r.run_id for r in self.store.runs(name)}:
+            raise StateError(
+                f"--replay {run_id}: project {name!r} has no run {run_id} in its state "
+                "(see `coditect status`); nothing was run"
+            )
 
     def preview(self, *, restart: bool = False) -> ResumePlan:
         """The resume plan a run would follow now, without running or writing anything (but

@@ -263,6 +263,7 @@ def run_dict(run: RunRow) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "status": run.status,
+        "cached_attempts": run.cached,
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
         "pid": run.pid,
@@ -285,6 +286,7 @@ def attempt_dict(a: AttemptRow) -> dict[str, Any]:
         "prompt_tokens": a.prompt_tokens,
         "completion_tokens": a.completion_tokens,
         "cost_usd": a.cost_usd,
+        "cached": a.cached,
         "error": a.error,
         "output": a.output,
         "finish_reason": a.finish_reason,

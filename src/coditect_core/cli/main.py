@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import agents, ask, forecast, init, report, run, state, status, tasks_by_hand
+from . import agents, ask, cache, forecast, init, report, run, state, status, tasks_by_hand
 from .output import setup_logging
 from .typer_style import Command, Group
 
@@ -141,6 +141,7 @@ report.register(app)
 forecast.register(app)
 tasks_by_hand.register(app)
 state.register(app)
+cache.register(app)
 ask.register(app)
 
 PANEL_OF = {

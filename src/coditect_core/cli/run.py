@@ -70,7 +70,8 @@ def _summary_table(
             esc(row["task_id"]),
             f"[{colours.get(status, 'white')}]{esc(status)}[/]"
             + (" (earlier run)" if resumed else "")
-            + (" [yellow](truncated)[/]" if row.get("truncated") else ""),
+            + (" [yellow](truncated)[/]" if row.get("truncated") else "")
+            + (" (cached)" if row.get("cached") else ""),
             esc(row["agent"] or ""),
             fmt.duration(row["duration_seconds"]) if row["duration_seconds"] else "",
             fmt.count(row["usage"]["total_tokens"]) if row["usage"] else "",
@@ -404,6 +405,23 @@ def register(app: typer.Typer) -> None:
                 "--yes", "-y", help="Run even if the worst-case cost forecast exceeds the budget."
             ),
         ] = False,
+        cache: Annotated[
+            bool,
+            typer.Option(
+                "--cache",
+                help="Answer a request seen before from the call journal (zero cost), for "
+                "agents with temperature 0 or unset; an agent's cache: decides for itself.",
+            ),
+        ] = False,
+        replay: Annotated[
+            int | None,
+            typer.Option(
+                "--replay",
+                metavar="RUN_ID",
+                help="Run every task again with the answers recorded up to run RUN_ID, no "
+                "provider call; a request not in the journal fails its task.",
+            ),
+        ] = None,
     ) -> None:
         """Run every task of a project that is not done yet, in dependency order.
 
@@ -426,6 +444,10 @@ def register(app: typer.Typer) -> None:
           coditect run project.yaml --runner ray --ray-address auto
 
           coditect run project.yaml --max-cost 2.50
+
+          coditect run project.yaml --restart --cache
+
+          coditect run project.yaml --replay 3
         """
         # First thing: from here to the end of the process a signal means exit 130 (before the
         # run starts: at once; during it: a clean stop), never a death by the signal. Left to
@@ -501,6 +523,8 @@ def register(app: typer.Typer) -> None:
                 max_cost_usd=max_cost,
                 max_tokens=max_tokens,
             )
+            if replay is not None:
+                session.check_replay(replay)
         except (CoditectError, OSError) as error:  # bad file, unusable state, bad runner
             fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
 
@@ -524,6 +548,8 @@ def register(app: typer.Typer) -> None:
                         restart=restart,
                         fail_fast=fail_fast,
                         on_plan=view.planned,
+                        cache=cache,
+                        replay=replay,
                     )
 
         try:

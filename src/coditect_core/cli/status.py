@@ -95,6 +95,11 @@ def _print_status(view: ProjectView) -> None:
             f"last run: {last.run_id} [dim]({fmt.when(last.started_at)}{took})[/] {esc(state)}"
             f"  [dim]{len(view.runs)} run(s) in all[/]"
         )
+        if last.cached:
+            out.print(
+                f"  [cyan]cached[/]: {last.cached} attempt(s) answered from the call journal "
+                "(no provider call, no cost)"
+            )
     total = len(view.tasks)
     counts = view.counts
     parts = [f"{counts.get('completed', 0)}/{total} completed"]
@@ -304,7 +309,9 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
             )
         out.print(
             f"#{a.attempt_id} run {a.run_id}  {esc(who)}  "
-            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{esc(a.status)}[/]{finish}  "
+            f"[{ATTEMPT_STYLES.get(a.status, 'white')}]{esc(a.status)}[/]{finish}"
+            + (" [cyan]cached[/] [dim](from the journal, no call)[/]" if a.cached else "")
+            + "  "
             f"[dim]{fmt.when(a.started_at)}{took}{tokens}[/]"
         )
         if a.error:

@@ -173,6 +173,7 @@ class Claude(BaseLlm):
             model=getattr(message, "model", None) or params.model,
             usage=_usage(getattr(message, "usage", None)),
             finish_reason=finish,
+            response_id=_response_id(getattr(message, "id", None)),
         )
 
     async def _stream(
@@ -246,3 +247,8 @@ class Claude(BaseLlm):
         if mapped is None and isinstance(error, TypeError | ValueError):
             mapped = LlmRequestError(f"invalid request: {short(error)}", provider=p)
         return mapped
+
+
+def _response_id(value: object) -> str | None:
+    """The provider's response id, if it gave one."""
+    return value if isinstance(value, str) and value else None

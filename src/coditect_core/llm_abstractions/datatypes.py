@@ -114,6 +114,10 @@ class LlmResponse:
     provider: str | None = None
     cost_usd: float | None = None
     """USD of the call, once priced (:class:`~.pricing.PricedLlm`); ``None``: unknown."""
+    response_id: str | None = None
+    """The provider's id of the response, when it gives one."""
+    cached: bool = False
+    """Answered from the call journal (a cache hit or a replay), not by the provider."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (``usage`` as a nested dict)."""

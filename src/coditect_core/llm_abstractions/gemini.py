@@ -229,6 +229,7 @@ class Gemini(BaseLlm):
             model=getattr(response, "model_version", None) or params.model,
             usage=_usage(getattr(response, "usage_metadata", None)) or Usage(),
             finish_reason=finish,
+            response_id=_response_id(getattr(response, "response_id", None)),
         )
 
     async def _stream(
@@ -294,3 +295,8 @@ class Gemini(BaseLlm):
         if isinstance(error, TypeError | ValueError):
             return LlmRequestError(f"invalid request: {short(error)}", provider=p)
         return None
+
+
+def _response_id(value: object) -> str | None:
+    """The provider's response id, if it gave one."""
+    return value if isinstance(value, str) and value else None

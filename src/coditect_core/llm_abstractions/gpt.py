@@ -149,6 +149,7 @@ class Gpt(BaseLlm):
             model=getattr(completion, "model", None) or params.model,
             usage=_usage(getattr(completion, "usage", None)) or Usage(),
             finish_reason=finish,
+            response_id=_response_id(getattr(completion, "id", None)),
         )
 
     async def _stream(
@@ -289,3 +290,8 @@ class OpenAICompatible(Gpt):
     def _sdk_api_key(self) -> str:
         # The SDK insists on a key; local servers ignore it. Never let it read OPENAI_API_KEY.
         return self._api_key.get() if self._api_key else "no-key"
+
+
+def _response_id(value: object) -> str | None:
+    """The provider's response id, if it gave one."""
+    return value if isinstance(value, str) and value else None

@@ -119,6 +119,7 @@ class Attempts:
         self.requests = 0  # requests made, all attempts together
         self.usage: Usage | None = None  # of the open attempt's successful requests
         self.cost: float | None = 0.0  # of the same; None once one is unknown
+        self.cached: bool | None = None  # of the same: all answered from the journal
         self.failure: tuple[AgentConfig, str | None, BaseException, float] | None = None
         self.ended: list[ExecutionResult] = []
         self.lost: list[str] = []  # requests lost with the process that ran them
@@ -127,6 +128,7 @@ class Attempts:
     def succeeded(self, response: LlmResponse) -> None:
         """A request of the open attempt succeeded."""
         self.usage = response.usage if self.usage is None else self.usage + response.usage
+        self.cached = response.cached and self.cached is not False
         if self.cost is not None:
             self.cost = None if response.cost_usd is None else self.cost + response.cost_usd
 
@@ -171,6 +173,7 @@ class Attempts:
         ended = self._ended()
         self.ended.append(ended)
         self.failure, self.usage, self.cost, self.agent = None, None, 0.0, agent
+        self.cached = None
         if self.hook is not None:
             try:
                 await self.hook(self.task, ended, agent)

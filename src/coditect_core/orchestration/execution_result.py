@@ -42,7 +42,8 @@ class ExecutionResult:
     (no price for the model, or a failure the provider may have billed). ``attempts`` counts the
     requests made, all attempts together. ``earlier_attempts`` are the attempts that failed
     before the last one (a retry or a fallback each), in order, as results of their own.
-    ``fallback_from`` names the first agent when a fallback made the last attempt.
+    ``fallback_from`` names the first agent when a fallback made the last attempt. ``cached``:
+    every request of the last attempt was answered from the call journal (no provider call).
     ``metadata`` holds what an interface adds (a hybrid agent's draft and review, an
     interactive agent's hand-off prompt, a Ray runner's lost requests).
     """
@@ -62,6 +63,7 @@ class ExecutionResult:
     cost_usd: float | None = None
     finish_reason: str | None = None
     fallback_from: str | None = None
+    cached: bool = False
     earlier_attempts: list[ExecutionResult] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -88,6 +90,7 @@ class ExecutionResult:
             "cost_usd": self.cost_usd,
             "finish_reason": self.finish_reason,
             "fallback_from": self.fallback_from,
+            "cached": self.cached,
             "earlier_attempts": [e.to_dict() for e in self.earlier_attempts],
             "metadata": json.loads(json.dumps(self.metadata, default=str)),
         }
@@ -114,6 +117,7 @@ class ExecutionResult:
             cost_usd=data.get("cost_usd"),
             finish_reason=data.get("finish_reason"),
             fallback_from=data.get("fallback_from"),
+            cached=bool(data.get("cached", False)),
             earlier_attempts=[cls.from_dict(e) for e in data.get("earlier_attempts") or ()],
             metadata=dict(data.get("metadata") or {}),
             **times,

@@ -36,6 +36,7 @@ from ..llm_abstractions.base_llm import BaseLlm
 from ..llm_abstractions.command import CommandLlm
 from ..llm_abstractions.datatypes import FinishReason
 from ..llm_abstractions.limits import AgentGate, AgentLimits, LimitedLlm
+from ..llm_abstractions.messages import Messages
 from ..llm_abstractions.pricing import PriceBook, PricedLlm
 from ..llm_abstractions.registry import get_llm_class
 from ..llm_abstractions.retry import NO_RETRY, RetryPolicy
@@ -45,6 +46,14 @@ from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentTyp
 from .attempts import AttemptHook, Attempts, RetryWaitHook, error_text
 from .execution_result import ExecutionResult, ExecutionStatus
 from .handlers import HANDLERS, Execution, Handler
+from .journal import (
+    CACHE_SETTINGS,
+    CallJournal,
+    JournaledLlm,
+    JournalRequest,
+    cache_allowed,
+    journal_request,
+)
 from .prompts import DEFAULT_MAX_CONTEXT_CHARS, UpstreamOutput, upstream_from_mapping
 from .runners.base import Runner
 from .runners.local import LocalRunner
@@ -86,6 +95,21 @@ def falls_back(error: LlmError, fallback_on: str) -> bool:
     return fallback_on == "any" or error.retryable or isinstance(error, LlmConfigurationError)
 
 
+def _journal_request(
+    spec: LlmSpec, messages: Messages, options: Mapping[str, Any] | None
+) -> JournalRequest:
+    """The journal's request of a call of the LLM ``spec`` builds (see
+    :meth:`TaskExecutor.journal_request`)."""
+    return journal_request(
+        spec.cls.provider,
+        spec.model or spec.cls.default_model or "",
+        spec.settings.get("base_url"),
+        spec.settings,
+        messages,
+        options,
+    )
+
+
 class _LlmFactory(dict[AgentType, type[BaseLlm]]):
     """``AgentType -> BaseLlm class``, filled from the provider registry on first lookup.
 
@@ -115,6 +139,7 @@ class _AgentLlm:
     agent: AgentConfig
     placed: BaseLlm  # what the runner opened: the provider's LLM, or a stand-in
     pipeline: BaseLlm  # priced, limited
+    spec: LlmSpec  # how it was built (its settings key the call journal's requests)
 
 
 class TaskExecutor:
@@ -128,7 +153,10 @@ class TaskExecutor:
     ``max_tokens`` does (``fail``: the agent failed, with an error naming it and its
     ``max_tokens``; its fallbacks only with ``fallback_on: any``); ``task_timeouts``
     (task id -> seconds) bound a task's whole execution; ``runner`` places the requests
-    (default: this process).
+    (default: this process). ``cache`` (agent name -> ``on``, ``off`` or ``always``) says whose
+    requests the call journal may answer (:func:`~.journal.cache_allowed`); ``journal`` (set
+    per run, with ``run_cache`` for ``--cache``) journals every request of an LLM, command or
+    script agent (:mod:`.journal`).
     """
 
     def __init__(
@@ -143,6 +171,7 @@ class TaskExecutor:
         on_truncated: Mapping[str, str] | None = None,
         task_timeouts: Mapping[str, float] | None = None,
         runner: Runner | None = None,
+        cache: Mapping[str, str] | None = None,
     ) -> None:
         self.registry = registry if registry is not None else AgentRegistry()
         self.default_agent = default_agent
@@ -159,6 +188,12 @@ class TaskExecutor:
         self.task_timeouts: dict[str, float] = dict(task_timeouts or {})
         self.limits: dict[str, AgentLimits] = dict(limits or {})
         self.runner: Runner = runner if runner is not None else LocalRunner()
+        self.cache: dict[str, str] = dict(cache or {})
+        for name, setting in self.cache.items():
+            if setting not in CACHE_SETTINGS:
+                raise AgentError(f"agent {name!r}: cache must be one of {CACHE_SETTINGS}")
+        self.journal: CallJournal | None = None
+        self.run_cache = False
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
         self._gates: dict[str, AgentGate] = {}
         self._llms: dict[str, _AgentLlm] = {}
@@ -239,7 +274,7 @@ class TaskExecutor:
             self.prices,
             agent=agent.name,
         )
-        built = self._llms[agent.name] = _AgentLlm(agent, placed, pipeline)
+        built = self._llms[agent.name] = _AgentLlm(agent, placed, pipeline, spec)
         logger.debug("built %r for agent %s", pipeline, agent.name)
         return built
 
@@ -256,6 +291,37 @@ class TaskExecutor:
         that each request is an attempt."""
         config = self.registry.get(agent) if isinstance(agent, str) else agent
         return self._agent_llm(config).pipeline
+
+    def journaled(self, agent: AgentConfig, task: AgentTask) -> BaseLlm:
+        """:meth:`pipeline` for one execution of ``task``: its requests journaled (and answered
+        from the journal where :func:`~.journal.cache_allowed`) when a journal is set."""
+        built = self._agent_llm(agent)
+        if self.journal is None:
+            return built.pipeline
+        # A command or script acts (it may write files): --cache leaves it alone; only its own
+        # cache: setting lets the journal answer for it.
+        acts = isinstance(built.placed, CommandLlm)
+        use_cache = cache_allowed(
+            self.cache.get(agent.name), self.run_cache and not acts, agent.temperature
+        )
+        return JournaledLlm(
+            built.pipeline,
+            self.journal,
+            request=lambda messages, options: _journal_request(built.spec, messages, options),
+            task_id=task.task_id,
+            use_cache=use_cache,
+        )
+
+    def journal_request(
+        self,
+        agent: AgentConfig,
+        messages: Messages,
+        options: Mapping[str, Any] | None = None,
+    ) -> JournalRequest:
+        """The call journal's request (its key: :func:`~.journal.journal_request`) for
+        ``messages`` sent to ``agent`` with the call's ``options``, from the agent's spec: no
+        LLM is built (a forecast can tell which requests the journal would answer)."""
+        return _journal_request(self.spec(agent), messages, options)
 
     def retry_policy(self, agent: str | AgentConfig) -> RetryPolicy:
         """How ``agent``'s calls are retried: its LLM's policy, or ``options.retry``."""
@@ -372,6 +438,7 @@ class TaskExecutor:
         else:
             result.usage = attempts.usage if attempts.usage is not None else result.usage
             result.cost_usd = attempts.cost
+            result.cached = bool(attempts.cached)
         result.attempts = attempts.requests
         result.earlier_attempts = attempts.ended
         if attempts.lost:

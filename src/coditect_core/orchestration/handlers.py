@@ -59,7 +59,10 @@ class Execution:
     async def ask(self, agent: AgentConfig, messages: list[Message], **options: Any) -> LlmResponse:
         """One call of ``agent``'s request pipeline, retried by its policy, as attempts."""
         llm = AttemptedLlm(
-            self.executor.pipeline(agent), self.attempts, agent, self.executor.retry_policy(agent)
+            self.executor.journaled(agent, self.task),
+            self.attempts,
+            agent,
+            self.executor.retry_policy(agent),
         )
         return await llm.generate_async(messages, **options)
 

@@ -135,6 +135,7 @@ def project_report(
                 "usage": result.usage.to_dict() if result and result.usage else None,
                 "cost_usd": cost,
                 "cost_known_usd": cost_known,
+                "cached": result.cached if result else False,
                 "error": result.error if result else None,
                 "finish_reason": result.finish_reason if result else None,
                 "truncated": result is not None and result.finish_reason == FinishReason.LENGTH,

@@ -40,6 +40,8 @@ The format (every key is optional unless marked *required*)::
         max_concurrency: 2                 # calls to this agent at once
         price: {input: 3.0, output: 15.0}  # USD per million tokens
         resources: {num_cpus: 1, num_gpus: 0}   # per call, on a Ray cluster
+        cache: true                        # answer a request seen before from the call
+                                           #   journal (temperature 0 or unset); always; false
         description: ...
     tasks:                                 # *required*: a list
       - id: TASK-001                       # *required*: letters, digits, _ . -

@@ -55,6 +55,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+_CACHE: dict[object, str] = {True: "on", False: "off", "always": "always"}
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """An agent's limits and costs (read now; consumed by rate limiting, budgets and Ray)."""
@@ -66,6 +69,8 @@ class AgentSettings:
     fallback_on: str = "retryable"
     on_truncated: str = "warn"
     resources: ResourcesSpec | None = None
+    cache: str | None = None
+    """``on``, ``off`` or ``always`` (the file's ``cache: true|false|always``); None: unset."""
 
 
 @dataclass(repr=False)
@@ -302,6 +307,7 @@ class ProjectFile:
                     fallback_on=spec.fallback_on,
                     on_truncated=spec.on_truncated,
                     resources=spec.resources,
+                    cache=_CACHE.get(spec.cache),
                 )
                 for name, spec in agents.items()
             },

@@ -122,6 +122,8 @@ class AgentSpec(_Spec):
     on_truncated: Literal["accept", "warn", "fail"] = "warn"
     """A reply cut off at ``max_tokens``: ``accept``, ``warn`` (and mark it), ``fail`` the task."""
     resources: ResourcesSpec | None = None
+    # The call journal may answer its requests: true (temperature 0 or unset), always, false.
+    cache: bool | Literal["always"] | None = None
 
 
 class TaskSpec(_Spec):

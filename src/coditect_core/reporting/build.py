@@ -150,6 +150,7 @@ def _attempt_rows(attempts: list[AttemptRecord], now: float) -> list[AttemptRow]
                 cost_usd=a.cost,
                 output=a.output,
                 finish_reason=a.finish_reason,
+                cached=a.cached,
             )
         )
     return rows

@@ -61,7 +61,8 @@ def _cards(report: ReportData) -> str:
         + _card(
             str(t.attempts),
             f"attempts · {fmt.plural(report.retries, 'retry', 'retries')} · "
-            f"{fmt.plural(report.fallbacks, 'fallback')}",
+            f"{fmt.plural(report.fallbacks, 'fallback')}"
+            + (f" · {report.cached} cached" if report.cached else ""),
         )
         + _card(fmt.duration(report.wall_s), f"wall time · {fmt.plural(len(report.runs), 'run')}")
         + _card(fmt.duration(report.busy_s), "agent time (busy)")

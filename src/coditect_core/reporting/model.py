@@ -74,6 +74,8 @@ class AttemptRow:
     output: str | None
     finish_reason: str | None = None
     """Why the model stopped (``stop``, ``length``...); None: no reply (or not recorded)."""
+    cached: bool = False
+    """Answered from the call journal (a cache hit or a replay): no provider call, no cost."""
 
     @property
     def truncated(self) -> bool:
@@ -111,6 +113,7 @@ class AttemptRow:
             "completion_tokens": self.completion_tokens,
             "latency_seconds": self.latency_s,
             "cost_usd": self.cost_usd,
+            "cached": self.cached,
             "output_chars": None if self.output is None else len(self.output),
             "finish_reason": self.finish_reason,
             "truncated": self.truncated,
@@ -153,6 +156,11 @@ class _Attempted:
         return sum(a.kind == "fallback" for a in self.attempts)
 
     @property
+    def cached(self) -> int:
+        """Attempts answered from the call journal."""
+        return sum(a.cached for a in self.attempts)
+
+    @property
     def busy_s(self) -> float:
         """Time its attempts took, added up."""
         return sum(a.duration_s for a in self.attempts)
@@ -165,6 +173,7 @@ class _Attempted:
             "failed": self.failed,
             "retries": self.retries,
             "fallbacks": self.fallbacks,
+            "cached": self.cached,
             "busy_seconds": self.busy_s,
             "prompt_tokens": t.prompt_tokens,
             "completion_tokens": t.completion_tokens,

@@ -69,7 +69,9 @@ def render_markdown(report: ReportData) -> str:
         + (f" · Prices: {report.prices}" if report.prices else ""),
         "",
         f"**Attempts** {t.attempts} ({fmt.plural(report.retries, 'retry', 'retries')}, "
-        f"{fmt.plural(report.fallbacks, 'fallback')}) · "
+        f"{fmt.plural(report.fallbacks, 'fallback')}"
+        + (f", {report.cached} cached" if report.cached else "")
+        + ") · "
         f"**Wall time** {fmt.duration(report.wall_s)} · **Busy** {fmt.duration(report.busy_s)} · "
         f"**Tokens** {fmt.tokens(t.prompt_tokens, t.completion_tokens)} · "
         f"**Cost** {fmt.cost(t)}",

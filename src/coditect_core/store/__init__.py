@@ -12,6 +12,7 @@ records an orchestrator's run into it. The parts:
 * :mod:`.backups`     online backups of a state database, kept bounded; restoring one
 * :mod:`.legacy`      import of the original orchestrator's ``project_state.json``
 * :mod:`.observer`    the orchestrator observer that records a run into a store
+* :mod:`.journal`     the call journal: requests by content hash, their answers; a run's journal
 * :mod:`.null`        ``NullRecorder``: the write interface, keeping nothing
 
 What must run again is decided from these records by

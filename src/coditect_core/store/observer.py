@@ -67,6 +67,7 @@ def attempt_outcome(result: ExecutionResult) -> AttemptOutcome:
         cost=float(cost) if isinstance(cost, numbers.Real) else None,
         output=result.output,
         finish_reason=result.finish_reason,
+        cached=result.cached,
     )
 
 

@@ -201,12 +201,13 @@ def _end_attempt(
     """Attempt ``attempt_id`` ends; :class:`StateError` if it is not in flight."""
     cur = conn.execute(
         "UPDATE attempts SET status = ?, finished_at = ?, error = ?, prompt_tokens = ?, "
-        "completion_tokens = ?, latency_s = ?, cost = ?, output = ?, finish_reason = ? "
+        "completion_tokens = ?, latency_s = ?, cost = ?, output = ?, finish_reason = ?, "
+        "cached = ? "
         "WHERE id = ? AND status = 'running'",
         (
             status.value, at, scrub(outcome.error), outcome.prompt_tokens,
             outcome.completion_tokens, outcome.latency_s, outcome.cost, scrub(outcome.output),
-            scrub(outcome.finish_reason), attempt_id,
+            scrub(outcome.finish_reason), int(outcome.cached), attempt_id,
         ),
     )  # fmt: skip
     if cur.rowcount != 1:

@@ -56,6 +56,8 @@ class AttemptOutcome:
     output: str | None = None
     finish_reason: str | None = None
     """Why the model stopped (``stop``, ``length``: cut at max_tokens...); None: no reply."""
+    cached: bool = False
+    """Answered from the call journal: no provider call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,7 @@ class AttemptRecord:
     finish_reason: str | None = None
     """Why the model stopped (``stop``, ``length``...); None: no reply, or recorded before
     schema version 3."""
+    cached: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +171,7 @@ class ProjectSnapshot:
 _ATTEMPT_COLUMNS = (
     "a.id, a.run_id, t.task_id, a.agent, a.model, a.interface, a.started_at, a.finished_at, "
     "a.status, a.error, a.prompt_tokens, a.completion_tokens, a.latency_s, a.cost, a.output, "
-    "a.finish_reason"
+    "a.finish_reason, a.cached"
 )
 
 
@@ -226,7 +229,7 @@ def read_attempts(
             sql += f" AND {column} = ?"
             args.append(value)
     rows = conn.execute(sql + " ORDER BY a.id", args).fetchall()
-    return [AttemptRecord(*r) for r in rows]
+    return [AttemptRecord(*(*r[:-1], bool(r[-1]))) for r in rows]
 
 
 def read_succeeded(conn: sqlite3.Connection, project: str) -> dict[str, SuccessRecord]:

@@ -4,7 +4,9 @@ A state database is an SQLite file whose header carries our ``application_id`` (
 whose ``schema_migrations`` table lists every migration applied to it. Migrations are numbered and
 append-only: a released migration is never edited, a change of schema is a new entry at the end
 of :data:`MIGRATIONS`. ``PRAGMA user_version`` mirrors the highest applied number so that the
-version can be read from the header without parsing the schema.
+version can be read from the header without parsing the schema. A migration missing from
+``schema_migrations`` is applied even when a higher one is there (numbers may have a gap while
+two branches each add one; once merged, a database that had the higher one gets the lower).
 
 :func:`open_database` refuses, with a :class:`StateError` naming the path and before anything is
 written to it, a file that is not SQLite, an SQLite file that is not ours (no or another
@@ -24,7 +26,9 @@ still hold (rows are never deleted, keys never change). ``tasks.held`` (migratio
 a person decided: cancelled by hand (``coditect task cancel``), it stays cancelled until it is
 reset; completed by hand (``coditect task complete``, migration 3), runs keep it until it is
 rerun. Migration 3 also records each attempt's ``finish_reason`` and keeps the output of a
-completion by hand in its history entry (``task_events.output``).
+completion by hand in its history entry (``task_events.output``). The
+``journal_*`` tables (migration 4) are the call journal (:mod:`.journal`); ``attempts.cached``
+marks an attempt answered from it.
 """
 
 from __future__ import annotations
@@ -148,6 +152,55 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE task_events ADD COLUMN output TEXT;
         """,
     ),
+    (
+        4,
+        "the call journal, and attempts.cached",
+        # A request (journal_requests) is keyed by the content hash of what determines its
+        # answer and points at its conversation's last prefix; each prefix points at its parent
+        # and its last message; a message is kept once by its hash. A call (journal_calls) is
+        # one answer given in a run: from the provider, or from the journal (a cache hit, a
+        # replay), which then repeats the answer it gave.
+        """
+        CREATE TABLE journal_messages (
+            hash     TEXT PRIMARY KEY,
+            role     TEXT NOT NULL,
+            content  TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE journal_prefixes (
+            hash     TEXT PRIMARY KEY,
+            parent   TEXT,
+            message  TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE journal_requests (
+            key       TEXT PRIMARY KEY,
+            provider  TEXT NOT NULL,
+            model     TEXT NOT NULL,
+            base_url  TEXT,
+            params    TEXT NOT NULL,
+            prefix    TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE journal_calls (
+            id                 INTEGER PRIMARY KEY,
+            key                TEXT NOT NULL,
+            project_id         INTEGER NOT NULL REFERENCES projects(id),
+            run_id             INTEGER REFERENCES runs(id),
+            task_id            TEXT,
+            at                 REAL NOT NULL,
+            source             TEXT NOT NULL CHECK (source IN ('provider', 'cache', 'replay')),
+            text               TEXT NOT NULL,
+            tool_calls         TEXT,
+            model              TEXT,
+            prompt_tokens      INTEGER,
+            completion_tokens  INTEGER,
+            finish_reason      TEXT,
+            response_id        TEXT,
+            cost               REAL,
+            latency_s          REAL
+        );
+        CREATE INDEX journal_calls_by_key ON journal_calls(key, project_id);
+        ALTER TABLE attempts ADD COLUMN cached INTEGER NOT NULL DEFAULT 0 CHECK (cached IN (0, 1));
+        """,
+    ),
 )
 
 #: The schema version this code writes (the number of the last migration).
@@ -230,7 +283,9 @@ def open_database(
             # here), and SQLite could not make the shared-memory file a WAL reader needs.
             probe += "&immutable=1"
         conn = _connect(probe, busy_timeout_s)
-        version = _applied_version(conn) if header is not None else 0
+        applied = _applied_versions(conn) if header is not None else set()
+        version = max(applied, default=0)
+        missing = [number for number, _, _ in migrations if number not in applied]
         if version > latest:
             raise StateError(
                 f"{path}: written by a newer coditect-core (schema version {version}, this "
@@ -243,15 +298,16 @@ def open_database(
                     f"{path}: the state database is corrupt ({problem}); left untouched"
                 )
         if readonly:
-            if version < latest:
+            if missing:
                 raise StateError(
-                    f"{path}: schema version {version} is older than {latest}; "
+                    f"{path}: schema version {version} lacks migration(s) "
+                    f"{', '.join(map(str, missing))} of {latest}; "
                     "open it for writing once to migrate it"
                 )
         else:
             conn.close()
             conn = _connect(f"{base_uri}?mode=rw", busy_timeout_s)
-            if version < latest:
+            if missing:
                 if before_migrate is not None and not created:
                     before_migrate(path)
                 _migrate(conn, path, migrations)
@@ -345,27 +401,27 @@ def _restrict_mode(path: Path) -> None:
             os.chmod(f"{path}{suffix}", 0o600)
 
 
-def _applied_version(conn: sqlite3.Connection) -> int:
+def _applied_versions(conn: sqlite3.Connection) -> set[int]:
     has_table = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
     ).fetchone()
     if not has_table:
-        return 0
-    row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-    return int(row[0] or 0)
+        return set()
+    return {int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations")}
 
 
 def _migrate(conn: sqlite3.Connection, path: Path, migrations: tuple[Migration, ...]) -> None:
-    """Apply the missing migrations in one transaction (all or none)."""
+    """Apply the missing migrations in one transaction (all or none), in order of number: also
+    one numbered below a migration already applied (two branches' migrations, merged)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         # Re-read under the write lock: another process may have migrated meanwhile.
-        version = _applied_version(conn)
-        if version == 0:
+        applied = _applied_versions(conn)
+        if not applied:
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
             conn.execute(_MIGRATIONS_TABLE)
         for number, name, script in migrations:
-            if number <= version:
+            if number in applied:
                 continue
             for statement in _statements(script):
                 conn.execute(statement)
@@ -374,7 +430,7 @@ def _migrate(conn: sqlite3.Connection, path: Path, migrations: tuple[Migration, 
                 (number, name, time.time()),
             )
             logger.info("%s: applied state migration %d (%s)", path, number, name)
-        conn.execute(f"PRAGMA user_version={migrations[-1][0]}")
+        conn.execute(f"PRAGMA user_version={max([migrations[-1][0], *applied])}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

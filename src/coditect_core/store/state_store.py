@@ -42,6 +42,10 @@ of ``*_API_KEY``/``*_TOKEN``/``*_SECRET`` variables read at open and at each
 :meth:`~StateStore.begin_run`, plus :meth:`~StateStore.add_secrets`). The original
 orchestrator's ``project_state.json`` can be imported (:meth:`~StateStore.import_project_state`).
 
+Every request of a run, and its answer, is kept in the call journal (:mod:`.journal`;
+:meth:`~StateStore.run_journal`, :meth:`~StateStore.journal_stats`,
+:meth:`~StateStore.clear_journal`), written by the same writer thread.
+
 Recording a :class:`ProjectOrchestrator` run: :class:`~.observer.StoreObserver` (the
 orchestrator routes every transition through its observers). :class:`NullRecorder` has the
 store's write interface and keeps nothing.
@@ -60,12 +64,19 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import StateError
+from ..errors import RunLockedError, StateError
 from ..llm_abstractions.keys import Secret
 from ..orchestration.resume import SuccessRecord
 from ..orchestration.task import TaskStatus
 from ..secrets import Scrubber
 from .backups import DEFAULT_KEEP_BACKUPS, backup_state
+from .journal import (
+    JournalStats,
+    RunJournal,
+    answered_keys,
+    clear_journal,
+    read_journal_stats,
+)
 from .legacy import ImportReport, import_op, load_project_state
 from .lock import AnyLock, LocalLock, LockHolder, RunLock, lock_path_for
 from .ops import ActiveRun, Ops, coerce_task_status
@@ -446,6 +457,49 @@ class StateStore:
     def lock_holder(self, project: str) -> LockHolder | None:
         """Who runs ``project`` now, as far as can be told (advisory; for display)."""
         return self._lock(project).holder()
+
+    # -- the call journal --------------------------------------------------------------------
+
+    def run_journal(self, run_id: int, *, replay_of: int | None = None) -> RunJournal:
+        """The call journal of run ``run_id`` (begun), for its executor (:mod:`.journal`)."""
+        return RunJournal(self, run_id, replay_of=replay_of)
+
+    def journal_stats(self, project: str) -> JournalStats:
+        """What ``project``'s call journal holds."""
+        return self.read(lambda conn: read_journal_stats(conn, project))
+
+    def answered(self, project: str, keys: Iterable[str]) -> set[str]:
+        """Which of the request ``keys`` (:attr:`JournalRequest.key`) the journal of ``project``
+        has an answer to: those a cached run would not send (a forecast counts them free)."""
+        wanted = list(dict.fromkeys(keys))
+        return self.read(lambda conn: answered_keys(conn, project, wanted))
+
+    def clear_journal(self, project: str) -> int:
+        """Forget ``project``'s call journal (refused while one of its runs is live); returns
+        the number of answers forgotten."""
+        lock = self._lock(project)
+        holder = lock.holder()
+        if holder is not None:
+            raise RunLockedError(
+                f"{project}: a run is live ({holder.describe()}); clear its journal once it ends"
+            )
+        return self.call_sync(clear_journal(project))
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """The mask every write goes through."""
+        return self._scrubber
+
+    async def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``op`` (a function of the writer's connection) in the writer thread, in order
+        with every other write; its result once committed."""
+        return await self._call(op)
+
+    def post(self, op: Callable[[sqlite3.Connection], Any]) -> None:
+        """Queue ``op`` without waiting (see :meth:`task_finished` with ``wait=False``)."""
+        if self._writer is None:
+            raise StateError(f"{self.path}: opened read-only")
+        self._writer.post(op)
 
     # -- plumbing ----------------------------------------------------------------------------
 
