@@ -114,7 +114,8 @@ def test_completion_completes_commands_and_options() -> None:
         assert done.returncode == 0, done.stderr
         return done.stdout.split()
 
-    assert complete("coditect st") == ["status"]
+    assert complete("coditect statu") == ["status"]
+    assert sorted(complete("coditect st")) == ["state", "status"]
     assert "--restart" in complete("coditect run --re")
 
 

@@ -99,9 +99,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
-        """What `coditect run` would cost: per task and for the run, the input tokens (an
-        offline estimate), the output bound, and the low / expected / worst-case cost. Runs
-        and writes nothing.
+        """What a run would cost, before it runs.
+
+        Per task and for the run: the input tokens (an offline estimate), the output bound,
+        and the low / expected / worst-case cost. Runs and writes nothing.
 
         Examples:
 

@@ -423,7 +423,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Run every task of a project that is not done yet, in dependency order.
+        """Run every task not done yet, in dependency order.
 
         Resumes from the state kept beside the project file: tasks that succeeded are skipped
         unless their definition changed. Exit codes: 0 all done, 1 a task failed, 2 bad input,

@@ -23,7 +23,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 def register(app: typer.Typer) -> None:
     state_app = typer.Typer(
         name="state",
-        help="Back a project's state up, list its backups, roll it back to one.",
+        help="Back the state up, list its backups, roll it back.",
         no_args_is_help=True,
         rich_markup_mode=None,
     )
@@ -35,10 +35,10 @@ def register(app: typer.Typer) -> None:
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Back the state up now (SQLite's online backup: safe while a run writes).
+        """Back the state up now.
 
-        The newest keep_backups (project file, default 5) backups are kept, in
-        .coditect/backups/ beside the state.
+        SQLite's online backup: safe while a run writes. The newest keep_backups (project
+        file, default 5) backups are kept, in .coditect/backups/ beside the state.
 
         Examples:
 
@@ -106,8 +106,9 @@ def register(app: typer.Typer) -> None:
         state: StateOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Roll the state back to BACKUP. Refused while a run is live; the current state is
-        backed up first.
+        """Roll the state back to BACKUP.
+
+        Refused while a run is live; the current state is backed up first.
 
         Examples:
 
