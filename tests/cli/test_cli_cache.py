@@ -237,3 +237,46 @@ def test_a_command_agent_is_cached_only_by_its_own_setting(tmp_path: Path) -> No
     again = _run(path, "--restart")
     assert counter.read_text() == "xx"  # its own cache: true answered from the journal
     assert again["tasks"][0]["cached"] is True
+
+
+def test_the_forecast_counts_what_the_journal_would_answer_as_free(
+    tmp_path: Path, stub: StubServer
+) -> None:
+    first_prompt, second_prompt = "Summarise the design.", "Summarise it in one line."
+    project = _project(tmp_path, stub, second=first_prompt)
+
+    def calls(forecast: dict[str, Any]) -> dict[str, bool]:
+        return {t["task_id"]: t["calls"][0]["cached"] for t in forecast["tasks"]}
+
+    before = _json("forecast", project, "--restart", "--cache")
+    assert calls(before) == {"T1": False, "T2": False}  # nothing journaled yet
+    assert before["worst_usd"] > 0
+
+    _run(project)  # journals both requests (no --cache needed to record them)
+    again = _json("forecast", project, "--restart", "--cache")
+    # T1's prompt is known and journaled: free. T2's prompt holds T1's output, which a restart
+    # produces anew: it is counted at T1's bound, as any output not produced yet (an upper bound).
+    assert calls(again) == {"T1": True, "T2": False}
+    assert again["tasks"][0]["task_id"] == "T1"
+    assert again["tasks"][0]["worst_usd"] == 0
+    # Without --cache (and no cache: on the agent) the run would ask the provider again.
+    assert calls(_json("forecast", project, "--restart")) == {"T1": False, "T2": False}
+    assert calls(_run(project, "--dry-run", "--restart", "--cache")["forecast"])["T1"] is True
+
+    # T2 changed: it runs on T1's recorded output, a request the journal does not hold.
+    _project(tmp_path, stub, second=second_prompt)
+    changed = _json("forecast", project, "--cache")
+    assert calls(changed) == {"T2": False}
+    assert changed["worst_usd"] > 0
+    _run(project)  # T2 runs on its new prompt
+    # T2 changed back: its request is the journaled one; free, and the run asks nothing.
+    _project(tmp_path, stub, second=first_prompt)
+    back = _json("forecast", project, "--cache")
+    assert calls(back) == {"T2": True}
+    assert back["worst_usd"] == 0
+    assert back["expected_usd"] == 0
+    asked = _asked(stub)
+    ran = _run(project, "--cache")
+    assert ran["ran"] == ["T2"]
+    assert {row["task_id"]: row["cached"] for row in ran["tasks"]}["T2"] is True
+    assert _asked(stub) == asked

@@ -4,20 +4,27 @@ budget check a run makes with it before it starts.
 The same decisions as a run, with nothing written (:func:`.session.preview_run_records`: the
 state read read-only, no runner started, no model built), then
 :func:`coditect_core.orchestration.forecast.forecast_run` over the project's executor (its
-agents' prices, overrides first). ``is_cached`` is the seam a cache of calls plugs into.
+agents' prices, overrides first). A request the project's call journal would answer in the run
+(:func:`journal_answers`: the agent may use the cache, ``cache: true`` or ``--cache``, and the
+journal holds the very request) is forecast as free; ``is_cached`` replaces that check.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import CoditectError, StateError
+from ..llm_abstractions.messages import Message
 from ..llm_abstractions.pricing import price_data_version
+from ..orchestration.agent_registry import AgentConfig
+from ..orchestration.executor import TaskExecutor
 from ..orchestration.forecast import IsCached, RunForecast, forecast_run, nothing_cached
 from ..orchestration.resume import ResumePlan
 from ..project import Project, read_project_file
+from ..store import StateStore, state_path_for
 from .session import build_executor, preview_run_records, run_budget
 
 __all__ = [
@@ -25,8 +32,28 @@ __all__ = [
     "budget_verdict",
     "dry_run",
     "forecast_project",
+    "journal_answers",
     "plan_and_forecast",
 ]
+
+
+def journal_answers(
+    executor: TaskExecutor, store: StateStore, project: str, *, run_cache: bool
+) -> IsCached:
+    """Whether a run would answer an agent's request from ``store``'s call journal: the run's
+    own rule (:meth:`~coditect_core.orchestration.executor.TaskExecutor.may_use_cache`), then the
+    request's key (as the run computes it) looked up in ``project``'s journal."""
+
+    def is_cached(agent: AgentConfig, messages: Sequence[Message]) -> bool:
+        try:
+            if not executor.may_use_cache(agent, run_cache=run_cache):
+                return False
+            key = executor.journal_request(agent, list(messages)).key
+        except CoditectError:  # an agent the run cannot build: its task fails, nothing cached
+            return False
+        return key in store.answered(project, [key])
+
+    return is_cached
 
 
 def plan_and_forecast(
@@ -38,7 +65,8 @@ def plan_and_forecast(
     runner: str | None = None,
     ray_address: str | None = None,
     restart: bool = False,
-    is_cached: IsCached = nothing_cached,
+    cache: bool = False,
+    is_cached: IsCached | None = None,
 ) -> tuple[Project, ResumePlan, RunForecast]:
     """The project, the resume plan ``coditect run`` would follow now, and its forecast.
 
@@ -55,15 +83,28 @@ def plan_and_forecast(
     )
     tasks = {t.task_id: t for t in project.tasks}
     outputs = {tid: record.output for tid, record in succeeded.items()}
-    forecast = forecast_run(
-        build_executor(project),
-        tasks,
-        plan,
-        outputs,
-        is_cached=is_cached,
-        prices=price_data_version(),
-    )
-    return project, plan, forecast
+    executor = build_executor(project)
+
+    def forecast(check: IsCached | None) -> RunForecast:
+        return forecast_run(
+            executor,
+            tasks,
+            plan,
+            outputs,
+            is_cached=check or nothing_cached,
+            prices=price_data_version(),
+        )
+
+    db = state_path_for(path, state)
+    if is_cached is not None or not db.exists():
+        return project, plan, forecast(is_cached)
+    try:
+        store = StateStore.open(db, readonly=True)
+    except StateError:  # a state the run would migrate first: its journal is not read here
+        return project, plan, forecast(None)
+    with store:
+        answered = journal_answers(executor, store, project.name, run_cache=cache)
+        return project, plan, forecast(answered)
 
 
 def forecast_project(
@@ -75,7 +116,8 @@ def forecast_project(
     runner: str | None = None,
     ray_address: str | None = None,
     restart: bool = False,
-    is_cached: IsCached = nothing_cached,
+    cache: bool = False,
+    is_cached: IsCached | None = None,
 ) -> RunForecast:
     """The forecast of ``coditect run`` on the project file at ``path`` with these options."""
     return plan_and_forecast(
@@ -86,6 +128,7 @@ def forecast_project(
         runner=runner,
         ray_address=ray_address,
         restart=restart,
+        cache=cache,
         is_cached=is_cached,
     )[2]
 
@@ -132,7 +175,8 @@ def dry_run(
     runner: str | None = None,
     ray_address: str | None = None,
     restart: bool = False,
-    is_cached: IsCached = nothing_cached,
+    cache: bool = False,
+    is_cached: IsCached | None = None,
 ) -> tuple[ResumePlan, RunForecast, BudgetVerdict | None]:
     """What ``run --dry-run`` shows: the plan, its forecast, and the forecast against the cost
     budget (the file's, or ``max_cost_usd``; ``None`` without one)."""
@@ -144,6 +188,7 @@ def dry_run(
         runner=runner,
         ray_address=ray_address,
         restart=restart,
+        cache=cache,
         is_cached=is_cached,
     )
     budget = run_budget(project, max_cost_usd)
@@ -163,7 +208,8 @@ def budget_verdict(
     runner: str | None = None,
     ray_address: str | None = None,
     restart: bool = False,
-    is_cached: IsCached = nothing_cached,
+    cache: bool = False,
+    is_cached: IsCached | None = None,
 ) -> BudgetVerdict | None:
     """The forecast against the run's cost budget (the file's, or ``max_cost_usd``); ``None``
     when the run has no cost budget (nothing is forecast then) or nothing to run."""
@@ -183,6 +229,7 @@ def budget_verdict(
         runner=runner,
         ray_address=ray_address,
         restart=restart,
+        cache=cache,
         is_cached=is_cached,
     )
     if not plan.run:

@@ -98,6 +98,13 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="State database (default: .coditect/state.db beside it)."),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        cache: Annotated[
+            bool,
+            typer.Option(
+                "--cache",
+                help="As run --cache: requests the call journal holds are forecast as free.",
+            ),
+        ] = False,
     ) -> None:
         """What a run would cost, before it runs.
 
@@ -115,7 +122,9 @@ def register(app: typer.Typer) -> None:
 
         path = project_file(project, as_json=as_json)
         try:
-            forecast = forecast_project(path, state=state, only=only, agent=agent, restart=restart)
+            forecast = forecast_project(
+                path, state=state, only=only, agent=agent, restart=restart, cache=cache
+            )
         except (CoditectError, OSError) as error:
             fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
         if as_json:

@@ -284,11 +284,13 @@ def _check_budget(
     runner: str | None,
     ray_address: str | None,
     restart: bool,
+    cache: bool,
     yes: bool,
     as_json: bool,
 ) -> None:
     """With a cost budget: print the forecast's line; when its worst case exceeds the budget,
-    ask on a terminal, and without one refuse (exit 2, nothing run) unless ``--yes``."""
+    ask on a terminal, and without one refuse (exit 2, nothing run) unless ``--yes``. Requests
+    the call journal would answer (``cache``: ``--cache``) are forecast as free."""
     import sys
 
     from ..app.forecast import budget_verdict
@@ -305,6 +307,7 @@ def _check_budget(
             runner=runner,
             ray_address=ray_address,
             restart=restart,
+            cache=cache,
         )
     except (CoditectError, OSError):
         return  # a bad file, agent, state or runner: the run's own checks say it, as always
@@ -480,6 +483,7 @@ def register(app: typer.Typer) -> None:
                     runner=runner,
                     ray_address=ray_address,
                     restart=restart,
+                    cache=cache,
                 )
             except (CoditectError, OSError) as error:  # bad file, unusable state, bad runner
                 fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
@@ -508,9 +512,20 @@ def register(app: typer.Typer) -> None:
                 )
             raise typer.Exit(int(ExitCode.OK))
 
-        _check_budget(
-            project, max_cost, state, only, agent, runner, ray_address, restart, yes, as_json
-        )
+        if replay is None:  # a replay sends no request: nothing to forecast
+            _check_budget(
+                project,
+                max_cost,
+                state,
+                only,
+                agent,
+                runner,
+                ray_address,
+                restart,
+                cache,
+                yes,
+                as_json,
+            )
 
         try:
             session = ProjectSession.open(

@@ -298,12 +298,7 @@ class TaskExecutor:
         built = self._agent_llm(agent)
         if self.journal is None:
             return built.pipeline
-        # A command or script acts (it may write files): --cache leaves it alone; only its own
-        # cache: setting lets the journal answer for it.
-        acts = isinstance(built.placed, CommandLlm)
-        use_cache = cache_allowed(
-            self.cache.get(agent.name), self.run_cache and not acts, agent.temperature
-        )
+        use_cache = self.may_use_cache(agent, run_cache=self.run_cache)
         return JournaledLlm(
             built.pipeline,
             self.journal,
@@ -311,6 +306,14 @@ class TaskExecutor:
             task_id=task.task_id,
             use_cache=use_cache,
         )
+
+    def may_use_cache(self, agent: AgentConfig, *, run_cache: bool) -> bool:
+        """Whether the call journal may answer ``agent``'s requests in a run that is not a
+        replay (``run_cache``: ``--cache``; :func:`~.journal.cache_allowed`). A command or script
+        acts (it may write files): ``--cache`` leaves it alone; only its own ``cache:`` setting
+        lets the journal answer for it."""
+        acts = issubclass(self.llm_class(agent), CommandLlm)
+        return cache_allowed(self.cache.get(agent.name), run_cache and not acts, agent.temperature)
 
     def journal_request(
         self,

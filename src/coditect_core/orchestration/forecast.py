@@ -18,9 +18,9 @@ person, none), each with:
   bound) and **worst** (input x :data:`WORST_INPUT`, the whole bound, on the dearest of the agent
   and its fallbacks). A price that is unknown leaves the cost unknown (``None``), never zero.
 
-A call that ``is_cached`` says would be answered from a cache costs nothing (the seam the call
-journal plugs into; by default nothing is cached). Failed attempts that are billed (a timeout
-after the provider worked) are not foreseen: their cost is unknown in the run's record too.
+A call that ``is_cached`` says would be answered from a cache costs nothing (``coditect`` passes
+the call journal's answer; by default nothing is cached). Failed attempts that are billed (a
+timeout after the provider worked) are not foreseen: their cost is unknown in the run's record too.
 """
 
 from __future__ import annotations
