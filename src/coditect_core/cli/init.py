@@ -22,8 +22,10 @@ defaults:
 
 agents:
   local:
-    type: local            # embedded SmolLM2-135M: no key, no network
-    max_tokens: 200
+    type: local            # embedded SmolLM2-135M: no key, no network; tiny, so keep replies short
+    max_tokens: 400        # room to finish: a reply cut here is marked truncated (on_truncated)
+    options: {{repeat_penalty: 1.3}}   # llama.cpp: a tiny model otherwise repeats itself
+    system_prompt: Answer in at most three short sentences.
   # claude:
   #   type: anthropic-claude
   #   model: claude-sonnet-4-5
