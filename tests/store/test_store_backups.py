@@ -217,10 +217,15 @@ def test_cli_restore_is_refused_while_a_run_is_live(tmp_path: Path) -> None:
         env=env(),
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        # Wait until the run holds the lock and its call is out (its attempt started): from
+        # then on it writes nothing for 30 s, so a change of the state would be the restore's.
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "the run never started its call"
             with StateStore.open(db, readonly=True) as store:
-                if store.lock_holder(PROJECT) is not None:
+                if store.lock_holder(PROJECT) is not None and any(
+                    a.finished_at is None for a in store.attempts(PROJECT, task_id="SLOW")
+                ):
                     break
             time.sleep(0.05)
         before = _digest(db)
