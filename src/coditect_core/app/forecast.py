@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from ..errors import CoditectError, StateError
 from ..llm_abstractions.messages import Message
@@ -29,12 +29,26 @@ from .session import build_executor, preview_run_records, run_budget
 
 __all__ = [
     "BudgetVerdict",
+    "RunChoice",
     "budget_verdict",
     "dry_run",
     "forecast_project",
     "journal_answers",
     "plan_and_forecast",
 ]
+
+
+class RunChoice(TypedDict, total=False):
+    """What ``coditect run`` was asked for that decides what runs and what it costs: the
+    keyword arguments of :func:`.session.preview_run_records`, and ``cache`` (``--cache``)."""
+
+    state: str | os.PathLike[str] | None
+    only: Iterable[str] | None
+    agent: str | None
+    runner: str | None
+    ray_address: str | None
+    restart: bool
+    cache: bool
 
 
 def journal_answers(
@@ -59,27 +73,22 @@ def journal_answers(
 def plan_and_forecast(
     path: str | os.PathLike[str],
     *,
-    state: str | os.PathLike[str] | None = None,
-    only: Iterable[str] | None = None,
-    agent: str | None = None,
-    runner: str | None = None,
-    ray_address: str | None = None,
-    restart: bool = False,
-    cache: bool = False,
     is_cached: IsCached | None = None,
+    **choice: Unpack[RunChoice],
 ) -> tuple[Project, ResumePlan, RunForecast]:
     """The project, the resume plan ``coditect run`` would follow now, and its forecast.
 
     Raises what :func:`.session.preview_run` raises (bad file, unusable state, bad runner).
     """
+    state = choice.get("state")
     project, plan, succeeded = preview_run_records(
         path,
         state=state,
-        only=only,
-        agent=agent,
-        runner=runner,
-        ray_address=ray_address,
-        restart=restart,
+        only=choice.get("only"),
+        agent=choice.get("agent"),
+        runner=choice.get("runner"),
+        ray_address=choice.get("ray_address"),
+        restart=choice.get("restart", False),
     )
     tasks = {t.task_id: t for t in project.tasks}
     outputs = {tid: record.output for tid, record in succeeded.items()}
@@ -103,34 +112,20 @@ def plan_and_forecast(
     except StateError:  # a state the run would migrate first: its journal is not read here
         return project, plan, forecast(None)
     with store:
-        answered = journal_answers(executor, store, project.name, run_cache=cache)
+        answered = journal_answers(
+            executor, store, project.name, run_cache=choice.get("cache", False)
+        )
         return project, plan, forecast(answered)
 
 
 def forecast_project(
     path: str | os.PathLike[str],
     *,
-    state: str | os.PathLike[str] | None = None,
-    only: Iterable[str] | None = None,
-    agent: str | None = None,
-    runner: str | None = None,
-    ray_address: str | None = None,
-    restart: bool = False,
-    cache: bool = False,
     is_cached: IsCached | None = None,
+    **choice: Unpack[RunChoice],
 ) -> RunForecast:
     """The forecast of ``coditect run`` on the project file at ``path`` with these options."""
-    return plan_and_forecast(
-        path,
-        state=state,
-        only=only,
-        agent=agent,
-        runner=runner,
-        ray_address=ray_address,
-        restart=restart,
-        cache=cache,
-        is_cached=is_cached,
-    )[2]
+    return plan_and_forecast(path, is_cached=is_cached, **choice)[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,28 +164,12 @@ def dry_run(
     path: str | os.PathLike[str],
     *,
     max_cost_usd: float | None = None,
-    state: str | os.PathLike[str] | None = None,
-    only: Iterable[str] | None = None,
-    agent: str | None = None,
-    runner: str | None = None,
-    ray_address: str | None = None,
-    restart: bool = False,
-    cache: bool = False,
     is_cached: IsCached | None = None,
+    **choice: Unpack[RunChoice],
 ) -> tuple[ResumePlan, RunForecast, BudgetVerdict | None]:
     """What ``run --dry-run`` shows: the plan, its forecast, and the forecast against the cost
     budget (the file's, or ``max_cost_usd``; ``None`` without one)."""
-    project, plan, forecast = plan_and_forecast(
-        path,
-        state=state,
-        only=only,
-        agent=agent,
-        runner=runner,
-        ray_address=ray_address,
-        restart=restart,
-        cache=cache,
-        is_cached=is_cached,
-    )
+    project, plan, forecast = plan_and_forecast(path, is_cached=is_cached, **choice)
     budget = run_budget(project, max_cost_usd)
     verdict = None
     if budget is not None and budget.max_cost_usd is not None:
@@ -202,14 +181,8 @@ def budget_verdict(
     path: str | os.PathLike[str],
     *,
     max_cost_usd: float | None = None,
-    state: str | os.PathLike[str] | None = None,
-    only: Iterable[str] | None = None,
-    agent: str | None = None,
-    runner: str | None = None,
-    ray_address: str | None = None,
-    restart: bool = False,
-    cache: bool = False,
     is_cached: IsCached | None = None,
+    **choice: Unpack[RunChoice],
 ) -> BudgetVerdict | None:
     """The forecast against the run's cost budget (the file's, or ``max_cost_usd``); ``None``
     when the run has no cost budget (nothing is forecast then) or nothing to run."""
@@ -221,17 +194,7 @@ def budget_verdict(
     )
     if limit is None:
         return None
-    _, plan, forecast = plan_and_forecast(
-        path,
-        state=state,
-        only=only,
-        agent=agent,
-        runner=runner,
-        ray_address=ray_address,
-        restart=restart,
-        cache=cache,
-        is_cached=is_cached,
-    )
+    _, plan, forecast = plan_and_forecast(path, is_cached=is_cached, **choice)
     if not plan.run:
         return None
     return BudgetVerdict(limit, forecast)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from .options import JsonOpt
 from .output import ExitCode, Shown, console, fail_for, print_json
 from .project_path import ProjectArg, project_file
 
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
     from ..project import ProjectFile
 
 __all__ = ["register"]
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _read(project: Path | None, as_json: bool) -> ProjectFile:

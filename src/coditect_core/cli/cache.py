@@ -3,23 +3,13 @@ agent's ``cache:`` answer identical requests from, and ``run --replay`` replays.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
+from .options import JsonOpt, StateOpt
 from .output import ExitCode, Shown, console, fail_for, print_json
 from .project_path import ProjectArg, project_file
 
 __all__ = ["register"]
-
-StateOpt = Annotated[
-    Path | None,
-    typer.Option(
-        metavar="FILE", help="State database (default: .coditect/state.db beside the file)."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def register(app: typer.Typer) -> None:

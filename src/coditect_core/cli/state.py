@@ -7,17 +7,11 @@ from typing import Annotated
 
 import typer
 
+from .options import JsonOpt, StateOpt
 from .output import ExitCode, Shown, console, fail, fail_for, print_json
 from .project_path import ProjectArg, ProjectWordArg, project_file
 
 __all__ = ["register"]
-StateOpt = Annotated[
-    Path | None,
-    typer.Option(
-        metavar="FILE", help="State database (default: .coditect/state.db beside the file)."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .options import JsonOpt, StateOpt
 from .output import ExitCode, Shown, console, fail, fail_for, print_json, write_text
 from .project_path import ProjectArg, ProjectWordArg, TaskIdArg, project_and_id, project_file
 
@@ -39,13 +40,6 @@ ATTEMPT_STYLES = {
     "awaiting_human": "blue",
 }
 
-StateOpt = Annotated[
-    Path | None,
-    typer.Option(
-        metavar="FILE", help="State database (default: .coditect/state.db beside the file)."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 SHOW_LIMIT = 20_000
 """``show`` prints this many characters of an output, a prompt or an error (``--full``: all)."""

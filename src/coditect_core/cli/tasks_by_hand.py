@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from .options import StateOpt
 from .output import ExitCode, Shown, console, fail, fail_for, print_json
 from .project_path import ProjectWordArg, TaskIdArg, project_and_id
 
@@ -24,12 +25,6 @@ IdArg = TaskIdArg
 NoteOpt = Annotated[
     str | None,
     typer.Option("--note", "-n", metavar="TEXT", help="A note for the task's history."),
-]
-StateOpt = Annotated[
-    Path | None,
-    typer.Option(
-        metavar="FILE", help="State database (default: .coditect/state.db beside the file)."
-    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print what was recorded as JSON.")]
 
