@@ -78,6 +78,7 @@ class Gpt(BaseLlm):
             "websocket_base_url",
         }
     )
+    native_output: ClassVar[bool] = True  # response_format json_schema
     # OpenAI's current models take max_completion_tokens (reasoning models refuse max_tokens).
     max_tokens_param: ClassVar[str] = "max_completion_tokens"
     # Ask for usage at the end of a stream; switched off for a server that refuses the option.
@@ -120,6 +121,8 @@ class Gpt(BaseLlm):
             kwargs["stream"] = True
             if self.stream_usage:
                 kwargs["stream_options"] = {"include_usage": True}
+        if params.output is not None:
+            kwargs["response_format"] = response_format(params.output)
         kwargs.update(params.options)
         return kwargs
 
@@ -290,6 +293,31 @@ class OpenAICompatible(Gpt):
     def _sdk_api_key(self) -> str:
         # The SDK insists on a key; local servers ignore it. Never let it read OPENAI_API_KEY.
         return self._api_key.get() if self._api_key else "no-key"
+
+
+def response_format(output: dict[str, Any]) -> dict[str, Any]:
+    """A native typed output (:attr:`CallParams.output`) as ``response_format``: json_schema,
+    ``strict`` when the schema allows it (every object closed, every property required)."""
+    schema = output["schema"]
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": output["name"], "schema": schema, "strict": _strictable(schema)},
+    }
+
+
+def _strictable(schema: Any) -> bool:
+    """Whether OpenAI's strict mode takes ``schema`` as it is."""
+    if isinstance(schema, list):
+        return all(_strictable(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required", ())) != set(props):
+            return False
+    return all(_strictable(v) for k, v in schema.items() if k not in ("enum", "const", "default"))
 
 
 def _response_id(value: object) -> str | None:
