@@ -304,7 +304,7 @@ def _plan(
 ) -> tuple[ResumePlan, set[str]]:
     """The resume plan a run would follow now, and the tasks it would start at once."""
     succeeded = {
-        tid: SuccessRecord(r.succeeded_hash, int(r.success_seq or 0), r.output)
+        tid: SuccessRecord(r.succeeded_hash, int(r.success_seq or 0), r.output, r.value)
         for tid, r in records.items()
         if r.status == TaskStatus.COMPLETED.value and tid in hashes
     }

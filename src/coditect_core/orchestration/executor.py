@@ -456,7 +456,7 @@ class TaskExecutor:
     async def _execute_api(self, execution: Execution, agent: AgentConfig) -> None:
         """The plan's step 4.3: the agent's LLM (the ``_llm_factory`` class, one instance per
         agent, behind its pipeline) is sent the task's messages, and its answer is the task's."""
-        execution.answered(await execution.ask(agent, execution.messages(agent)))
+        execution.answered(await execution.ask_typed(agent, execution.messages(agent)))
 
     async def _run_with_fallbacks(
         self, execution: Execution, first: AgentConfig, interface: AgentInterface

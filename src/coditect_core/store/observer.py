@@ -31,6 +31,7 @@ included); its ``task_finished`` takes ``wait=False``.
 
 from __future__ import annotations
 
+import json
 import numbers
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,7 @@ def attempt_outcome(result: ExecutionResult) -> AttemptOutcome:
         output=result.output,
         finish_reason=result.finish_reason,
         cached=result.cached,
+        value=None if result.value is None else json.dumps(result.value, ensure_ascii=False),
     )
 
 

@@ -201,6 +201,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE attempts ADD COLUMN cached INTEGER NOT NULL DEFAULT 0 CHECK (cached IN (0, 1));
         """,
     ),
+    (
+        7,
+        "tasks.value, attempts.value: a typed task's validated output",
+        # The JSON text of the value a task with an output_schema produced (its output is the
+        # same JSON, pretty); NULL for every other task and attempt. tasks.value is the value
+        # of the task's last success, cleared with it. (5 and 6 are other features' numbers.)
+        """
+        ALTER TABLE tasks ADD COLUMN value TEXT;
+        ALTER TABLE attempts ADD COLUMN value TEXT;
+        """,
+    ),
 )
 
 #: The schema version this code writes (the number of the last migration).
