@@ -10,7 +10,13 @@ import pytest
 
 from coditect_core.errors import LlmOutputValidationError
 from coditect_core.llm_abstractions import FakeLlm, Price, PriceBook, PricedLlm
-from coditect_core.orchestration import AgentConfig, AgentTask
+from coditect_core.orchestration import (
+    AgentConfig,
+    AgentRegistry,
+    AgentTask,
+    ProjectOrchestrator,
+    TaskExecutor,
+)
 from coditect_core.orchestration.attempts import AttemptedLlm, Attempts, failure_cost
 from coditect_core.orchestration.execution_result import ExecutionResult
 
@@ -57,3 +63,31 @@ async def test_the_last_invalid_reply_fails_the_call_with_its_errors() -> None:
     with pytest.raises(LlmOutputValidationError, match="after 2 tries"):
         await llm.generate_async("count", output_schema=SCHEMA, output_retries=1)
     assert attempts.requests == 2
+
+
+async def test_a_typed_task_in_a_run_counts_every_try_in_its_spend() -> None:
+    """The orchestrator runs a typed task: its re-ask is an attempt of its own, priced, in the
+    run's spend (what the budget is checked against); its value reaches the dependent as JSON."""
+    replies = ['{"count": "three"}', json.dumps({"count": 3}), "used it"]
+    agent = AgentConfig("a", "custom", provider="fake", provider_options={"replies": replies})
+    executor = TaskExecutor(
+        AgentRegistry([agent]), prices=PriceBook({"a": Price(1_000_000.0, 1_000_000.0)})
+    )
+    orch = ProjectOrchestrator(executor=executor)
+    orch.add_task(AgentTask("T1", "count", agent="a", output_schema=SCHEMA))
+    orch.add_task(AgentTask("T2", "use", agent="a", dependencies=["T1"]))
+    summary = await orch.run()
+    assert summary.ok
+    result = orch.board.results["T1"]
+    assert result.value == {"count": 3}
+    assert json.loads(result.output or "") == {"count": 3}
+    assert len(result.earlier_attempts) == 1
+    assert "'three' is not of type 'integer'" in (result.earlier_attempts[0].error or "")
+    tally = orch.board.spend.by_task["T1"]
+    assert tally.attempts == 2
+    assert tally.cost_usd == (result.cost_usd or 0) + (result.earlier_attempts[0].cost_usd or 0)
+    assert tally.cost_usd is not None
+    assert tally.cost_usd > (result.cost_usd or 0) > 0
+    upstream = orch.board.upstream(orch.board.tasks["T2"])
+    assert upstream[0].value == {"count": 3}
+    assert '```json\n{\n  "count": 3\n}\n```' in upstream[0].context(1000)
