@@ -13,7 +13,7 @@ from provider_contract import FAST, KEY
 from pydantic import BaseModel
 from stub_server import RecordedRequest, StubServer, reply
 
-from coditect_core.errors import LlmOutputValidationError
+from coditect_core.errors import LlmConfigurationError, LlmOutputValidationError
 from coditect_core.llm_abstractions import BaseLlm, Claude, Gemini, Gpt, OpenAICompatible
 
 SCHEMA: dict[str, Any] = {
@@ -172,6 +172,24 @@ async def test_an_openai_compatible_server_gets_response_format(stub_server: Stu
         response = await llm.generate_async("count", output_schema=SCHEMA)
     assert response.value == GOOD
     assert openai_schema(stub_server.requests[-1]) == SCHEMA
+
+
+async def test_a_llama_cpp_python_server_gets_json_object_with_the_schema(
+    stub_server: StubServer,
+) -> None:
+    stub_server.script(reply(json.dumps(GOOD)))
+    async with OpenAICompatible(
+        model="m", base_url=stub_server.openai_url, retry=FAST, structured_output="json_object"
+    ) as llm:
+        response = await llm.generate_async("count", output_schema=SCHEMA)
+    assert response.value == GOOD
+    assert stub_server.requests[-1].body["response_format"] == {
+        "type": "json_object",
+        "schema": SCHEMA,
+    }
+    assert "structured_output" not in stub_server.requests[-1].body
+    with pytest.raises(LlmConfigurationError, match="structured_output 'xml'"):
+        OpenAICompatible(model="m", base_url=stub_server.openai_url, structured_output="xml")
 
 
 async def test_anthropic_keeps_the_agents_own_output_config(stub_server: StubServer) -> None:
