@@ -98,6 +98,10 @@ def test_a_typed_task_end_to_end(tmp_path: Path) -> None:
     assert len(with_json) == 1
     assert f"```json\n{json.dumps(VALUE, indent=2)}\n```" in with_json[0]
 
+    # show's prompt of the dependent is what it was sent: the value as a JSON block.
+    prompt = run_json("show", project, "USE")["prompt"]
+    assert f"```json\n{json.dumps(VALUE, indent=2)}\n```" in prompt
+
     report = run_json("report", project)
     (count_row,) = [t for t in report["tasks"] if t["task_id"] == "COUNT"]
     assert count_row["value"] == VALUE

@@ -205,7 +205,12 @@ class ProjectView:
         view = self.task(task_id)
         titles = {v.task_id: v.task.title for v in self.tasks}
         upstream = [
-            UpstreamOutput(dep, titles.get(dep, dep), self.task(dep).row.output or "")
+            UpstreamOutput(
+                dep,
+                titles.get(dep, dep),
+                self.task(dep).row.output or "",
+                value=self.task(dep).row.value,
+            )
             for dep in dict.fromkeys(view.task.dependencies)
             if dep in titles and self.task(dep).row.output is not None
         ]
