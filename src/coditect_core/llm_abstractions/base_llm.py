@@ -301,10 +301,29 @@ class BaseLlm(ABC):
             max_tokens=options.pop("max_tokens", self.max_tokens),
             temperature=options.pop("temperature", self.temperature),
             timeout=options.pop("timeout", self.timeout),
-            tools=self._checked_tools(options.pop("tools", None)),
-            tool_choice=options.pop("tool_choice", None),
+            tools=(tools := self._checked_tools(options.pop("tools", None))),
+            tool_choice=self._checked_tool_choice(options.pop("tool_choice", None), tools),
             options=options,
         )
+
+    def _checked_tool_choice(self, choice: Any, tools: tuple[Tool, ...]) -> str | None:
+        """``tool_choice=``: ``auto``, ``required``, ``none`` or the name of one of ``tools``."""
+        if choice is None:
+            return None
+        if not isinstance(choice, str) or not choice:
+            raise LlmRequestError(
+                f"tool_choice must be 'auto', 'required', 'none' or a tool's name, not {choice!r}",
+                provider=self.provider,
+            )
+        if choice in ("auto", "required", "none"):
+            return choice
+        if choice not in {tool.name for tool in tools}:
+            given = ", ".join(tool.name for tool in tools) or "none"
+            raise LlmRequestError(
+                f"tool_choice names tool {choice!r}, which the call was not given (given: {given})",
+                provider=self.provider,
+            )
+        return choice
 
     def _checked_tools(self, tools: Any) -> tuple[Tool, ...]:
         """``tools=`` as a tuple of :class:`Tool`; refused when this provider takes none."""
