@@ -256,7 +256,10 @@ def _gemini_call_parts(reply: Reply) -> list[dict[str, Any]]:
         function_call: dict[str, Any] = {"name": call["name"], "args": _arguments_object(call)}
         if call.get("id"):
             function_call["id"] = call["id"]
-        parts.append({"functionCall": function_call})
+        part: dict[str, Any] = {"functionCall": function_call}
+        if call.get("signature"):  # Gemini 3's thought signature (base64), to be sent back
+            part["thoughtSignature"] = call["signature"]
+        parts.append(part)
     return parts
 
 
