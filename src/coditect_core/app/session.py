@@ -234,6 +234,7 @@ def build_executor(project: Project) -> TaskExecutor:
         on_truncated={name: s.on_truncated for name, s in settings.items()},
         task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
         cache={name: s.cache for name, s in settings.items() if s.cache is not None},
+        workspace=project.workspace,
     )
 
 

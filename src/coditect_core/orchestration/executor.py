@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ..errors import AgentError, CoditectError, LlmConfigurationError, LlmError, LlmResponseError
@@ -58,7 +59,9 @@ from .prompts import DEFAULT_MAX_CONTEXT_CHARS, UpstreamOutput, upstream_from_ma
 from .runners.base import Runner
 from .runners.local import LocalRunner
 from .script_protocol import ScriptLlm
+from .spend import BudgetGuard
 from .task import AgentTask
+from .tool_loop import run_tool_loop
 
 __all__ = [
     "FALLBACK_ON",
@@ -156,7 +159,9 @@ class TaskExecutor:
     (default: this process). ``cache`` (agent name -> ``on``, ``off`` or ``always``) says whose
     requests the call journal may answer (:func:`~.journal.cache_allowed`); ``journal`` (set
     per run, with ``run_cache`` for ``--cache``) journals every request of an LLM, command or
-    script agent (:mod:`.journal`).
+    script agent (:mod:`.journal`). ``workspace`` is the folder an agent's tools work in
+    (default: the current directory); ``budget_guard`` (set per run) lets an agent loop stop
+    before a call that would pass the run's budget.
     """
 
     def __init__(
@@ -172,6 +177,7 @@ class TaskExecutor:
         task_timeouts: Mapping[str, float] | None = None,
         runner: Runner | None = None,
         cache: Mapping[str, str] | None = None,
+        workspace: Path | None = None,
     ) -> None:
         self.registry = registry if registry is not None else AgentRegistry()
         self.default_agent = default_agent
@@ -194,6 +200,8 @@ class TaskExecutor:
                 raise AgentError(f"agent {name!r}: cache must be one of {CACHE_SETTINGS}")
         self.journal: CallJournal | None = None
         self.run_cache = False
+        self.workspace = workspace
+        self.budget_guard: BudgetGuard | None = None  # set by a run with a budget
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
         self._gates: dict[str, AgentGate] = {}
         self._llms: dict[str, _AgentLlm] = {}
@@ -455,7 +463,12 @@ class TaskExecutor:
 
     async def _execute_api(self, execution: Execution, agent: AgentConfig) -> None:
         """The plan's step 4.3: the agent's LLM (the ``_llm_factory`` class, one instance per
-        agent, behind its pipeline) is sent the task's messages, and its answer is the task's."""
+        agent, behind its pipeline) is sent the task's messages, and its answer is the task's.
+        An agent with ``tools`` runs the agent loop instead (:func:`.tool_loop.run_tool_loop`):
+        each model turn through the same pipeline, the loop's final answer the task's."""
+        if agent.tools:
+            await run_tool_loop(execution, agent)
+            return
         execution.answered(await execution.ask(agent, execution.messages(agent)))
 
     async def _run_with_fallbacks(
