@@ -104,7 +104,7 @@ class Claude(BaseLlm):
     provider = "anthropic-claude"
     default_model: ClassVar[str | None] = "claude-sonnet-5-5"
     default_max_tokens: ClassVar[int | None] = DEFAULT_MAX_TOKENS
-    supports_tools: ClassVar[bool] = True
+    supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     client_options: ClassVar[frozenset[str]] = frozenset(
         {"http_client", "default_headers", "default_query"}

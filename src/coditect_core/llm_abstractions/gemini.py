@@ -123,7 +123,7 @@ class Gemini(BaseLlm):
 
     provider = "google-gemini"
     default_model: ClassVar[str | None] = "gemini-3.8-flash"
-    supports_tools: ClassVar[bool] = True
+    supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     client_options: ClassVar[frozenset[str]] = frozenset({"http_client", "headers", "api_version"})
 

@@ -79,7 +79,7 @@ class Gpt(BaseLlm):
 
     provider = "openai-gpt"
     default_model: ClassVar[str | None] = "gpt-5.4-mini"
-    supports_tools: ClassVar[bool] = True
+    supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     client_options: ClassVar[frozenset[str]] = frozenset(
         {
