@@ -113,7 +113,9 @@ async def test_all_results_of_one_turn_go_in_the_one_next_user_message(
     ]
 
 
-async def test_a_calls_only_turn_has_no_empty_text_block(stub_server: StubServer) -> None:
+async def test_a_calls_only_turn_and_an_empty_result_have_no_empty_text(
+    stub_server: StubServer,
+) -> None:
     stub_server.script(reply(tool_calls=TWO_CALLS[:1]), reply("done"))
     async with make(stub_server) as llm:
         first = await llm.generate_async("w?", tools=[WEATHER])
@@ -121,16 +123,17 @@ async def test_a_calls_only_turn_has_no_empty_text_block(stub_server: StubServer
         messages: list[Any] = [
             {"role": "user", "content": "w?"},
             {"role": "assistant", "content": "", "tool_calls": first.tool_calls},
-            tool_message(first.tool_calls[0], "sunny"),
+            tool_message(first.tool_calls[0], ""),
         ]
         await llm.generate_async(messages, tools=[WEATHER])
     sent = stub_server.requests[-1].body["messages"]
     assert sent[1]["content"] == [
         {"type": "tool_use", "id": "toolu_a", "name": "weather", "input": {"city": "Oslo"}}
     ]
+    # an empty result has no content (optional; an empty text is refused by the API)
     assert sent[2] == {
         "role": "user",
-        "content": [{"type": "tool_result", "tool_use_id": "toolu_a", "content": "sunny"}],
+        "content": [{"type": "tool_result", "tool_use_id": "toolu_a"}],
     }
 
 

@@ -207,3 +207,21 @@ async def test_a_provider_without_tools_refuses_before_any_request(
         with pytest.raises(LlmConfigurationError, match="cannot call tools"):
             llm.stream_content_async("w?", tools=[WEATHER])
     assert stub_server.request_count == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_cut_off_at_max_tokens_finishes_length(
+    stub_server: StubServer, stream: bool
+) -> None:
+    cut = [{"id": "c1", "name": "weather", "arguments": '{"city": "Os'}]
+    stub_server.script(reply(tool_calls=cut, finish_reason="length"))
+    async with make(stub_server) as llm:
+        if stream:
+            streamed = llm.stream_content_async("w?", tools=[WEATHER], max_tokens=5)
+            assert "".join([d async for d in streamed]) == ""
+            response = streamed.response
+        else:
+            response = await llm.generate_async("w?", tools=[WEATHER], max_tokens=5)
+    assert response is not None
+    assert response.finish_reason == "length"  # not tool_calls: the call may be incomplete
+    assert response.tool_calls == [ToolCall("c1", "weather", {}, '{"city": "Os')]

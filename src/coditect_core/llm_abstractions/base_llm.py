@@ -77,9 +77,12 @@ class BaseLlm(ABC):
     model's own limit applies). The cost forecast's output bound."""
     api_key_env: ClassVar[tuple[str, ...]] = ()
     client_options: ClassVar[frozenset[str]] = frozenset()
-    supports_tools: ClassVar[bool] = False
+    supports_tools: bool = False
     """Whether the provider maps ``tools=`` (:mod:`.tool_types`); a call with tools to one that
-    does not is refused before anything is sent."""
+    does not is refused before anything is sent. A class setting; a wrapper sets it on itself
+    from the LLM it wraps."""
+    no_tools_reason: ClassVar[str] = ""
+    """Why a provider without tools has none, said in the refusal."""
     handles_timeout: ClassVar[bool] = False
     """Whether ``_generate`` enforces ``params.timeout`` itself (a command kills its process
     group at it); otherwise the request is cancelled at the timeout."""
@@ -341,9 +344,10 @@ class BaseLlm(ABC):
                 provider=self.provider,
             )
         if not self.supports_tools:
+            why = f" ({self.no_tools_reason})" if self.no_tools_reason else ""
             raise LlmConfigurationError(
-                f"{type(self).__name__} ({self.provider}) cannot call tools: give this agent "
-                "no tools, or use a provider that supports them",
+                f"{type(self).__name__} ({self.provider}) cannot call tools{why}: give this "
+                "agent no tools, or use a provider that supports them",
                 provider=self.provider,
             )
         names = [t.name for t in tools]

@@ -46,6 +46,7 @@ from ._http_errors import (
     transport_error,
 )
 from .base_llm import BaseLlm, CallParams, LlmResponse, StreamState, Usage
+from .datatypes import finish_with_calls
 from .messages import Message, split_system
 from .tool_types import Tool, ToolCall, ToolChoice
 
@@ -104,7 +105,7 @@ class Claude(BaseLlm):
     provider = "anthropic-claude"
     default_model: ClassVar[str | None] = "claude-sonnet-5-5"
     default_max_tokens: ClassVar[int | None] = DEFAULT_MAX_TOKENS
-    supports_tools: ClassVar[bool] = True
+    supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     client_options: ClassVar[frozenset[str]] = frozenset(
         {"http_client", "default_headers", "default_query"}
@@ -189,7 +190,7 @@ class Claude(BaseLlm):
             text=text,
             model=getattr(message, "model", None) or params.model,
             usage=_usage(getattr(message, "usage", None)),
-            finish_reason="tool_calls" if calls else finish,
+            finish_reason=finish_with_calls(finish, calls),
             response_id=_response_id(getattr(message, "id", None)),
             tool_calls=calls,
         )
@@ -241,8 +242,8 @@ class Claude(BaseLlm):
             state.tool_calls = [
                 ToolCall.from_json(c["id"], c["name"], c["json"]) for _, c in sorted(calls.items())
             ]
-            state.finish_reason = "tool_calls"
-        if not produced and state.finish_reason != "tool_calls":
+            state.finish_reason = finish_with_calls(state.finish_reason, calls)
+        if not produced and not state.tool_calls and state.finish_reason != "tool_calls":
             raise empty_reply(self.provider, state.finish_reason)
 
     # ----------------------------------------------------------------- errors
@@ -294,11 +295,9 @@ def wire_messages(turns: list[Message]) -> list[dict[str, Any]]:
         role = "assistant" if m["role"] == "assistant" else "user"
         content: str | list[dict[str, Any]]
         if m["role"] == "tool":
-            block: dict[str, Any] = {
-                "type": "tool_result",
-                "tool_use_id": m["tool_call_id"],
-                "content": m["content"],
-            }
+            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m["tool_call_id"]}
+            if m["content"]:  # optional, and an empty text is refused
+                block["content"] = m["content"]
             if m.get("is_error"):
                 block["is_error"] = True
             content = [block]

@@ -44,6 +44,7 @@ from ._http_errors import (
     transport_error,
 )
 from .base_llm import BaseLlm, CallParams, LlmResponse, StreamState, Usage
+from .datatypes import finish_with_calls
 from .messages import Message, split_system
 from .tool_types import Tool, ToolCall, ToolChoice
 
@@ -123,7 +124,7 @@ class Gemini(BaseLlm):
 
     provider = "google-gemini"
     default_model: ClassVar[str | None] = "gemini-3.8-flash"
-    supports_tools: ClassVar[bool] = True
+    supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     client_options: ClassVar[frozenset[str]] = frozenset({"http_client", "headers", "api_version"})
 
@@ -272,7 +273,7 @@ class Gemini(BaseLlm):
             text=text,
             model=getattr(response, "model_version", None) or params.model,
             usage=_usage(getattr(response, "usage_metadata", None)) or Usage(),
-            finish_reason="tool_calls" if calls else finish,
+            finish_reason=finish_with_calls(finish, calls),
             response_id=_response_id(getattr(response, "response_id", None)),
             tool_calls=calls,
         )
@@ -313,7 +314,7 @@ class Gemini(BaseLlm):
                 provider=self.provider,
             )
         if state.tool_calls:
-            state.finish_reason = "tool_calls"
+            state.finish_reason = finish_with_calls(state.finish_reason, state.tool_calls)
         elif not produced:
             raise empty_reply(self.provider, state.finish_reason)
 

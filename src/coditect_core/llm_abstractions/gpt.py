@@ -44,6 +44,7 @@ from ._http_errors import (
     transport_error,
 )
 from .base_llm import BaseLlm, CallParams, LlmResponse, StreamState, Usage
+from .datatypes import finish_with_calls
 from .messages import Message
 from .tool_types import Tool, ToolCall, ToolChoice
 
@@ -79,7 +80,7 @@ class Gpt(BaseLlm):
 
     provider = "openai-gpt"
     default_model: ClassVar[str | None] = "gpt-5.4-mini"
-    supports_tools: ClassVar[bool] = True
+    supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     client_options: ClassVar[frozenset[str]] = frozenset(
         {
@@ -166,7 +167,7 @@ class Gpt(BaseLlm):
             text=text,
             model=getattr(completion, "model", None) or params.model,
             usage=_usage(getattr(completion, "usage", None)) or Usage(),
-            finish_reason="tool_calls" if calls else finish,
+            finish_reason=finish_with_calls(finish, calls),
             response_id=_response_id(getattr(completion, "id", None)),
             tool_calls=calls,
         )
@@ -220,8 +221,8 @@ class Gpt(BaseLlm):
                 ToolCall.from_json(c["id"] or f"call_{i}", c["name"], c["arguments"])
                 for i, c in sorted(calls.items())
             ]
-            state.finish_reason = "tool_calls"
-        if not produced and state.finish_reason != "tool_calls":
+            state.finish_reason = finish_with_calls(state.finish_reason, calls)
+        if not produced and not state.tool_calls and state.finish_reason != "tool_calls":
             raise empty_reply(self.provider, state.finish_reason)
 
     def _check_filtered(self, finish: str | None, refusal: str | None) -> None:
