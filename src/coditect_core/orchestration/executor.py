@@ -44,7 +44,7 @@ from ..llm_abstractions.retry import NO_RETRY, RetryPolicy
 from ..llm_abstractions.spec import LlmSpec
 from ..secrets import Secret
 from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentType
-from .attempts import AttemptHook, Attempts, RetryWaitHook, error_text
+from .attempts import AttemptHook, Attempts, RetryWaitHook, ToolHook, error_text
 from .execution_result import ExecutionResult, ExecutionStatus
 from .handlers import HANDLERS, Execution, Handler
 from .journal import (
@@ -61,7 +61,7 @@ from .runners.local import LocalRunner
 from .script_protocol import ScriptLlm
 from .spend import BudgetGuard
 from .task import AgentTask
-from .tool_loop import run_tool_loop
+from .tool_loop import RecordedLoop, run_tool_loop
 
 __all__ = [
     "FALLBACK_ON",
@@ -202,6 +202,7 @@ class TaskExecutor:
         self.run_cache = False
         self.workspace = workspace
         self.budget_guard: BudgetGuard | None = None  # set by a run with a budget
+        self.loop_resumes: dict[str, RecordedLoop] = {}  # task id -> a killed loop to go on
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
         self._gates: dict[str, AgentGate] = {}
         self._llms: dict[str, _AgentLlm] = {}
@@ -402,6 +403,7 @@ class TaskExecutor:
         upstream: Upstream = None,
         on_attempt: AttemptHook | None = None,
         on_wait: RetryWaitHook | None = None,
+        on_tool: ToolHook | None = None,
     ) -> ExecutionResult:
         """Run ``task`` on ``agent`` (a name, or the agent already resolved; default: the
         task's, then the executor's).
@@ -411,7 +413,8 @@ class TaskExecutor:
         as context. ``on_attempt(task, ended, agent)`` is awaited before each further attempt
         (a retry or a fallback) goes out, with the attempt that ended; the result keeps them
         too (``earlier_attempts``). ``on_wait(task, agent, error, attempt, wait)`` is awaited
-        when a failed request is to be retried after ``wait`` seconds, before the wait. The
+        when a failed request is to be retried after ``wait`` seconds, before the wait.
+        ``on_tool(task, turn, call)`` is awaited when an agent loop's tool call has run. The
         result describes the last attempt (its agent, usage and cost).
 
         When the agent fails with a retryable error after its retries, or is unavailable (not
@@ -428,7 +431,11 @@ class TaskExecutor:
             started_at=datetime.now(UTC),
         )
         attempts = Attempts(
-            task, on_attempt, timeout=self.task_timeouts.get(task.task_id), on_wait=on_wait
+            task,
+            on_attempt,
+            timeout=self.task_timeouts.get(task.task_id),
+            on_wait=on_wait,
+            on_tool=on_tool,
         )
         if isinstance(upstream, Mapping):
             upstream = upstream_from_mapping(upstream)

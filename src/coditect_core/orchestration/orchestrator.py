@@ -151,6 +151,7 @@ class ProjectOrchestrator:
                 upstream=upstream,
                 on_attempt=on_attempt,
                 on_wait=self.board.retry_waiting,
+                on_tool=self.board.tool_called,
             ),
             agent=known.name if known else agent or task.agent or self.executor.default_agent,
             model=known.model if known else None,

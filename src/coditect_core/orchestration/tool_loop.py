@@ -23,13 +23,24 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AgentLoopError, LlmConfigurationError
-from ..llm_abstractions.messages import Message
-from ..tools.base import truncate_text
-from ..tools.loop import AgentLoop, LoopHooks, LoopLimits, ToolBox, ToolCallRecord
+from ..llm_abstractions.base_llm import LlmResponse
+from ..llm_abstractions.messages import Message, tool_message
+from ..llm_abstractions.tool_types import ToolCall
+from ..tools.base import ToolResult, truncate_text
+from ..tools.loop import (
+    CANCELLED,
+    AgentLoop,
+    LoopHooks,
+    LoopLimits,
+    LoopResume,
+    ToolBox,
+    ToolCallRecord,
+)
 from ..tools.toolset import ToolContext, resolve_toolsets
 from .agent_registry import AgentConfig
 from .estimate import ASSUMED_OUTPUT, CHARS_PER_TOKEN, call_cost, call_model, estimate_tokens
@@ -37,12 +48,60 @@ from .estimate import ASSUMED_OUTPUT, CHARS_PER_TOKEN, call_cost, call_model, es
 if TYPE_CHECKING:
     from .handlers import Execution
 
-__all__ = ["EXCERPT_CHARS", "loop_limits", "record_of", "run_tool_loop"]
+__all__ = [
+    "EXCERPT_CHARS",
+    "RecordedLoop",
+    "RecordedTurn",
+    "loop_limits",
+    "record_of",
+    "run_tool_loop",
+]
 
 logger = logging.getLogger(__name__)
 
 EXCERPT_CHARS = 500
 """What a recorded tool result keeps of its text."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedTurn:
+    """A model turn of a loop as recorded: its text, the calls it asked for, and the results
+    recorded for them (by call id)."""
+
+    text: str
+    tool_calls: list[ToolCall]
+    results: dict[str, ToolResult] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedLoop:
+    """A loop a killed run left unfinished: its recorded turns, first to last."""
+
+    turns: list[RecordedTurn]
+    last_attempt: int | None = None
+    """The store's id of the last turn's attempt (its calls run now are recorded under it)."""
+
+    def resume(self, start: list[Message]) -> LoopResume:
+        """Where the loop goes on from, after ``start`` (the task's messages, built again):
+        each turn and its recorded results; the last turn's calls without one run again."""
+        messages = list(start)
+        made = 0
+        for i, turn in enumerate(self.turns):
+            messages.append(
+                {"role": "assistant", "content": turn.text, "tool_calls": turn.tool_calls}
+            )
+            last = i == len(self.turns) - 1
+            for call in turn.tool_calls:
+                result = turn.results.get(call.id)
+                if result is None and not last:
+                    result = ToolResult.error(CANCELLED)  # (not recorded: never sent on)
+                if result is not None:
+                    made += 1
+                    if not last:
+                        messages.append(
+                            tool_message(call, result.content, is_error=result.is_error)
+                        )
+        return LoopResume(messages, self.turns[-1].results, turns=len(self.turns), tool_calls=made)
 
 
 def loop_limits(agent: AgentConfig) -> LoopLimits:
@@ -83,16 +142,23 @@ async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
         )
     workspace = executor.workspace if executor.workspace is not None else Path.cwd()
     context = ToolContext(workspace=workspace, import_root=workspace)
+    recorded = executor.loop_resumes.pop(execution.task.task_id, None)
     state: dict[str, Any] = {"turns": 0, "tool_calls": 0, "calls": []}
     execution.result.metadata["agent_loop"] = state
 
-    def after_turn(turn: int, *_: object) -> None:
+    async def after_turn(turn: int, response: LlmResponse, messages: list[Message]) -> None:
         state["turns"] = turn
+        if response.tool_calls:  # a turn of its own in the record; the next one begins
+            await execution.attempts.turn_finished(agent, response, turn)
 
-    def after_tool(record: ToolCallRecord) -> None:
-        state["calls"].append(record_of(record))
+    async def after_tool(record: ToolCallRecord) -> None:
+        row = record_of(record)
+        if recorded is not None and record.turn == len(recorded.turns):
+            row["attempt_id"] = recorded.last_attempt  # a call of the recorded last turn
+        state["calls"].append(row)
         if record.toolset is not None:
             state["tool_calls"] += 1
+        await execution.attempts.tool_called(record, row)
 
     async with AsyncExitStack() as stack:
         toolsets = resolve_toolsets(agent.tools, context)
@@ -106,7 +172,17 @@ async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
             after_tool=after_tool,
         )
         loop = AgentLoop(execution.llm(agent), toolbox, limits=loop_limits(agent), hooks=hooks)
-        result = await loop.run(execution.messages(agent))
+        if recorded is not None and recorded.turns:
+            resume = recorded.resume(execution.messages(agent))
+            state["resumed_turns"] = resume.turns
+            logger.info(
+                "task %s: the agent loop goes on from its %d recorded turn(s)",
+                execution.task.task_id,
+                resume.turns,
+            )
+            result = await loop.run(resume=resume)
+        else:
+            result = await loop.run(execution.messages(agent))
     execution.answered(result.response)
 
 
