@@ -3,8 +3,10 @@
     python mcp_server.py MODE [PORT]
 
 MODE: ``stdio`` or ``http`` (streamable HTTP on 127.0.0.1:PORT, path /mcp) serve the tools below;
-``crash`` writes to stderr and exits at once; ``hang`` never answers the handshake (stdio);
-``die-after-first`` (stdio) exits shortly after answering its first tool call.
+``crash`` writes to stderr and exits at once; ``hang`` never answers the handshake (stdio; its
+pid written to ``$TEST_MCP_PIDFILE`` if set);
+``die-after-first`` (stdio) exits shortly after answering its first tool call; ``spawn`` (stdio)
+first starts a ``sleep`` child that outlives it unless its process group is killed.
 
 Tools: ``add(a, b)``, ``echo(text)``, ``fail(message)`` (an ``isError`` result), ``pid()``,
 ``env(name)`` (a variable of its environment, or ``<unset>``), ``cwd()``, ``big(n)``,
@@ -27,8 +29,16 @@ if MODE == "crash":
     sys.exit(3)
 
 if MODE == "hang":
+    if os.environ.get("TEST_MCP_PIDFILE"):
+        with open(os.environ["TEST_MCP_PIDFILE"], "w") as pidfile:
+            pidfile.write(str(os.getpid()))
     print("hanging before the handshake", file=sys.stderr, flush=True)
     time.sleep(3600)  # never reads stdin
+
+if MODE == "spawn":
+    import subprocess
+
+    SLEEPER = subprocess.Popen(["sleep", "300"]).pid
 
 from mcp.server.mcpserver import MCPServer  # noqa: E402
 from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
@@ -71,6 +81,12 @@ def pid() -> int:
     """This server's process id."""
     _counted()
     return os.getpid()
+
+
+@server.tool()
+def child_pid() -> int:
+    """The pid of the ``sleep`` child of the ``spawn`` mode (0 in the others)."""
+    return SLEEPER if MODE == "spawn" else 0
 
 
 @server.tool()

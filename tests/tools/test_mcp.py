@@ -116,7 +116,8 @@ async def test_a_tool_not_on_the_server_is_named_at_open() -> None:
     assert "'demo'" in message
     assert "'deploy'" in message
     assert "'add'" not in message.split("offers")[0]
-    assert "it offers: add, big, cwd" in message
+    assert "it offers: add, big, child_pid, cwd, dotted.name, echo" in message
+    assert not message.startswith("MCP server 'demo' did not start")
     assert time.monotonic() - started < 60
     assert not toolset.is_open
     await toolset.aclose()  # safe after a failed open
@@ -132,6 +133,18 @@ async def test_aclose_stops_the_server_process() -> None:
     await toolset.aclose()  # twice is fine
     with pytest.raises(ToolsetError, match="'demo' is not open"):
         await toolset.call("demo__pid", {})
+
+
+async def test_aclose_kills_what_the_server_left_in_its_process_group() -> None:
+    toolset = McpToolset(stdio("spawn"))
+    await toolset.open()
+    pid = int((await toolset.call("demo__pid", {})).content)
+    child = int((await toolset.call("demo__child_pid", {})).content)
+    assert child > 0
+    assert not gone(child, within=0.1)
+    await toolset.aclose()
+    assert gone(pid)
+    assert gone(child)
 
 
 async def test_open_and_close_from_different_tasks() -> None:
@@ -173,6 +186,22 @@ async def test_a_server_that_hangs_at_start_times_out() -> None:
     assert str(caught.value).startswith("MCP server 'demo' did not start: no answer within 1.5s")
     assert "hanging before the handshake" in str(caught.value)
     assert time.monotonic() - started < 20
+
+
+async def test_a_caller_cancelled_while_a_server_starts_leaves_no_process(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    toolset = McpToolset(stdio("hang", env={"TEST_MCP_PIDFILE": str(pidfile)}))
+    opening = asyncio.create_task(toolset.open())
+    deadline = time.monotonic() + 60
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline, "the server did not start"
+        await asyncio.sleep(0.05)
+    pid = int(pidfile.read_text())
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    assert gone(pid)
+    assert not toolset.is_open
 
 
 async def test_a_hung_call_times_out_and_closes_the_session() -> None:

@@ -3,8 +3,9 @@
 
 Two transports: *stdio* (a command started as a child process, in its own process group, with a
 minimal environment plus the ``env`` the spec gives: never the provider keys of this process)
-and *streamable HTTP* (a ``url`` and ``headers``). The SDK is imported here only, when a server
-is opened, so ``import coditect_core.tools`` does not load it.
+and *streamable HTTP* (a ``url`` and ``headers``). Once the SDK has stopped a stdio server, what
+it left in its process group (a child it started) is killed. The SDK is imported here only, when
+a server is opened, so ``import coditect_core.tools`` does not load it.
 
 The session lives in an :class:`~contextlib.AsyncExitStack` entered by :meth:`McpToolset.open`
 and closed by :meth:`McpToolset.aclose`; both must run in the same asyncio task (the SDK's anyio
@@ -27,9 +28,11 @@ import json
 import logging
 import math
 import os
+import signal
 import tempfile
 from collections.abc import Mapping
 from contextlib import AsyncExitStack, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, TextIO, cast
 
@@ -153,6 +156,7 @@ class McpToolset(Toolset):
         self._tools: list[Tool] = []
         self._names: dict[str, str] = {}  # offered name -> the server's name
         self._broken: str | None = None
+        self._groups: list[int] = []  # process groups of the stdio server (its pid: own group)
 
     @classmethod
     def from_spec(cls, spec: McpServerSpec) -> McpToolset:
@@ -219,6 +223,7 @@ class McpToolset(Toolset):
                 stop.set()
                 await self._wait_stopped(runner)
         finally:
+            _kill_groups(self._groups)
             self._close_stderr()
 
     async def _wait_stopped(self, runner: asyncio.Task[None]) -> None:
@@ -240,6 +245,8 @@ class McpToolset(Toolset):
         close the stack. Its failure before ready is :meth:`open`'s; after, it marks the
         toolset broken (the next call says so)."""
         assert self._stop is not None
+        self._groups = []
+        _spawned.set(self._groups)  # this task's own context: the SDK's spawn reports here
         try:
             async with AsyncExitStack() as stack:
                 read, write = await self._connect(stack, sdk)
@@ -253,9 +260,8 @@ class McpToolset(Toolset):
                 await self._stop.wait()
         except BaseException as error:
             if not ready.done():
-                ready.set_exception(
-                    error if isinstance(error, Exception) else _StartError("stopped")
-                )
+                leaf = _leaf(error)  # the SDK's task groups may have wrapped it
+                ready.set_exception(leaf if isinstance(leaf, Exception) else _StartError("stopped"))
             elif not self._stop.is_set():
                 self._broken = self._scrub(f"is gone: {self._reason(error)}{self._stderr_tail()}")
                 logger.warning("MCP server %s %s", self.name, self._broken)
@@ -263,6 +269,7 @@ class McpToolset(Toolset):
                 raise
         finally:
             self._session = None
+            _kill_groups(self._groups)
 
     async def _connect(self, stack: AsyncExitStack, sdk: _Sdk) -> tuple[Any, Any]:
         spec = self.spec
@@ -443,8 +450,9 @@ def _leaf(error: BaseException) -> BaseException:
     if not isinstance(error, BaseExceptionGroup):
         return error
     leaves = [_leaf(e) for e in error.exceptions]
+    ours = [e for e in leaves if isinstance(e, ToolsetError | _StartError)]
     real = [e for e in leaves if isinstance(e, Exception)]
-    return (real or leaves)[0]
+    return (ours or real or leaves)[0]
 
 
 def _content_text(result: Any) -> str:
@@ -490,6 +498,43 @@ async def _list_all_tools(session: Any) -> list[Any]:
     return tools
 
 
+_spawned: ContextVar[list[int] | None] = ContextVar("coditect_mcp_spawned", default=None)
+"""Where the SDK's spawn of a stdio server reports the pid, in the session task's context."""
+
+
+def _watch_spawns() -> None:
+    """Make the SDK's stdio spawn report each server's pid to :data:`_spawned` (the SDK does not
+    expose it). The server runs in a new session, so its pid is its process group: after the SDK
+    has stopped the server, what it left in that group (a child it started) is killed too. The
+    SDK's spawn is private: if it moves, this does nothing and only the SDK's own stop remains."""
+    from mcp.client import stdio
+
+    original = getattr(stdio, "_create_platform_compatible_process", None)
+    if original is None or getattr(original, "_coditect_watch", False):
+        return
+
+    async def spawn(*args: Any, **kwargs: Any) -> Any:
+        process = await original(*args, **kwargs)
+        sink = _spawned.get()
+        if sink is not None:
+            sink.append(int(process.pid))
+        return process
+
+    spawn._coditect_watch = True  # type: ignore[attr-defined]
+    stdio._create_platform_compatible_process = spawn
+
+
+def _kill_groups(groups: list[int]) -> None:
+    """SIGKILL each process group (a stdio server's, once it is stopped); then forget them."""
+    killpg = getattr(os, "killpg", None)
+    while groups:
+        group = groups.pop()
+        if killpg is not None:
+            with suppress(ProcessLookupError, PermissionError):
+                killpg(group, signal.SIGKILL)
+                logger.debug("MCP: killed what was left in process group %d", group)
+
+
 class _Sdk:
     """The parts of the ``mcp`` SDK this module uses, imported once, on first use."""
 
@@ -509,6 +554,7 @@ class _Sdk:
         self.MCPError = MCPError
         self.REQUEST_TIMEOUT = REQUEST_TIMEOUT
         self.CONNECTION_CLOSED = CONNECTION_CLOSED
+        _watch_spawns()
 
 
 _sdk: _Sdk | None = None
