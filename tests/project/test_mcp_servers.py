@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coditect_core.errors import ProjectFileError
+from coditect_core.errors import ProjectFileError, ToolsetError
 from coditect_core.project import load_project, parse_project_file
 from coditect_core.secrets import mask
 from coditect_core.tools.mcp import DEFAULT_CALL_TIMEOUT, McpServerSpec, McpToolset
@@ -86,9 +86,22 @@ def test_an_unset_variable_of_a_used_server_names_the_field() -> None:
     assert "x" * 12 not in str(error)
 
 
-def test_a_run_without_the_agent_needs_none_of_its_servers() -> None:
+def test_a_run_without_the_agent_needs_no_variable_of_its_servers() -> None:
     project = parse_project_file(PROJECT, "p.yaml").resolve(only=["T2"], environ={})
     assert project.mcp_servers == {}
+
+
+def test_a_fallback_agent_gets_its_servers_unless_their_variables_are_unset() -> None:
+    text = PROJECT.replace(
+        "  coder: {type: local, mcp_servers: [files, web]}",
+        "  coder: {type: local, mcp_servers: [files], fallbacks: [helper]}\n"
+        "  helper: {type: local, mcp_servers: [web, unused]}",
+    )
+    project = parse_project_file(text, "p.yaml").resolve(only=["T1"], environ=ENV)
+    assert sorted(project.mcp_servers) == ["files", "web"]  # unused: NEVER_SET_URL is unset
+    assert [t.spec.name for t in project.mcp_toolsets("coder")] == ["files"]
+    with pytest.raises(ToolsetError, match="MCP server 'unused' of agent 'helper' is not avail"):
+        project.mcp_toolsets("helper")
 
 
 def test_one_server_on_demand() -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..errors import AgentError, ProjectFileError
+from ..errors import AgentError, ProjectFileError, ToolsetError
 from ..orchestration.agent_registry import (
     AgentCapability,
     AgentConfig,
@@ -98,9 +98,18 @@ class Project:
     """The MCP servers the run's agents use, resolved (``${VAR}`` expanded)."""
 
     def mcp_toolsets(self, agent: str) -> list[McpToolset]:
-        """A fresh (unopened) :class:`McpToolset` for each MCP server ``agent`` may use."""
+        """A fresh (unopened) :class:`McpToolset` for each MCP server ``agent`` may use;
+        :class:`ToolsetError` naming a server that could not be resolved (a fallback agent's
+        server whose variables are unset)."""
         settings = self.agent_settings.get(agent)
         names = settings.mcp_servers if settings is not None else ()
+        missing = [name for name in names if name not in self.mcp_servers]
+        if missing:
+            raise ToolsetError(
+                f"MCP server {missing[0]!r} of agent {agent!r} is not available: "
+                "an environment variable it needs is not set",
+                toolset=missing[0],
+            )
         return [McpToolset(self.mcp_servers[name]) for name in names]
 
     def task(self, task_id: str) -> AgentTask:
@@ -326,7 +335,7 @@ class ProjectFile:
                 why.setdefault(agent_override, "runs every selected task")
             why.setdefault(task_agent[tid], f"runs task {tid!r}")
         registry, unavailable, warnings = self._registry(why, env)
-        mcp_servers = self._run_mcp_servers(why, env)
+        mcp_servers = self._run_mcp_servers(why, registry.names(), env)
 
         defaults = self.spec.defaults
         tasks = [
@@ -378,19 +387,21 @@ class ProjectFile:
         )
 
     def _run_mcp_servers(
-        self, why: dict[str, str], env: Mapping[str, str]
+        self, why: dict[str, str], usable: Iterable[str], env: Mapping[str, str]
     ) -> dict[str, McpServerSpec]:
-        """The MCP servers of the agents the run uses (``why``: those agents, and the reason),
-        resolved; an unset variable of one is an error naming the field."""
+        """The MCP servers of the ``usable`` agents, resolved. An unset variable of a server of
+        an agent the run needs (``why``: those agents, with the reason) is an error naming the
+        field; a server of another agent (a fallback) with one is left out."""
         agents = self.spec.agents
         users: dict[str, str] = {}
-        for agent in why:
+        for agent in [*why, *usable]:
             if agents[agent].enabled:
                 for server in agents[agent].mcp_servers:
                     users.setdefault(server, agent)
         problems = [
             problem
             for server, agent in users.items()
+            if agent in why
             for problem in self._mcp_problems(
                 server, env, f" (MCP server {server!r} of agent {agent!r} {why[agent]})"
             )
@@ -399,7 +410,7 @@ class ProjectFile:
         return {
             server: self._mcp_server(server, env)
             for server in self.spec.mcp_servers
-            if server in users
+            if server in users and not self._mcp_problems(server, env, "")
         }
 
     def _registry(
