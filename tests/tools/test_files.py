@@ -355,3 +355,32 @@ def test_apply_patch_with_miscounted_hunks_is_recounted(project: Path) -> None:
     result = call(writer(project), "apply_patch", patch=miscounted)
     assert not result.is_error, result.content
     assert "return 42" in (project / "src" / "pkg" / "mod.py").read_text()
+
+
+def test_read_file_of_a_fifo_is_refused_without_blocking(project: Path) -> None:
+    """A FIFO (a command may make one) would block an open() for ever: only regular files
+    are read."""
+    import os
+
+    os.mkfifo(project / "pipe")
+    result = asyncio.run(
+        asyncio.wait_for(FileToolset(project).call("read_file", {"path": "pipe"}), 10)
+    )
+    assert result.is_error
+    assert "not a regular file" in result.content
+    edit = asyncio.run(
+        asyncio.wait_for(
+            writer(project).call("edit_file", {"path": "pipe", "old_text": "a", "new_text": "b"}),
+            10,
+        )
+    )
+    assert edit.is_error
+
+
+def test_results_cut_by_a_marker_are_flagged_truncated(project: Path) -> None:
+    (project / "long.txt").write_text("hit\n" * 100)
+    tools = FileToolset(project, max_result_chars=50, max_listed_files=1, max_matches=2)
+    assert call(tools, "read_file", path="long.txt").truncated
+    assert call(tools, "list_files").truncated
+    assert call(tools, "search", pattern="hit").truncated
+    assert not call(tools, "read_file", path="README.md").truncated

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -53,6 +54,7 @@ DEFAULT_MAX_LISTED_FILES = 1000
 DEFAULT_MAX_MATCHES = 200
 """How many matching lines ``search`` gives before its "truncated" marker."""
 
+_TRUNCATED = "[... truncated: "  # the start of every marker of a cut answer
 _BINARY_SNIFF = 8192  # a NUL byte in a file's first bytes: binary, as git and grep decide
 _MAX_LINE_CHARS = 400  # a matching line is shortened to this in ``search``
 _GIT_TIMEOUT_S = 60.0
@@ -116,6 +118,8 @@ class FileToolset(Toolset):
                 f"unknown tool {name!r}: this agent may use {', '.join(self.names)}"
             )
         result = await self._functions.call(name, arguments)
+        if not result.is_error and _TRUNCATED in result.content:
+            return ToolResult(result.content, truncated=True)
         if result.is_error:  # "read_file failed: PathConfinementError: x" -> "read_file: x"
             prefix = f"{name} failed: "
             text = result.content
@@ -308,12 +312,17 @@ class FileToolset(Toolset):
         if resolved.is_dir():
             raise ToolError(f"{path!r} is a folder: use list_files", tool=tool)
         try:
-            with open(resolved, "rb") as stream:
-                data = stream.read(self.max_file_bytes + 1)
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; then only regular files.
+            fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise ToolError(f"no file {path!r} in the workspace", tool=tool) from None
         except OSError as error:
             raise ToolError(f"{path!r} cannot be read: {error.strerror}", tool=tool) from None
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ToolError(f"{path!r} is not a regular file: not read", tool=tool)
+            os.set_blocking(fd, True)
+            data = stream.read(self.max_file_bytes + 1)
         if b"\x00" in data[:_BINARY_SNIFF]:
             raise ToolError(f"{path!r} is a binary file: not shown", tool=tool)
         complete = len(data) <= self.max_file_bytes
