@@ -251,3 +251,17 @@ def test_a_missing_program_is_an_error_result(
     result = call(CommandToolset(tmp_path, ["no-such-program-xyz"]), argv=["no-such-program-xyz"])
     assert result.is_error
     assert "not found" in result.content
+
+
+def test_needs_approval_names_the_tools_given(tmp_path: Path) -> None:
+    assert CommandToolset(tmp_path, ["pytest"], approve=["run_command"]).needs_approval(
+        "run_command"
+    )
+    assert not CommandToolset(tmp_path, ["pytest"]).needs_approval("run_command")
+
+
+def test_the_tool_offered_is_run_command_with_an_argv_list(tmp_path: Path) -> None:
+    (tool,) = CommandToolset(tmp_path, ["pytest"]).tools()
+    assert tool.name == "run_command"
+    assert tool.parameters["properties"]["argv"]["type"] == "array"
+    assert tool.parameters["required"] == ["argv"]
