@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +385,17 @@ def test_results_cut_by_a_marker_are_flagged_truncated(project: Path) -> None:
     assert call(tools, "list_files").truncated
     assert call(tools, "search", pattern="hit").truncated
     assert not call(tools, "read_file", path="README.md").truncated
+
+
+@pytest.mark.timeout(60)
+def test_search_with_a_catastrophic_regex_stops_at_its_time_limit(project: Path) -> None:
+    """(a|aa)+$ on forty a's backtracks for ages: the search stops at its limit and says so
+    instead of holding a thread (and the run's exit) for ever."""
+    (project / "slow.txt").write_text("ok a\n" + "a" * 40 + "!\n")
+    tools = FileToolset(project, search_timeout_s=0.5)
+    started = time.monotonic()
+    result = call(tools, "search", pattern="(a|aa)+$", glob="slow.txt")
+    assert time.monotonic() - started < 30
+    assert result.truncated
+    assert "slow.txt:1: ok a" in result.content
+    assert "[... truncated: the search stopped after 0.5s" in result.content

@@ -2,7 +2,7 @@
 
 Read-only tools (:data:`READ_TOOLS`): ``read_file`` (a line range, capped, a clear "truncated"
 marker; binary files refused), ``list_files`` (a glob; what ``.gitignore`` ignores is left out),
-``search`` (a regular expression over the files' text, capped). Write tools
+``search`` (a regular expression over the files' text, capped, stopped at a time limit). Write tools
 (:data:`WRITE_TOOLS`, offered only when named): ``write_file``, ``edit_file`` (exact search and
 replace, the text must occur once), ``apply_patch`` (a unified diff, through ``git apply``),
 ``delete_file``. Every path goes through :class:`~.paths.ConfinedRoot`; a refused path, bad
@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_LISTED_FILES",
     "DEFAULT_MAX_MATCHES",
+    "DEFAULT_SEARCH_TIMEOUT_S",
     "READ_TOOLS",
     "WRITE_TOOLS",
     "FileToolset",
@@ -53,6 +55,10 @@ DEFAULT_MAX_LISTED_FILES = 1000
 
 DEFAULT_MAX_MATCHES = 200
 """How many matching lines ``search`` gives before its "truncated" marker."""
+
+DEFAULT_SEARCH_TIMEOUT_S = 20.0
+"""How long one ``search`` may take; a regular expression that backtracks for ages is stopped
+there (through the ``regex`` module's match timeout) instead of holding its thread."""
 
 _TRUNCATED = "[... truncated: "  # the start of every marker of a cut answer
 _BINARY_SNIFF = 8192  # a NUL byte in a file's first bytes: binary, as git and grep decide
@@ -79,6 +85,7 @@ class FileToolset(Toolset):
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         max_listed_files: int = DEFAULT_MAX_LISTED_FILES,
         max_matches: int = DEFAULT_MAX_MATCHES,
+        search_timeout_s: float = DEFAULT_SEARCH_TIMEOUT_S,
         name: str = "files",
     ) -> None:
         self.name = name
@@ -99,6 +106,7 @@ class FileToolset(Toolset):
         self.max_file_bytes = max_file_bytes
         self.max_listed_files = max_listed_files
         self.max_matches = max_matches
+        self.search_timeout_s = search_timeout_s
         self._functions = FunctionToolset(
             [getattr(self, n) for n in self.names],
             name=name,
@@ -197,16 +205,22 @@ class FileToolset(Toolset):
     def search(self, pattern: str, glob: str = "*", ignore_case: bool = False) -> str:
         """Search the workspace's text files for a regular expression (Python syntax), line by
         line; `glob` narrows the files as in list_files. Answers `path:line: text` per match."""
+        import regex as regex_module  # lazy: only search needs it (its matches can time out)
+
         try:
-            regex = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-        except re.error as error:
+            regex = regex_module.compile(pattern, regex_module.IGNORECASE if ignore_case else 0)
+        except (regex_module.error, ValueError) as error:
             raise ToolArgumentsError(
                 f"bad regular expression {pattern!r}: {error}", tool="search"
             ) from None
         file_regex = _glob_regex(glob)
+        deadline = time.monotonic() + self.search_timeout_s
         matches: list[str] = []
         more = 0
+        stopped = False
         for rel in self._all_files():
+            if stopped:
+                break
             if not glob_matches(file_regex, glob, rel):
                 continue
             try:
@@ -214,17 +228,29 @@ class FileToolset(Toolset):
             except ToolError:  # binary, too large, vanished: not searched
                 continue
             for number, line in enumerate(text.splitlines(), start=1):
-                if regex.search(line):
-                    if len(matches) < self.max_matches:
-                        if len(line) > _MAX_LINE_CHARS:
-                            line = line[:_MAX_LINE_CHARS] + " [...]"
-                        matches.append(f"{rel}:{number}: {line}")
-                    else:
-                        more += 1
-        if not matches:
-            return f"no match for {pattern!r}"
-        text = "\n".join(matches)
-        if more:
+                left = deadline - time.monotonic()
+                try:
+                    if left <= 0 or not regex.search(line, timeout=left):
+                        stopped = left <= 0
+                        if stopped:
+                            break
+                        continue
+                except TimeoutError:
+                    stopped = True
+                    break
+                if len(matches) < self.max_matches:
+                    if len(line) > _MAX_LINE_CHARS:
+                        line = line[:_MAX_LINE_CHARS] + " [...]"
+                    matches.append(f"{rel}:{number}: {line}")
+                else:
+                    more += 1
+        text = "\n".join(matches) if matches else f"no match for {pattern!r}"
+        if stopped:
+            text += (
+                f"\n[... truncated: the search stopped after {self.search_timeout_s:g}s; "
+                "the expression is too slow or the files too many: simplify it or narrow glob]"
+            )
+        elif more:
             text += f"\n[... truncated: {more} more matches not shown; narrow the search]"
         return text
 
