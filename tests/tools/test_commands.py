@@ -227,10 +227,52 @@ def test_the_sandbox_keeps_a_command_off_the_network(tmp_path: Path) -> None:
         listener.close()
 
 
+WRITER = (
+    "import sys\n"
+    "for path in sys.argv[1:]:\n"
+    "    try:\n"
+    "        open(path, 'a').write('x')\n"
+    "        print('wrote', path)\n"
+    "    except OSError as error:\n"
+    "        print('refused', path, error.strerror)\n"
+)
+
+
+def _files_confined() -> bool:
+    return asyncio.run(detect_sandbox()).files
+
+
+@pytest.mark.skipif(
+    not _files_confined(), reason="this machine cannot make a mount namespace for commands"
+)
+def test_the_sandbox_lets_a_command_write_only_the_workspace_and_not_its_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace, outside, scratch = tmp_path / "ws", tmp_path / "outside", tmp_path / "scratch"
+    for folder in (workspace / ".git", outside, scratch):
+        folder.mkdir(parents=True)
+    (workspace / ".git" / "config").write_text("[core]\n")
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))  # the command's temporary folder
+    targets = [
+        workspace / "ok.txt",
+        workspace / ".git" / "config",
+        outside / "x.txt",
+        scratch / "t.txt",
+    ]
+    result = call(python_tools(workspace), argv=[PY, "-c", WRITER, *map(str, targets)])
+    assert f"wrote {targets[0]}" in result.content
+    assert f"refused {targets[1]} Read-only file system" in result.content
+    assert f"refused {targets[2]} Read-only file system" in result.content
+    assert f"wrote {targets[3]}" in result.content
+    assert (workspace / ".git" / "config").read_text() == "[core]\n"
+    assert not (outside / "x.txt").exists()
+    assert (workspace / "ok.txt").read_text() == "x"
+
+
 def test_without_a_sandbox_require_sandbox_refuses_and_otherwise_a_warning_is_logged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(sandbox_module, "_found", Sandbox((), "no unshare here"))
+    monkeypatch.setattr(sandbox_module, "_found", Sandbox(reason="no unshare here"))
     strict = python_tools(tmp_path, require_sandbox=True)
     refused = call(strict, argv=[PY, "-c", "open('ran', 'w')"])
     assert refused.is_error
@@ -247,7 +289,7 @@ def test_without_a_sandbox_require_sandbox_refuses_and_otherwise_a_warning_is_lo
 def test_a_missing_program_is_an_error_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sandbox_module, "_found", Sandbox((), "off"))
+    monkeypatch.setattr(sandbox_module, "_found", Sandbox(reason="off"))
     result = call(CommandToolset(tmp_path, ["no-such-program-xyz"]), argv=["no-such-program-xyz"])
     assert result.is_error
     assert "not found" in result.content

@@ -6,8 +6,9 @@ A command is an argv list, never a shell string, and only one that an entry of t
 ``python -c ...``). It runs in the workspace folder through
 :func:`~coditect_core.llm_abstractions.process.run_process`: a minimal environment (no provider
 key, no variable the configuration did not pass), a timeout that ends its whole process tree,
-output capped. Where the machine allows it, it runs without network (:mod:`.sandbox`); where it
-does not, a warning is logged, or with ``require_sandbox`` the call is refused.
+output capped. Where the machine allows it (:mod:`.sandbox`), it runs without network, and able
+to write only the workspace (not its ``.git``) and the temporary folder; where it cannot run
+without network, a warning is logged, or with ``require_sandbox`` the call is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -158,7 +160,18 @@ class CommandToolset(Toolset):
         if self.use_sandbox:
             sandbox = await detect_sandbox()
             if sandbox.available:
-                full = sandboxed_argv(sandbox, argv)
+                full = sandboxed_argv(
+                    sandbox,
+                    argv,
+                    writable=[self.root, tempfile.gettempdir()],
+                    read_only=[self.root / ".git"],
+                )
+                if not sandbox.files and not self._warned:
+                    self._warned = True
+                    logger.warning(
+                        "commands run without network but may write outside the workspace: %s",
+                        sandbox.files_reason,
+                    )
             elif self.require_sandbox:
                 raise ToolError(
                     f"command refused: require_sandbox is set and {sandbox.reason}",
