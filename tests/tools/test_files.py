@@ -399,3 +399,12 @@ def test_search_with_a_catastrophic_regex_stops_at_its_time_limit(project: Path)
     assert result.truncated
     assert "slow.txt:1: ok a" in result.content
     assert "[... truncated: the search stopped after 0.5s" in result.content
+
+
+def test_edit_file_refuses_a_file_that_is_not_utf8_instead_of_mangling_it(project: Path) -> None:
+    latin = "caf\xe9 = 1\nx = 2\n".encode("latin-1")
+    (project / "latin.py").write_bytes(latin)
+    result = call(writer(project), "edit_file", path="latin.py", old_text="x = 2", new_text="x = 3")
+    assert result.is_error
+    assert "not UTF-8" in result.content
+    assert (project / "latin.py").read_bytes() == latin

@@ -271,7 +271,7 @@ class FileToolset(Toolset):
                 "old_text is empty: say which text to replace", tool="edit_file"
             )
         self.confined.resolve(path, write=True, tool="edit_file")
-        text, complete = self._read_text(path, tool="edit_file")
+        text, complete = self._read_text(path, tool="edit_file", strict=True)
         if not complete:
             raise ToolError(
                 f"{path!r} is larger than {self.max_file_bytes} bytes: not edited",
@@ -331,9 +331,10 @@ class FileToolset(Toolset):
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _read_text(self, path: str, *, tool: str) -> tuple[str, bool]:
+    def _read_text(self, path: str, *, tool: str, strict: bool = False) -> tuple[str, bool]:
         """The text of file ``path`` (at most :attr:`max_file_bytes`) and whether it was read
-        whole; a folder, a missing file or a binary file is a :class:`ToolError`."""
+        whole; a folder, a missing file or a binary file is a :class:`ToolError`, and so, when
+        ``strict`` (to write it back), is text that is not UTF-8."""
         resolved = self.confined.resolve(path, tool=tool)
         if resolved.is_dir():
             raise ToolError(f"{path!r} is a folder: use list_files", tool=tool)
@@ -352,6 +353,15 @@ class FileToolset(Toolset):
         if b"\x00" in data[:_BINARY_SNIFF]:
             raise ToolError(f"{path!r} is a binary file: not shown", tool=tool)
         complete = len(data) <= self.max_file_bytes
+        if strict and complete:  # (an incomplete read is refused by the caller)
+            try:
+                return data.decode("utf-8"), complete
+            except UnicodeDecodeError as error:
+                raise ToolError(
+                    f"{path!r} is not UTF-8 text (byte {error.start}): not changed, to not "
+                    "damage it; use apply_patch or write_file",
+                    tool=tool,
+                ) from None
         return data[: self.max_file_bytes].decode("utf-8", "replace"), complete
 
     def _all_files(self) -> list[str]:
