@@ -63,7 +63,7 @@ def _helper_argv(
         options += ["--writable", folder]
     for path in read_only:
         options += ["--read-only", path]
-    return [unshare, *flags, "--", sys.executable, "-I", str(_HELPER), *options, "--"]
+    return [unshare, *flags, "--", sys.executable, "-I", "-S", str(_HELPER), *options, "--"]
 
 
 def _works(argv: list[str]) -> str | None:
