@@ -186,3 +186,30 @@ def test_unlink_refuses_a_folder_and_a_missing_file(layout: dict[str, Path]) -> 
         confined.unlink("nope.txt")
     confined.unlink("a.txt")
     assert not (layout["root"] / "a.txt").exists()
+
+
+class _StaleCheck(ConfinedRoot):
+    """A root whose check ran before a folder was swapped for a symlink out (the race)."""
+
+    def relative(self, path: object, *, write: bool = False, tool: str | None = None) -> str:
+        return str(path)
+
+
+@pytest.mark.parametrize("swapped", ["folder", "file"])
+def test_a_read_after_a_symlink_was_swapped_in_does_not_follow_it(
+    layout: dict[str, Path], swapped: str
+) -> None:
+    root, outside = layout["root"], layout["outside"]
+    if swapped == "folder":
+        (root / "swap").symlink_to(outside, target_is_directory=True)
+        rel = "swap/x"
+    else:
+        (root / "swap_file").symlink_to(outside / "x")
+        rel = "swap_file"
+    with pytest.raises((OSError, PathConfinementError)):  # ELOOP, or 'not a plain folder'
+        os.close(_StaleCheck(root).open_read(rel))
+    fd = ConfinedRoot(root).open_read("link_in")  # a link inside, checked now: read
+    try:
+        assert os.read(fd, 100) == b"inside\n"
+    finally:
+        os.close(fd)

@@ -339,8 +339,7 @@ class FileToolset(Toolset):
         if resolved.is_dir():
             raise ToolError(f"{path!r} is a folder: use list_files", tool=tool)
         try:
-            # O_NONBLOCK: opening a FIFO must not wait for a writer; then only regular files.
-            fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = self.confined.open_read(path, tool=tool)  # a FIFO does not block it
         except FileNotFoundError:
             raise ToolError(f"no file {path!r} in the workspace", tool=tool) from None
         except OSError as error:

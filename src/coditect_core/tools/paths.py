@@ -6,11 +6,11 @@ NUL byte, ``..`` that climbs out, an absolute path elsewhere (an absolute path i
 taken), a symlink (file or directory) that leads out. For writing it also refuses the root itself
 and anything under ``.git`` (a file or folder of that name at any depth).
 
-Writing and deleting do not trust the check alone (a directory could be swapped for a symlink
-between the check and the write): :meth:`ConfinedRoot.write_bytes` and
-:meth:`ConfinedRoot.unlink` walk from the root one component at a time with ``O_NOFOLLOW``
-directory descriptors, and replace the final file atomically, so no symlink is ever followed
-on the way.
+Reading, writing and deleting do not trust the check alone (a directory could be swapped for a
+symlink between the check and the use): :meth:`ConfinedRoot.open_read`,
+:meth:`ConfinedRoot.write_bytes` and :meth:`ConfinedRoot.unlink` walk from the root one
+component at a time with ``O_NOFOLLOW`` directory descriptors (and writes replace the final file
+atomically), so no symlink is ever followed on the way.
 """
 
 from __future__ import annotations
@@ -84,7 +84,18 @@ class ConfinedRoot:
                 raise refuse("'.git' is never written")
         return resolved
 
-    # -- writing without following symlinks ---------------------------------------------------
+    # -- reading and writing without following symlinks ---------------------------------------
+
+    def open_read(self, path: str, *, tool: str | None = None) -> int:
+        """A read-only descriptor of ``path`` (confined), reached from the root one component at
+        a time without following a symlink (so none swapped in after the check is followed);
+        non-blocking, so that a FIFO does not wait. The caller closes it."""
+        rel = PurePosixPath(self.relative(path, tool=tool))
+        if not rel.parts:
+            raise PathConfinementError(f"path {path!r} is the workspace folder", tool=tool)
+        with self._parent(rel, create=False, path=path, tool=tool) as fd:
+            flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(rel.name, flags, dir_fd=fd)
 
     def write_bytes(self, path: str, data: bytes, *, tool: str | None = None) -> bool:
         """Write ``data`` to ``path`` (confined for writing), creating missing folders; the
