@@ -131,10 +131,15 @@ def test_a_call_may_shorten_the_timeout_but_not_lengthen_it(tmp_path: Path) -> N
 
 def test_output_is_capped_with_a_marker(tmp_path: Path) -> None:
     tools = python_tools(tmp_path, max_output_chars=2000)
-    result = call(tools, argv=[PY, "-c", "print('x' * 100000)"])
+    code = "import sys; print('o' * 100000 + 'END'); print('e' * 100000 + 'ERR', file=sys.stderr)"
+    result = call(tools, argv=[PY, "-c", code])
     assert not result.is_error
-    assert len(result.content) < 2600
+    assert len(result.content) < 2300
+    assert result.truncated
     assert "truncated" in result.content
+    # The tails of both streams are kept (where a failure says what went wrong).
+    assert "END" in result.content
+    assert "ERR" in result.content
 
 
 def test_provider_keys_and_unpassed_variables_are_absent_in_the_command(

@@ -42,7 +42,7 @@ COMMAND_TOOLS: tuple[str, ...] = ("run_command",)
 DEFAULT_COMMAND_TIMEOUT_S = 300.0
 """How long a command may run unless the toolset or the call says otherwise."""
 
-_MAX_STDERR_SHARE = 4  # stderr keeps at most a quarter of the output budget
+_STDERR_SHARE = 4  # stderr keeps a quarter of the output budget, stdout the rest: both fit
 
 
 def parse_allow_commands(entries: Iterable[str | Sequence[str]]) -> tuple[tuple[str, ...], ...]:
@@ -130,6 +130,8 @@ class CommandToolset(Toolset):
                 f"(no shell is used; say e.g. {shlex.split(argv) if _splits(argv) else ['cmd']})"
             )
         result = await self._functions.call(name, arguments)
+        if not result.is_error and "[... truncated: " in result.content:
+            return ToolResult(result.content, truncated=True)
         if result.is_error:
             prefix = f"{name} failed: "
             for kind in ("ToolArgumentsError", "ToolError"):
@@ -184,7 +186,7 @@ class CommandToolset(Toolset):
                     "refuse them instead)",
                     sandbox.reason,
                 )
-        budget = max(self.max_output_chars, 1024)
+        budget = max(self.max_output_chars - 300, 1024)  # room for the headers and markers
         try:
             done = await run_process(
                 full,
@@ -192,8 +194,8 @@ class CommandToolset(Toolset):
                 cwd=self.root,
                 env=self.env,
                 provider="run_command",
-                max_stdout_bytes=budget,
-                max_stderr_bytes=max(budget // _MAX_STDERR_SHARE, 1024),
+                max_stdout_bytes=budget - budget // _STDERR_SHARE,
+                max_stderr_bytes=budget // _STDERR_SHARE,
             )
         except LlmTimeoutError:
             raise ToolError(
