@@ -408,3 +408,29 @@ def test_edit_file_refuses_a_file_that_is_not_utf8_instead_of_mangling_it(projec
     assert result.is_error
     assert "not UTF-8" in result.content
     assert (project / "latin.py").read_bytes() == latin
+
+
+def test_apply_patch_renames_and_deletes_as_git_diff_writes_them(project: Path) -> None:
+    patch = (
+        "diff --git a/README.md b/README.md\ndeleted file mode 100644\n--- a/README.md\n"
+        "+++ /dev/null\n@@ -1,2 +0,0 @@\n-# Project\n-TODO: write\n"
+        "diff --git a/notes.log b/docs/notes.log\nsimilarity index 100%\n"
+        "rename from notes.log\nrename to docs/notes.log\n"
+    )
+    result = call(writer(project), "apply_patch", patch=patch)
+    assert not result.is_error, result.content
+    assert result.content == "patch applied to README.md, docs/notes.log, notes.log"
+    assert not (project / "README.md").exists()
+    assert (project / "docs" / "notes.log").read_text() == "TODO: a log\n"
+
+
+def test_apply_patch_refuses_a_rename_out_of_the_workspace(project: Path) -> None:
+    patch = (
+        "diff --git a/notes.log b/../moved.log\nsimilarity index 100%\n"
+        "rename from notes.log\nrename to ../moved.log\n"
+    )
+    result = call(writer(project), "apply_patch", patch=patch)
+    assert result.is_error
+    assert "climbs out" in result.content
+    assert (project / "notes.log").exists()
+    assert not (project.parent / "moved.log").exists()
