@@ -434,3 +434,28 @@ def test_apply_patch_refuses_a_rename_out_of_the_workspace(project: Path) -> Non
     assert "climbs out" in result.content
     assert (project / "notes.log").exists()
     assert not (project.parent / "moved.log").exists()
+
+
+def test_list_files_and_search_stay_within_the_result_size_with_their_own_marker(
+    project: Path,
+) -> None:
+    """Long paths: the answer stops before the size cap with a count of what is left, rather
+    than being cut mid-path by the generic cap."""
+    folder = project / ("d" * 60)
+    folder.mkdir()
+    for i in range(50):
+        (folder / f"{'f' * 60}{i:02}.txt").write_text("needle\n")
+    tools = FileToolset(project, max_result_chars=1000)
+    listed = call(tools, "list_files", pattern="*.txt")
+    assert listed.truncated
+    assert len(listed.content) < 1100
+    lines = listed.content.splitlines()
+    assert all(line.startswith("d" * 60) for line in lines[:-1])
+    assert (
+        lines[-1]
+        == f"[... truncated: {50 - len(lines) + 1} more files not shown; narrow the pattern]"
+    )
+    found = call(tools, "search", pattern="needle")
+    assert found.truncated
+    assert len(found.content) < 1100
+    assert found.content.splitlines()[-1].endswith("more matches not shown; narrow the search]")

@@ -193,7 +193,7 @@ class FileToolset(Toolset):
         paths = [p for p in self._all_files() if glob_matches(regex, pattern, p)]
         if not paths:
             return f"no files match {pattern!r}"
-        shown = paths[: self.max_listed_files]
+        shown = _fitting(paths[: self.max_listed_files], self.max_result_chars)
         text = "\n".join(shown)
         if len(paths) > len(shown):
             text += (
@@ -216,7 +216,7 @@ class FileToolset(Toolset):
         file_regex = _glob_regex(glob)
         deadline = time.monotonic() + self.search_timeout_s
         matches: list[str] = []
-        more = 0
+        size = more = 0
         stopped = False
         for rel in self._all_files():
             if stopped:
@@ -238,10 +238,12 @@ class FileToolset(Toolset):
                 except TimeoutError:
                     stopped = True
                     break
-                if len(matches) < self.max_matches:
-                    if len(line) > _MAX_LINE_CHARS:
-                        line = line[:_MAX_LINE_CHARS] + " [...]"
-                    matches.append(f"{rel}:{number}: {line}")
+                if len(line) > _MAX_LINE_CHARS:
+                    line = line[:_MAX_LINE_CHARS] + " [...]"
+                entry = f"{rel}:{number}: {line}"
+                if len(matches) < self.max_matches and size + len(entry) < self.max_result_chars:
+                    matches.append(entry)
+                    size += len(entry) + 1
                 else:
                     more += 1
         text = "\n".join(matches) if matches else f"no match for {pattern!r}"
@@ -380,6 +382,16 @@ class FileToolset(Toolset):
                     continue  # a symlink out is not listed
                 out.append(rel)
         return sorted(set(out))
+
+
+def _fitting(lines: list[str], limit: int) -> list[str]:
+    """The first of ``lines`` whose text (joined by newlines) stays within ``limit`` characters."""
+    size = 0
+    for count, line in enumerate(lines):
+        size += len(line) + 1
+        if size > limit:
+            return lines[:count]
+    return lines
 
 
 def _git_apply(root: Path, patch: str, options: list[str], env: dict[str, str]) -> str | None:
