@@ -459,3 +459,25 @@ def test_list_files_and_search_stay_within_the_result_size_with_their_own_marker
     assert found.truncated
     assert len(found.content) < 1100
     assert found.content.splitlines()[-1].endswith("more matches not shown; narrow the search]")
+
+
+def test_parallel_edits_of_one_file_are_all_kept(project: Path) -> None:
+    """A model may ask for several edits of one file in one turn; the loop runs them at once.
+    Each must see the file as the one before it left it: no edit lost."""
+    (project / "many.py").write_text("".join(f"v{i} = 0\n" for i in range(30)))
+    tools = writer(project)
+
+    async def all_at_once() -> list[ToolResult]:
+        return await asyncio.gather(
+            *(
+                tools.call(
+                    "edit_file",
+                    {"path": "many.py", "old_text": f"v{i} = 0", "new_text": f"v{i} = 1"},
+                )
+                for i in range(30)
+            )
+        )
+
+    results = asyncio.run(all_at_once())
+    assert not [r.content for r in results if r.is_error]
+    assert (project / "many.py").read_text() == "".join(f"v{i} = 1\n" for i in range(30))

@@ -15,12 +15,14 @@ Listing asks git when the workspace is in a git work tree (``git ls-files --cach
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
 import subprocess
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -107,14 +109,27 @@ class FileToolset(Toolset):
         self.max_listed_files = max_listed_files
         self.max_matches = max_matches
         self.search_timeout_s = search_timeout_s
+        self._write_lock = threading.Lock()
         self._functions = FunctionToolset(
-            [getattr(self, n) for n in self.names],
+            [self._serialized(n) if n in WRITE_TOOLS else getattr(self, n) for n in self.names],
             name=name,
             max_result_chars=max_result_chars + 500,  # room for our own markers
         )
 
     def tools(self) -> list[Tool]:
         return self._functions.tools()
+
+    def _serialized(self, name: str) -> Callable[..., str]:
+        """Write tool ``name``, run one at a time: parallel edits of one file each see the
+        file as the one before left it."""
+        method: Callable[..., str] = getattr(self, name)
+
+        @functools.wraps(method)
+        def serialized(*args: Any, **kwargs: Any) -> str:
+            with self._write_lock:
+                return method(*args, **kwargs)
+
+        return serialized
 
     def needs_approval(self, name: str) -> bool:
         """Whether a call of tool ``name`` waits for a person's approval."""
