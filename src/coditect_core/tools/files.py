@@ -8,9 +8,7 @@ replace, the text must occur once), ``apply_patch`` (a unified diff, through ``g
 ``delete_file``. Every path goes through :class:`~.paths.ConfinedRoot`; a refused path, bad
 arguments or a failure is an error result for the model, never an exception.
 
-Listing asks git when the workspace is in a git work tree (``git ls-files --cached --others
---exclude-standard``); elsewhere it walks the folder and reads each ``.gitignore`` on the way
-(through ``pathspec``, the gitignore matcher).
+Which files a workspace has, and glob matching, are :mod:`.listing`'s.
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from ..errors import PathConfinementError, ToolArgumentsError, ToolError
 from ..llm_abstractions.process import command_environment
 from ..llm_abstractions.tool_types import Tool
 from .base import DEFAULT_MAX_RESULT_CHARS, FunctionToolset, ToolResult, Toolset
+from .listing import glob_matches, glob_regex, workspace_files
 from .paths import ConfinedRoot
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "READ_TOOLS",
     "WRITE_TOOLS",
     "FileToolset",
-    "glob_matches",
 ]
 
 READ_TOOLS: tuple[str, ...] = ("read_file", "list_files", "search")
@@ -204,7 +202,7 @@ class FileToolset(Toolset):
         """List the workspace's files (paths relative to it) matching a glob `pattern`:
         `*` matches within one path component, `**` across folders; a pattern without `/`
         matches file names at any depth (`*.py`). Files that .gitignore ignores are left out."""
-        regex = _glob_regex(pattern)
+        regex = glob_regex(pattern)
         paths = [p for p in self._all_files() if glob_matches(regex, pattern, p)]
         if not paths:
             return f"no files match {pattern!r}"
@@ -228,7 +226,7 @@ class FileToolset(Toolset):
             raise ToolArgumentsError(
                 f"bad regular expression {pattern!r}: {error}", tool="search"
             ) from None
-        file_regex = _glob_regex(glob)
+        file_regex = glob_regex(glob)
         deadline = time.monotonic() + self.search_timeout_s
         matches: list[str] = []
         size = more = 0
@@ -381,22 +379,16 @@ class FileToolset(Toolset):
         return data[: self.max_file_bytes].decode("utf-8", "replace"), complete
 
     def _all_files(self) -> list[str]:
-        """Every file of the workspace not ignored by .gitignore, relative, sorted."""
-        listed = _git_files(self.root)
-        if listed is None:
-            listed = _walked_files(self.root)
+        """Every file of the workspace not ignored by .gitignore, relative, sorted (a symlink
+        out is left out)."""
         out: list[str] = []
-        for rel in listed:
-            if any(part.casefold() == ".git" for part in PurePosixPath(rel).parts):
+        for rel in workspace_files(self.root):
+            try:
+                self.confined.resolve(rel)
+            except PathConfinementError:
                 continue
-            full = self.root / rel
-            if full.is_file():  # listed by git but deleted since, or a link to a folder
-                try:
-                    self.confined.resolve(rel)
-                except PathConfinementError:
-                    continue  # a symlink out is not listed
-                out.append(rel)
-        return sorted(set(out))
+            out.append(rel)
+        return out
 
 
 def _fitting(lines: list[str], limit: int) -> list[str]:
@@ -431,110 +423,6 @@ def _git_apply(root: Path, patch: str, options: list[str], env: dict[str, str]) 
     if done.returncode == 0:
         return None
     return (done.stderr + done.stdout).decode("utf-8", "replace").strip()
-
-
-def _git_files(root: Path) -> list[str] | None:
-    """The files git sees under ``root`` (tracked and untracked, not ignored), or ``None``
-    when ``root`` is not in a git work tree (or git is missing)."""
-    try:
-        done = subprocess.run(
-            [
-                "git",
-                "-c",
-                "core.fsmonitor=false",  # a model-written config must not run a program here
-                "ls-files",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-                "-z",
-            ],
-            cwd=root,
-            env=command_environment(),
-            capture_output=True,
-            timeout=_GIT_TIMEOUT_S,
-            check=False,
-        )
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode != 0:
-        return None
-    return [p for p in done.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
-
-
-def _walked_files(root: Path) -> list[str]:
-    """The files under ``root`` (symlinked folders not entered, ``.git`` skipped) that no
-    ``.gitignore`` on their way ignores."""
-    import pathspec
-
-    specs: list[tuple[str, Any]] = []  # (folder relative to root, its .gitignore's spec)
-    out: list[str] = []
-
-    def ignored(rel: str, is_dir: bool) -> bool:
-        for base, spec in specs:
-            if base and not rel.startswith(base + "/"):
-                continue
-            sub = rel[len(base) + 1 :] if base else rel
-            if spec.match_file(sub + "/" if is_dir else sub):
-                return True
-        return False
-
-    for folder, dirs, files in os.walk(root):
-        rel_folder = Path(folder).relative_to(root).as_posix()
-        rel_folder = "" if rel_folder == "." else rel_folder
-        ignore_file = Path(folder) / ".gitignore"
-        if ignore_file.is_file():
-            lines = ignore_file.read_text("utf-8", "replace").splitlines()
-            specs.append((rel_folder, pathspec.GitIgnoreSpec.from_lines(lines)))
-        prefix = f"{rel_folder}/" if rel_folder else ""
-        dirs[:] = sorted(d for d in dirs if d != ".git" and not ignored(prefix + d, True))
-        out.extend(prefix + f for f in files if not ignored(prefix + f, False))
-    return out
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A glob as a regular expression over a relative POSIX path: ``**`` crosses folders,
-    ``*`` and ``?`` do not, ``[...]`` is a set."""
-    if not isinstance(pattern, str) or not pattern.strip() or "\x00" in pattern:
-        raise ToolArgumentsError(f"bad glob pattern {pattern!r}", tool="list_files")
-    pattern = pattern.strip().removeprefix("./")
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and "]" in pattern[i + 2 :]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    try:
-        return re.compile("".join(out) + r"\Z")
-    except re.error:
-        raise ToolArgumentsError(f"bad glob pattern {pattern!r}", tool="list_files") from None
-
-
-def glob_matches(regex: re.Pattern[str], pattern: str, path: str) -> bool:
-    """Whether ``path`` matches the glob ``pattern`` (compiled to ``regex``): a pattern without
-    ``/`` is matched against the file's name, at any depth."""
-    if "/" not in pattern.strip().removeprefix("./"):
-        return regex.match(PurePosixPath(path).name) is not None
-    return regex.match(path) is not None
 
 
 def _patch_paths(patch: str) -> tuple[set[str], int]:
