@@ -201,3 +201,73 @@ async def test_anthropic_keeps_the_agents_own_output_config(stub_server: StubSer
     config = stub_server.requests[-1].body["output_config"]
     assert config["effort"] == "low"
     assert config["format"]["schema"] == SCHEMA
+
+
+# ------------------------------------------------------------------ tool mode (forced tool call)
+
+
+def openai_tool(request: RecordedRequest) -> Any:
+    (tool,) = request.body["tools"]
+    assert request.body["tool_choice"] == {"type": "function", "function": {"name": "final_result"}}
+    assert tool["function"]["name"] == "final_result"
+    return tool["function"]["parameters"]
+
+
+def anthropic_tool(request: RecordedRequest) -> Any:
+    (tool,) = request.body["tools"]
+    assert request.body["tool_choice"] == {"type": "tool", "name": "final_result"}
+    assert tool["name"] == "final_result"
+    return tool["input_schema"]
+
+
+def gemini_tool(request: RecordedRequest) -> Any:
+    (tools,) = request.body["tools"]
+    (declaration,) = tools["functionDeclarations"]
+    assert request.body["toolConfig"]["functionCallingConfig"] == {
+        "mode": "ANY",
+        "allowedFunctionNames": ["final_result"],
+    }
+    assert declaration["name"] == "final_result"
+    return declaration["parameters_json_schema"]
+
+
+TOOL_FORMATS = [
+    pytest.param(make_gpt, openai_tool, id="openai"),
+    pytest.param(make_claude, anthropic_tool, id="anthropic"),
+    pytest.param(make_gemini, gemini_tool, id="gemini"),
+]
+
+
+def call(arguments: dict[str, Any], number: int = 1) -> dict[str, Any]:
+    return {"id": f"call_{number}", "name": "final_result", "arguments": arguments}
+
+
+@pytest.mark.parametrize(("make", "tool_of"), TOOL_FORMATS)
+async def test_tool_mode_forces_the_schema_tool_and_reads_its_arguments(
+    stub_server: StubServer, make: Make, tool_of: Read
+) -> None:
+    stub_server.script(reply(tool_calls=[call(GOOD)], finish_reason="tool_calls"))
+    async with make(stub_server) as llm:
+        response = await llm.generate_async("count", output_schema=SCHEMA, output_mode="tool")
+    assert response.value == GOOD
+    assert response.output_mode == "tool"
+    assert tool_of(stub_server.requests[-1]) == SCHEMA
+
+
+@pytest.mark.parametrize(("make", "tool_of"), TOOL_FORMATS)
+async def test_tool_mode_re_asks_with_the_errors_as_the_tool_result(
+    stub_server: StubServer, make: Make, tool_of: Read
+) -> None:
+    stub_server.script(
+        reply(tool_calls=[call({"name": "apples"})], finish_reason="tool_calls"),
+        reply(tool_calls=[call(GOOD, 2)], finish_reason="tool_calls"),
+    )
+    async with make(stub_server) as llm:
+        response = await llm.generate_async("count", output_schema=SCHEMA, output_mode="tool")
+    assert response.value == GOOD
+    assert response.output_tries == 2
+    second = stub_server.requests[-1]
+    assert tool_of(second) == SCHEMA
+    sent = json.dumps(second.body)
+    assert "'count' is a required property" in sent  # the errors, as the call's result
+    assert "apples" in sent  # the invalid call, sent back with its answer

@@ -91,3 +91,20 @@ async def test_a_typed_task_in_a_run_counts_every_try_in_its_spend() -> None:
     upstream = orch.board.upstream(orch.board.tasks["T2"])
     assert upstream[0].value == {"count": 3}
     assert '```json\n{\n  "count": 3\n}\n```' in upstream[0].context(1000)
+
+
+async def test_a_typed_task_on_an_agent_with_tools_fails_saying_why() -> None:
+    """The agent loop does not ask for a typed output yet: refused, not silently untyped."""
+    agent = AgentConfig(
+        "a",
+        "custom",
+        provider="fake",
+        provider_options={"replies": [json.dumps({"count": 3})]},
+        tools=["json:dumps"],
+    )
+    executor = TaskExecutor(AgentRegistry([agent]))
+    result = await executor.execute(AgentTask("T1", "count", agent="a", output_schema=SCHEMA))
+    assert result.status.value == "failed"
+    assert "output_schema" in (result.error or "")
+    assert "agent loop" in (result.error or "")
+    assert len(executor.get_llm("a").calls) == 0  # type: ignore[attr-defined]

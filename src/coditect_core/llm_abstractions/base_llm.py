@@ -87,9 +87,12 @@ class BaseLlm(ABC):
     model's own limit applies). The cost forecast's output bound."""
     api_key_env: ClassVar[tuple[str, ...]] = ()
     client_options: ClassVar[frozenset[str]] = frozenset()
-    supports_tools: ClassVar[bool] = False
+    supports_tools: bool = False
     """Whether the provider maps ``tools=`` (:mod:`.tool_types`); a call with tools to one that
-    does not is refused before anything is sent."""
+    does not is refused before anything is sent. A class setting; a wrapper sets it on itself
+    from the LLM it wraps."""
+    no_tools_reason: ClassVar[str] = ""
+    """Why a provider without tools has none, said in the refusal."""
     native_output: ClassVar[bool] = False
     """Whether the provider maps :attr:`CallParams.output` to its own structured output (the
     ``native`` output mode, :mod:`.output`)."""
@@ -248,7 +251,7 @@ class BaseLlm(ABC):
     def output_modes(self) -> tuple[OutputMode, ...]:
         """The typed-output modes this LLM can use, best first (``auto`` takes the first):
         ``native`` if the provider maps it, ``tool`` if it calls tools, ``prompted`` always."""
-        return output_modes_of(type(self))
+        return _output_modes(self.native_output, self.supports_tools)
 
     async def output_invalid(self, error: LlmOutputValidationError, tries: int) -> None:
         """Try ``tries`` of a typed output was invalid (``error``) and is re-asked: awaited
@@ -353,11 +356,30 @@ class BaseLlm(ABC):
             max_tokens=options.pop("max_tokens", self.max_tokens),
             temperature=options.pop("temperature", self.temperature),
             timeout=options.pop("timeout", self.timeout),
-            tools=self._checked_tools(options.pop("tools", None)),
-            tool_choice=options.pop("tool_choice", None),
+            tools=(tools := self._checked_tools(options.pop("tools", None))),
+            tool_choice=self._checked_tool_choice(options.pop("tool_choice", None), tools),
             output=options.pop("output", None),
             options=options,
         )
+
+    def _checked_tool_choice(self, choice: Any, tools: tuple[Tool, ...]) -> str | None:
+        """``tool_choice=``: ``auto``, ``required``, ``none`` or the name of one of ``tools``."""
+        if choice is None:
+            return None
+        if not isinstance(choice, str) or not choice:
+            raise LlmRequestError(
+                f"tool_choice must be 'auto', 'required', 'none' or a tool's name, not {choice!r}",
+                provider=self.provider,
+            )
+        if choice in ("auto", "required", "none"):
+            return choice
+        if choice not in {tool.name for tool in tools}:
+            given = ", ".join(tool.name for tool in tools) or "none"
+            raise LlmRequestError(
+                f"tool_choice names tool {choice!r}, which the call was not given (given: {given})",
+                provider=self.provider,
+            )
+        return choice
 
     def _checked_tools(self, tools: Any) -> tuple[Tool, ...]:
         """``tools=`` as a tuple of :class:`Tool`; refused when this provider takes none."""
@@ -375,9 +397,10 @@ class BaseLlm(ABC):
                 provider=self.provider,
             )
         if not self.supports_tools:
+            why = f" ({self.no_tools_reason})" if self.no_tools_reason else ""
             raise LlmConfigurationError(
-                f"{type(self).__name__} ({self.provider}) cannot call tools: give this agent "
-                "no tools, or use a provider that supports them",
+                f"{type(self).__name__} ({self.provider}) cannot call tools{why}: give this "
+                "agent no tools, or use a provider that supports them",
                 provider=self.provider,
             )
         names = [t.name for t in tools]
@@ -496,8 +519,12 @@ class BaseLlm(ABC):
 def output_modes_of(cls: type[BaseLlm]) -> tuple[OutputMode, ...]:
     """The typed-output modes of provider class ``cls``, best first (see
     :meth:`BaseLlm.output_modes`)."""
-    modes = [OutputMode.NATIVE] if cls.native_output else []
-    if cls.supports_tools:
+    return _output_modes(cls.native_output, cls.supports_tools)
+
+
+def _output_modes(native: bool, tools: bool) -> tuple[OutputMode, ...]:
+    modes = [OutputMode.NATIVE] if native else []
+    if tools:
         modes.append(OutputMode.TOOL)
     return (*modes, OutputMode.PROMPTED)
 

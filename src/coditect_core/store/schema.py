@@ -202,11 +202,37 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     (
+        5,
+        "the agent loop: attempts.turn and attempts.tool_calls, tool_calls",
+        # A model turn of an agent loop that asked for tool calls is an attempt of its own:
+        # turn is its number in the loop (1, 2, ...; NULL for any other attempt), tool_calls
+        # the calls it asked for (JSON: [{id, name, arguments}]). tool_calls rows are the calls
+        # run: the turn's attempt, the call's id, its result (whole, masked: a resumed loop sends
+        # it again), error flag and duration. A loop killed mid-way resumes from these rows.
+        """
+        ALTER TABLE attempts ADD COLUMN turn INTEGER;
+        ALTER TABLE attempts ADD COLUMN tool_calls TEXT;
+        CREATE TABLE tool_calls (
+            id          INTEGER PRIMARY KEY,
+            attempt_id  INTEGER NOT NULL REFERENCES attempts(id),
+            call_id     TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            arguments   TEXT NOT NULL,
+            result      TEXT NOT NULL,
+            is_error    INTEGER NOT NULL DEFAULT 0 CHECK (is_error IN (0, 1)),
+            duration_s  REAL,
+            toolset     TEXT,
+            at          REAL NOT NULL,
+            UNIQUE (attempt_id, call_id)
+        );
+        """,
+    ),
+    (
         7,
         "tasks.value, attempts.value: a typed task's validated output",
         # The JSON text of the value a task with an output_schema produced (its output is the
         # same JSON, pretty); NULL for every other task and attempt. tasks.value is the value
-        # of the task's last success, cleared with it. (5 and 6 are other features' numbers.)
+        # of the task's last success, cleared with it. (6 is another feature's number.)
         """
         ALTER TABLE tasks ADD COLUMN value TEXT;
         ALTER TABLE attempts ADD COLUMN value TEXT;
