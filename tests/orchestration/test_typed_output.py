@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -108,3 +109,26 @@ async def test_a_typed_task_on_an_agent_with_tools_fails_saying_why() -> None:
     assert "output_schema" in (result.error or "")
     assert "agent loop" in (result.error or "")
     assert len(executor.get_llm("a").calls) == 0  # type: ignore[attr-defined]
+
+
+SCRIPT = """
+import json, sys
+json.load(sys.stdin)
+print(json.dumps({"status": "success", "output": json.dumps({"count": 3})}))
+"""
+
+
+async def test_a_script_agents_output_is_validated_too(
+    write_program: Callable[[str, str], list[str]],
+) -> None:
+    agent = AgentConfig("s", "custom", interface="script", command=write_program("s.py", SCRIPT))
+    executor = TaskExecutor(AgentRegistry([agent]))
+    result = await executor.execute(AgentTask("T1", "count", agent="s", output_schema=SCHEMA))
+    assert result.status.value == "success", result.error
+    assert result.value == {"count": 3}
+    wrong = dict(SCHEMA, required=["count", "fruit"])
+    failed = await executor.execute(
+        AgentTask("T2", "count", agent="s", output_schema=wrong, output_retries=0)
+    )
+    assert failed.status.value == "failed"
+    assert "'fruit' is a required property" in (failed.error or "")

@@ -107,7 +107,8 @@ async def run_script(execution: Execution, agent: AgentConfig) -> None:
     messages = execution.messages(agent)
     payload = script_payload(execution.task, agent, messages, execution.upstream)
     stdin = json.dumps(payload, ensure_ascii=False)
-    execution.answered(await execution.ask(agent, messages, payload=stdin))
+    typed = execution.task.typed_output()  # its stdout's output validated (prompted mode)
+    execution.answered(await execution.ask(agent, messages, payload=stdin, **typed))
 
 
 async def run_interactive(execution: Execution, agent: AgentConfig) -> None:
