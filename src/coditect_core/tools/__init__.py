@@ -1,0 +1,8 @@
+"""Tools an agent acts with, knowing no tasks: workspaces (git worktrees) and acceptance checks.
+
+* :mod:`.workspace` the git repository of a run: integration branch, task worktrees, merges
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
