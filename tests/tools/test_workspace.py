@@ -228,3 +228,16 @@ async def test_an_invalid_task_id_is_refused_by_name(repo: Path) -> None:
     ws = await open_ws(repo)
     with pytest.raises(WorkspaceError, match="task 'a b'"):
         await ws.create_worktree("a b")
+
+
+async def test_check_caches_are_not_committed(repo: Path) -> None:
+    ws = await open_ws(repo)
+    wt = await ws.create_worktree("t1")
+    (wt.path / "__pycache__").mkdir()
+    (wt.path / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"x")
+    (wt.path / ".pytest_cache").mkdir()
+    (wt.path / ".pytest_cache" / "v").write_text("x")
+    (wt.path / "a.py").write_text("A = 9\n")
+    done = await ws.commit(wt, "t1")
+    files = git_out(repo, "show", "--name-only", "--format=", done.commit).split()
+    assert files == ["a.py"]

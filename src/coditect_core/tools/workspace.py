@@ -33,6 +33,7 @@ from ..llm_abstractions.process import command_environment
 
 __all__ = [
     "DEFAULT_AUTHOR",
+    "IGNORED_BY_DEFAULT",
     "CommitResult",
     "Diff",
     "FileChange",
@@ -48,6 +49,19 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_AUTHOR = "coditect <coditect@localhost>"
 """Who commits a task's changes unless the project file says otherwise."""
+
+IGNORED_BY_DEFAULT = (
+    "__pycache__/",
+    "*.py[co]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".coverage",
+    ".hypothesis/",
+)
+"""What a task's commit leaves out even where the repository does not ignore it: the caches
+its checks write (the user's global ignore file is not read: git runs without their global
+configuration)."""
 
 _AUTHOR = re.compile(r"^\s*(?P<name>[^<>]+?)\s*<(?P<email>[^<>\s]+)>\s*$")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -343,12 +357,18 @@ class Workspace:
             f"user.email={email}",
             "commit.gpgsign=false",
             f"core.hooksPath={os.devnull}",
+            f"core.excludesFile={self.common_dir / 'coditect' / 'exclude'}",
         ]
 
     async def commit(self, worktree: TaskWorktree, message: str) -> CommitResult:
         """Commit everything changed in a task's worktree (new and deleted files too). Nothing
-        changed is a result (``changed`` false), not an error."""
-        await git(worktree.path, "add", "--all")
+        changed is a result (``changed`` false), not an error. The caches of
+        :data:`IGNORED_BY_DEFAULT` are left out."""
+        exclude = self.common_dir / "coditect" / "exclude"
+        if not exclude.exists():
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            exclude.write_text("\n".join(IGNORED_BY_DEFAULT) + "\n")
+        await git(worktree.path, "add", "--all", config=self._config())
         staged = await git(worktree.path, "diff", "--cached", "--quiet", check=False)
         if staged.code == 0:
             return CommitResult((await self.tip(worktree.branch)), changed=False)
