@@ -7,6 +7,12 @@ The format (every key is optional unless marked *required*)::
     runner: local                          # local | ray
     budget: {max_cost_usd: 5.0, max_tokens: 200000}
     keep_backups: 5                        # state backups kept (coditect state backup)
+    repo: .                                # the git repository writing tasks change;
+                                           #   default: this file's folder
+    base_branch: main                      # where a run starts; default: the checked-out one
+    integration_branch: coditect/NAME      # where tasks' changes are merged (default)
+    on_conflict: fail                      # a merge conflict: fail the task | ask a person
+    commit_author: "coditect <coditect@localhost>"   # who commits a task's changes
     defaults:
       agent: local                         # for tasks that name none (or the only agent)
       max_concurrency: 4                   # tasks running at once
@@ -42,6 +48,7 @@ The format (every key is optional unless marked *required*)::
         resources: {num_cpus: 1, num_gpus: 0}   # per call, on a Ray cluster
         cache: true                        # answer a request seen before from the call
                                            #   journal (temperature 0 or unset); always; false
+        on_conflict: ask                   # overrides the project's for its tasks
         description: ...
     tasks:                                 # *required*: a list
       - id: TASK-001                       # *required*: letters, digits, _ . -
@@ -57,6 +64,10 @@ The format (every key is optional unless marked *required*)::
         estimated_hours: 1.5
         timeout: 300                       # seconds, for this task
         metadata: {any: json}
+        checks:                            # acceptance checks, run in the task's worktree
+          - [python, -m, pytest, -q]       #   an argv (never a shell string), or
+          - {run: [ruff, check, .], timeout: 60}   # with a timeout (default 600 s)
+        check_attempts: 2                  # tries to pass them, failures sent back
 
 ``${VAR}`` and ``${VAR:-default}`` are expanded from the environment in the string settings of
 agents (``$${`` is a literal ``${``); task text is taken literally. An unset variable is an error
