@@ -30,6 +30,11 @@ exception escapes a provider. Messages never contain an API key.
     │       ├── ClusterUnreachableError     nothing answers there (within the connection timeout)
     │       ├── ClusterAuthenticationError  refused: no token, or not the cluster's token
     │       └── ClusterVersionError         the cluster runs another Ray or Python version
+    ├── ToolError                      a tool could not be run (names the tool)
+    │   ├── ToolArgumentsError         the model's arguments do not fit the tool's schema
+    │   ├── PathConfinementError       a path leads outside the directory a tool is confined to
+    │   └── ToolsetError               a tool source failed: an MCP server that will not start,
+    │                                  died or hangs (names the server)
     ├── StateError                     the state database is unusable, locked, or foreign
     │   └── RunLockedError             another live run holds the project's lock
     ├── WorkAtRiskError                refused: it would replace recorded work (say ``--force``)
@@ -66,11 +71,15 @@ __all__ = [
     "LlmTimeoutError",
     "LlmWorkerLostError",
     "MergeConflictError",
+    "PathConfinementError",
     "ProjectFileError",
     "RunLockedError",
     "RunnerError",
     "SchedulingError",
     "StateError",
+    "ToolArgumentsError",
+    "ToolError",
+    "ToolsetError",
     "WorkAtRiskError",
     "WorkspaceError",
 ]
@@ -291,6 +300,34 @@ class ClusterVersionError(ClusterConnectionError):
         super().__init__(message, address=address)
         self.cluster = cluster
         self.driver = driver
+
+
+class ToolError(CoditectError):
+    """A tool could not be run; ``tool`` names it. The agent loop hands the message to the model
+    as an error result rather than failing the task."""
+
+    def __init__(self, message: str, *, tool: str | None = None) -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+class ToolArgumentsError(ToolError):
+    """The arguments a model gave do not fit the tool's schema (the message lists what is
+    wrong, for the model to fix)."""
+
+
+class PathConfinementError(ToolError):
+    """A path given to a tool leads outside the directory it is confined to (``..``, an absolute
+    path elsewhere, a symlink out, a NUL byte, ``.git``)."""
+
+
+class ToolsetError(ToolError):
+    """A source of tools failed as a whole: an MCP server that does not start, dies or hangs.
+    ``toolset`` names it."""
+
+    def __init__(self, message: str, *, toolset: str, tool: str | None = None) -> None:
+        super().__init__(message, tool=tool)
+        self.toolset = toolset
 
 
 class StateError(CoditectError):

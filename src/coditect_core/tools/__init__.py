@@ -1,4 +1,9 @@
-"""Tools an agent acts with, knowing no tasks: workspaces (git worktrees) and acceptance checks.
+"""What an agent may call, knowing no tasks: the tool loop, built-in file tools and their path
+confinement, workspaces (git worktrees), the command sandbox, the MCP client.
+
+Sits between :mod:`coditect_core.orchestration` (which wires tools to tasks) and
+:mod:`coditect_core.llm_abstractions` (which maps tools to each provider's wire format).
+A tool source is a :class:`~.base.Toolset`; a tool's answer is a :class:`~.base.ToolResult`.
 
 * :mod:`.workspace` the git repository of a run: integration branch, task worktrees, merges
 * :mod:`.checks`    acceptance checks: a task's commands run in its worktree, pass or fail
@@ -6,4 +11,6 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .base import FunctionToolset, ToolResult, Toolset, truncate_text
+
+__all__ = ["FunctionToolset", "ToolResult", "Toolset", "truncate_text"]
