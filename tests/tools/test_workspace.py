@@ -241,3 +241,34 @@ async def test_check_caches_are_not_committed(repo: Path) -> None:
     done = await ws.commit(wt, "t1")
     files = git_out(repo, "show", "--name-only", "--format=", done.commit).split()
     assert files == ["a.py"]
+
+
+async def test_a_merged_branch_starts_again_from_the_integration_tip(repo: Path) -> None:
+    ws = await open_ws(repo)
+    first = await ws.create_worktree("t1")
+    (first.path / "a.py").write_text("A = 'first'\n")
+    await ws.commit(first, "t1")
+    await ws.merge(first.branch, "merge t1")
+    await ws.remove_worktree("t1")
+    other = await ws.create_worktree("t2")
+    (other.path / "b.py").write_text("B = 'other'\n")
+    await ws.commit(other, "t2")
+    await ws.merge(other.branch, "merge t2")
+    again = await ws.create_worktree("t1")  # t1 runs again (a rerun)
+    assert again.start == await ws.tip("coditect/demo")
+    assert (again.path / "b.py").read_text() == "B = 'other'\n"
+
+
+async def test_a_lock_left_by_a_killed_git_is_cleaned(repo: Path) -> None:
+    ws = await open_ws(repo)
+    wt = await ws.create_worktree("t1")
+    lock = repo / ".git" / "refs" / "heads" / "coditect" / "demo-tasks" / "t1.lock"
+    lock.write_text("")
+    user_lock = repo / ".git" / "refs" / "heads" / "main.lock"
+    user_lock.write_text("")
+    assert lock in await ws.clean_stale()
+    assert not lock.exists()
+    assert user_lock.exists()
+    user_lock.unlink()
+    again = await ws.create_worktree("t1")
+    assert again.branch == wt.branch

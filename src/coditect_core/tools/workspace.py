@@ -302,8 +302,9 @@ class Workspace:
     # ---- worktrees
 
     async def create_worktree(self, task_id: str) -> TaskWorktree:
-        """A worktree for a task on its own branch, made from the integration branch's tip
-        (an existing one is reused: a resumed task goes on from what it committed)."""
+        """A worktree for a task on its own branch, made from the integration branch's tip.
+        A branch left unmerged by a stopped run is reused (no committed change is lost: the
+        task goes on from its commits); one already merged starts again from the tip."""
         branch = self.task_branch(task_id)
         await _check_branch_name(self.repo, branch, f"task {task_id!r}'s branch")
         path = self.task_path(task_id)
@@ -311,7 +312,12 @@ class Workspace:
         if path.exists():
             await self.remove_worktree(task_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if await _branch_exists(self.repo, branch):
+        if await _branch_exists(self.repo, branch) and await self.is_merged(branch):
+            # merged by an earlier run (or with nothing of its own): start again from the tip
+            await git(self.repo, "branch", "--force", "--no-track", branch, start)
+            await git(self.repo, "worktree", "add", "--quiet", str(path), branch)
+        elif await _branch_exists(self.repo, branch):
+            # committed but not merged (a run stopped in between): go on from its commits
             base = await git(self.repo, "merge-base", branch, self.integration_branch, check=False)
             start = base.out.strip() or start
             await git(self.repo, "worktree", "add", "--quiet", str(path), branch)
@@ -340,7 +346,20 @@ class Workspace:
             await _remove_tree(self.repo, self.integration_path)
             removed.append(self.integration_path)
         await git(self.repo, "worktree", "prune")
+        for lock in self._stale_ref_locks():
+            lock.unlink(missing_ok=True)
+            removed.append(lock)
         return removed
+
+    def _stale_ref_locks(self) -> list[Path]:
+        """Lock files of this run's branches that a killed git left behind (nothing else of
+        the repository is touched)."""
+        heads = self.common_dir / "refs" / "heads"
+        found = [heads / f"{self.integration_branch}.lock"]
+        tasks = heads / f"{self.integration_branch}-tasks"
+        if tasks.is_dir():
+            found += list(tasks.rglob("*.lock"))
+        return [lock for lock in found if lock.is_file()]
 
     async def close(self, *, keep: bool = False) -> None:
         """Remove the integration worktree (unless ``keep``); git forgets removed worktrees."""
