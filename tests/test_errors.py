@@ -9,6 +9,7 @@ import pytest
 from coditect_core import errors
 from coditect_core.errors import (
     AgentError,
+    CheckFailedError,
     CoditectError,
     LlmAuthenticationError,
     LlmConfigurationError,
@@ -57,6 +58,7 @@ PARENTS: dict[type[Exception], type[Exception]] = {
     WorkAtRiskError: CoditectError,
     WorkspaceError: CoditectError,
     MergeConflictError: WorkspaceError,
+    CheckFailedError: CoditectError,
 }
 
 RETRYABLE = {

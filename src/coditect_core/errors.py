@@ -38,8 +38,9 @@ exception escapes a provider. Messages never contain an API key.
     ├── StateError                     the state database is unusable, locked, or foreign
     │   └── RunLockedError             another live run holds the project's lock
     ├── WorkAtRiskError                refused: it would replace recorded work (say ``--force``)
-    └── WorkspaceError                 a task's git repository, branch or worktree is unusable
-        └── MergeConflictError         a task branch does not merge cleanly (names the files)
+    ├── WorkspaceError                 a task's git repository, branch or worktree is unusable
+    │   └── MergeConflictError         a task branch does not merge cleanly (names the files)
+    └── CheckFailedError               a task's acceptance check still fails after its tries
 
 Every ``LlmError`` carries ``provider`` (e.g. ``"openai-gpt"``), ``status_code`` (HTTP status
 where there was one), ``retryable`` (whether the same call may succeed if tried again) and
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentError",
+    "CheckFailedError",
     "ClusterAuthenticationError",
     "ClusterConnectionError",
     "ClusterUnreachableError",
@@ -357,3 +359,8 @@ class MergeConflictError(WorkspaceError):
         super().__init__(message)
         self.branch = branch
         self.files = files
+
+
+class CheckFailedError(CoditectError):
+    """A task's acceptance check still failed after ``check_attempts`` tries; the message is
+    the last check's command, status and output excerpt."""

@@ -1,0 +1,240 @@
+"""A run's code changes: each writing task in its own worktree, its checks, its commit, its merge.
+
+:class:`CodeChanges` wires a :class:`~coditect_core.tools.workspace.Workspace` to a run's
+tasks. A writing task:
+
+1. starts (:meth:`CodeChanges.start`) in a worktree made from the integration branch, which
+   already holds its dependencies' changes (a task starts only once they completed, and a
+   writing task completes only once its change is merged);
+2. when its agent says it is done, runs its acceptance checks (:meth:`CodeChanges.gate`, the
+   agent loop's hook): a failure's output goes back to the agent as the next message, up to
+   ``check_attempts`` runs, after which the task fails with the last check's output
+   (:class:`~coditect_core.errors.CheckFailedError`); every check run is recorded;
+3. is committed and merged (:meth:`CodeChanges.finish`), one merge at a time; the change
+   (branch, commits, files, lines) and its merge are recorded. A conflict raises
+   :class:`~coditect_core.errors.MergeConflictError` naming the files (the caller fails the task
+   or hands it to a person, as ``on_conflict`` says). A task that changed nothing says so.
+
+Resuming is safe by construction: a branch a stopped run committed but did not merge is reused
+(its commits are kept and merged with the rest), and a branch already merged is never merged
+again (:meth:`Workspace.merge` checks ancestry first). A crashed run's worktrees are removed by
+:meth:`CodeChanges.prepare`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import CheckFailedError
+from ..tools.checks import Check, CheckResult, run_check
+from ..tools.workspace import Diff, TaskWorktree, Workspace
+
+__all__ = ["ChangeOutcome", "ChangeRecorder", "ChecksGate", "CodeChanges"]
+
+logger = logging.getLogger(__name__)
+
+
+class ChangeRecorder(Protocol):
+    """Where check runs and changes are recorded (the state store; ``NullRecorder``)."""
+
+    async def record_check_run(
+        self,
+        run_id: int,
+        task_id: str,
+        *,
+        attempt: int,
+        command: str,
+        exit_code: int | None,
+        timed_out: bool = ...,
+        output: str | None = ...,
+        duration_s: float | None = ...,
+    ) -> int: ...
+
+    async def record_task_change(
+        self,
+        run_id: int,
+        task_id: str,
+        *,
+        branch: str,
+        start_commit: str | None,
+        commit: str | None,
+        files: Any = ...,
+    ) -> int: ...
+
+    async def record_merge(self, change_id: int, merge_commit: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    """What a writing task's change came to: its branch, its commit (None: it changed nothing)
+    with its diff, and the merge commit it is in."""
+
+    task_id: str
+    branch: str
+    start: str
+    commit: str | None
+    merge_commit: str | None
+    diff: Diff | None = None
+    already_merged: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.commit is not None
+
+    def summary(self) -> str:
+        """One line for the task's output: what it changed, or that it changed nothing."""
+        if self.diff is None or not self.diff.files:
+            return f"changed nothing (branch {self.branch})"
+        d = self.diff
+        return (
+            f"changed {len(d.files)} file(s), +{d.lines_added} -{d.lines_removed}; "
+            f"merged into the integration branch as {(self.merge_commit or '')[:12]}"
+        )
+
+
+@dataclass
+class ChecksGate:
+    """A task's acceptance checks as the agent loop's hook when the model answers without a
+    tool call: ``None`` (passed: the loop ends), a message to send back (failed, tries left),
+    or :class:`CheckFailedError` (failed ``attempts`` times)."""
+
+    changes: CodeChanges
+    task_id: str
+    checks: Sequence[Check]
+    attempts: int
+    tried: int = 0
+    results: list[CheckResult] = field(default_factory=list)
+
+    async def __call__(self, *_: Any) -> str | None:
+        if not self.checks:
+            return None
+        self.tried += 1
+        failed = await self.changes.run_checks(self.task_id, self.checks, self.tried)
+        self.results.extend(failed[1])
+        if failed[0] is None:
+            return None
+        last = failed[0]
+        if self.tried >= self.attempts:
+            raise CheckFailedError(
+                f"task {self.task_id!r}: a check still fails after {self.tried} "
+                f"{'try' if self.tried == 1 else 'tries'}: {last.describe()}"
+            )
+        left = self.attempts - self.tried
+        return (
+            f"The acceptance check failed. Fix the problem; the checks run again when you "
+            f"are done ({left} {'try' if left == 1 else 'tries'} left).\n\n{last.describe()}"
+        )
+
+
+class CodeChanges:
+    """The writing tasks of one run, over one :class:`Workspace` (see the module's text)."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        recorder: ChangeRecorder | None = None,
+        run_id: int | None = None,
+        checks: Mapping[str, Sequence[Check]] | None = None,
+        check_attempts: Mapping[str, int] | None = None,
+        check_env: Mapping[str, str] | None = None,
+        keep_worktrees: bool = False,
+        on_conflict: Callable[[str], str] | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.recorder = recorder
+        self.run_id = run_id
+        self.checks = dict(checks or {})
+        self.check_attempts = dict(check_attempts or {})
+        self.check_env = dict(check_env or {})
+        self.keep_worktrees = keep_worktrees
+        self.on_conflict = on_conflict or (lambda _task_id: "fail")
+        self._worktrees: dict[str, TaskWorktree] = {}
+
+    async def prepare(self) -> int:
+        """Remove what a crashed run left (worktrees, locks); how many were removed."""
+        removed = await self.workspace.clean_stale()
+        if removed:
+            logger.info("removed %d worktree(s) a stopped run left", len(removed))
+        return len(removed)
+
+    async def start(self, task_id: str) -> TaskWorktree:
+        """The task's worktree, made from the integration branch as it is now."""
+        worktree = await self.workspace.create_worktree(task_id)
+        self._worktrees[task_id] = worktree
+        return worktree
+
+    def worktree(self, task_id: str) -> TaskWorktree:
+        return self._worktrees[task_id]
+
+    def gate(self, task_id: str) -> ChecksGate:
+        """The hook that runs ``task_id``'s checks when its agent is done."""
+        return ChecksGate(
+            self, task_id, self.checks.get(task_id, ()), self.check_attempts.get(task_id, 2)
+        )
+
+    async def run_checks(
+        self, task_id: str, checks: Sequence[Check], attempt: int
+    ) -> tuple[CheckResult | None, list[CheckResult]]:
+        """Run ``checks`` in the task's worktree in order, each recorded, stopping at the first
+        failure: (the failure or None, every result)."""
+        path = self._worktrees[task_id].path
+        results: list[CheckResult] = []
+        for check in checks:
+            result = await run_check(check, path, env=self.check_env)
+            results.append(result)
+            if self.recorder is not None and self.run_id is not None:
+                await self.recorder.record_check_run(
+                    self.run_id, task_id, attempt=attempt, command=result.command,
+                    exit_code=result.exit_code, timed_out=result.timed_out,
+                    output=result.output_excerpt, duration_s=result.duration_s,
+                )  # fmt: skip
+            if not result.passed:
+                logger.info("task %s: check %s failed (try %d)", task_id, check.command, attempt)
+                return result, results
+        return None, results
+
+    async def finish(self, task_id: str, title: str) -> ChangeOutcome:
+        """Commit the task's worktree, record the change, merge it into the integration branch
+        and record the merge. Raises :class:`MergeConflictError` (the merge aborted; the
+        branch and its commit kept)."""
+        worktree = self._worktrees[task_id]
+        ws = self.workspace
+        committed = await ws.commit(worktree, f"{task_id}: {title}")
+        diff = await ws.diff(worktree.start, committed.commit)
+        has_commits = committed.commit != worktree.start
+        change_id = None
+        if self.recorder is not None and self.run_id is not None:
+            change_id = await self.recorder.record_task_change(
+                self.run_id, task_id, branch=worktree.branch, start_commit=worktree.start,
+                commit=committed.commit if has_commits else None,
+                files=[(f.path, f.added, f.removed) for f in diff.files],
+            )  # fmt: skip
+        if not has_commits:
+            return ChangeOutcome(task_id, worktree.branch, worktree.start, None, None, diff)
+        merged = await ws.merge(worktree.branch, f"Merge {task_id}: {title}")
+        if change_id is not None and self.recorder is not None:
+            await self.recorder.record_merge(change_id, merged.commit)
+        return ChangeOutcome(
+            task_id,
+            worktree.branch,
+            worktree.start,
+            committed.commit,
+            merged.commit,
+            diff,
+            merged.already_merged,
+        )
+
+    async def release(self, task_id: str) -> None:
+        """Remove the task's worktree (unless the run keeps them); its branch stays."""
+        if self._worktrees.pop(task_id, None) is not None:
+            await self.workspace.remove_worktree(task_id, keep=self.keep_worktrees)
+
+    async def close(self) -> None:
+        """Remove every worktree left (unless kept) and the integration worktree."""
+        for task_id in list(self._worktrees):
+            await self.release(task_id)
+        await self.workspace.close(keep=self.keep_worktrees)
