@@ -62,6 +62,7 @@ async def test_independent_tasks_both_merge_and_a_dependent_sees_them(
         records = {c.task_id: c for c in store.task_changes("p")}
         assert records["one"].merge_commit == first.merge_commit
         assert records["one"].files == (("a.txt", 1, 0),)
+        assert "+from one" in (records["one"].diff or "")
         assert records["three"].commit is None
     tree = git_out(repo, "ls-tree", "--name-only", "coditect/p").split()
     assert {"a.txt", "b.txt"} <= set(tree)

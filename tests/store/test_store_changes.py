@@ -58,7 +58,7 @@ async def test_check_runs_and_a_merged_change_are_recorded_masked(tmp_path: Path
         )  # fmt: skip
         change = await store.record_task_change(
             run.run_id, "A", branch="coditect/proj-tasks/A", start_commit="s1", commit="c1",
-            files=[("a.py", 3, 1), ("img.png", None, None)],
+            files=[("a.py", 3, 1), ("img.png", None, None)], diff=f"+A = '{CANARY}'\n",
         )  # fmt: skip
         nothing = await store.record_task_change(
             run.run_id, "B", branch="coditect/proj-tasks/B", start_commit="s2", commit=None
@@ -85,6 +85,9 @@ async def test_check_runs_and_a_merged_change_are_recorded_masked(tmp_path: Path
         assert a.files == (("a.py", 3, 1), ("img.png", None, None))
         assert (a.files_changed, a.lines_added, a.lines_removed) == (2, 3, 1)
         assert a.merged_at is not None
+        assert a.diff is not None
+        assert a.diff.startswith("+A = ")
+        assert CANARY not in a.diff
         (b,) = store.task_changes("proj", "B")
         assert (b.change_id, b.commit, b.files, b.merge_commit) == (nothing, None, (), None)
         assert [c.task_id for c in store.task_changes("proj")] == ["A", "B"]

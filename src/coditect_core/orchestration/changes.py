@@ -29,10 +29,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import CheckFailedError
+from ..tools.base import truncate_text
 from ..tools.checks import Check, CheckResult, run_check
 from ..tools.workspace import Diff, TaskWorktree, Workspace
 
-__all__ = ["ChangeOutcome", "ChangeRecorder", "ChecksGate", "CodeChanges"]
+__all__ = ["DIFF_KEPT_CHARS", "ChangeOutcome", "ChangeRecorder", "ChecksGate", "CodeChanges"]
+
+DIFF_KEPT_CHARS = 200_000
+"""What the record of a task's change keeps of its diff's text (``show`` and the report read
+it; the branch has it whole)."""
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ class ChangeRecorder(Protocol):
         start_commit: str | None,
         commit: str | None,
         files: Any = ...,
+        diff: str | None = ...,
     ) -> int: ...
 
     async def record_merge(self, change_id: int, merge_commit: str) -> None: ...
@@ -212,6 +218,7 @@ class CodeChanges:
                 self.run_id, task_id, branch=worktree.branch, start_commit=worktree.start,
                 commit=committed.commit if has_commits else None,
                 files=[(f.path, f.added, f.removed) for f in diff.files],
+                diff=truncate_text(diff.text, DIFF_KEPT_CHARS)[0] if diff.text else None,
             )  # fmt: skip
         if not has_commits:
             return ChangeOutcome(task_id, worktree.branch, worktree.start, None, None, diff)

@@ -458,6 +458,7 @@ class Ops:
         start_commit: str | None,
         commit: str | None,
         files: list[tuple[str, int | None, int | None]],
+        diff: str | None,
         now: float,
     ) -> Op:
         """A writing task's committed change (``commit`` None: nothing changed); its id."""
@@ -470,9 +471,10 @@ class Ops:
             ref = self._task_ref(conn, run, task_id, now)
             cur = conn.execute(
                 "INSERT INTO task_changes(run_id, task_ref, branch, start_commit, commit_sha, "
-                "files, lines_added, lines_removed, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "files, lines_added, lines_removed, diff, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, ref, s(branch) or "", start_commit, commit,
-                 self._scrub.json([list(f) for f in files]), added, removed, now),
+                 self._scrub.json([list(f) for f in files]), added, removed, s(diff), now),
             )  # fmt: skip
             return int(cur.lastrowid or 0)
 

@@ -124,6 +124,8 @@ class TaskChangeRecord:
     merge_commit: str | None
     merged_at: float | None
     at: float
+    diff: str | None = None
+    """The diff's text, as kept (long ones cut, a marker in their place)."""
 
     @property
     def files_changed(self) -> int:
@@ -284,7 +286,8 @@ def read_task_changes(
     """Task changes of ``project`` (of one task), oldest first."""
     sql = (
         "SELECT c.id, t.task_id, c.run_id, c.branch, c.start_commit, c.commit_sha, c.files, "
-        "c.lines_added, c.lines_removed, c.merge_commit, c.merged_at, c.at FROM task_changes c "
+        "c.lines_added, c.lines_removed, c.merge_commit, c.merged_at, c.at, c.diff "
+        "FROM task_changes c "
         "JOIN tasks t ON t.id = c.task_ref JOIN projects p ON p.id = t.project_id "
         "WHERE p.name = ?"
     )
@@ -307,6 +310,7 @@ def read_task_changes(
             r[9],
             r[10],
             r[11],
+            r[12],
         )
         for r in rows
     ]

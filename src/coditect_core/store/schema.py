@@ -208,7 +208,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         # check_runs: each run of a task's acceptance check (attempt: the agent's try, from 1).
         # task_changes: a writing task's branch as committed (commit NULL: it changed nothing),
         # with its numstat (files: JSON [[path, added, removed], ...], NULL counts for binary
-        # files), and its merge into the integration branch once made (merge_commit, merged_at).
+        # files) and its diff's text (capped), and its merge into the integration branch once
+        # made (merge_commit, merged_at).
         """
         CREATE TABLE check_runs (
             id          INTEGER PRIMARY KEY,
@@ -232,6 +233,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             files          TEXT NOT NULL DEFAULT '[]',
             lines_added    INTEGER NOT NULL DEFAULT 0,
             lines_removed  INTEGER NOT NULL DEFAULT 0,
+            diff           TEXT,
             merge_commit   TEXT,
             merged_at      REAL,
             at             REAL NOT NULL

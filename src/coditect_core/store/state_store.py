@@ -417,12 +417,14 @@ class StateStore:
         start_commit: str | None,
         commit: str | None,
         files: Iterable[tuple[str, int | None, int | None]] = (),
+        diff: str | None = None,
     ) -> int:
         """A writing task's committed change (``commit`` None: it changed nothing), with its
-        files' lines added and removed; its id, for :meth:`record_merge`."""
+        files' lines added and removed and its diff (masked); its id, for
+        :meth:`record_merge`."""
         return await self._call(
             self._ops.task_change(
-                run_id, task_id, branch, start_commit, commit, list(files), time.time()
+                run_id, task_id, branch, start_commit, commit, list(files), diff, time.time()
             )
         )
 
