@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import StateError
@@ -22,11 +22,15 @@ from ..llm_abstractions.pricing import price_data_version
 from ..orchestration.prompts import task_prompt
 from ..store.records import (
     AttemptRecord,
+    CheckRunRecord,
     RunRecord,
+    TaskChangeRecord,
     TaskEvent,
     TaskRecord,
     read_attempts,
+    read_check_runs,
     read_runs,
+    read_task_changes,
     read_tasks,
 )
 from .model import AgentRow, AttemptRow, ReportData, RunRow, TaskRow, tally
@@ -49,6 +53,10 @@ class StoreContents:
     attempts: list[AttemptRecord]
     events: list[TaskEvent]
     """Every status change, oldest first."""
+    checks: list[CheckRunRecord] = field(default_factory=list)
+    """Every acceptance check run, oldest first."""
+    changes: list[TaskChangeRecord] = field(default_factory=list)
+    """Every writing task's change, oldest first."""
 
 
 def _read_events(conn: sqlite3.Connection, project: str) -> list[TaskEvent]:
@@ -71,6 +79,8 @@ def read_store(store: StateStore, project: str) -> StoreContents:
             tasks=read_tasks(conn, project),
             attempts=read_attempts(conn, project),
             events=_read_events(conn, project),
+            checks=read_check_runs(conn, project),
+            changes=read_task_changes(conn, project),
         )
 
     return store.read(read)
@@ -259,6 +269,15 @@ def report_from(
     graph = {tid: list(defined[tid].dependencies) if tid in defined else [] for tid in order}
     levels = dependency_levels(graph)
 
+    checks: dict[str, list[CheckRunRecord]] = {}
+    for c in contents.checks:
+        if run_id is None or c.run_id == run_id:
+            checks.setdefault(c.task_id, []).append(c)
+    changes: dict[str, TaskChangeRecord] = {}
+    for change in contents.changes:  # the latest of each task
+        if run_id is None or change.run_id == run_id:
+            changes[change.task_id] = change
+
     rows: list[TaskRow] = []
     for tid in order:
         task = defined.get(tid)
@@ -293,6 +312,8 @@ def report_from(
                 prompt=task_prompt(task) if task else None,
                 history=history.get(tid, []),
                 updated_at=record.updated_at if record is not None else None,
+                checks=checks.get(tid, []),
+                change=changes.get(tid),
             )
         )
     rows.sort(key=lambda r: r.level)  # stable: file order within a level

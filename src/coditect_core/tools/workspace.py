@@ -231,9 +231,11 @@ class Workspace:
         base_branch: str | None = None,
         integration_branch: str | None = None,
         author: str = DEFAULT_AUTHOR,
+        create: bool = True,
     ) -> Workspace:
         """Open the git repository at ``path`` and make the integration branch from the base
-        branch if it is missing. Raises :class:`WorkspaceError` naming the path or branch."""
+        branch if it is missing (``create=False``: refuse instead, changing nothing). Raises
+        :class:`WorkspaceError` naming the path or branch."""
         where = Path(path).expanduser()  # noqa: ASYNC240 (a few stats, once per run)
         if not where.is_dir():
             raise WorkspaceError(f"repository {str(where)!r} is not a directory")
@@ -271,6 +273,11 @@ class Workspace:
             author=author,
         )
         if not await _branch_exists(repo, integration):
+            if not create:
+                raise WorkspaceError(
+                    f"the integration branch {integration!r} does not exist in {str(repo)!r}: "
+                    "no run has changed code there yet"
+                )
             await git(repo, "branch", "--no-track", integration, f"refs/heads/{base_branch}")
             logger.info("made integration branch %s from %s", integration, base_branch)
         return workspace
