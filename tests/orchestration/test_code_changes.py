@@ -160,3 +160,36 @@ async def test_a_commit_left_unmerged_by_a_stopped_run_is_merged_once_on_resume(
     merges = git_out(repo, "rev-list", "--merges", "coditect/p").split()
     assert len(merges) == 1
     assert git_out(repo, "show", "coditect/p:calc.py").endswith("a + b\n")
+
+
+async def test_run_task_goes_from_worktree_to_merge_and_releases(
+    repo: Path, tmp_path: Path
+) -> None:
+    ws = await Workspace.open(repo, project="p")
+    changes = CodeChanges(ws, checks={"t": [CHECK]})
+    seen: list[str | None] = []
+
+    async def agent(worktree: object, gate: object) -> str:
+        from coditect_core.orchestration.changes import ChecksGate
+        from coditect_core.tools.workspace import TaskWorktree
+
+        assert isinstance(worktree, TaskWorktree)
+        assert isinstance(gate, ChecksGate)
+        seen.append(await gate())  # fails: sent back
+        (worktree.path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+        seen.append(await gate())
+        return "fixed"
+
+    value, outcome = await changes.run_task("t", "fix add", agent)
+    assert value == "fixed"
+    assert seen[0] is not None
+    assert seen[1] is None
+    assert outcome.merge_commit == await ws.tip("coditect/p")
+    assert not ws.task_path("t").exists()
+
+    async def broken(worktree: object, gate: object) -> str:
+        raise RuntimeError("agent failed")
+
+    with pytest.raises(RuntimeError):
+        await changes.run_task("u", "broken", broken)
+    assert not ws.task_path("u").exists()

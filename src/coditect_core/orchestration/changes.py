@@ -24,9 +24,9 @@ again (:meth:`Workspace.merge` checks ancestry first). A crashed run's worktrees
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import CheckFailedError
 from ..tools.base import truncate_text
@@ -40,6 +40,8 @@ DIFF_KEPT_CHARS = 200_000
 it; the branch has it whole)."""
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class ChangeRecorder(Protocol):
@@ -234,6 +236,23 @@ class CodeChanges:
             diff,
             merged.already_merged,
         )
+
+    async def run_task(
+        self,
+        task_id: str,
+        title: str,
+        work: Callable[[TaskWorktree, ChecksGate], Awaitable[T]],
+    ) -> tuple[T, ChangeOutcome]:
+        """A writing task whole: its worktree made, ``work(worktree, gate)`` (the agent's loop,
+        with ``gate`` as its answer hook), then its commit and merge; the worktree released
+        whatever happens. What ``work`` or the merge raises is raised (a
+        :class:`CheckFailedError`, a :class:`MergeConflictError`)."""
+        worktree = await self.start(task_id)
+        try:
+            value = await work(worktree, self.gate(task_id))
+            return value, await self.finish(task_id, title)
+        finally:
+            await self.release(task_id)
 
     async def release(self, task_id: str) -> None:
         """Remove the task's worktree (unless the run keeps them); its branch stays."""
