@@ -5,11 +5,49 @@ from __future__ import annotations
 
 import os
 
-from ..project import read_project_file
+from ..orchestration.changes import ChangeRecorder, CodeChanges
+from ..project import Project, read_project_file
 from ..tools.workspace import Diff, Workspace
 from .view import resolve_offline
 
-__all__ = ["integration_diff"]
+__all__ = ["integration_diff", "open_code_changes"]
+
+
+async def open_workspace(project: Project, *, create: bool = True) -> Workspace:
+    """The project's repository (``repo:``, ``base_branch:``, ``integration_branch:``,
+    ``commit_author:``)."""
+    return await Workspace.open(
+        project.repo_path,
+        project=project.name,
+        base_branch=project.repo.base_branch,
+        integration_branch=project.repo.integration_branch,
+        author=project.repo.commit_author,
+        create=create,
+    )
+
+
+async def open_code_changes(
+    project: Project,
+    writing: set[str],
+    *,
+    recorder: ChangeRecorder | None,
+    run_id: int | None,
+    keep_worktrees: bool = False,
+) -> CodeChanges:
+    """A run's :class:`CodeChanges` for its ``writing`` tasks: the repository opened (the
+    integration branch made if missing), what a crashed run left removed."""
+    changes = CodeChanges(
+        await open_workspace(project),
+        recorder=recorder,
+        run_id=run_id,
+        checks=project.task_checks,
+        check_attempts=project.check_attempts,
+        keep_worktrees=keep_worktrees,
+        on_conflict=project.on_conflict_for,
+        writing=writing,
+    )
+    await changes.prepare()
+    return changes
 
 
 async def integration_diff(path: str | os.PathLike[str]) -> tuple[Workspace, Diff]:
@@ -18,13 +56,5 @@ async def integration_diff(path: str | os.PathLike[str]) -> tuple[Workspace, Dif
     :class:`~coditect_core.errors.ProjectFileError` or
     :class:`~coditect_core.errors.WorkspaceError` (no repository, no such branch: no run
     changed code yet)."""
-    project = resolve_offline(read_project_file(path))
-    workspace = await Workspace.open(
-        project.repo_path,
-        project=project.name,
-        base_branch=project.repo.base_branch,
-        integration_branch=project.repo.integration_branch,
-        author=project.repo.commit_author,
-        create=False,
-    )
+    workspace = await open_workspace(resolve_offline(read_project_file(path)), create=False)
     return workspace, await workspace.integration_diff()

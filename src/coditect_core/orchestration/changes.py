@@ -151,6 +151,7 @@ class CodeChanges:
         check_env: Mapping[str, str] | None = None,
         keep_worktrees: bool = False,
         on_conflict: Callable[[str], str] | None = None,
+        writing: set[str] | None = None,
     ) -> None:
         self.workspace = workspace
         self.recorder = recorder
@@ -160,7 +161,13 @@ class CodeChanges:
         self.check_env = dict(check_env or {})
         self.keep_worktrees = keep_worktrees
         self.on_conflict = on_conflict or (lambda _task_id: "fail")
+        self.writing = set(writing or ())
+        """The tasks that change code (their agents have write tools)."""
         self._worktrees: dict[str, TaskWorktree] = {}
+
+    def writes(self, task_id: str) -> bool:
+        """Whether ``task_id`` runs in a worktree of its own (its agent has write tools)."""
+        return task_id in self.writing
 
     async def prepare(self) -> int:
         """Remove what a crashed run left (worktrees, locks); how many were removed."""
