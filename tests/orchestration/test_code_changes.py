@@ -4,6 +4,7 @@ merge."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -193,3 +194,58 @@ async def test_run_task_goes_from_worktree_to_merge_and_releases(
     with pytest.raises(RuntimeError):
         await changes.run_task("u", "broken", broken)
     assert not ws.task_path("u").exists()
+
+
+async def test_run_writing_task_says_what_changed_and_hands_a_conflict_over(repo: Path) -> None:
+    from types import SimpleNamespace
+
+    from coditect_core.orchestration.changes import ChecksGate, run_writing_task
+    from coditect_core.orchestration.execution_result import ExecutionResult, ExecutionStatus
+    from coditect_core.orchestration.task import AgentTask
+
+    ws = await Workspace.open(repo, project="p")
+    modes = {"b": "ask", "c": "fail"}
+    changes = CodeChanges(ws, on_conflict=lambda tid: modes.get(tid, "fail"))
+    started, a_done = asyncio.Barrier(3), asyncio.Event()
+
+    def execution(task_id: str) -> SimpleNamespace:
+        result = ExecutionResult(task_id, status=ExecutionStatus.SUCCESS, output="answer")
+        return SimpleNamespace(task=AgentTask(task_id, f"title {task_id}"), result=result)
+
+    def editing(text: str, wait: bool) -> object:
+        async def loop(path: Path, gate: ChecksGate) -> None:
+            await started.wait()  # all three worktrees made from the same tip
+            if wait:
+                await a_done.wait()
+            (path / "notes.md").write_text(text)
+            assert await gate() is None
+
+        return loop
+
+    a, b, c = execution("a"), execution("b"), execution("c")
+
+    async def first() -> None:
+        await run_writing_task(a, changes, editing("from a\n", False))  # type: ignore[arg-type]
+        a_done.set()
+
+    outcomes = await asyncio.gather(
+        first(),
+        run_writing_task(b, changes, editing("from b\n", True)),  # type: ignore[arg-type]
+        run_writing_task(c, changes, editing("from c\n", True)),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
+    assert a.result.output.startswith("answer\n\n[changed 1 file(s), +1 -1; merged")
+    assert a.result.metadata["change"]["files_changed"] == 1
+    assert outcomes[0] is None
+    assert outcomes[1] is None
+    assert b.result.status is ExecutionStatus.AWAITING_HUMAN
+    assert b.result.metadata["conflict"]["files"] == ["notes.md"]
+    assert "coditect task complete b" in b.result.metadata["handoff_prompt"]
+    assert isinstance(outcomes[2], MergeConflictError)
+    assert "notes.md" in str(outcomes[2])
+    assert not ws.task_path("c").exists()
+    assert git_out(repo, "show", "coditect/p:notes.md") == "from a\n"
+
+    nothing = execution("d")
+    await run_writing_task(nothing, changes, lambda path, gate: asyncio.sleep(0))  # type: ignore[arg-type]
+    assert "changed nothing" in nothing.result.output

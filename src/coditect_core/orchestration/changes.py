@@ -26,14 +26,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..errors import CheckFailedError
+from ..errors import CheckFailedError, MergeConflictError
 from ..tools.base import truncate_text
 from ..tools.checks import Check, CheckResult, run_check
 from ..tools.workspace import Diff, TaskWorktree, Workspace
 
-__all__ = ["DIFF_KEPT_CHARS", "ChangeOutcome", "ChangeRecorder", "ChecksGate", "CodeChanges"]
+if TYPE_CHECKING:
+    from .handlers import Execution
+
+__all__ = [
+    "DIFF_KEPT_CHARS",
+    "ChangeOutcome",
+    "ChangeRecorder",
+    "ChecksGate",
+    "CodeChanges",
+    "run_writing_task",
+]
 
 DIFF_KEPT_CHARS = 200_000
 """What the record of a task's change keeps of its diff's text (``show`` and the report read
@@ -271,3 +282,48 @@ class CodeChanges:
         for task_id in list(self._worktrees):
             await self.release(task_id)
         await self.workspace.close(keep=self.keep_worktrees)
+
+
+async def run_writing_task(
+    execution: Execution,
+    changes: CodeChanges,
+    loop: Callable[[Path, ChecksGate], Awaitable[None]],
+) -> None:
+    """Run ``execution``'s task as a writing task: ``loop(worktree_path, gate)`` (the agent
+    loop, its tools confined to the task's worktree, ``gate`` its answer hook) then its commit
+    and merge (:meth:`CodeChanges.run_task`). The task's output gains what it changed (or that
+    it changed nothing); its metadata the change. A merge conflict fails the task naming the
+    files, or, with ``on_conflict: ask``, hands it to a person (the branch is kept, to merge by
+    hand)."""
+    task, result = execution.task, execution.result
+
+    async def work(worktree: TaskWorktree, gate: ChecksGate) -> None:
+        await loop(worktree.path, gate)
+
+    try:
+        _, outcome = await changes.run_task(task.task_id, task.title, work)
+    except MergeConflictError as error:
+        if changes.on_conflict(task.task_id) != "ask":
+            raise
+        from .execution_result import ExecutionStatus
+
+        integration = changes.workspace.integration_branch
+        result.status = ExecutionStatus.AWAITING_HUMAN
+        result.metadata["conflict"] = {"branch": error.branch, "files": list(error.files)}
+        result.metadata["handoff_prompt"] = (
+            f"{error}.\nMerge branch {error.branch} into {integration} by hand (the files "
+            f"above conflict), then: coditect task complete {task.task_id}"
+        )
+        logger.info("task %s: merge conflict handed to a person", task.task_id)
+        return
+    diff = outcome.diff
+    result.metadata["change"] = {
+        "branch": outcome.branch,
+        "commit": outcome.commit,
+        "merge_commit": outcome.merge_commit,
+        "files_changed": len(diff.files) if diff else 0,
+        "lines_added": diff.lines_added if diff else 0,
+        "lines_removed": diff.lines_removed if diff else 0,
+    }
+    note = f"[{outcome.summary()}]"
+    result.output = f"{result.output}\n\n{note}" if result.output else note
