@@ -249,3 +249,37 @@ async def test_run_writing_task_says_what_changed_and_hands_a_conflict_over(repo
     nothing = execution("d")
     await run_writing_task(nothing, changes, lambda path, gate: asyncio.sleep(0))  # type: ignore[arg-type]
     assert "changed nothing" in nothing.result.output
+
+
+async def test_a_resumed_task_goes_on_in_the_worktree_its_stopped_run_left(
+    repo: Path, tmp_path: Path
+) -> None:
+    ws = await Workspace.open(repo, project="p")
+    wt = await ws.create_worktree("t")
+    other = await ws.create_worktree("gone")
+    (wt.path / "calc.py").write_text("def add(a, b):\n    return a + b\n")  # not committed
+    admin = Path((wt.path / ".git").read_text().split(":", 1)[1].strip())
+    (admin / "index.lock").write_text("")  # a git killed with the run
+    # the run is killed here; a new one resumes t from its recorded turns
+    changes = CodeChanges(await Workspace.open(repo, project="p"))
+    await changes.prepare()
+    assert not (admin / "index.lock").exists()
+    resumed = await changes.start("t", resume=True)
+    assert (resumed.path / "calc.py").read_text().endswith("a + b\n")
+    outcome = await changes.finish("t", "fix")
+    assert outcome.changed
+    assert git_out(repo, "show", "coditect/p:calc.py").endswith("a + b\n")
+    await changes.close()
+    assert not other.path.exists()  # a stopped run's worktree no task went on in
+    assert not wt.path.exists()
+    assert git_out(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+async def test_a_task_run_again_from_scratch_starts_from_a_clean_worktree(repo: Path) -> None:
+    ws = await Workspace.open(repo, project="p")
+    wt = await ws.create_worktree("t")
+    (wt.path / "junk.py").write_text("half done\n")
+    changes = CodeChanges(await Workspace.open(repo, project="p"))
+    await changes.prepare()
+    fresh = await changes.start("t")
+    assert not (fresh.path / "junk.py").exists()

@@ -181,15 +181,18 @@ class CodeChanges:
         return task_id in self.writing
 
     async def prepare(self) -> int:
-        """Remove what a crashed run left (worktrees, locks); how many were removed."""
-        removed = await self.workspace.clean_stale()
+        """Remove what a crashed run left (its integration worktree, locks); its task
+        worktrees stay for resumed tasks to go on in (:meth:`close` removes the others); how
+        many were removed."""
+        removed = await self.workspace.clean_stale(keep_tasks=True)
         if removed:
-            logger.info("removed %d worktree(s) a stopped run left", len(removed))
+            logger.info("removed %d thing(s) a stopped run left", len(removed))
         return len(removed)
 
-    async def start(self, task_id: str) -> TaskWorktree:
-        """The task's worktree, made from the integration branch as it is now."""
-        worktree = await self.workspace.create_worktree(task_id)
+    async def start(self, task_id: str, *, resume: bool = False) -> TaskWorktree:
+        """The task's worktree, made from the integration branch as it is now (``resume``: the
+        one a stopped run left, kept as it was)."""
+        worktree = await self.workspace.create_worktree(task_id, resume=resume)
         self._worktrees[task_id] = worktree
         return worktree
 
@@ -260,12 +263,14 @@ class CodeChanges:
         task_id: str,
         title: str,
         work: Callable[[TaskWorktree, ChecksGate], Awaitable[T]],
+        *,
+        resume: bool = False,
     ) -> tuple[T, ChangeOutcome]:
         """A writing task whole: its worktree made, ``work(worktree, gate)`` (the agent's loop,
         with ``gate`` as its answer hook), then its commit and merge; the worktree released
         whatever happens. What ``work`` or the merge raises is raised (a
         :class:`CheckFailedError`, a :class:`MergeConflictError`)."""
-        worktree = await self.start(task_id)
+        worktree = await self.start(task_id, resume=resume)
         try:
             value = await work(worktree, self.gate(task_id))
             return value, await self.finish(task_id, title)
@@ -288,20 +293,23 @@ async def run_writing_task(
     execution: Execution,
     changes: CodeChanges,
     loop: Callable[[Path, ChecksGate], Awaitable[None]],
+    *,
+    resume: bool = False,
 ) -> None:
     """Run ``execution``'s task as a writing task: ``loop(worktree_path, gate)`` (the agent
     loop, its tools confined to the task's worktree, ``gate`` its answer hook) then its commit
     and merge (:meth:`CodeChanges.run_task`). The task's output gains what it changed (or that
     it changed nothing); its metadata the change. A merge conflict fails the task naming the
     files, or, with ``on_conflict: ask``, hands it to a person (the branch is kept, to merge by
-    hand)."""
+    hand). ``resume``: the task goes on from its recorded turns, in the worktree the stopped
+    run left."""
     task, result = execution.task, execution.result
 
     async def work(worktree: TaskWorktree, gate: ChecksGate) -> None:
         await loop(worktree.path, gate)
 
     try:
-        _, outcome = await changes.run_task(task.task_id, task.title, work)
+        _, outcome = await changes.run_task(task.task_id, task.title, work, resume=resume)
     except MergeConflictError as error:
         if changes.on_conflict(task.task_id) != "ask":
             raise

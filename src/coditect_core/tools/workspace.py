@@ -308,15 +308,22 @@ class Workspace:
 
     # ---- worktrees
 
-    async def create_worktree(self, task_id: str) -> TaskWorktree:
+    async def create_worktree(self, task_id: str, *, resume: bool = False) -> TaskWorktree:
         """A worktree for a task on its own branch, made from the integration branch's tip.
         A branch left unmerged by a stopped run is reused (no committed change is lost: the
-        task goes on from its commits); one already merged starts again from the tip."""
+        task goes on from its commits); one already merged starts again from the tip. With
+        ``resume`` (the task goes on from its recorded turns), the worktree a stopped run left
+        is kept as it is, uncommitted edits included; else it is made afresh."""
         branch = self.task_branch(task_id)
         await _check_branch_name(self.repo, branch, f"task {task_id!r}'s branch")
         path = self.task_path(task_id)
         start = await self.tip(self.integration_branch)
         if path.exists():
+            on = await git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+            if resume and on.code == 0 and on.out.strip() == branch:
+                base = await git(self.repo, "merge-base", branch, self.integration_branch)
+                logger.debug("worktree for %s kept as the stopped run left it", task_id)
+                return TaskWorktree(task_id, path, branch, base.out.strip())
             await self.remove_worktree(task_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         if await _branch_exists(self.repo, branch) and await self.is_merged(branch):
@@ -340,13 +347,19 @@ class Workspace:
             return
         await _remove_tree(self.repo, self.task_path(task_id))
 
-    async def clean_stale(self) -> list[Path]:
-        """Remove the worktrees a crashed run left (under :attr:`root`), and let git forget
-        them. Branches stay: no committed change is lost. Returns the paths removed."""
+    async def clean_stale(self, *, keep_tasks: bool = False) -> list[Path]:
+        """Remove what a crashed run left under :attr:`root`: its worktrees (with
+        ``keep_tasks``, the task worktrees stay for a resumed task to go on in, their stale
+        index locks removed; :meth:`close` removes those left), the lock files a killed git
+        left on this run's branches; git forgets removed worktrees. Branches stay: no
+        committed change is lost. Returns the paths removed."""
         removed: list[Path] = []
         tasks = self.root / "tasks"
         if tasks.is_dir():
             for entry in sorted(tasks.iterdir()):
+                if keep_tasks and (entry / ".git").is_file():
+                    removed += _stale_index_locks(entry)
+                    continue
                 await _remove_tree(self.repo, entry)
                 removed.append(entry)
         if self.integration_path.exists():
@@ -369,9 +382,15 @@ class Workspace:
         return [lock for lock in found if lock.is_file()]
 
     async def close(self, *, keep: bool = False) -> None:
-        """Remove the integration worktree (unless ``keep``); git forgets removed worktrees."""
-        if not keep and self.integration_path.exists():
-            await _remove_tree(self.repo, self.integration_path)
+        """Remove every worktree of the run (its tasks' and the integration one) unless
+        ``keep``; git forgets removed worktrees."""
+        if not keep:
+            tasks = self.root / "tasks"
+            if tasks.is_dir():
+                for entry in sorted(tasks.iterdir()):
+                    await _remove_tree(self.repo, entry)
+            if self.integration_path.exists():
+                await _remove_tree(self.repo, self.integration_path)
         await git(self.repo, "worktree", "prune")
 
     # ---- commits and merges
@@ -494,6 +513,18 @@ async def _check_branch_name(repo: Path, branch: str, what: str) -> None:
     result = await git(repo, "check-ref-format", "--branch", branch, check=False)
     if result.code != 0:
         raise WorkspaceError(f"{what} {branch!r} is not a valid git branch name")
+
+
+def _stale_index_locks(worktree: Path) -> list[Path]:
+    """The index lock a killed git left in ``worktree``'s administrative folder, removed."""
+    pointer = (worktree / ".git").read_text().strip()
+    if not pointer.startswith("gitdir:"):
+        return []
+    lock = Path(pointer.removeprefix("gitdir:").strip()) / "index.lock"
+    if lock.is_file():
+        lock.unlink(missing_ok=True)
+        return [lock]
+    return []
 
 
 async def _remove_tree(repo: Path, path: Path) -> None:
