@@ -13,6 +13,7 @@ The format (every key is optional unless marked *required*)::
     integration_branch: coditect/NAME      # where tasks' changes are merged (default)
     on_conflict: fail                      # a merge conflict: fail the task | ask a person
     commit_author: "coditect <coditect@localhost>"   # who commits a task's changes
+    workspace: .                           # the folder tools work in (default: this file's)
     defaults:
       agent: local                         # for tasks that name none (or the only agent)
       max_concurrency: 4                   # tasks running at once
@@ -49,6 +50,12 @@ The format (every key is optional unless marked *required*)::
         cache: true                        # answer a request seen before from the call
                                            #   journal (temperature 0 or unset); always; false
         on_conflict: ask                   # overrides the project's for its tasks
+        tools: [mypkg.tools:lookup]        # an api agent's tools: built-in names, Python
+                                           #   functions (package.module:function)
+        max_turns: 20                      # model turns of its agent loop per task
+        max_tool_calls: 100                # tool calls per task
+        tool_timeout: 60                   # seconds per tool call
+        max_parallel_tools: 4              # calls of one turn running at once
         description: ...
     tasks:                                 # *required*: a list
       - id: TASK-001                       # *required*: letters, digits, _ . -

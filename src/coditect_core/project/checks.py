@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Iterable, Iterator
 
 from ..orchestration.scheduler import find_cycle
+from ..tools.toolset import check_tool_entry
 from ._yaml import FieldPath, LineMap
 from .diagnostics import Problem
 from .env import EXPANDED_FIELDS, VariableSyntaxError, iter_strings, references
@@ -118,6 +119,20 @@ class _Checker:
                     references(text)
                 except VariableSyntaxError as error:
                     self.add(path, str(error))
+            self.tools(name, agent)
+
+    def tools(self, name: str, agent: AgentSpec) -> None:
+        at: FieldPath = ("agents", name, "tools")
+        if agent.tools and agent.interface != "api":
+            self.add(at, f"tools are only used by interface api, not {agent.interface}")
+        seen: set[str] = set()
+        for index, entry in enumerate(agent.tools):
+            problem = check_tool_entry(entry)
+            if problem is None and entry in seen:
+                problem = f"tool {entry!r} is listed twice"
+            if problem is not None:
+                self.add((*at, index), problem)
+            seen.add(entry)
 
     def tasks(self) -> None:
         spec = self.spec

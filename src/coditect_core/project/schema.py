@@ -162,6 +162,13 @@ class AgentSpec(_Spec):
     cache: bool | Literal["always"] | None = None
     # A merge conflict of its task: fail it, or hand it to a person (unset: the project's).
     on_conflict: OnConflict | None = None
+    # The agent loop (an api agent with tools): what it may call, and its bounds.
+    tools: list[NonEmptyStr] = Field(default_factory=list)
+    """Built-in tool names and Python functions (``package.module:function``)."""
+    max_turns: PositiveInt = 20
+    max_tool_calls: PositiveInt = 100
+    tool_timeout: Positive = 60.0
+    max_parallel_tools: PositiveInt = 4
 
 
 class TaskSpec(_Spec):
@@ -222,6 +229,8 @@ class ProjectSpec(_Spec):
     integration_branch: NonEmptyStr | None = None
     on_conflict: OnConflict = "fail"
     commit_author: Annotated[str, AfterValidator(_author)] | None = None
+    workspace: NonEmptyStr | None = None
+    """The folder tools work in (relative to the project file's; default: that folder)."""
 
 
 def model_at(path: tuple[object, ...]) -> type[BaseModel] | None:
