@@ -69,7 +69,13 @@ BUILTIN_TOOLS: list[BuiltinGroup] = []
 
 def _builtin_groups() -> list[BuiltinGroup]:
     """:data:`BUILTIN_TOOLS`, and the groups of the built-in modules present."""
-    return list(BUILTIN_TOOLS)
+    from .files import READ_TOOLS, WRITE_TOOLS, FileToolset  # scratch: registration
+
+    files = BuiltinGroup(
+        frozenset(READ_TOOLS + WRITE_TOOLS),
+        lambda names, context: FileToolset(context.workspace, names=names),
+    )
+    return [files, *BUILTIN_TOOLS]
 
 
 def is_import_path(entry: str) -> bool:
