@@ -4,13 +4,37 @@ base branch, read from the project's git repository without changing anything.""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from ..orchestration.changes import ChangeRecorder, CodeChanges
 from ..project import Project, read_project_file
+from ..tools.files import WRITE_TOOLS
 from ..tools.workspace import Diff, Workspace
 from .view import resolve_offline
 
-__all__ = ["integration_diff", "open_code_changes"]
+__all__ = [
+    "WRITING_TOOLS",
+    "integration_diff",
+    "open_code_changes",
+    "open_workspace",
+    "writing_tasks",
+]
+
+WRITING_TOOLS = frozenset((*WRITE_TOOLS, "run_command"))
+"""The built-in tools that change a workspace: an agent with one of them writes, and its tasks
+run in worktrees of their own."""
+
+
+def writing_tasks(project: Project, task_ids: Iterable[str]) -> set[str]:
+    """Those of ``task_ids`` whose agent has a tool that changes files (:data:`WRITING_TOOLS`)."""
+    out = set()
+    for task_id in task_ids:
+        name = project.task(task_id).agent
+        if name is None or name not in project.agents.names():
+            continue
+        if WRITING_TOOLS.intersection(project.agents.get(name).tools):
+            out.add(task_id)
+    return out
 
 
 async def open_workspace(project: Project, *, create: bool = True) -> Workspace:
@@ -33,11 +57,13 @@ async def open_code_changes(
     recorder: ChangeRecorder | None,
     run_id: int | None,
     keep_worktrees: bool = False,
+    workspace: Workspace | None = None,
 ) -> CodeChanges:
     """A run's :class:`CodeChanges` for its ``writing`` tasks: the repository opened (the
-    integration branch made if missing), what a crashed run left removed."""
+    integration branch made if missing; ``workspace`` if already open), what a crashed run
+    left removed."""
     changes = CodeChanges(
-        await open_workspace(project),
+        workspace if workspace is not None else await open_workspace(project),
         recorder=recorder,
         run_id=run_id,
         checks=project.task_checks,

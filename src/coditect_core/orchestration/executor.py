@@ -45,6 +45,7 @@ from ..llm_abstractions.spec import LlmSpec
 from ..secrets import Secret
 from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentType
 from .attempts import AttemptHook, Attempts, RetryWaitHook, ToolHook, error_text
+from .changes import ChecksGate, CodeChanges, run_writing_task
 from .execution_result import ExecutionResult, ExecutionStatus
 from .handlers import HANDLERS, Execution, Handler
 from .journal import (
@@ -161,7 +162,9 @@ class TaskExecutor:
     per run, with ``run_cache`` for ``--cache``) journals every request of an LLM, command or
     script agent (:mod:`.journal`). ``workspace`` is the folder an agent's tools work in
     (default: the current directory); ``budget_guard`` (set per run) lets an agent loop stop
-    before a call that would pass the run's budget.
+    before a call that would pass the run's budget. ``changes`` (set per run with writing
+    tasks, :class:`~.changes.CodeChanges`): a writing task's loop runs in its own worktree,
+    its checks gate its answer, and its change is committed and merged before it completes.
     """
 
     def __init__(
@@ -202,6 +205,7 @@ class TaskExecutor:
         self.run_cache = False
         self.workspace = workspace
         self.budget_guard: BudgetGuard | None = None  # set by a run with a budget
+        self.changes: CodeChanges | None = None  # set by a run with writing tasks
         self.loop_resumes: dict[str, RecordedLoop] = {}  # task id -> a killed loop to go on
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
         self._gates: dict[str, AgentGate] = {}
@@ -474,6 +478,16 @@ class TaskExecutor:
         An agent with ``tools`` runs the agent loop instead (:func:`.tool_loop.run_tool_loop`):
         each model turn through the same pipeline, the loop's final answer the task's."""
         if agent.tools:
+            changes = self.changes
+            task_id = execution.task.task_id
+            if changes is not None and changes.writes(task_id):
+                resume = task_id in self.loop_resumes
+
+                async def loop(worktree: Path, gate: ChecksGate) -> None:
+                    await run_tool_loop(execution, agent, workspace=worktree, on_answer=gate)
+
+                await run_writing_task(execution, changes, loop, resume=resume)
+                return
             await run_tool_loop(execution, agent)
             return
         execution.answered(await execution.ask(agent, execution.messages(agent)))
