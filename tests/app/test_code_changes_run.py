@@ -99,7 +99,7 @@ async def test_independent_tasks_merge_and_a_dependent_sees_them(repo: Path) -> 
         },
     )
     before = user_state(repo)
-    outcome, results, session = await run(path)
+    _, results, session = await run(path)
     assert status(session) == {"A": "completed", "B": "completed", "C": "completed"}
     assert "[changed 1 file(s), +1 -0; merged" in results["A"].output
     tree = set(git_out(repo, "ls-tree", "--name-only", "coditect/web").split())
@@ -133,7 +133,7 @@ async def test_a_conflict_fails_the_second_naming_the_file_and_blocks_its_depend
             "B": [write("calc.py", "def add(a, b):\n    return sum((a, b))\n")],
         },
     )
-    outcome, results, session = await run(path)
+    _, results, session = await run(path)
     states = status(session)
     assert states["A"] == "completed"
     assert states["B"] == "failed"
@@ -153,7 +153,7 @@ async def test_on_conflict_ask_hands_the_task_to_a_person(repo: Path) -> None:
         },
         on_conflict="ask",
     )
-    outcome, results, session = await run(path)
+    _, results, session = await run(path)
     assert status(session) == {"A": "completed", "B": "awaiting_human"}
     assert "calc.py" in results["B"].metadata["handoff_prompt"]
     assert git_out(repo, "rev-parse", "--verify", "coditect/web-tasks/B")  # kept, to merge
@@ -173,7 +173,7 @@ async def test_a_failing_check_is_sent_back_and_fixed_on_the_second_try(repo: Pa
             ]
         },
     )
-    outcome, results, session = await run(path)
+    _, results, session = await run(path)
     assert status(session) == {"FIX": "completed"}
     assert results["FIX"].output.startswith("fixed")
     assert "a + b" in git_out(repo, "show", "coditect/web:calc.py")
@@ -193,7 +193,7 @@ async def test_a_check_that_keeps_failing_fails_the_task(repo: Path) -> None:
         [{"id": "FIX", "title": "fix add", "checks": [check], "check_attempts": 2}],
         {"FIX": [write("calc.py", "X = 1\n"), {"text": "done"}, {"text": "done again"}]},
     )
-    outcome, results, session = await run(path)
+    _, results, session = await run(path)
     assert status(session) == {"FIX": "failed"}
     error = results["FIX"].error or ""
     assert "after 2 tries" in error
@@ -204,7 +204,7 @@ async def test_a_check_that_keeps_failing_fails_the_task(repo: Path) -> None:
 
 async def test_a_task_that_changes_nothing_says_so(repo: Path) -> None:
     path = project(repo, [{"id": "LOOK", "title": "look only"}], {"LOOK": [{"text": "all fine"}]})
-    outcome, results, session = await run(path)
+    _, results, session = await run(path)
     assert status(session) == {"LOOK": "completed"}
     assert "changed nothing" in results["LOOK"].output
 
