@@ -503,8 +503,8 @@ def register(app: typer.Typer) -> None:
                 "prompt": messages[-1]["content"],
                 "output": task.row.output,
                 "attempts": [attempt_dict(a) for a in task.row.attempts],
-                "checks": [check_dict(c) for c in task.row.checks],
-                "change": change_dict(task.row.change) if task.row.change else None,
+                **({"checks": [check_dict(c) for c in task.row.checks]} if task.row.checks else {}),
+                **({"change": change_dict(task.row.change)} if task.row.change else {}),
                 "history": [
                     {
                         "run_id": e.run_id,

@@ -1,7 +1,6 @@
 import pytest
 from taskexec.agents import AgentConfig, AgentRegistry, AgentType
 from taskexec.executor import TaskExecutor
-from taskexec.orchestrator import ProjectOrchestrator
 
 
 def registry() -> AgentRegistry:
@@ -12,7 +11,7 @@ def registry() -> AgentRegistry:
 
 
 def test_an_echo_task_succeeds() -> None:
-    result = ProjectOrchestrator(TaskExecutor(registry())).execute_task("T1", "hello", "echo")
+    result = TaskExecutor(registry()).execute("T1", "hello", "echo")
     assert (result.status, result.output) == ("success", "HELLO")
 
 
