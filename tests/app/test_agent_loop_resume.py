@@ -5,6 +5,7 @@ requests and the tool's runs are counted in a log, as a stub server would count 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from coditect_core.store import StateStore
 
 DRIVER = """
+import json
 import os
 from pathlib import Path
 
@@ -48,6 +50,7 @@ main()
 """
 
 TOOLS = '''
+import json
 import os
 import time
 from pathlib import Path
@@ -141,3 +144,33 @@ def test_a_loop_killed_mid_tool_resumes_from_its_recorded_turns(tmp_path: Path) 
             ("c2", "step 2 ok"),
             ("c3", "step 3 ok"),
         ]
+
+    # seeing it: show prints the conversation turn by turn; report and --json carry it
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(tmp_path / "driver.py"), *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    shown = cli("show", "coditect.yaml", "T1")
+    for n in (1, 2, 3):
+        assert f"turn {n}" in shown
+        assert f'step({{"n": {n}}})' in shown
+        assert f"-> step {n} ok" in shown
+    as_json = json.loads(cli("show", "coditect.yaml", "T1", "--json"))
+    turns = [a for a in as_json["attempts"] if a.get("turn")]
+    assert [t["tool_calls"][0]["result"] for t in turns] == [f"step {n} ok" for n in (1, 2, 3)]
+    markdown = cli("report", "coditect.yaml", "--format", "md")
+    assert "## Agent loops" in markdown
+    assert "| `T1` | bot | 3 | 3 | 0 | step |" in markdown
+    report = json.loads(cli("report", "coditect.yaml", "--json"))
+    (task_row,) = report["tasks"]
+    assert (task_row["figures"]["tool_turns"], task_row["figures"]["tool_calls"]) == (3, 3)
+    # turn 1, turn 2, the attempt in flight at the kill, turn 3 (first of its run), the answer
+    assert [a["kind"] for a in task_row["attempts"]] == ["first", "turn", "turn", "first", "turn"]
+    assert [a.get("turn") for a in task_row["attempts"]] == [1, 2, None, 3, None]
+    html = cli("report", "coditect.yaml", "--format", "html")
+    assert 'id="loops"' in html
+    assert "step 3 ok" in html

@@ -408,3 +408,76 @@ def test_edit_file_refuses_a_file_that_is_not_utf8_instead_of_mangling_it(projec
     assert result.is_error
     assert "not UTF-8" in result.content
     assert (project / "latin.py").read_bytes() == latin
+
+
+def test_apply_patch_renames_and_deletes_as_git_diff_writes_them(project: Path) -> None:
+    patch = (
+        "diff --git a/README.md b/README.md\ndeleted file mode 100644\n--- a/README.md\n"
+        "+++ /dev/null\n@@ -1,2 +0,0 @@\n-# Project\n-TODO: write\n"
+        "diff --git a/notes.log b/docs/notes.log\nsimilarity index 100%\n"
+        "rename from notes.log\nrename to docs/notes.log\n"
+    )
+    result = call(writer(project), "apply_patch", patch=patch)
+    assert not result.is_error, result.content
+    assert result.content == "patch applied to README.md, docs/notes.log, notes.log"
+    assert not (project / "README.md").exists()
+    assert (project / "docs" / "notes.log").read_text() == "TODO: a log\n"
+
+
+def test_apply_patch_refuses_a_rename_out_of_the_workspace(project: Path) -> None:
+    patch = (
+        "diff --git a/notes.log b/../moved.log\nsimilarity index 100%\n"
+        "rename from notes.log\nrename to ../moved.log\n"
+    )
+    result = call(writer(project), "apply_patch", patch=patch)
+    assert result.is_error
+    assert "climbs out" in result.content
+    assert (project / "notes.log").exists()
+    assert not (project.parent / "moved.log").exists()
+
+
+def test_list_files_and_search_stay_within_the_result_size_with_their_own_marker(
+    project: Path,
+) -> None:
+    """Long paths: the answer stops before the size cap with a count of what is left, rather
+    than being cut mid-path by the generic cap."""
+    folder = project / ("d" * 60)
+    folder.mkdir()
+    for i in range(50):
+        (folder / f"{'f' * 60}{i:02}.txt").write_text("needle\n")
+    tools = FileToolset(project, max_result_chars=1000)
+    listed = call(tools, "list_files", pattern="*.txt")
+    assert listed.truncated
+    assert len(listed.content) < 1100
+    lines = listed.content.splitlines()
+    assert all(line.startswith("d" * 60) for line in lines[:-1])
+    assert (
+        lines[-1]
+        == f"[... truncated: {50 - len(lines) + 1} more files not shown; narrow the pattern]"
+    )
+    found = call(tools, "search", pattern="needle")
+    assert found.truncated
+    assert len(found.content) < 1100
+    assert found.content.splitlines()[-1].endswith("more matches not shown; narrow the search]")
+
+
+def test_parallel_edits_of_one_file_are_all_kept(project: Path) -> None:
+    """A model may ask for several edits of one file in one turn; the loop runs them at once.
+    Each must see the file as the one before it left it: no edit lost."""
+    (project / "many.py").write_text("".join(f"v{i} = 0\n" for i in range(30)))
+    tools = writer(project)
+
+    async def all_at_once() -> list[ToolResult]:
+        return await asyncio.gather(
+            *(
+                tools.call(
+                    "edit_file",
+                    {"path": "many.py", "old_text": f"v{i} = 0", "new_text": f"v{i} = 1"},
+                )
+                for i in range(30)
+            )
+        )
+
+    results = asyncio.run(all_at_once())
+    assert not [r.content for r in results if r.is_error]
+    assert (project / "many.py").read_text() == "".join(f"v{i} = 1\n" for i in range(30))

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from coditect_core.errors import PathConfinementError
 from coditect_core.tools.paths import ConfinedRoot
@@ -213,3 +215,44 @@ def test_a_read_after_a_symlink_was_swapped_in_does_not_follow_it(
         assert os.read(fd, 100) == b"inside\n"
     finally:
         os.close(fd)
+
+
+_SEGMENTS = ["..", ".", "", "a.txt", "sub", "new", ".git", ".GIT", "link_out", "dir_out", "etc"]
+_SEGMENTS += ["link_in", "passwd", "x"]
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    segments=st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=6),
+    anchor=st.sampled_from(["", "/", "root"]),
+    write=st.booleans(),
+)
+def test_whatever_the_path_it_is_refused_or_lands_inside(
+    layout: dict[str, Path], segments: list[str], anchor: str, write: bool
+) -> None:
+    """Any mix of '..', symlinks out and in, '.git' and absolute anchors: either a clear
+    refusal, or a resolved path inside the root (and, for writing, not the root nor in .git)."""
+    root = layout["root"]
+    path = "/".join(segments)
+    if anchor == "/":
+        path = "/" + path
+    elif anchor == "root":
+        path = f"{root}/{path}"
+    confined = ConfinedRoot(root)
+    try:
+        resolved = confined.resolve(path, write=write)
+    except PathConfinementError as error:
+        refusal = str(error)
+    else:
+        refusal = ""
+    if refusal:
+        assert repr(path) in refusal
+        return
+    real = Path(os.path.realpath(resolved))
+    assert real == root or root in real.parents
+    if write:
+        rel = real.relative_to(root)
+        assert rel.parts
+        assert not any(part.casefold() == ".git" for part in rel.parts)

@@ -57,6 +57,20 @@ The format (every key is optional unless marked *required*)::
         tool_timeout: 60                   # seconds per tool call
         max_parallel_tools: 4              # calls of one turn running at once
         description: ...
+        mcp_servers: [github]              # MCP servers whose tools it may call (below)
+    mcp_servers:                           # name -> an MCP server (needs the [mcp] extra)
+      github:                              # a stdio server: command, args, env, cwd
+        command: github-mcp-server         #   (the server gets PATH, HOME... and its env
+        args: [stdio]                      #   only: never this process's provider keys)
+        env: {GITHUB_PERSONAL_ACCESS_TOKEN: "${GITHUB_TOKEN}"}
+        cwd: .                             # relative to the project file's folder
+        tools: [get_issue, search_code]    # allow-list (default: every tool it offers)
+        prefix: gh_                        # before each tool name (default: github__)
+        startup_timeout: 30                # seconds to start and list its tools
+        call_timeout: 120                  # seconds per tool call
+      docs:                                # a streamable HTTP server: url, headers
+        url: https://docs.example.com/mcp
+        headers: {Authorization: "Bearer ${DOCS_TOKEN}"}
     tasks:                                 # *required*: a list
       - id: TASK-001                       # *required*: letters, digits, _ . -
         title: Update executor imports     # *required*
@@ -77,9 +91,10 @@ The format (every key is optional unless marked *required*)::
         check_attempts: 2                  # tries to pass them, failures sent back
 
 ``${VAR}`` and ``${VAR:-default}`` are expanded from the environment in the string settings of
-agents (``$${`` is a literal ``${``); task text is taken literally. An unset variable is an error
-only for an agent the run uses. Every error is a :class:`~coditect_core.errors.ProjectFileError`
-naming the file, the line, the field (``tasks[3].dependencies[0]``) and the bad value.
+agents and MCP servers (``$${`` is a literal ``${``); task text is taken literally. An unset
+variable is an error only for an agent the run uses (or an MCP server of one). Every error is a
+:class:`~coditect_core.errors.ProjectFileError` naming the file, the line, the field
+(``tasks[3].dependencies[0]``) and the bad value.
 
 The package splits along its seams: :mod:`._yaml` (safe parsing with lines), :mod:`.schema`
 (types), :mod:`.checks` (cross-field rules), :mod:`.env` (``${VAR}``), :mod:`.diagnostics`

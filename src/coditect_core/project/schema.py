@@ -25,6 +25,7 @@ __all__ = [
     "BudgetSpec",
     "CheckRunSpec",
     "DefaultsSpec",
+    "McpServerEntry",
     "PriceSpec",
     "ProjectSpec",
     "ResourcesSpec",
@@ -72,7 +73,20 @@ def _author(value: str) -> str:
     return value.strip()
 
 
+_MCP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+
+
+def _mcp_name(value: str) -> str:
+    if not _MCP_NAME.match(value):
+        raise ValueError(
+            f"MCP server name {value!r} must start with a letter or digit and use only letters, "
+            "digits, '_' and '-' (at most 64 characters: it goes into tool names)"
+        )
+    return value
+
+
 AgentName = Annotated[str, _name("agent name")]
+McpServerName = Annotated[str, AfterValidator(_mcp_name)]
 TaskId = Annotated[str, _name("task id")]
 NonEmptyStr = Annotated[str, AfterValidator(_not_blank)]
 Positive = Annotated[float, Field(gt=0)]
@@ -169,6 +183,26 @@ class AgentSpec(_Spec):
     max_tool_calls: PositiveInt = 100
     tool_timeout: Positive = 60.0
     max_parallel_tools: PositiveInt = 4
+    mcp_servers: list[McpServerName] = Field(default_factory=list)
+    """Names under the top-level ``mcp_servers:`` whose tools this agent may call."""
+
+
+class McpServerEntry(_Spec):
+    """One entry under ``mcp_servers:``: a stdio server (``command``, ``args``, ``env``,
+    ``cwd``) or a streamable HTTP one (``url``, ``headers``). Strings may use ``${VAR}``."""
+
+    command: NonEmptyStr | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    cwd: NonEmptyStr | None = None
+    url: NonEmptyStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    tools: list[NonEmptyStr] | None = None
+    """Allow-list of the server's tool names (default: all it offers)."""
+    prefix: str | None = None
+    """Before each tool's name (default ``<server>__``; ``""``: none)."""
+    startup_timeout: Positive | None = None
+    call_timeout: Positive | None = None
 
 
 class TaskSpec(_Spec):
@@ -231,6 +265,7 @@ class ProjectSpec(_Spec):
     commit_author: Annotated[str, AfterValidator(_author)] | None = None
     workspace: NonEmptyStr | None = None
     """The folder tools work in (relative to the project file's; default: that folder)."""
+    mcp_servers: dict[McpServerName, McpServerEntry] = Field(default_factory=dict)
 
 
 def model_at(path: tuple[object, ...]) -> type[BaseModel] | None:
@@ -252,4 +287,6 @@ def model_at(path: tuple[object, ...]) -> type[BaseModel] | None:
             return PriceSpec
         case ("agents", str(), "resources"):
             return ResourcesSpec
+        case ("mcp_servers", str()):
+            return McpServerEntry
     return None

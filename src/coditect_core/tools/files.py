@@ -8,19 +8,19 @@ replace, the text must occur once), ``apply_patch`` (a unified diff, through ``g
 ``delete_file``. Every path goes through :class:`~.paths.ConfinedRoot`; a refused path, bad
 arguments or a failure is an error result for the model, never an exception.
 
-Listing asks git when the workspace is in a git work tree (``git ls-files --cached --others
---exclude-standard``); elsewhere it walks the folder and reads each ``.gitignore`` on the way
-(through ``pathspec``, the gitignore matcher).
+Which files a workspace has, and glob matching, are :mod:`.listing`'s.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
 import subprocess
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..errors import PathConfinementError, ToolArgumentsError, ToolError
 from ..llm_abstractions.process import command_environment
 from ..llm_abstractions.tool_types import Tool
 from .base import DEFAULT_MAX_RESULT_CHARS, FunctionToolset, ToolResult, Toolset
+from .listing import glob_matches, glob_regex, workspace_files
 from .paths import ConfinedRoot
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "READ_TOOLS",
     "WRITE_TOOLS",
     "FileToolset",
-    "glob_matches",
 ]
 
 READ_TOOLS: tuple[str, ...] = ("read_file", "list_files", "search")
@@ -107,14 +107,27 @@ class FileToolset(Toolset):
         self.max_listed_files = max_listed_files
         self.max_matches = max_matches
         self.search_timeout_s = search_timeout_s
+        self._write_lock = threading.Lock()
         self._functions = FunctionToolset(
-            [getattr(self, n) for n in self.names],
+            [self._serialized(n) if n in WRITE_TOOLS else getattr(self, n) for n in self.names],
             name=name,
             max_result_chars=max_result_chars + 500,  # room for our own markers
         )
 
     def tools(self) -> list[Tool]:
         return self._functions.tools()
+
+    def _serialized(self, name: str) -> Callable[..., str]:
+        """Write tool ``name``, run one at a time: parallel edits of one file each see the
+        file as the one before left it."""
+        method: Callable[..., str] = getattr(self, name)
+
+        @functools.wraps(method)
+        def serialized(*args: Any, **kwargs: Any) -> str:
+            with self._write_lock:
+                return method(*args, **kwargs)
+
+        return serialized
 
     def needs_approval(self, name: str) -> bool:
         """Whether a call of tool ``name`` waits for a person's approval."""
@@ -189,11 +202,11 @@ class FileToolset(Toolset):
         """List the workspace's files (paths relative to it) matching a glob `pattern`:
         `*` matches within one path component, `**` across folders; a pattern without `/`
         matches file names at any depth (`*.py`). Files that .gitignore ignores are left out."""
-        regex = _glob_regex(pattern)
+        regex = glob_regex(pattern)
         paths = [p for p in self._all_files() if glob_matches(regex, pattern, p)]
         if not paths:
             return f"no files match {pattern!r}"
-        shown = paths[: self.max_listed_files]
+        shown = _fitting(paths[: self.max_listed_files], self.max_result_chars)
         text = "\n".join(shown)
         if len(paths) > len(shown):
             text += (
@@ -213,10 +226,10 @@ class FileToolset(Toolset):
             raise ToolArgumentsError(
                 f"bad regular expression {pattern!r}: {error}", tool="search"
             ) from None
-        file_regex = _glob_regex(glob)
+        file_regex = glob_regex(glob)
         deadline = time.monotonic() + self.search_timeout_s
         matches: list[str] = []
-        more = 0
+        size = more = 0
         stopped = False
         for rel in self._all_files():
             if stopped:
@@ -238,10 +251,12 @@ class FileToolset(Toolset):
                 except TimeoutError:
                     stopped = True
                     break
-                if len(matches) < self.max_matches:
-                    if len(line) > _MAX_LINE_CHARS:
-                        line = line[:_MAX_LINE_CHARS] + " [...]"
-                    matches.append(f"{rel}:{number}: {line}")
+                if len(line) > _MAX_LINE_CHARS:
+                    line = line[:_MAX_LINE_CHARS] + " [...]"
+                entry = f"{rel}:{number}: {line}"
+                if len(matches) < self.max_matches and size + len(entry) < self.max_result_chars:
+                    matches.append(entry)
+                    size += len(entry) + 1
                 else:
                     more += 1
         text = "\n".join(matches) if matches else f"no match for {pattern!r}"
@@ -364,22 +379,26 @@ class FileToolset(Toolset):
         return data[: self.max_file_bytes].decode("utf-8", "replace"), complete
 
     def _all_files(self) -> list[str]:
-        """Every file of the workspace not ignored by .gitignore, relative, sorted."""
-        listed = _git_files(self.root)
-        if listed is None:
-            listed = _walked_files(self.root)
+        """Every file of the workspace not ignored by .gitignore, relative, sorted (a symlink
+        out is left out)."""
         out: list[str] = []
-        for rel in listed:
-            if any(part.casefold() == ".git" for part in PurePosixPath(rel).parts):
+        for rel in workspace_files(self.root):
+            try:
+                self.confined.resolve(rel)
+            except PathConfinementError:
                 continue
-            full = self.root / rel
-            if full.is_file():  # listed by git but deleted since, or a link to a folder
-                try:
-                    self.confined.resolve(rel)
-                except PathConfinementError:
-                    continue  # a symlink out is not listed
-                out.append(rel)
-        return sorted(set(out))
+            out.append(rel)
+        return out
+
+
+def _fitting(lines: list[str], limit: int) -> list[str]:
+    """The first of ``lines`` whose text (joined by newlines) stays within ``limit`` characters."""
+    size = 0
+    for count, line in enumerate(lines):
+        size += len(line) + 1
+        if size > limit:
+            return lines[:count]
+    return lines
 
 
 def _git_apply(root: Path, patch: str, options: list[str], env: dict[str, str]) -> str | None:
@@ -404,110 +423,6 @@ def _git_apply(root: Path, patch: str, options: list[str], env: dict[str, str]) 
     if done.returncode == 0:
         return None
     return (done.stderr + done.stdout).decode("utf-8", "replace").strip()
-
-
-def _git_files(root: Path) -> list[str] | None:
-    """The files git sees under ``root`` (tracked and untracked, not ignored), or ``None``
-    when ``root`` is not in a git work tree (or git is missing)."""
-    try:
-        done = subprocess.run(
-            [
-                "git",
-                "-c",
-                "core.fsmonitor=false",  # a model-written config must not run a program here
-                "ls-files",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-                "-z",
-            ],
-            cwd=root,
-            env=command_environment(),
-            capture_output=True,
-            timeout=_GIT_TIMEOUT_S,
-            check=False,
-        )
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return None
-    if done.returncode != 0:
-        return None
-    return [p for p in done.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
-
-
-def _walked_files(root: Path) -> list[str]:
-    """The files under ``root`` (symlinked folders not entered, ``.git`` skipped) that no
-    ``.gitignore`` on their way ignores."""
-    import pathspec
-
-    specs: list[tuple[str, Any]] = []  # (folder relative to root, its .gitignore's spec)
-    out: list[str] = []
-
-    def ignored(rel: str, is_dir: bool) -> bool:
-        for base, spec in specs:
-            if base and not rel.startswith(base + "/"):
-                continue
-            sub = rel[len(base) + 1 :] if base else rel
-            if spec.match_file(sub + "/" if is_dir else sub):
-                return True
-        return False
-
-    for folder, dirs, files in os.walk(root):
-        rel_folder = Path(folder).relative_to(root).as_posix()
-        rel_folder = "" if rel_folder == "." else rel_folder
-        ignore_file = Path(folder) / ".gitignore"
-        if ignore_file.is_file():
-            lines = ignore_file.read_text("utf-8", "replace").splitlines()
-            specs.append((rel_folder, pathspec.GitIgnoreSpec.from_lines(lines)))
-        prefix = f"{rel_folder}/" if rel_folder else ""
-        dirs[:] = sorted(d for d in dirs if d != ".git" and not ignored(prefix + d, True))
-        out.extend(prefix + f for f in files if not ignored(prefix + f, False))
-    return out
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A glob as a regular expression over a relative POSIX path: ``**`` crosses folders,
-    ``*`` and ``?`` do not, ``[...]`` is a set."""
-    if not isinstance(pattern, str) or not pattern.strip() or "\x00" in pattern:
-        raise ToolArgumentsError(f"bad glob pattern {pattern!r}", tool="list_files")
-    pattern = pattern.strip().removeprefix("./")
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and "]" in pattern[i + 2 :]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    try:
-        return re.compile("".join(out) + r"\Z")
-    except re.error:
-        raise ToolArgumentsError(f"bad glob pattern {pattern!r}", tool="list_files") from None
-
-
-def glob_matches(regex: re.Pattern[str], pattern: str, path: str) -> bool:
-    """Whether ``path`` matches the glob ``pattern`` (compiled to ``regex``): a pattern without
-    ``/`` is matched against the file's name, at any depth."""
-    if "/" not in pattern.strip().removeprefix("./"):
-        return regex.match(PurePosixPath(path).name) is not None
-    return regex.match(path) is not None
 
 
 def _patch_paths(patch: str) -> tuple[set[str], int]:

@@ -29,6 +29,7 @@ from typing import Any
 from ..errors import LlmRequestError, ToolError
 from ..llm_abstractions.tool_types import Tool
 from .base import FunctionToolset, Toolset
+from .files import READ_TOOLS, WRITE_TOOLS
 
 __all__ = [
     "BUILTIN_TOOLS",
@@ -63,19 +64,21 @@ class BuiltinGroup:
     make: Callable[[list[str], ToolContext], Toolset]
 
 
-BUILTIN_TOOLS: list[BuiltinGroup] = []
+def _file_tools(names: list[str], context: ToolContext) -> Toolset:
+    from .files import FileToolset
+
+    return FileToolset(context.workspace, names=names)
+
+
+BUILTIN_TOOLS: list[BuiltinGroup] = [
+    BuiltinGroup(frozenset((*READ_TOOLS, *WRITE_TOOLS)), _file_tools),
+]
 """The built-in tools by group (the file tools, ``run_command``); see :func:`_builtin_groups`."""
 
 
 def _builtin_groups() -> list[BuiltinGroup]:
     """:data:`BUILTIN_TOOLS`, and the groups of the built-in modules present."""
-    from .files import READ_TOOLS, WRITE_TOOLS, FileToolset  # scratch: registration
-
-    files = BuiltinGroup(
-        frozenset(READ_TOOLS + WRITE_TOOLS),
-        lambda names, context: FileToolset(context.workspace, names=names),
-    )
-    return [files, *BUILTIN_TOOLS]
+    return list(BUILTIN_TOOLS)
 
 
 def is_import_path(entry: str) -> bool:
