@@ -20,9 +20,10 @@ __all__ = [
     "writing_tasks",
 ]
 
-WRITING_TOOLS = frozenset((*WRITE_TOOLS, "run_command"))
-"""The built-in tools that change a workspace: an agent with one of them writes, and its tasks
-run in worktrees of their own."""
+WRITING_TOOLS = frozenset(WRITE_TOOLS)
+"""The built-in tools that change files: an agent with one of them writes, and its tasks run in
+worktrees of their own. ``run_command`` alone does not make a task a writing one (its commands
+are the allow-listed, sandboxed ones, run in the agent's ``workspace:`` as issue 14 has it)."""
 
 
 def writing_tasks(project: Project, task_ids: Iterable[str]) -> set[str]:
