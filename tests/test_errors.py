@@ -9,6 +9,7 @@ import pytest
 from coditect_core import errors
 from coditect_core.errors import (
     AgentError,
+    CheckFailedError,
     CoditectError,
     LlmAuthenticationError,
     LlmConfigurationError,
@@ -24,11 +25,13 @@ from coditect_core.errors import (
     LlmResponseError,
     LlmServerError,
     LlmTimeoutError,
+    MergeConflictError,
     ProjectFileError,
     RunLockedError,
     SchedulingError,
     StateError,
     WorkAtRiskError,
+    WorkspaceError,
 )
 
 PARENTS: dict[type[Exception], type[Exception]] = {
@@ -53,6 +56,9 @@ PARENTS: dict[type[Exception], type[Exception]] = {
     StateError: CoditectError,
     RunLockedError: StateError,
     WorkAtRiskError: CoditectError,
+    WorkspaceError: CoditectError,
+    MergeConflictError: WorkspaceError,
+    CheckFailedError: CoditectError,
 }
 
 RETRYABLE = {
@@ -130,3 +136,9 @@ def test_pickle_round_trip_of_project_file_error_keeps_its_text() -> None:
     back = pickle.loads(pickle.dumps(err))
     assert str(back) == str(err) == "p.yaml:7: unknown agent 'x'"
     assert (back.path, back.line, back.field) == ("p.yaml", 7, "agent")
+
+
+def test_pickle_round_trip_of_a_merge_conflict_keeps_its_files() -> None:
+    err = MergeConflictError("conflict in a.py", branch="b", files=("a.py",))
+    back = pickle.loads(pickle.dumps(err))
+    assert (str(back), back.branch, back.files) == ("conflict in a.py", "b", ("a.py",))

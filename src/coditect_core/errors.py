@@ -40,7 +40,10 @@ exception escapes a provider. Messages never contain an API key.
     │                                  max_turns, max_tool_calls, budget)
     ├── StateError                     the state database is unusable, locked, or foreign
     │   └── RunLockedError             another live run holds the project's lock
-    └── WorkAtRiskError                refused: it would replace recorded work (say ``--force``)
+    ├── WorkAtRiskError                refused: it would replace recorded work (say ``--force``)
+    ├── WorkspaceError                 a task's git repository, branch or worktree is unusable
+    │   └── MergeConflictError         a task branch does not merge cleanly (names the files)
+    └── CheckFailedError               a task's acceptance check still fails after its tries
 
 Every ``LlmError`` carries ``provider`` (e.g. ``"openai-gpt"``), ``status_code`` (HTTP status
 where there was one), ``retryable`` (whether the same call may succeed if tried again) and
@@ -52,6 +55,7 @@ from __future__ import annotations
 __all__ = [
     "AgentError",
     "AgentLoopError",
+    "CheckFailedError",
     "ClusterAuthenticationError",
     "ClusterConnectionError",
     "ClusterUnreachableError",
@@ -73,6 +77,7 @@ __all__ = [
     "LlmServerError",
     "LlmTimeoutError",
     "LlmWorkerLostError",
+    "MergeConflictError",
     "PathConfinementError",
     "ProjectFileError",
     "RunLockedError",
@@ -83,6 +88,7 @@ __all__ = [
     "ToolError",
     "ToolsetError",
     "WorkAtRiskError",
+    "WorkspaceError",
 ]
 
 
@@ -376,3 +382,24 @@ class WorkAtRiskError(CoditectError):
 
 class RunLockedError(StateError):
     """Another live process is running this project; a second run is refused."""
+
+
+class WorkspaceError(CoditectError):
+    """The git repository a run works in cannot be used as asked: not a git repository, a
+    branch that does not exist, a git command that failed. The message names the path or the
+    branch, and git's own words."""
+
+
+class MergeConflictError(WorkspaceError):
+    """A task's branch does not merge cleanly into the integration branch. The merge was
+    aborted (the integration branch is as it was); ``files`` are the conflicting paths."""
+
+    def __init__(self, message: str, *, branch: str = "", files: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.branch = branch
+        self.files = files
+
+
+class CheckFailedError(CoditectError):
+    """A task's acceptance check still failed after ``check_attempts`` tries; the message is
+    the last check's command, status and output excerpt."""

@@ -69,6 +69,7 @@ def test_a_version_2_database_migrates_to_the_journal(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert 4 in {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert set(JOURNAL_TABLES) <= names
         with pytest.raises(sqlite3.IntegrityError):  # a source the journal does not know

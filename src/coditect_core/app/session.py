@@ -45,6 +45,7 @@ from ..orchestration.task import TaskStatus
 from ..project import Project, paused_gc, read_project_file
 from ..store import StateStore, backup_state, state_path_for
 from ..store.observer import StoreObserver, run_status
+from .changes import open_code_changes, open_workspace, writing_tasks
 from .doctor import check_run_agents
 from .view import held_task_ids, kept_task_ids
 
@@ -356,6 +357,7 @@ class ProjectSession:
         on_plan: Callable[[ResumePlan], None] | None = None,
         cache: bool = False,
         replay: int | None = None,
+        keep_worktrees: bool = False,
     ) -> RunOutcome:
         """Run what the resume plan says must run; record everything in the store, every
         request in the call journal (:mod:`coditect_core.orchestration.journal`).
@@ -368,7 +370,9 @@ class ProjectSession:
         seen, for agents whose temperature is 0 or unset (an agent's ``cache:`` decides for
         itself). ``replay`` (a run id of this project): the run restarts as with ``restart``,
         each request answered from the journal as of that run, none sent; a request not there
-        fails its task.
+        fails its task. Tasks whose agent has a tool that changes files work in git worktrees
+        of the project's repository (:mod:`coditect_core.app.changes`), removed at the end
+        unless ``keep_worktrees``.
         Raises :class:`RunLockedError` if another live process is running this project,
         :class:`RunnerError` if the runner cannot start (no Ray cluster to reach),
         :class:`StateError` for a ``replay`` run this project does not have.
@@ -384,6 +388,10 @@ class ProjectSession:
                 backup_state, store.path, reason="restart", keep=self.project.keep_backups
             )
         scope = self.restart_scope if restart else None
+        writing = writing_tasks(self.project, self.project.selected)
+        # The repository first: one that cannot be used (not a git repository, no such base
+        # branch) is refused before the run begins.
+        workspace = await open_workspace(self.project) if writing else None
         await orchestrator.runner.start(orchestrator.executor)  # e.g. Ray: connect, warm up
         info = await store.begin_run(
             orchestrator.name,
@@ -419,6 +427,15 @@ class ProjectSession:
                 orchestrator.executor.loop_resumes = await store.load_loops(
                     orchestrator.name, plan.run
                 )
+            if workspace is not None:
+                orchestrator.executor.changes = await open_code_changes(
+                    self.project,
+                    writing,
+                    recorder=store,
+                    run_id=info.run_id,
+                    keep_worktrees=keep_worktrees,
+                    workspace=workspace,
+                )
             if on_plan is not None:
                 on_plan(plan)
             orchestrator.add_observer(observer)
@@ -430,6 +447,9 @@ class ProjectSession:
         finally:
             orchestrator.executor.journal, orchestrator.executor.run_cache = None, False
             orchestrator.executor.loop_resumes = {}
+            changes, orchestrator.executor.changes = orchestrator.executor.changes, None
+            if changes is not None:
+                await changes.close()
             # A run that did nothing (every task done already) leaves no run in the record.
             recorded = await store.finish_run(info.run_id, status, drop_if_empty=True)
         return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip), recorded=recorded)

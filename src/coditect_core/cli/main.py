@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import agents, ask, cache, forecast, init, report, run, state, status, tasks_by_hand
+from . import agents, ask, cache, diff, forecast, init, report, run, state, status, tasks_by_hand
 from .output import setup_logging
 from .typer_style import Command, Group
 
@@ -138,6 +138,7 @@ agents.register(app)
 run.register(app)
 status.register(app)
 report.register(app)
+diff.register(app)
 forecast.register(app)
 tasks_by_hand.register(app)
 state.register(app)
@@ -154,6 +155,7 @@ PANEL_OF = {
     "show": "Inspect",
     "next": "Inspect",
     "report": "Inspect",
+    "diff": "Inspect",
     "task": "By hand",
     "ask": "One-off",
     # issue 17's commands, placed before they land (a name not registered is never looked up)

@@ -416,6 +416,14 @@ def register(app: typer.Typer) -> None:
                 "agents with temperature 0 or unset; an agent's cache: decides for itself.",
             ),
         ] = False,
+        keep_worktrees: Annotated[
+            bool,
+            typer.Option(
+                "--keep-worktrees",
+                help="Keep the git worktrees of tasks that change code after the run (under "
+                "the repository's .git/coditect/worktrees), to look at them.",
+            ),
+        ] = False,
         replay: Annotated[
             int | None,
             typer.Option(
@@ -464,7 +472,7 @@ def register(app: typer.Typer) -> None:
 
         from ..app.next_steps import next_steps
         from ..app.session import ProjectSession
-        from ..errors import CoditectError, RunLockedError
+        from ..errors import CoditectError, RunLockedError, WorkspaceError
         from ..orchestration.resume import KEPT
         from .live import LiveView, make_view
         from .run_summary import next_steps_json, print_next_steps, resume_command
@@ -565,12 +573,15 @@ def register(app: typer.Typer) -> None:
                         on_plan=view.planned,
                         cache=cache,
                         replay=replay,
+                        keep_worktrees=keep_worktrees,
                     )
 
         try:
             outcome = asyncio.run(main())
         except RunLockedError as error:
             fail(str(error), ExitCode.BAD_INPUT, as_json=as_json)
+        except WorkspaceError as error:  # the repository cannot be used: nothing ran
+            fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
         except (KeyboardInterrupt, asyncio.CancelledError):
             resume = resume_command()
             err_console().print(

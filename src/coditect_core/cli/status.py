@@ -256,6 +256,48 @@ def _print_long(text: str, full: bool, more: str, *, style: str = "") -> None:
         out.print(f"[yellow]… cut here: {cut:,} more bytes not shown; {more}[/]", soft_wrap=True)
 
 
+def _print_checks_and_change(task: TaskView, full: bool, more: str) -> None:
+    """A writing task's acceptance check runs and its change (files, lines, the diff)."""
+    from rich.rule import Rule
+
+    from ..reporting import fmt
+
+    out = console()
+    esc = Shown().markup
+    row = task.row
+    if row.checks:
+        out.print(Rule(f"checks ({len(row.checks)})", align="left", style="dim"))
+        for c in row.checks:
+            verdict = (
+                "[yellow]timed out[/]"
+                if c.timed_out
+                else "[green]passed[/]"
+                if c.passed
+                else f"[red]exit {c.exit_code}[/]"
+            )
+            out.print(
+                f"try {c.attempt}  {esc(c.command)}  {verdict}  "
+                f"[dim]{fmt.duration(c.duration_s)}[/]"
+            )
+            if c.output and not c.passed:
+                _print_long(c.output, full, more)
+    change = row.change
+    if change is None:
+        return
+    out.print(Rule("change", align="left", style="dim"))
+    if change.commit is None:
+        out.print(f"changed nothing (branch {esc(change.branch)})")
+        return
+    merged = f"merged as {esc(change.merge_commit[:12])}" if change.merge_commit else "not merged"
+    out.print(
+        f"branch {esc(change.branch)}  commit {esc(change.commit[:12])}  {merged}  "
+        f"{change.files_changed} file(s) [green]+{change.lines_added}[/] "
+        f"[red]-{change.lines_removed}[/]"
+    )
+    if change.diff:
+        _print_long(change.diff, full, more)
+
+
 def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
     from rich.rule import Rule
 
@@ -291,6 +333,7 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
     if row.error:
         out.print(Rule("error", align="left", style="dim"))
         _print_long(row.error, full, more, style="red")
+    _print_checks_and_change(task, full, more)
     out.print(Rule(f"attempts ({len(row.attempts)})", align="left", style="dim"))
     for a in row.attempts:
         took = "" if a.finished_at is None else f"  {fmt.duration(a.duration_s)}"
@@ -474,6 +517,7 @@ def register(app: typer.Typer) -> None:
 
         from ..app.view import attempt_dict
         from ..reporting import fmt
+        from ..reporting.model import change_dict, check_dict
 
         project, task_id = project_and_id(project_word, task_id_word, as_json=as_json)
         view = load(project, state, as_json)
@@ -504,6 +548,8 @@ def register(app: typer.Typer) -> None:
                 "output": task.row.output,
                 **({"value": task.row.value} if task.row.value is not None else {}),
                 "attempts": [attempt_dict(a) for a in task.row.attempts],
+                **({"checks": [check_dict(c) for c in task.row.checks]} if task.row.checks else {}),
+                **({"change": change_dict(task.row.change)} if task.row.change else {}),
                 "history": [
                     {
                         "run_id": e.run_id,

@@ -46,6 +46,7 @@ from ..secrets import Secret
 from ..tools.base import Toolset
 from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentType
 from .attempts import AttemptHook, Attempts, RetryWaitHook, ToolHook, error_text
+from .changes import ChecksGate, CodeChanges, run_writing_task
 from .execution_result import ExecutionResult, ExecutionStatus
 from .handlers import HANDLERS, Execution, Handler
 from .journal import (
@@ -165,6 +166,9 @@ class TaskExecutor:
     before a call that would pass the run's budget. ``mcp_servers`` (agent name -> server
     name -> a factory of a new, unopened toolset) are the MCP servers each agent's loop opens
     and closes; an agent with some runs the agent loop, with or without ``tools``.
+    ``changes`` (set per run with writing tasks, :class:`~.changes.CodeChanges`): a writing
+    task's loop runs in its own worktree, its checks gate its answer, and its change is
+    committed and merged before it completes.
     """
 
     def __init__(
@@ -209,6 +213,7 @@ class TaskExecutor:
             name: dict(servers) for name, servers in (mcp_servers or {}).items() if servers
         }
         self.budget_guard: BudgetGuard | None = None  # set by a run with a budget
+        self.changes: CodeChanges | None = None  # set by a run with writing tasks
         self.loop_resumes: dict[str, RecordedLoop] = {}  # task id -> a killed loop to go on
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
         self._gates: dict[str, AgentGate] = {}
@@ -489,6 +494,16 @@ class TaskExecutor:
                     "output through the agent loop is not supported yet; use an agent without "
                     "tools for it"
                 )
+            changes = self.changes
+            task_id = execution.task.task_id
+            if changes is not None and changes.writes(task_id):
+                resume = task_id in self.loop_resumes
+
+                async def loop(worktree: Path, gate: ChecksGate) -> None:
+                    await run_tool_loop(execution, agent, workspace=worktree, on_answer=gate)
+
+                await run_writing_task(execution, changes, loop, resume=resume)
+                return
             await run_tool_loop(execution, agent)
             return
         execution.answered(await execution.ask_typed(agent, execution.messages(agent)))

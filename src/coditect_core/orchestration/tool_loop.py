@@ -130,8 +130,16 @@ def record_of(record: ToolCallRecord) -> dict[str, Any]:
     }
 
 
-async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
-    """Run ``execution``'s task as ``agent``'s loop; its final answer is the task's output."""
+async def run_tool_loop(
+    execution: Execution,
+    agent: AgentConfig,
+    *,
+    workspace: Path | None = None,
+    on_answer: Any = None,
+) -> None:
+    """Run ``execution``'s task as ``agent``'s loop; its final answer is the task's output.
+    ``workspace`` overrides the executor's (a writing task's worktree); ``on_answer`` is the
+    loop's hook when the model answers without a call (a writing task's checks)."""
     executor = execution.executor
     cls = executor.llm_class(agent)
     if not cls.supports_tools:
@@ -140,7 +148,8 @@ async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
             "tools: remove its tools, or use a provider that supports them",
             provider=cls.provider,
         )
-    workspace = executor.workspace if executor.workspace is not None else Path.cwd()
+    if workspace is None:
+        workspace = executor.workspace if executor.workspace is not None else Path.cwd()
     context = ToolContext(
         workspace=workspace,
         import_root=workspace,
@@ -176,6 +185,7 @@ async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
             before_model=_budget_check(execution, agent, schemas),
             after_turn=after_turn,
             after_tool=after_tool,
+            on_answer=on_answer,
         )
         loop = AgentLoop(execution.llm(agent), toolbox, limits=loop_limits(agent), hooks=hooks)
         if recorded is not None and recorded.turns:

@@ -7,6 +7,12 @@ The format (every key is optional unless marked *required*)::
     runner: local                          # local | ray
     budget: {max_cost_usd: 5.0, max_tokens: 200000}
     keep_backups: 5                        # state backups kept (coditect state backup)
+    repo: .                                # the git repository writing tasks change;
+                                           #   default: this file's folder
+    base_branch: main                      # where a run starts; default: the checked-out one
+    integration_branch: coditect/NAME      # where tasks' changes are merged (default)
+    on_conflict: fail                      # a merge conflict: fail the task | ask a person
+    commit_author: "coditect <coditect@localhost>"   # who commits a task's changes
     workspace: .                           # the folder tools work in (default: this file's)
     defaults:
       agent: local                         # for tasks that name none (or the only agent)
@@ -43,6 +49,7 @@ The format (every key is optional unless marked *required*)::
         resources: {num_cpus: 1, num_gpus: 0}   # per call, on a Ray cluster
         cache: true                        # answer a request seen before from the call
                                            #   journal (temperature 0 or unset); always; false
+        on_conflict: ask                   # overrides the project's for its tasks
         tools: [mypkg.tools:lookup]        # an api agent's tools: built-in names, Python
                                            #   functions (package.module:function)
         max_turns: 20                      # model turns of its agent loop per task
@@ -82,6 +89,10 @@ The format (every key is optional unless marked *required*)::
                                            # (inline, or a .json file beside this file)
         output_mode: auto                  # auto | native | tool | prompted
         output_retries: 2                  # re-asks of an invalid reply (0 to 10)
+        checks:                            # acceptance checks, run in the task's worktree
+          - [python, -m, pytest, -q]       #   an argv (never a shell string), or
+          - {run: [ruff, check, .], timeout: 60}   # with a timeout (default 600 s)
+        check_attempts: 2                  # tries to pass them, failures sent back
 
 ``${VAR}`` and ``${VAR:-default}`` are expanded from the environment in the string settings of
 agents and MCP servers (``$${`` is a literal ``${``); task text is taken literally. An unset

@@ -40,18 +40,29 @@ from ..orchestration.agent_registry import (
 from ..orchestration.task import AgentTask, TaskPriority
 from ..secrets import register_secret
 from ..tools.base import Toolset
+from ..tools.checks import DEFAULT_CHECK_TIMEOUT_S, Check
 from ..tools.mcp import DEFAULT_CALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, McpServerSpec, McpToolset
+from ..tools.workspace import DEFAULT_AUTHOR
 from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, paused_gc, read_yaml
 from .checks import agent_strings, check_project, mcp_strings
 from .diagnostics import Problem, from_validation_error, raise_problems
 from .env import expand, expand_value, references, secret_values
 from .output_schemas import read_output_schemas
-from .schema import AgentSpec, BudgetSpec, DefaultsSpec, PriceSpec, ProjectSpec, ResourcesSpec
+from .schema import (
+    AgentSpec,
+    BudgetSpec,
+    CheckRunSpec,
+    DefaultsSpec,
+    PriceSpec,
+    ProjectSpec,
+    ResourcesSpec,
+)
 
 __all__ = [
     "AgentSettings",
     "Project",
     "ProjectFile",
+    "RepoSettings",
     "load_project",
     "parse_project_file",
     "read_project_file",
@@ -76,8 +87,23 @@ class AgentSettings:
     resources: ResourcesSpec | None = None
     cache: str | None = None
     """``on``, ``off`` or ``always`` (the file's ``cache: true|false|always``); None: unset."""
+    on_conflict: str | None = None
+    """What a merge conflict of its task does: ``fail`` or ``ask``; None: the project's."""
     mcp_servers: tuple[str, ...] = ()
     """The MCP servers whose tools the agent may call (names in :attr:`Project.mcp_servers`)."""
+
+
+@dataclass(frozen=True)
+class RepoSettings:
+    """The git repository writing tasks change, as the project file says (``repo:``,
+    ``base_branch:``, ``integration_branch:``, ``on_conflict:``, ``commit_author:``)."""
+
+    repo: Path | None = None
+    """Resolved against the project file's folder; None: that folder."""
+    base_branch: str | None = None
+    integration_branch: str | None = None
+    on_conflict: str = "fail"
+    commit_author: str = DEFAULT_AUTHOR
 
 
 @dataclass(repr=False)
@@ -98,6 +124,27 @@ class Project:
     keep_backups: int = 5
     unavailable_agents: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    repo: RepoSettings = field(default_factory=RepoSettings)
+    task_checks: dict[str, list[Check]] = field(default_factory=dict)
+    """Task id -> its acceptance checks (tasks without checks are absent)."""
+    check_attempts: dict[str, int] = field(default_factory=dict)
+    """Task id -> how many times its agent may try to pass its checks."""
+
+    @property
+    def repo_path(self) -> Path:
+        """The repository writing tasks change: ``repo:``, else the project file's folder."""
+        if self.repo.repo is not None:
+            return self.repo.repo
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def on_conflict_for(self, task_id: str) -> str:
+        """``ask`` or ``fail``: the task's agent's ``on_conflict``, else the project's."""
+        agent = self.task(task_id).agent
+        settings = self.agent_settings.get(agent) if agent else None
+        if settings is not None and settings.on_conflict is not None:
+            return settings.on_conflict
+        return self.repo.on_conflict
+
     workspace: Path | None = None
     """The folder tools work in: ``workspace:`` from the project file's folder, else that
     folder (``None`` for a project read from a string)."""
@@ -422,10 +469,14 @@ class ProjectFile:
                     on_truncated=spec.on_truncated,
                     resources=spec.resources,
                     cache=_CACHE.get(spec.cache),
+                    on_conflict=spec.on_conflict,
                     mcp_servers=tuple(spec.mcp_servers),
                 )
                 for name, spec in agents.items()
             },
+            repo=self._repo_settings(),
+            task_checks={t.id: _checks(t.checks) for t in self.spec.tasks if t.checks},
+            check_attempts={t.id: t.check_attempts for t in self.spec.tasks},
             budget=self.spec.budget,
             runner=self.spec.runner,
             keep_backups=self.spec.keep_backups,
@@ -433,6 +484,21 @@ class ProjectFile:
             warnings=warnings,
             workspace=self.workspace(),
             mcp_servers=mcp_servers,
+        )
+
+    def _repo_settings(self) -> RepoSettings:
+        spec = self.spec
+        repo = None
+        if spec.repo is not None:
+            repo = Path(spec.repo).expanduser()
+            if not repo.is_absolute() and not self.path.startswith("<"):
+                repo = Path(os.path.normpath(Path(self.path).resolve().parent / repo))
+        return RepoSettings(
+            repo=repo,
+            base_branch=spec.base_branch,
+            integration_branch=spec.integration_branch,
+            on_conflict=spec.on_conflict,
+            commit_author=spec.commit_author or DEFAULT_AUTHOR,
         )
 
     def _run_mcp_servers(
@@ -582,6 +648,16 @@ class ProjectFile:
             f"ProjectFile(path={self.path!r}, project={self.name!r}, "
             f"agents={list(self.spec.agents)!r}, tasks={len(self.spec.tasks)})"
         )
+
+
+def _checks(items: Iterable[list[str] | CheckRunSpec]) -> list[Check]:
+    out = []
+    for item in items:
+        if isinstance(item, CheckRunSpec):
+            out.append(Check(tuple(item.run), item.timeout or DEFAULT_CHECK_TIMEOUT_S))
+        else:
+            out.append(Check(tuple(item)))
+    return out
 
 
 def parse_project_file(text: str, path: str | os.PathLike[str] = "<string>") -> ProjectFile:

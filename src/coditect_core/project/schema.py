@@ -15,7 +15,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag
 
 from ..orchestration.agent_registry import AgentCapability, AgentInterface, AgentType
 from ..orchestration.task import TaskPriority
@@ -23,6 +23,7 @@ from ..orchestration.task import TaskPriority
 __all__ = [
     "AgentSpec",
     "BudgetSpec",
+    "CheckRunSpec",
     "DefaultsSpec",
     "McpServerEntry",
     "PriceSpec",
@@ -61,6 +62,15 @@ def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
     return value
+
+
+_AUTHOR = re.compile(r"[^<>\n]*[^<>\s][^<>\n]*<[^<>\s]+>\s*\Z")
+
+
+def _author(value: str) -> str:
+    if not _AUTHOR.match(value.strip()):
+        raise ValueError(f"commit author {value!r} must be of the form 'Name <email>'")
+    return value.strip()
 
 
 _MCP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
@@ -105,6 +115,32 @@ class ResourcesSpec(_Spec):
     num_gpus: NonNegative | None = None
 
 
+class CheckRunSpec(_Spec):
+    """An acceptance check with its own timeout: ``{run: [argv...], timeout: S}``."""
+
+    run: Annotated[list[NonEmptyStr], Field(min_length=1), AfterValidator(lambda v: _argv(v))]
+    timeout: Positive | None = None
+
+
+def _argv(value: list[str]) -> list[str]:
+    if any(c.isspace() for c in value[0]):
+        words = ", ".join(value[0].split())
+        raise ValueError(
+            f"a check is an argv (a list of words, no shell), not {value[0]!r}: write [{words}]"
+        )
+    return value
+
+
+Argv = Annotated[list[NonEmptyStr], Field(min_length=1), AfterValidator(_argv)]
+OnConflict = Literal["fail", "ask"]
+CheckItem = Annotated[
+    Annotated[Argv, Tag("argv list")] | Annotated[CheckRunSpec, Tag("run mapping")],
+    Discriminator(
+        lambda value: "run mapping" if isinstance(value, dict | CheckRunSpec) else "argv list"
+    ),
+]
+
+
 class AgentSpec(_Spec):
     """One entry under ``agents:``. String fields may use ``${VAR}`` and ``${VAR:-default}``."""
 
@@ -138,6 +174,8 @@ class AgentSpec(_Spec):
     resources: ResourcesSpec | None = None
     # The call journal may answer its requests: true (temperature 0 or unset), always, false.
     cache: bool | Literal["always"] | None = None
+    # A merge conflict of its task: fail it, or hand it to a person (unset: the project's).
+    on_conflict: OnConflict | None = None
     # The agent loop (an api agent with tools): what it may call, and its bounds.
     tools: list[NonEmptyStr] = Field(default_factory=list)
     """Built-in tool names and Python functions (``package.module:function``)."""
@@ -193,6 +231,11 @@ class TaskSpec(_Spec):
     output_schema: dict[str, JsonValue] | NonEmptyStr | None = None
     output_mode: Literal["auto", "native", "tool", "prompted"] | None = None
     output_retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    # Acceptance checks, run in the task's worktree when its agent is done: each an argv
+    # (never a shell string) or {run: argv, timeout: S}; a failing one goes back to the agent
+    # up to check_attempts times.
+    checks: list[CheckItem] = Field(default_factory=list)
+    check_attempts: PositiveInt = 2
 
 
 class DefaultsSpec(_Spec):
@@ -222,6 +265,14 @@ class ProjectSpec(_Spec):
     budget: BudgetSpec | None = None
     runner: Literal["local", "ray"] = "local"
     keep_backups: PositiveInt = 5
+    # The git repository writing tasks change (default: the project file's folder), the branch
+    # a run starts from (default: the one checked out), the branch it works on (default
+    # coditect/<project>), what a merge conflict does, who commits.
+    repo: NonEmptyStr | None = None
+    base_branch: NonEmptyStr | None = None
+    integration_branch: NonEmptyStr | None = None
+    on_conflict: OnConflict = "fail"
+    commit_author: Annotated[str, AfterValidator(_author)] | None = None
     workspace: NonEmptyStr | None = None
     """The folder tools work in (relative to the project file's; default: that folder)."""
     mcp_servers: dict[McpServerName, McpServerEntry] = Field(default_factory=dict)
@@ -238,6 +289,8 @@ def model_at(path: tuple[object, ...]) -> type[BaseModel] | None:
             return BudgetSpec
         case ("tasks", int()):
             return TaskSpec
+        case ("tasks", int(), "checks", int()):
+            return CheckRunSpec
         case ("agents", str()):
             return AgentSpec
         case ("agents", str(), "price"):

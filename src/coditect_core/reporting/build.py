@@ -23,12 +23,16 @@ from ..llm_abstractions.pricing import price_data_version
 from ..orchestration.prompts import task_prompt
 from ..store.records import (
     AttemptRecord,
+    CheckRunRecord,
     RunRecord,
+    TaskChangeRecord,
     TaskEvent,
     TaskRecord,
     ToolCallRow,
     read_attempts,
+    read_check_runs,
     read_runs,
+    read_task_changes,
     read_tasks,
     read_tool_calls,
 )
@@ -52,6 +56,10 @@ class StoreContents:
     attempts: list[AttemptRecord]
     events: list[TaskEvent]
     """Every status change, oldest first."""
+    checks: list[CheckRunRecord] = field(default_factory=list)
+    """Every acceptance check run, oldest first."""
+    changes: list[TaskChangeRecord] = field(default_factory=list)
+    """Every writing task's change, oldest first."""
     tool_calls: list[ToolCallRow] = field(default_factory=list)
     """Every tool call of an agent loop, in the order they ran."""
 
@@ -76,6 +84,8 @@ def read_store(store: StateStore, project: str) -> StoreContents:
             tasks=read_tasks(conn, project),
             attempts=read_attempts(conn, project),
             events=_read_events(conn, project),
+            checks=read_check_runs(conn, project),
+            changes=read_task_changes(conn, project),
             tool_calls=read_tool_calls(conn, project),
         )
 
@@ -275,6 +285,15 @@ def report_from(
     graph = {tid: list(defined[tid].dependencies) if tid in defined else [] for tid in order}
     levels = dependency_levels(graph)
 
+    checks: dict[str, list[CheckRunRecord]] = {}
+    for c in contents.checks:
+        if run_id is None or c.run_id == run_id:
+            checks.setdefault(c.task_id, []).append(c)
+    changes: dict[str, TaskChangeRecord] = {}
+    for change in contents.changes:  # the latest of each task
+        if run_id is None or change.run_id == run_id:
+            changes[change.task_id] = change
+
     rows: list[TaskRow] = []
     for tid in order:
         task = defined.get(tid)
@@ -313,6 +332,8 @@ def report_from(
                 history=history.get(tid, []),
                 updated_at=record.updated_at if record is not None else None,
                 value=value,
+                checks=checks.get(tid, []),
+                change=changes.get(tid),
             )
         )
     rows.sort(key=lambda r: r.level)  # stable: file order within a level

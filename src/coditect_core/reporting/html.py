@@ -14,6 +14,7 @@ import json
 from html import escape
 
 from ..orchestration.spend import Tally
+from ..store.records import TaskChangeRecord
 from . import fmt
 from .assets import CSS, JS, STATUS_COLOURS
 from .model import AgentRow, AttemptRow, ReportData, RunRow, TaskRow
@@ -208,6 +209,44 @@ def _attempts_table(attempts: list[AttemptRow], limit: int) -> str:
     )
 
 
+def _checks_table(t: TaskRow, limit: int) -> str:
+    rows = []
+    for c in t.checks:
+        verdict = "timed out" if c.timed_out else "passed" if c.passed else f"exit {c.exit_code}"
+        output = _pre(c.output, limit) if c.output else ""
+        rows.append(
+            f'<tr><td class="n">{c.attempt}</td><td><code>{_e(c.command)}</code></td>'
+            f"<td>{_badge('succeeded' if c.passed else 'failed')} {_e(verdict)}</td>"
+            f'<td class="n">{_e(fmt.duration(c.duration_s))}</td><td>{output}</td></tr>'
+        )
+    return (
+        '<table class="checks"><thead><tr><th class="n">Try</th><th>Command</th>'
+        '<th>Result</th><th class="n">Time</th><th>Output</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _change(c: TaskChangeRecord, limit: int) -> str:
+    if c.commit is None:
+        return f"<h4>Change</h4><p>changed nothing (branch <code>{_e(c.branch)}</code>)</p>"
+    merged = (
+        f"merged as <code>{_e((c.merge_commit or '')[:12])}</code>"
+        if c.merge_commit
+        else "not merged"
+    )
+    head = (
+        f"<h4>Change</h4><p>branch <code>{_e(c.branch)}</code>, commit "
+        f"<code>{_e(c.commit[:12])}</code>, {merged}: {c.files_changed} file(s), "
+        f"+{c.lines_added} -{c.lines_removed}</p>"
+    )
+    if not c.diff:
+        return head
+    return (
+        f'{head}<details class="more"><summary>Diff ({len(c.diff):,} characters)</summary>'
+        f"{_pre(c.diff, limit)}</details>"
+    )
+
+
 def _links(ids: list[str]) -> str:
     return ", ".join(f'<a href="#task-{_e(i)}">{_e(i)}</a>' for i in ids) or "none"
 
@@ -240,6 +279,10 @@ def _task(t: TaskRow, dependents: list[str], limit: int) -> str:
             f'<details class="more" open><summary>Output ({len(t.output):,} characters)'
             f"</summary>{_pre(t.output, limit)}</details>"
         )
+    if t.checks:
+        body.append(f"<h4>Checks</h4>{_checks_table(t, limit)}")
+    if t.change is not None:
+        body.append(_change(t.change, limit))
     if t.prompt:
         body.append(
             "<details class=\"more\"><summary>Prompt (the task's part; its dependencies' "

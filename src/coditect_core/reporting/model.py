@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..llm_abstractions.datatypes import FinishReason, Usage
 from ..orchestration.scheduler import blocked_by
 from ..orchestration.spend import Tally
-from ..store.records import TaskEvent, ToolCallRow
+from ..store.records import CheckRunRecord, TaskChangeRecord, TaskEvent, ToolCallRow
 from .fmt import clip, iso
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "ReportData",
     "RunRow",
     "TaskRow",
+    "change_dict",
+    "check_dict",
     "tally",
 ]
 
@@ -257,6 +259,10 @@ class TaskRow(_Attempted):
     """When the store last changed the task (``None``: never recorded)."""
     value: Any = None
     """A typed task's validated output (JSON data, its ``output_schema``'s); else ``None``."""
+    checks: list[CheckRunRecord] = field(default_factory=list)
+    """Its acceptance check runs, oldest first."""
+    change: TaskChangeRecord | None = None
+    """Its latest change to the repository (a writing task), if it made one."""
 
     @property
     def started_at(self) -> float | None:
@@ -307,7 +313,42 @@ class TaskRow(_Attempted):
                 }
                 for e in self.history
             ],
+            **({"checks": [check_dict(c) for c in self.checks]} if self.checks else {}),
+            **({"change": change_dict(self.change)} if self.change is not None else {}),
         }
+
+
+def check_dict(c: CheckRunRecord) -> dict[str, Any]:
+    """One acceptance check run, JSON-ready."""
+    return {
+        "attempt": c.attempt,
+        "command": c.command,
+        "exit_code": c.exit_code,
+        "timed_out": c.timed_out,
+        "passed": c.passed,
+        "duration_s": c.duration_s,
+        "output": c.output,
+        "at": iso(c.at),
+    }
+
+
+def change_dict(c: TaskChangeRecord, *, diff: bool = True) -> dict[str, Any]:
+    """A task's change, JSON-ready: branch, commits, files with lines added and removed."""
+    out: dict[str, Any] = {
+        "branch": c.branch,
+        "start_commit": c.start_commit,
+        "commit": c.commit,
+        "changed": c.commit is not None,
+        "merge_commit": c.merge_commit,
+        "merged_at": iso(c.merged_at),
+        "files_changed": c.files_changed,
+        "lines_added": c.lines_added,
+        "lines_removed": c.lines_removed,
+        "files": [{"path": p, "added": a, "removed": r} for p, a, r in c.files],
+    }
+    if diff:
+        out["diff"] = c.diff
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,15 @@ class NullRecorder:
     async def set_task_status(self, run_id: int, task_id: str, status: Any, **_: Any) -> None:
         return None
 
+    async def record_check_run(self, run_id: int, task_id: str, **_: Any) -> int:
+        return self._id()
+
+    async def record_task_change(self, run_id: int, task_id: str, **_: Any) -> int:
+        return self._id()
+
+    async def record_merge(self, change_id: int, merge_commit: str) -> None:
+        return None
+
     async def load_succeeded(self, project: str) -> dict[str, SuccessRecord]:
         return {}
 

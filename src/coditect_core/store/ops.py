@@ -423,6 +423,77 @@ class Ops:
 
         return op
 
+    def check_run(
+        self,
+        run_id: int,
+        task_id: str,
+        attempt: int,
+        command: str,
+        exit_code: int | None,
+        timed_out: bool,
+        output: str | None,
+        duration_s: float | None,
+        now: float,
+    ) -> Op:
+        """One run of a task's acceptance check; its id."""
+
+        def op(conn: sqlite3.Connection) -> int:
+            run = self._run(run_id)
+            s = self._scrub.text
+            ref = self._task_ref(conn, run, task_id, now)
+            cur = conn.execute(
+                "INSERT INTO check_runs(run_id, task_ref, attempt, command, exit_code, timed_out, "
+                "output, duration_s, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, ref, attempt, s(command) or "", exit_code, int(timed_out), s(output),
+                 duration_s, now),
+            )  # fmt: skip
+            return int(cur.lastrowid or 0)
+
+        return op
+
+    def task_change(
+        self,
+        run_id: int,
+        task_id: str,
+        branch: str,
+        start_commit: str | None,
+        commit: str | None,
+        files: list[tuple[str, int | None, int | None]],
+        diff: str | None,
+        now: float,
+    ) -> Op:
+        """A writing task's committed change (``commit`` None: nothing changed); its id."""
+        added = sum(f[1] or 0 for f in files)
+        removed = sum(f[2] or 0 for f in files)
+
+        def op(conn: sqlite3.Connection) -> int:
+            run = self._run(run_id)
+            s = self._scrub.text
+            ref = self._task_ref(conn, run, task_id, now)
+            cur = conn.execute(
+                "INSERT INTO task_changes(run_id, task_ref, branch, start_commit, commit_sha, "
+                "files, lines_added, lines_removed, diff, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, ref, s(branch) or "", start_commit, commit,
+                 self._scrub.json([list(f) for f in files]), added, removed, s(diff), now),
+            )  # fmt: skip
+            return int(cur.lastrowid or 0)
+
+        return op
+
+    def change_merged(self, change_id: int, merge_commit: str, now: float) -> Op:
+        """Task change ``change_id`` merged into the integration branch as ``merge_commit``."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE task_changes SET merge_commit = ?, merged_at = ? WHERE id = ?",
+                (merge_commit, now, change_id),
+            )
+            if cur.rowcount != 1:
+                raise StateError(f"task change {change_id} is unknown")
+
+        return op
+
     def tool_called(self, attempt_id: int, call: ToolCallRow, now: float) -> Op:
         """A tool call of the turn ``attempt_id`` ran: its result (masked), kept once."""
 

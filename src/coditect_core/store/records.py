@@ -21,18 +21,22 @@ __all__ = [
     "AttemptOutcome",
     "AttemptRecord",
     "AttemptStatus",
+    "CheckRunRecord",
     "ProjectSnapshot",
     "Recovery",
     "RunInfo",
     "RunRecord",
+    "TaskChangeRecord",
     "TaskEvent",
     "TaskRecord",
     "ToolCallRow",
     "read_attempts",
+    "read_check_runs",
     "read_loop",
     "read_runs",
     "read_snapshot",
     "read_succeeded",
+    "read_task_changes",
     "read_task_history",
     "read_tool_calls",
 ]
@@ -93,6 +97,51 @@ class Recovery:
     interrupted_attempts: int
     previous_holder: str | None
     """The dead process that held the project's run lock, described, if it said who it was."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRunRecord:
+    """One run of a task's acceptance check (``attempt``: the agent's try, from 1)."""
+
+    check_id: int
+    task_id: str
+    run_id: int | None
+    attempt: int
+    command: str
+    exit_code: int | None
+    timed_out: bool
+    output: str | None
+    duration_s: float | None
+    at: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChangeRecord:
+    """A writing task's change: its branch, its commit (None: it changed nothing), its files
+    with lines added and removed (None for a binary file), and its merge once made."""
+
+    change_id: int
+    task_id: str
+    run_id: int | None
+    branch: str
+    start_commit: str | None
+    commit: str | None
+    files: tuple[tuple[str, int | None, int | None], ...]
+    lines_added: int
+    lines_removed: int
+    merge_commit: str | None
+    merged_at: float | None
+    at: float
+    diff: str | None = None
+    """The diff's text, as kept (long ones cut, a marker in their place)."""
+
+    @property
+    def files_changed(self) -> int:
+        return len(self.files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +299,62 @@ def read_task_history(conn: sqlite3.Connection, project: str, task_id: str) -> l
         (project, task_id),
     ).fetchall()
     return [TaskEvent(*r) for r in rows]
+
+
+def read_check_runs(
+    conn: sqlite3.Connection, project: str, task_id: str | None = None
+) -> list[CheckRunRecord]:
+    """Check runs of ``project`` (of one task), oldest first."""
+    sql = (
+        "SELECT c.id, t.task_id, c.run_id, c.attempt, c.command, c.exit_code, c.timed_out, "
+        "c.output, c.duration_s, c.at FROM check_runs c JOIN tasks t ON t.id = c.task_ref "
+        "JOIN projects p ON p.id = t.project_id WHERE p.name = ?"
+    )
+    args: list[Any] = [project]
+    if task_id is not None:
+        sql += " AND t.task_id = ?"
+        args.append(task_id)
+    rows = conn.execute(sql + " ORDER BY c.id", args).fetchall()
+    return [
+        CheckRunRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9])
+        for r in rows
+    ]
+
+
+def read_task_changes(
+    conn: sqlite3.Connection, project: str, task_id: str | None = None
+) -> list[TaskChangeRecord]:
+    """Task changes of ``project`` (of one task), oldest first."""
+    sql = (
+        "SELECT c.id, t.task_id, c.run_id, c.branch, c.start_commit, c.commit_sha, c.files, "
+        "c.lines_added, c.lines_removed, c.merge_commit, c.merged_at, c.at, c.diff "
+        "FROM task_changes c "
+        "JOIN tasks t ON t.id = c.task_ref JOIN projects p ON p.id = t.project_id "
+        "WHERE p.name = ?"
+    )
+    args: list[Any] = [project]
+    if task_id is not None:
+        sql += " AND t.task_id = ?"
+        args.append(task_id)
+    rows = conn.execute(sql + " ORDER BY c.id", args).fetchall()
+    return [
+        TaskChangeRecord(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            tuple((f[0], f[1], f[2]) for f in json.loads(r[6])),
+            r[7],
+            r[8],
+            r[9],
+            r[10],
+            r[11],
+            r[12],
+        )
+        for r in rows
+    ]
 
 
 def read_attempts(

@@ -28,7 +28,8 @@ reset; completed by hand (``coditect task complete``, migration 3), runs keep it
 rerun. Migration 3 also records each attempt's ``finish_reason`` and keeps the output of a
 completion by hand in its history entry (``task_events.output``). The
 ``journal_*`` tables (migration 4) are the call journal (:mod:`.journal`); ``attempts.cached``
-marks an attempt answered from it.
+marks an attempt answered from it. ``check_runs`` and ``task_changes`` (migration 6) record a
+writing task's acceptance checks and its committed, merged change.
 """
 
 from __future__ import annotations
@@ -224,6 +225,44 @@ MIGRATIONS: tuple[Migration, ...] = (
             toolset     TEXT,
             at          REAL NOT NULL,
             UNIQUE (attempt_id, call_id)
+        );
+        """,
+    ),
+    (
+        6,
+        "check runs and task changes: worktrees, acceptance checks, merges",
+        # check_runs: each run of a task's acceptance check (attempt: the agent's try, from 1).
+        # task_changes: a writing task's branch as committed (commit NULL: it changed nothing),
+        # with its numstat (files: JSON [[path, added, removed], ...], NULL counts for binary
+        # files) and its diff's text (capped), and its merge into the integration branch once
+        # made (merge_commit, merged_at).
+        """
+        CREATE TABLE check_runs (
+            id          INTEGER PRIMARY KEY,
+            run_id      INTEGER REFERENCES runs(id),
+            task_ref    INTEGER NOT NULL REFERENCES tasks(id),
+            attempt     INTEGER NOT NULL,
+            command     TEXT NOT NULL,
+            exit_code   INTEGER,
+            timed_out   INTEGER NOT NULL DEFAULT 0 CHECK (timed_out IN (0, 1)),
+            output      TEXT,
+            duration_s  REAL,
+            at          REAL NOT NULL
+        );
+        CREATE TABLE task_changes (
+            id             INTEGER PRIMARY KEY,
+            run_id         INTEGER REFERENCES runs(id),
+            task_ref       INTEGER NOT NULL REFERENCES tasks(id),
+            branch         TEXT NOT NULL,
+            start_commit   TEXT,
+            commit_sha     TEXT,
+            files          TEXT NOT NULL DEFAULT '[]',
+            lines_added    INTEGER NOT NULL DEFAULT 0,
+            lines_removed  INTEGER NOT NULL DEFAULT 0,
+            diff           TEXT,
+            merge_commit   TEXT,
+            merged_at      REAL,
+            at             REAL NOT NULL
         );
         """,
     ),

@@ -85,17 +85,21 @@ from .records import (
     AttemptOutcome,
     AttemptRecord,
     AttemptStatus,
+    CheckRunRecord,
     ProjectSnapshot,
     Recovery,
     RunInfo,
     RunRecord,
+    TaskChangeRecord,
     TaskEvent,
     ToolCallRow,
     read_attempts,
+    read_check_runs,
     read_loop,
     read_runs,
     read_snapshot,
     read_succeeded,
+    read_task_changes,
     read_task_history,
     read_tool_calls,
 )
@@ -393,6 +397,50 @@ class StateStore:
         else:
             self._writer.post(op)
 
+    async def record_check_run(
+        self,
+        run_id: int,
+        task_id: str,
+        *,
+        attempt: int,
+        command: str,
+        exit_code: int | None,
+        timed_out: bool = False,
+        output: str | None = None,
+        duration_s: float | None = None,
+    ) -> int:
+        """One run of a task's acceptance check (masked); its id."""
+        return await self._call(
+            self._ops.check_run(
+                run_id, task_id, attempt, command, exit_code, timed_out, output, duration_s,
+                time.time(),
+            )
+        )  # fmt: skip
+
+    async def record_task_change(
+        self,
+        run_id: int,
+        task_id: str,
+        *,
+        branch: str,
+        start_commit: str | None,
+        commit: str | None,
+        files: Iterable[tuple[str, int | None, int | None]] = (),
+        diff: str | None = None,
+    ) -> int:
+        """A writing task's committed change (``commit`` None: it changed nothing), with its
+        files' lines added and removed and its diff (masked); its id, for
+        :meth:`record_merge`."""
+        return await self._call(
+            self._ops.task_change(
+                run_id, task_id, branch, start_commit, commit, list(files), diff, time.time()
+            )
+        )
+
+    async def record_merge(self, change_id: int, merge_commit: str) -> None:
+        """Task change ``change_id`` is merged into the integration branch as ``merge_commit``."""
+        await self._call(self._ops.change_merged(change_id, merge_commit, time.time()))
+
     async def set_task_status(
         self,
         run_id: int,
@@ -430,6 +478,14 @@ class StateStore:
     def task_history(self, project: str, task_id: str) -> list[TaskEvent]:
         """Every status transition of a task, oldest first."""
         return self.read(lambda conn: read_task_history(conn, project, task_id))
+
+    def check_runs(self, project: str, task_id: str | None = None) -> list[CheckRunRecord]:
+        """Acceptance check runs (of one task), oldest first."""
+        return self.read(lambda conn: read_check_runs(conn, project, task_id))
+
+    def task_changes(self, project: str, task_id: str | None = None) -> list[TaskChangeRecord]:
+        """Writing tasks' changes (of one task), oldest first."""
+        return self.read(lambda conn: read_task_changes(conn, project, task_id))
 
     def tool_calls(self, project: str, *, task_id: str | None = None) -> list[ToolCallRow]:
         """The tool calls of the project's agent loops (of one task), in the order they ran."""

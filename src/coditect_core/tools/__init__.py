@@ -4,6 +4,9 @@ confinement, workspaces (git worktrees), the command sandbox, the MCP client.
 Sits between :mod:`coditect_core.orchestration` (which wires tools to tasks) and
 :mod:`coditect_core.llm_abstractions` (which maps tools to each provider's wire format).
 A tool source is a :class:`~.base.Toolset`; a tool's answer is a :class:`~.base.ToolResult`.
+
+* :mod:`.workspace` the git repository of a run: integration branch, task worktrees, merges
+* :mod:`.checks`    acceptance checks: a task's commands run in its worktree, pass or fail
 """
 
 from __future__ import annotations

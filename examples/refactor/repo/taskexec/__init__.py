@@ -1,0 +1,1 @@
+"""taskexec: a small task runner whose executor calls one script per LLM (before the refactor)."""
