@@ -189,6 +189,8 @@ class PlanAgents:
     project_file: ProjectFile
     """The agents, checked by the loader (with a placeholder task); to resolve one to a model."""
     path: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """The project's ``defaults:``: the file's, with ``agent`` always set."""
 
     def describe(self) -> str:
         """One line per agent, for the prompt: name, type, model, capabilities, description."""
@@ -214,7 +216,8 @@ def default_agents() -> PlanAgents:
     agents = copy.deepcopy(DEFAULT_AGENTS)
     data = {"agents": agents, "tasks": [_placeholder_task()]}
     checked = parse_project_file(yaml.safe_dump(data, sort_keys=False), "<default agents>")
-    return PlanAgents(agents, next(iter(agents)), checked)
+    default = next(iter(agents))
+    return PlanAgents(agents, default, checked, None, {"agent": default})
 
 
 def read_agents_file(path: str | os.PathLike[str]) -> PlanAgents:
@@ -231,11 +234,18 @@ def read_agents_file(path: str | os.PathLike[str]) -> PlanAgents:
             line=lines.line(()),
         )
     checked_data = dict(data)
-    checked_data.setdefault("tasks", [_placeholder_task()])
+    defaults = data.get("defaults")
+    agents = data["agents"]
+    first = next(iter(agents), None) if isinstance(agents, dict) else None
+    chosen = defaults.get("agent") if isinstance(defaults, dict) else None
+    placeholder = _placeholder_task()
+    if chosen is None and isinstance(first, str):
+        placeholder["agent"] = first  # the default of the project written
+    checked_data.setdefault("tasks", [placeholder])
     checked = _check(checked_data, lines, name)
-    agents = copy.deepcopy(data["agents"])
-    default = checked.spec.defaults.agent or next(iter(agents))
-    return PlanAgents(agents, default, checked, name)
+    default = checked.spec.defaults.agent or next(iter(checked.spec.agents))
+    kept = copy.deepcopy(defaults) if isinstance(defaults, dict) else {}
+    return PlanAgents(copy.deepcopy(agents), default, checked, name, {**kept, "agent": default})
 
 
 def _strip_titles(schema: Any) -> Any:
@@ -433,7 +443,10 @@ def render_project(
     if unplaced:
         lines.append(f"# {len(unplaced)} step(s) of the document are not tasks: listed at the end.")
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(document.name).stem).strip("-.") or "plan"
-    head: dict[str, Any] = {"project": stem, "defaults": {"agent": agents.default}}
+    head: dict[str, Any] = {
+        "project": stem,
+        "defaults": agents.defaults or {"agent": agents.default},
+    }
     lines += _dump(head).splitlines()
     lines += _dump({"agents": agents.agents}).splitlines()
     lines.append("tasks:")
