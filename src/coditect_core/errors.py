@@ -33,6 +33,11 @@ exception escapes a provider. Messages never contain an API key.
     ├── PlanError                      `coditect plan` could not make a project file
     │   ├── PlanDocumentError          the document: missing, empty, binary, too big, no steps
     │   └── PlanRejectedError          the model's graph failed the project-file checks every time
+    ├── ToolError                      a tool could not be run (names the tool)
+    │   ├── ToolArgumentsError         the model's arguments do not fit the tool's schema
+    │   ├── PathConfinementError       a path leads outside the directory a tool is confined to
+    │   └── ToolsetError               a tool source failed: an MCP server that will not start,
+    │                                  died or hangs (names the server)
     ├── StateError                     the state database is unusable, locked, or foreign
     │   └── RunLockedError             another live run holds the project's lock
     └── WorkAtRiskError                refused: it would replace recorded work (say ``--force``)
@@ -66,6 +71,7 @@ __all__ = [
     "LlmServerError",
     "LlmTimeoutError",
     "LlmWorkerLostError",
+    "PathConfinementError",
     "PlanDocumentError",
     "PlanError",
     "PlanRejectedError",
@@ -74,6 +80,9 @@ __all__ = [
     "RunnerError",
     "SchedulingError",
     "StateError",
+    "ToolArgumentsError",
+    "ToolError",
+    "ToolsetError",
     "WorkAtRiskError",
 ]
 
@@ -319,6 +328,34 @@ class PlanRejectedError(PlanError):
         super().__init__(message, path=path)
         self.errors = errors
         self.answers = answers
+
+
+class ToolError(CoditectError):
+    """A tool could not be run; ``tool`` names it. The agent loop hands the message to the model
+    as an error result rather than failing the task."""
+
+    def __init__(self, message: str, *, tool: str | None = None) -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+class ToolArgumentsError(ToolError):
+    """The arguments a model gave do not fit the tool's schema (the message lists what is
+    wrong, for the model to fix)."""
+
+
+class PathConfinementError(ToolError):
+    """A path given to a tool leads outside the directory it is confined to (``..``, an absolute
+    path elsewhere, a symlink out, a NUL byte, ``.git``)."""
+
+
+class ToolsetError(ToolError):
+    """A source of tools failed as a whole: an MCP server that does not start, dies or hangs.
+    ``toolset`` names it."""
+
+    def __init__(self, message: str, *, toolset: str, tool: str | None = None) -> None:
+        super().__init__(message, tool=tool)
+        self.toolset = toolset
 
 
 class StateError(CoditectError):

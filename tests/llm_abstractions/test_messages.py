@@ -73,9 +73,9 @@ def test_bad_item_is_named_by_index(messages: list[Any], fragment: str) -> None:
 
 def test_unknown_role_lists_the_valid_ones() -> None:
     with pytest.raises(LlmRequestError) as info:
-        normalize_messages([{"role": "tool", "content": "x"}])
-    assert "'tool'" in str(info.value)
-    for role in ("system", "user", "assistant"):
+        normalize_messages([{"role": "function", "content": "x"}])
+    assert "'function'" in str(info.value)
+    for role in ("system", "user", "assistant", "tool"):
         assert role in str(info.value)
 
 

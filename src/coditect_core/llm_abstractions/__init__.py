@@ -32,12 +32,13 @@ from ..secrets import Secret
 from .base_llm import BaseLlm, CallParams, LlmResponse, LlmStream, StreamState, Usage
 from .keys import resolve_api_key
 from .limits import AgentGate, AgentLimits, LimitedLlm
-from .messages import Message, Messages, normalize_messages
+from .messages import Message, Messages, normalize_messages, tool_message
 from .pricing import Price, PriceBook, PricedLlm
 from .registry import available_llms, create_llm, get_llm_class, register_llm, unregister_llm
 from .retry import NO_RETRY, RetryPolicy
 from .spec import LlmSpec
 from .testing import FakeLlm
+from .tool_types import Tool, ToolCall, ToolChoice
 from .wrapper import WrapperLlm
 
 if TYPE_CHECKING:
@@ -86,6 +87,9 @@ __all__ = [
     "RetryPolicy",
     "Secret",
     "StreamState",
+    "Tool",
+    "ToolCall",
+    "ToolChoice",
     "Usage",
     "WrapperLlm",
     "available_llms",
@@ -94,6 +98,7 @@ __all__ = [
     "normalize_messages",
     "register_llm",
     "resolve_api_key",
+    "tool_message",
     "unregister_llm",
 ]
 

@@ -37,13 +37,20 @@ from collections.abc import (
 )
 from typing import Any, ClassVar, Self, TypeVar
 
-from ..errors import LlmConfigurationError, LlmError, LlmResponseError, LlmTimeoutError
+from ..errors import (
+    LlmConfigurationError,
+    LlmError,
+    LlmRequestError,
+    LlmResponseError,
+    LlmTimeoutError,
+)
 from ..secrets import Secret, mask
 from . import instrumentation
 from .datatypes import CallParams, LlmResponse, StreamState, Usage, finish_reason_of
 from .keys import resolve_api_key
 from .messages import Message, Messages, normalize_messages
 from .retry import RetryPolicy, call_with_retry
+from .tool_types import Tool
 
 __all__ = ["BaseLlm", "CallParams", "LlmResponse", "LlmStream", "StreamState", "Usage"]
 
@@ -70,6 +77,9 @@ class BaseLlm(ABC):
     model's own limit applies). The cost forecast's output bound."""
     api_key_env: ClassVar[tuple[str, ...]] = ()
     client_options: ClassVar[frozenset[str]] = frozenset()
+    supports_tools: ClassVar[bool] = False
+    """Whether the provider maps ``tools=`` (:mod:`.tool_types`); a call with tools to one that
+    does not is refused before anything is sent."""
     handles_timeout: ClassVar[bool] = False
     """Whether ``_generate`` enforces ``params.timeout`` itself (a command kills its process
     group at it); otherwise the request is cancelled at the timeout."""
@@ -141,6 +151,7 @@ class BaseLlm(ABC):
             response.finish_reason,
             response.model,
         )
+        state.tool_calls = list(response.tool_calls)
         yield response.text
 
     def _map_error(self, error: Exception) -> LlmError | None:
@@ -290,8 +301,37 @@ class BaseLlm(ABC):
             max_tokens=options.pop("max_tokens", self.max_tokens),
             temperature=options.pop("temperature", self.temperature),
             timeout=options.pop("timeout", self.timeout),
+            tools=self._checked_tools(options.pop("tools", None)),
+            tool_choice=options.pop("tool_choice", None),
             options=options,
         )
+
+    def _checked_tools(self, tools: Any) -> tuple[Tool, ...]:
+        """``tools=`` as a tuple of :class:`Tool`; refused when this provider takes none."""
+        if not tools:
+            return ()
+        if isinstance(tools, Tool) or not isinstance(tools, list | tuple):
+            raise LlmRequestError(
+                f"tools must be a list of Tool, not {type(tools).__name__}",
+                provider=self.provider,
+            )
+        bad = [t for t in tools if not isinstance(t, Tool)]
+        if bad:
+            raise LlmRequestError(
+                f"tools must be Tool instances, not {type(bad[0]).__name__}",
+                provider=self.provider,
+            )
+        if not self.supports_tools:
+            raise LlmConfigurationError(
+                f"{type(self).__name__} ({self.provider}) cannot call tools: give this agent "
+                "no tools, or use a provider that supports them",
+                provider=self.provider,
+            )
+        names = [t.name for t in tools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise LlmRequestError(f"two tools share the name {dupes[0]!r}", provider=self.provider)
+        return tuple(tools)
 
     def _get_client(self) -> Any:
         """The client for the running loop (clients hold connections bound to one loop)."""
@@ -509,6 +549,7 @@ class LlmStream:
             attempts=attempts,
             latency_s=time.monotonic() - started,
             provider=llm.provider,
+            tool_calls=list(state.tool_calls),
         )
         observer.finished(self.response)
         llm._log_done(self.response)

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum, StrEnum
 from typing import Any
 
+from .tool_types import Tool, ToolCall, ToolChoice
+
 __all__ = ["CallParams", "FinishReason", "LlmResponse", "StreamState", "Usage", "finish_reason_of"]
 
 
@@ -118,11 +120,22 @@ class LlmResponse:
     """The provider's id of the response, when it gives one."""
     cached: bool = False
     """Answered from the call journal (a cache hit or a replay), not by the provider."""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """The tools the model asked to call, in its order (``finish_reason`` ``tool_calls``)."""
+    value: Any = None
+    """With ``output_schema``: the reply parsed and validated against it."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (``usage`` as a nested dict)."""
+        """Plain JSON-ready data (``usage`` as a nested dict; ``tool_calls`` and ``value`` only
+        when there are any)."""
         data = asdict(self)
         data["usage"] = self.usage.to_dict()
+        if self.tool_calls:
+            data["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        else:
+            del data["tool_calls"]
+        if self.value is None:
+            del data["value"]
         return data
 
 
@@ -131,7 +144,8 @@ class CallParams:
     """Settings of one call: instance defaults overridden by the call's keyword arguments.
 
     ``options`` are the provider-specific extras passed straight through to the SDK call.
-    ``timeout`` bounds one attempt (for a stream: the wait for each delta).
+    ``timeout`` bounds one attempt (for a stream: the wait for each delta). ``tools`` are the
+    tools the model may call and ``tool_choice`` whether it must (:mod:`.tool_types`).
     """
 
     model: str
@@ -139,6 +153,8 @@ class CallParams:
     temperature: float | None = None
     timeout: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
 
 
 @dataclass(slots=True)
@@ -148,3 +164,5 @@ class StreamState:
     usage: Usage | None = None
     finish_reason: str | None = None
     model: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """The calls the stream assembled from its deltas, complete."""

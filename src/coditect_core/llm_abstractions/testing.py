@@ -12,8 +12,10 @@
 >>> [call.messages[-1]["content"] for call in llm.calls]
 ['hi', 'again', 'again']
 
-Each attempt takes the next item of ``replies``: a string is returned, an exception (instance or
-class) is raised (retryable ones are retried by the usual policy, which takes the next item), a
+Each attempt takes the next item of ``replies``: a string is returned, a list of
+:class:`~.tool_types.ToolCall` asks for those tool calls (finish reason ``tool_calls``), an
+:class:`LlmResponse` is returned as it is, an exception (instance or class) is raised
+(retryable ones are retried by the usual policy, which takes the next item), a
 callable is called with the messages and its result used the same way. With the script
 exhausted, ``default`` answers (a string, or a callable of the messages; by default an echo of the
 last user message). ``latency`` seconds pass before every reply. Every attempt is logged in
@@ -30,13 +32,21 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import LlmRequestError
 from .base_llm import BaseLlm, CallParams, LlmResponse, StreamState, Usage
 from .messages import Message
 from .retry import RetryPolicy
+from .tool_types import ToolCall
 
 __all__ = ["FakeCall", "FakeLlm"]
 
-Reply = str | BaseException | type[BaseException] | Callable[[list[Message]], "str | BaseException"]
+Answer = str | list[ToolCall] | LlmResponse
+Reply = (
+    Answer
+    | BaseException
+    | type[BaseException]
+    | Callable[[list[Message]], "Answer | BaseException"]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,7 @@ class FakeLlm(BaseLlm):
 
     provider = "fake"
     default_model = "fake-model"
+    supports_tools = True
 
     def __init__(
         self,
@@ -101,7 +112,7 @@ class FakeLlm(BaseLlm):
         self.calls: list[FakeCall] = []
         self.closed = 0
 
-    def _next_reply(self, messages: list[Message]) -> str:
+    def _next_reply(self, messages: list[Message]) -> Answer:
         item: Any = self.replies.popleft() if self.replies else self.default
         if isinstance(item, type) and issubclass(item, BaseException):
             raise item(f"scripted {item.__name__}")
@@ -109,6 +120,8 @@ class FakeLlm(BaseLlm):
             item = item(messages)
         if isinstance(item, BaseException):
             raise item
+        if isinstance(item, LlmResponse | list):
+            return item
         return str(item)
 
     async def _generate(
@@ -125,7 +138,12 @@ class FakeLlm(BaseLlm):
             echoed = _echoed(messages)  # (the usual case, counted from the cache: a message)
             text, completion = _ECHO + echoed, 3 + _count_tokens(echoed)
         else:
-            text = self._next_reply(messages)
+            answer = self._next_reply(messages)
+            if isinstance(answer, LlmResponse):
+                return answer
+            if isinstance(answer, list):
+                return self._calling(messages, params, answer)
+            text = answer
             if params.max_tokens is not None:
                 text = " ".join(text.split(" ")[: params.max_tokens])
         prompt = sum([_count_tokens(m["content"]) for m in messages])
@@ -133,6 +151,25 @@ class FakeLlm(BaseLlm):
             completion = _count_tokens(text)
         usage = Usage(prompt, completion, prompt + completion)
         return LlmResponse(text, params.model, usage, "stop")
+
+    def _calling(
+        self, messages: list[Message], params: CallParams, calls: list[ToolCall]
+    ) -> LlmResponse:
+        """A scripted turn that calls tools (each must be one the call was given)."""
+        offered = {tool.name for tool in params.tools}
+        for call in calls:
+            if not isinstance(call, ToolCall):
+                raise TypeError(f"a scripted tool call must be a ToolCall, not {call!r}")
+            if call.name not in offered:
+                raise LlmRequestError(
+                    f"scripted call of tool {call.name!r}, which this call was not given "
+                    f"(given: {', '.join(sorted(offered)) or 'none'})",
+                    provider=self.provider,
+                )
+        prompt = sum([_count_tokens(m["content"]) for m in messages])
+        completion = sum(len(call.arguments_json()) // 4 + 1 for call in calls)
+        usage = Usage(prompt, completion, prompt + completion)
+        return LlmResponse("", params.model, usage, "tool_calls", tool_calls=list(calls))
 
     async def _stream(
         self, client: Any, messages: list[Message], params: CallParams, state: StreamState
@@ -143,6 +180,7 @@ class FakeLlm(BaseLlm):
             response.finish_reason,
             response.model,
         )
+        state.tool_calls = list(response.tool_calls)
         text = response.text
         for i in range(0, len(text), self.chunk_size):
             yield text[i : i + self.chunk_size]
