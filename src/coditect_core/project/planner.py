@@ -81,8 +81,10 @@ PLANNED_FIELDS = (
 )
 """The task fields the model fills, those of them :class:`~.schema.TaskSpec` has."""
 
-DEFAULT_AGENTS: dict[str, Any] = {"local": {"type": "local"}}
-"""The agents of a planned project when no agents file is given: the embedded model."""
+DEFAULT_AGENTS: dict[str, Any] = {"local": {"type": "local", "options": {"n_ctx": 8192}}}
+"""The agents of a planned project when no agents file is given: the embedded model, with the
+context its model has (SmolLM2: 8192 tokens; the default 2048 does not hold a plan and its
+schema)."""
 
 _STEP = re.compile(
     r"^\s{0,3}(?:#{1,6}\s+\S|(?:\d+(?:\.\d+)*|[A-Za-z])[.)]\s+\S|[-*+]\s+\S|step\s+\d)",
