@@ -329,9 +329,14 @@ Rules:
 - Answer with one JSON object matching the JSON Schema below, and nothing else."""
 
 
+def _offered(agents: PlanAgents | None) -> list[str] | None:
+    """The agents a task may name: those of an agents file; None without one."""
+    return list(agents.agents) if agents is not None and agents.path is not None else None
+
+
 def plan_messages(document: PlanDocument, agents: PlanAgents | None) -> list[Message]:
     """The first request: the rules, the schema, the agents (if any) and the document."""
-    names = list(agents.agents) if agents is not None and agents.path is not None else None
+    names = _offered(agents)
     schema = json.dumps(graph_schema(names), separators=(",", ":"))
     who = (
         f"\n\nAgents a task may name (default: {agents.default}):\n{agents.describe()}"
@@ -370,9 +375,11 @@ def parse_answer(text: str) -> dict[str, Any]:
     raise ValueError(f"the answer is not a JSON object{where}")
 
 
-def _graph(value: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+def _graph(value: object) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """The tasks and unplaced steps of an answer, each task's source step taken out; or
     ``ValueError`` naming what is missing."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"the answer must be a JSON object, not {type(value).__name__}")
     tasks = value.get("tasks")
     if not isinstance(tasks, list) or not tasks:
         raise ValueError("'tasks' must be a non-empty list of task objects")
@@ -464,24 +471,30 @@ def render_project(
     return "\n".join(lines) + "\n"
 
 
-async def _answer(llm: BaseLlm, messages: list[Message], max_tokens: int | None) -> str:
-    """The model's answer to ``messages``: the one place the model is called (typed outputs
-    will ask with ``output_schema=`` here)."""
+async def _answer(
+    llm: BaseLlm, messages: list[Message], schema: dict[str, Any], max_tokens: int | None
+) -> tuple[str, object, str]:
+    """The model's reply to ``messages``, its JSON value, and what is wrong with it ("" when
+    nothing is); the one place the model is called. (Typed outputs will ask with
+    ``output_schema=schema`` here; for now the JSON is asked for in the prompt and parsed.)"""
     per_call = {"max_tokens": max_tokens} if max_tokens is not None else {}
     response = await llm.generate_async(messages, **per_call)
-    return response.text
+    try:
+        return response.text, parse_answer(response.text), ""
+    except ValueError as error:
+        return response.text, None, str(error)
 
 
 def _check_plan(
     document: PlanDocument,
     agents: PlanAgents,
     planner: str,
-    answer: str,
+    value: object,
     output: str,
 ) -> tuple[Plan | None, str]:
-    """The plan an answer makes, or the problems to tell the model."""
+    """The plan an answer's JSON value makes, or the problems to tell the model."""
     try:
-        tasks, unplaced, sources = _graph(parse_answer(answer))
+        tasks, unplaced, sources = _graph(value)
     except ValueError as error:
         return None, str(error)
     if agents.path is None:  # no agents offered: every task runs on defaults.agent
@@ -545,10 +558,13 @@ async def make_plan(
         raise ValueError("rounds must be at least 1")
     out = os.fspath(output)
     messages = plan_messages(document, agents)
+    schema = graph_schema(_offered(agents))
     errors: list[str] = []
     for answer_no in range(1, rounds + 1):
-        answer = await _answer(llm, messages, max_tokens)
-        plan, problems = _check_plan(document, agents, planner, answer, out)
+        answer, value, problems = await _answer(llm, messages, schema, max_tokens)
+        plan = None
+        if not problems:
+            plan, problems = _check_plan(document, agents, planner, value, out)
         if plan is not None:
             plan.answers, plan.errors = answer_no, errors
             logger.info(
