@@ -72,6 +72,13 @@ def test_plan_on_the_users_document_fixes_the_graph_from_the_loaders_messages(
     assert summary["agent"] == "planner"
     assert [t["id"] for t in summary["tasks"]] == list(QUICKSTART_GRAPH)
     assert summary["unplaced"] == ["## 6. Future Work"]
+    assert summary["unnamed_headings"] == [
+        "## 1. Introduction",
+        "## 2. Goals",
+        "## 3. High-Level Plan",
+        "## 5. Potential Challenges and Risks",
+        "## 7. Confirmation",
+    ]
 
     first, second = (request.body["messages"] for request in stub_server.requests)
     assert first[1]["content"].endswith(PLAN_DOC.read_text(encoding="utf-8") + "\n>>>")

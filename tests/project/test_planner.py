@@ -31,6 +31,7 @@ from coditect_core.project.planner import (
     parse_answer,
     read_agents_file,
     read_plan_document,
+    unnamed_headings,
 )
 from coditect_core.project.schema import TaskSpec
 
@@ -100,6 +101,17 @@ async def test_the_loaders_messages_reach_the_model_and_the_fixed_graph_is_writt
     assert "  # from: ### Step 4.3\n  - id: STEP-4.3\n" in text
     for step in UNPLACED:  # never dropped silently
         assert f"# - {step}\n" in text
+    assert outcome.plan.unnamed == [
+        "## 1. Introduction",
+        "## 2. Goals",
+        "## 3. High-Level Plan",
+        "## 6. Future Work",
+    ]  # nothing names them: listed for the person reviewing (4.x name "## 4.")
+    assert text.endswith(
+        "# Headings of the document that no task and no unplaced step names (covered?):\n"
+        "# - ## 1. Introduction\n# - ## 2. Goals\n# - ## 3. High-Level Plan\n"
+        "# - ## 6. Future Work\n"
+    )
     assert outcome.planner == "local"
 
 
@@ -303,3 +315,23 @@ def test_the_size_cap_is_two_megabytes_and_steps_are_found() -> None:
     assert "### Step 4.1: Update `executor.py` Imports" in document.steps
     assert "### Step 4.7: Testing" in document.steps
     assert not any(step.startswith("# submodules") for step in document.steps)  # code fences
+
+
+def test_unnamed_headings_are_those_no_source_step_or_unplaced_entry_names() -> None:
+    document = read_plan_document(PLAN_DOC)
+    every = [f"Step 4.{i}: done" for i in range(1, 8)]
+    named = [
+        "## 1. Introduction",  # the heading itself
+        "Goals, section 2",  # its number
+        "3. High-Level Plan",
+        "5. Potential Challenges and Risks",
+        "step 6",
+        "section 7",
+    ]
+    assert unnamed_headings(document, every, named) == []
+    assert unnamed_headings(document, every[1:], named) == [
+        "### Step 4.1: Update `executor.py` Imports"
+    ]
+    assert "### Step 4.1: Update `executor.py` Imports" in unnamed_headings(
+        document, ["Step 4.10", "Step 14"], []
+    )  # a number is named whole: 4.10 is not 4.1

@@ -108,6 +108,7 @@ def register(app: typer.Typer) -> None:
                     for task, source in zip(plan.tasks, plan.sources, strict=True)
                 ],
                 "unplaced": plan.unplaced,
+                "unnamed_headings": plan.unnamed,
             }
             print_json(summary)
             return
