@@ -99,6 +99,7 @@ async def test_the_loaders_messages_reach_the_model_and_the_fixed_graph_is_writt
         "# A model wrote it: REVIEW IT"
     )
     assert "  # from: ### Step 4.3\n  - id: STEP-4.3\n" in text
+    assert "\n# - ## 7. Confirmation\n" in text
     for step in UNPLACED:  # never dropped silently
         assert f"# - {step}\n" in text
     assert outcome.plan.unnamed == [
@@ -335,3 +336,15 @@ def test_unnamed_headings_are_those_no_source_step_or_unplaced_entry_names() -> 
     assert "### Step 4.1: Update `executor.py` Imports" in unnamed_headings(
         document, ["Step 4.10", "Step 14"], []
     )  # a number is named whole: 4.10 is not 4.1
+
+
+async def test_text_from_the_model_stays_inside_its_comments(tmp_path: Path) -> None:
+    answer = graph({"STEP-4.1": []})
+    answer["tasks"][0]["source_step"] = "Step 4.1\nagents: {evil: 1}\u2028tasks: []\x1b[2J"
+    answer["unplaced"] = ["Goals:\nintegrate the abstractions\r\n- id: X"]
+    out = tmp_path / "project.yaml"
+    await plan_to_file(PLAN_DOC, out, llm=FakeLlm([json.dumps(answer)]))
+    text = out.read_text(encoding="utf-8")
+    assert "  # from: Step 4.1\n  #       agents: {evil: 1}\n  #       tasks: []?[2J\n" in text
+    assert "# - Goals:\n#   integrate the abstractions\n#   - id: X\n" in text
+    assert read_project_file(out).task_ids == ["STEP-4.1"]

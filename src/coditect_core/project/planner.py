@@ -446,12 +446,13 @@ def unnamed_headings(
     return out
 
 
-def _comment(text: str, prefix: str = "# ") -> list[str]:
-    """``text`` as YAML comment lines: every line break a new comment, nothing YAML refuses."""
+def _comment(text: str, prefix: str = "# ", more: str | None = None) -> list[str]:
+    """``text`` as YAML comment lines: every line break a new comment (its lines after the
+    first start with ``more``, by default ``prefix``), nothing YAML refuses."""
     out = []
-    for line in text.splitlines() or [""]:
+    for i, line in enumerate(text.splitlines() or [""]):
         clean = "".join(c if c.isprintable() else "?" for c in line.replace("\t", " "))
-        out.append((prefix + clean).rstrip())
+        out.append(((prefix if i == 0 or more is None else more) + clean).rstrip())
     return out
 
 
@@ -498,20 +499,20 @@ def render_project(
     lines.append("tasks:")
     for task, source in zip(tasks, sources, strict=True):
         if source:
-            lines += _comment(f"from: {source}", "  # ")
+            lines += _comment(f"from: {source}", "  # ", "  #       ")
         lines += ["  " + line for line in _dump([dict(task)]).splitlines()]
     if unplaced:
         lines.append("")
         lines.append("# Steps of the document not placed as tasks (add them by hand if needed):")
         for step in unplaced:
-            lines += _comment(f"- {step}")
+            lines += _comment(step, "# - ", "#   ")
     if unnamed:
         lines.append("")
         lines.append(
             "# Headings of the document that no task and no unplaced step names (covered?):"
         )
         for step in unnamed:
-            lines += _comment(f"- {step}")
+            lines += _comment(step, "# - ")
     return "\n".join(lines) + "\n"
 
 
