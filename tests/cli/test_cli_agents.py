@@ -112,7 +112,7 @@ def test_doctor_exit_code_follows_the_agents_tasks_use(
     ok = agents_json("doctor", write(tmp_path, agents, ["fake"]))
     assert ok["ok"] is True
     assert ok["problems"] == []
-    assert set(ok["extras"]) == {"anthropic", "openai", "gemini", "local"}
+    assert set(ok["extras"]) == {"anthropic", "openai", "gemini", "local", "mcp"}
     import genai_prices
 
     assert ok["prices"] == f"genai-prices {genai_prices.__version__} (packaged data)"

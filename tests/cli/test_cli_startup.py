@@ -18,7 +18,7 @@ from coditect_core.cli.main import app
 
 pytestmark = pytest.mark.timeout(60)
 runner = CliRunner()
-SDKS = ("openai", "anthropic", "google.genai", "llama_cpp", "ray")
+SDKS = ("openai", "anthropic", "google.genai", "llama_cpp", "ray", "mcp")
 HEAVY = ("pydantic", "yaml", "rich", "coditect_core.orchestration", "coditect_core.project")
 LOADED = (
     "import sys\n"

@@ -10,13 +10,17 @@ reach (their fallbacks and reviewers included): every problem at once, in the co
 :func:`ping_agents` then asks the usable ones for one token (and, for an agent with a
 ``base_url``, first checks that something answers HTTP there). :func:`check_ray_cluster` connects
 to a Ray cluster as ``coditect run --ray-address`` would, and looks at its versions, nodes and
-resources, and where each agent's requests could run. Keys never appear in the results: a reply
-or an error that echoes a known secret has it masked (:func:`coditect_core.secrets.mask`).
+resources, and where each agent's requests could run. :func:`check_mcp_servers` looks at the
+project's MCP servers offline (the ``[mcp]`` extra, their variables, a stdio command on ``PATH``);
+:func:`start_mcp_servers` (``doctor --ping``) starts each one, lists its tools and stops it. Keys
+never appear in the results: a reply or an error that echoes a known secret has it masked
+(:func:`coditect_core.secrets.mask`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -27,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AgentError, CoditectError, LlmConfigurationError
+from ..errors import AgentError, CoditectError, LlmConfigurationError, ProjectFileError
 from ..llm_abstractions.base_llm import BaseLlm
 from ..orchestration.agent_registry import (
     AgentConfig,
@@ -42,12 +46,15 @@ __all__ = [
     "EXTRAS",
     "SDK_MODULES",
     "AgentCheck",
+    "McpCheck",
     "RayCheck",
     "check_agents",
+    "check_mcp_servers",
     "check_ray_cluster",
     "check_run_agents",
     "installed_extras",
     "ping_agents",
+    "start_mcp_servers",
 ]
 
 SDK_MODULES: dict[str, tuple[str, str]] = {
@@ -64,6 +71,7 @@ EXTRAS: dict[str, str] = {
     "openai": "openai",
     "gemini": "google.genai",
     "local": "llama_cpp",
+    "mcp": "mcp",
 }
 """An extra of coditect-core -> the module that shows it is installed."""
 
@@ -391,6 +399,101 @@ async def ping_agents(project: Project, checks: list[AgentCheck], *, wait_s: flo
         )
     finally:
         await executor.aclose()
+
+
+@dataclass
+class McpCheck:
+    """One MCP server of the project file: which agents list it, whether tasks use it, what
+    stands in the way of starting it, and (once started by :func:`start_mcp_servers`) the
+    tools it offers."""
+
+    name: str
+    transport: str
+    agents: list[str]
+    used: bool
+    """An agent that runs tasks lists it (so a problem of it stops a run)."""
+    problems: list[str] = field(default_factory=list)
+    tools: list[str] | None = None
+    """The tools it offered when started (their offered, prefixed names); None: not started."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "transport": self.transport,
+            "agents": list(self.agents),
+            "used": self.used,
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "tools": None if self.tools is None else list(self.tools),
+        }
+
+
+def check_mcp_servers(
+    project_file: ProjectFile, environ: Mapping[str, str] | None = None
+) -> list[McpCheck]:
+    """Every MCP server of the file, in file order, with what it is missing, offline: the
+    ``[mcp]`` extra, its ``${VAR}`` references, a stdio server's command."""
+    env = os.environ if environ is None else environ
+    with_tasks = set(project_file.agents_of_tasks().values())
+    listed: dict[str, list[str]] = {}
+    for agent, agent_spec in project_file.spec.agents.items():
+        for server_name in agent_spec.mcp_servers:
+            listed.setdefault(server_name, []).append(agent)
+    sdk = module_installed("mcp")
+    checks: list[McpCheck] = []
+    for name, entry in project_file.spec.mcp_servers.items():
+        agents = listed.get(name, [])
+        check = McpCheck(
+            name=name,
+            transport="stdio" if entry.command is not None else "http",
+            agents=agents,
+            used=any(a in with_tasks and project_file.spec.agents[a].enabled for a in agents),
+        )
+        if not sdk:
+            check.problems.append("the mcp SDK is not installed: pip install 'coditect-core[mcp]'")
+        try:
+            server = project_file.mcp_server(name, env)
+        except ProjectFileError as error:
+            check.problems.append(mask(str(error)))
+        else:
+            if server.command is not None:
+                program = server.command
+                if os.sep in program and not os.path.isabs(program) and server.cwd:
+                    program = os.path.join(server.cwd, program)
+                problem = _command_problem([program])
+                if problem:
+                    check.problems.append(problem)
+        checks.append(check)
+    return checks
+
+
+async def start_mcp_servers(
+    project_file: ProjectFile,
+    checks: list[McpCheck],
+    *,
+    wait_s: float = 20.0,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Start each server that has no problem yet (all at once, each within ``wait_s`` or its
+    own shorter ``startup_timeout``), list its tools into its check, and stop it."""
+    from ..tools.mcp import McpToolset
+
+    env = os.environ if environ is None else environ
+
+    async def start(check: McpCheck) -> None:
+        spec = project_file.mcp_server(check.name, env)
+        spec = dataclasses.replace(spec, startup_timeout=min(spec.startup_timeout, wait_s))
+        try:
+            async with McpToolset(spec) as toolset:
+                check.tools = [tool.name for tool in toolset.tools()]
+        except CoditectError as error:
+            check.problems.append(mask(str(error)))
+
+    await asyncio.gather(*(start(c) for c in checks if c.ok))
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """``coditect agents`` and ``coditect doctor``: which agents can be used here, and what is missing.
 
-Both only look (no network) unless ``doctor --ping`` asks each usable agent for one token. The
-checks live in :mod:`coditect_core.app.doctor`; this module renders them.
+Both only look (no network) unless ``doctor --ping`` asks each usable agent for one token (and
+starts each MCP server to list its tools). The checks live in :mod:`coditect_core.app.doctor`;
+this module renders them.
 """
 
 from __future__ import annotations
@@ -152,7 +153,9 @@ def register(app: typer.Typer) -> None:
         ping: Annotated[
             bool,
             typer.Option(
-                "--ping", help="Also call each usable agent for one token (and check servers)."
+                "--ping",
+                help="Also call each usable agent for one token (and check servers), and "
+                "start each MCP server to list its tools.",
             ),
         ] = False,
         timeout: Annotated[
@@ -177,8 +180,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check that a project can run here: file, state, agents, extras.
 
-        Python, installed extras, the project file, its state, and every agent its tasks use;
-        with --ray-address, the Ray cluster too. Exit
+        Python, installed extras, the project file, its state, every agent its tasks use and
+        their MCP servers (--ping starts each one); with --ray-address, the Ray cluster too. Exit
         code 0 when every task's agent is usable (and fits on the cluster), 1 when one is not
         (or the cluster cannot be reached), 2 for a bad project file.
 
@@ -197,19 +200,33 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from .. import __version__
-        from ..app.doctor import check_agents, check_ray_cluster, installed_extras, ping_agents
+        from ..app.doctor import (
+            check_agents,
+            check_mcp_servers,
+            check_ray_cluster,
+            installed_extras,
+            ping_agents,
+            start_mcp_servers,
+        )
         from ..llm_abstractions.pricing import price_data_version
 
         spec = _read(project, as_json)
         resolved, checks = check_agents(spec)
+        mcp_checks = check_mcp_servers(spec)
         if ping:
             asyncio.run(ping_agents(resolved, checks, wait_s=timeout))
+            asyncio.run(start_mcp_servers(spec, mcp_checks, wait_s=timeout))
         state_info = _state_info(spec, state)
         blocking = [c for c in checks if c.tasks and not c.usable]
         problems = [
             f"agent {c.name!r} ({len(c.tasks)} task(s)): " + "; ".join(_problems(c))
             for c in blocking
         ]
+        problems.extend(
+            f"MCP server {m.name!r} (of {', '.join(m.agents)}): " + "; ".join(m.problems)
+            for m in mcp_checks
+            if m.used and not m.ok
+        )
         if not state_info["ok"]:
             problems.append(f"state: {state_info['error']}")
         ray_check = None
@@ -235,6 +252,7 @@ def register(app: typer.Typer) -> None:
                     },
                     "state": state_info,
                     "agents": [c.to_dict() for c in checks],
+                    "mcp_servers": [m.to_dict() for m in mcp_checks],
                     "ray": ray_check.to_dict() if ray_check else None,
                     "problems": problems,
                 }
@@ -276,6 +294,18 @@ def register(app: typer.Typer) -> None:
                 "(set price: {input, output} on the agent)",
                 soft_wrap=True,
             )
+        for m in mcp_checks:
+            if not m.ok:
+                verdict = "[red]failed[/]: " + escape("; ".join(m.problems))
+            elif m.tools is not None:
+                verdict = f"[green]ok[/]: {len(m.tools)} tools: " + escape(", ".join(m.tools))
+            else:
+                verdict = "[green]ok[/] [dim](--ping starts it and lists its tools)[/]"
+            users = escape(", ".join(m.agents)) or "no agent"
+            out.print(
+                f"MCP server [bold]{escape(m.name)}[/] ({m.transport}, {users}): {verdict}",
+                soft_wrap=True,
+            )
         if ray_check is not None:
             _ray_section(ray_check)
         if ok:
@@ -288,6 +318,9 @@ def register(app: typer.Typer) -> None:
                 )
             if not state_info["ok"]:
                 out.print(f"[red]state[/]: {escape(state_info['error'])}")
+            for m in mcp_checks:
+                if m.used and not m.ok:
+                    out.print(f"[red]not ready[/]: MCP server {escape(m.name)} failed")
             for problem in ray_check.problems if ray_check else []:
                 out.print(f"[red]ray[/]: {escape(problem)}", soft_wrap=True)
         raise typer.Exit(int(ExitCode.OK if ok else ExitCode.TASK_FAILED))

@@ -7,6 +7,7 @@ The format (every key is optional unless marked *required*)::
     runner: local                          # local | ray
     budget: {max_cost_usd: 5.0, max_tokens: 200000}
     keep_backups: 5                        # state backups kept (coditect state backup)
+    workspace: .                           # the folder tools work in (default: this file's)
     defaults:
       agent: local                         # for tasks that name none (or the only agent)
       max_concurrency: 4                   # tasks running at once
@@ -42,7 +43,27 @@ The format (every key is optional unless marked *required*)::
         resources: {num_cpus: 1, num_gpus: 0}   # per call, on a Ray cluster
         cache: true                        # answer a request seen before from the call
                                            #   journal (temperature 0 or unset); always; false
+        tools: [mypkg.tools:lookup]        # an api agent's tools: built-in names, Python
+                                           #   functions (package.module:function)
+        max_turns: 20                      # model turns of its agent loop per task
+        max_tool_calls: 100                # tool calls per task
+        tool_timeout: 60                   # seconds per tool call
+        max_parallel_tools: 4              # calls of one turn running at once
         description: ...
+        mcp_servers: [github]              # MCP servers whose tools it may call (below)
+    mcp_servers:                           # name -> an MCP server (needs the [mcp] extra)
+      github:                              # a stdio server: command, args, env, cwd
+        command: github-mcp-server         #   (the server gets PATH, HOME... and its env
+        args: [stdio]                      #   only: never this process's provider keys)
+        env: {GITHUB_PERSONAL_ACCESS_TOKEN: "${GITHUB_TOKEN}"}
+        cwd: .                             # relative to the project file's folder
+        tools: [get_issue, search_code]    # allow-list (default: every tool it offers)
+        prefix: gh_                        # before each tool name (default: github__)
+        startup_timeout: 30                # seconds to start and list its tools
+        call_timeout: 120                  # seconds per tool call
+      docs:                                # a streamable HTTP server: url, headers
+        url: https://docs.example.com/mcp
+        headers: {Authorization: "Bearer ${DOCS_TOKEN}"}
     tasks:                                 # *required*: a list
       - id: TASK-001                       # *required*: letters, digits, _ . -
         title: Update executor imports     # *required*
@@ -59,9 +80,10 @@ The format (every key is optional unless marked *required*)::
         metadata: {any: json}
 
 ``${VAR}`` and ``${VAR:-default}`` are expanded from the environment in the string settings of
-agents (``$${`` is a literal ``${``); task text is taken literally. An unset variable is an error
-only for an agent the run uses. Every error is a :class:`~coditect_core.errors.ProjectFileError`
-naming the file, the line, the field (``tasks[3].dependencies[0]``) and the bad value.
+agents and MCP servers (``$${`` is a literal ``${``); task text is taken literally. An unset
+variable is an error only for an agent the run uses (or an MCP server of one). Every error is a
+:class:`~coditect_core.errors.ProjectFileError` naming the file, the line, the field
+(``tasks[3].dependencies[0]``) and the bad value.
 
 The package splits along its seams: :mod:`._yaml` (safe parsing with lines), :mod:`.schema`
 (types), :mod:`.checks` (cross-field rules), :mod:`.env` (``${VAR}``), :mod:`.diagnostics`

@@ -2,22 +2,25 @@
 
 Duplicate task ids, dependencies on missing tasks, cycles (printed as their path, found by
 :func:`coditect_core.orchestration.scheduler.find_cycle`), tasks and defaults that name unknown
-agents, agents whose fallbacks or reviewer are unknown, interface settings that do not fit
-together, and malformed ``${VAR}`` references.
+agents, agents whose fallbacks, reviewer or MCP servers are unknown, interface settings that do
+not fit together, MCP servers that are neither a command nor a URL, and malformed ``${VAR}``
+references.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Iterator
 
 from ..orchestration.scheduler import find_cycle
+from ..tools.toolset import check_tool_entry
 from ._yaml import FieldPath, LineMap
 from .diagnostics import Problem
 from .env import EXPANDED_FIELDS, VariableSyntaxError, iter_strings, references
-from .schema import AgentSpec, ProjectSpec
+from .schema import AgentSpec, McpServerEntry, ProjectSpec
 
-__all__ = ["agent_strings", "check_project"]
+__all__ = ["agent_strings", "check_project", "mcp_strings"]
 
 _NEEDS_COMMAND = ("cli", "script")
 
@@ -43,6 +46,22 @@ def agent_strings(name: str, agent: AgentSpec) -> Iterator[tuple[FieldPath, str]
     if agent.command:
         yield from iter_strings(agent.command, (*base, "command"))
     yield from iter_strings(agent.options, (*base, "options"))
+
+
+def mcp_strings(name: str, server: McpServerEntry) -> Iterator[tuple[FieldPath, str]]:
+    """The strings of MCP server ``name`` that ``${VAR}`` expansion applies to (command, args,
+    env and header values, cwd, url), with their paths."""
+    base: FieldPath = ("mcp_servers", name)
+    for field in ("command", "cwd", "url"):
+        value = getattr(server, field)
+        if isinstance(value, str):
+            yield (*base, field), value
+    yield from iter_strings(server.args, (*base, "args"))
+    yield from iter_strings(server.env, (*base, "env"))
+    yield from iter_strings(server.headers, (*base, "headers"))
+
+
+_PREFIX = re.compile(r"[A-Za-z0-9_-]*\Z")
 
 
 class _Checker:
@@ -114,10 +133,71 @@ class _Checker:
                     f"provider is only used with type custom, not {agent.type}",
                 )
             for path, text in agent_strings(name, agent):
-                try:
-                    references(text)
-                except VariableSyntaxError as error:
-                    self.add(path, str(error))
+                self.syntax(path, text)
+            listed: set[str] = set()
+            for index, server in enumerate(agent.mcp_servers):
+                path = (*at, "mcp_servers", index)
+                if server in listed:
+                    self.add(path, f"MCP server {server!r} is listed twice")
+                elif server not in self.spec.mcp_servers:
+                    self.add(
+                        path,
+                        f"unknown MCP server {server!r}"
+                        f"{_did_you_mean(server, self.spec.mcp_servers)}; "
+                        f"mcp_servers: {_known(self.spec.mcp_servers)}",
+                    )
+                listed.add(server)
+            self.tools(name, agent)
+
+    def tools(self, name: str, agent: AgentSpec) -> None:
+        at: FieldPath = ("agents", name, "tools")
+        if agent.tools and agent.interface != "api":
+            self.add(at, f"tools are only used by interface api, not {agent.interface}")
+        seen: set[str] = set()
+        for index, entry in enumerate(agent.tools):
+            problem = check_tool_entry(entry)
+            if problem is None and entry in seen:
+                problem = f"tool {entry!r} is listed twice"
+            if problem is not None:
+                self.add((*at, index), problem)
+            seen.add(entry)
+
+    def syntax(self, path: FieldPath, text: str) -> None:
+        try:
+            references(text)
+        except VariableSyntaxError as error:
+            self.add(path, str(error))
+
+    def mcp_servers(self) -> None:
+        for name, server in self.spec.mcp_servers.items():
+            at: FieldPath = ("mcp_servers", name)
+            if (server.command is None) == (server.url is None):
+                self.add(
+                    at,
+                    f"MCP server {name!r}: give either 'command' (a stdio server) or 'url' "
+                    "(a streamable HTTP server)",
+                )
+            elif server.url is not None:
+                for field in ("args", "env", "cwd"):
+                    if getattr(server, field):
+                        self.add((*at, field), f"{field} is only used with 'command', not 'url'")
+                if not server.url.startswith(("http://", "https://", "${")):
+                    self.add((*at, "url"), "url must start with http:// or https://")
+            elif server.headers:
+                self.add((*at, "headers"), "headers are only used with 'url', not 'command'")
+            if server.prefix is not None and not _PREFIX.match(server.prefix):
+                self.add(
+                    (*at, "prefix"),
+                    f"prefix {server.prefix!r} may use only letters, digits, '_' and '-' "
+                    "(it goes into tool names)",
+                )
+            seen: set[str] = set()
+            for index, tool in enumerate(server.tools or ()):
+                if tool in seen:
+                    self.add((*at, "tools", index), f"tool {tool!r} is listed twice")
+                seen.add(tool)
+            for path, text in mcp_strings(name, server):
+                self.syntax(path, text)
 
     def tasks(self) -> None:
         spec = self.spec
@@ -181,6 +261,7 @@ def check_project(spec: ProjectSpec, lines: LineMap) -> list[Problem]:
     """Every cross-field problem of ``spec``; the cycle check runs once the rest is clean."""
     checker = _Checker(spec, lines)
     checker.agents()
+    checker.mcp_servers()
     checker.tasks()
     if not checker.problems:
         checker.cycle()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..errors import AgentError, ProjectFileError
+from ..errors import AgentError, ProjectFileError, ToolsetError
 from ..orchestration.agent_registry import (
     AgentCapability,
     AgentConfig,
@@ -37,10 +37,11 @@ from ..orchestration.agent_registry import (
 )
 from ..orchestration.task import AgentTask, TaskPriority
 from ..secrets import register_secret
+from ..tools.mcp import DEFAULT_CALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, McpServerSpec, McpToolset
 from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, paused_gc, read_yaml
-from .checks import agent_strings, check_project
+from .checks import agent_strings, check_project, mcp_strings
 from .diagnostics import Problem, from_validation_error, raise_problems
-from .env import expand, expand_value, secret_values
+from .env import expand, expand_value, references, secret_values
 from .schema import AgentSpec, BudgetSpec, DefaultsSpec, PriceSpec, ProjectSpec, ResourcesSpec
 
 __all__ = [
@@ -71,6 +72,8 @@ class AgentSettings:
     resources: ResourcesSpec | None = None
     cache: str | None = None
     """``on``, ``off`` or ``always`` (the file's ``cache: true|false|always``); None: unset."""
+    mcp_servers: tuple[str, ...] = ()
+    """The MCP servers whose tools the agent may call (names in :attr:`Project.mcp_servers`)."""
 
 
 @dataclass(repr=False)
@@ -91,6 +94,26 @@ class Project:
     keep_backups: int = 5
     unavailable_agents: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    workspace: Path | None = None
+    """The folder tools work in: ``workspace:`` from the project file's folder, else that
+    folder (``None`` for a project read from a string)."""
+    mcp_servers: dict[str, McpServerSpec] = field(default_factory=dict)
+    """The MCP servers the run's agents use, resolved (``${VAR}`` expanded)."""
+
+    def mcp_toolsets(self, agent: str) -> list[McpToolset]:
+        """A fresh (unopened) :class:`McpToolset` for each MCP server ``agent`` may use;
+        :class:`ToolsetError` naming a server that could not be resolved (a fallback agent's
+        server whose variables are unset)."""
+        settings = self.agent_settings.get(agent)
+        names = settings.mcp_servers if settings is not None else ()
+        missing = [name for name in names if name not in self.mcp_servers]
+        if missing:
+            raise ToolsetError(
+                f"MCP server {missing[0]!r} of agent {agent!r} is not available: "
+                "an environment variable it needs is not set",
+                toolset=missing[0],
+            )
+        return [McpToolset(self.mcp_servers[name]) for name in names]
 
     def task(self, task_id: str) -> AgentTask:
         """The task called ``task_id`` (``KeyError`` if there is none)."""
@@ -182,6 +205,51 @@ class ProjectFile:
             out[name] = list(dict.fromkeys(found))
         return out
 
+    def mcp_server(self, name: str, environ: Mapping[str, str] | None = None) -> McpServerSpec:
+        """MCP server ``name`` of ``mcp_servers:`` resolved: ``${VAR}`` expanded (each value
+        expanded into ``env`` or ``headers``, and each secret variable's, registered as a
+        secret), a relative ``cwd`` taken from the project file's folder. An unset variable is
+        a :class:`ProjectFileError` naming the field; ``KeyError`` for an unknown name."""
+        problems = self._mcp_problems(name, os.environ if environ is None else environ, "")
+        raise_problems(problems, self.path)
+        return self._mcp_server(name, os.environ if environ is None else environ)
+
+    def _mcp_problems(self, name: str, env: Mapping[str, str], why: str) -> list[Problem]:
+        server = self.spec.mcp_servers[name]
+        return [
+            Problem(path, f"environment variable {var} is not set{why}", self.lines.line(path))
+            for path, text in mcp_strings(name, server)
+            for var in expand(text, env)[1]
+        ]
+
+    def _mcp_server(self, name: str, env: Mapping[str, str]) -> McpServerSpec:
+        server = self.spec.mcp_servers[name]
+
+        def text(value: str) -> str:
+            return expand(value, env)[0]
+
+        for path, raw in mcp_strings(name, server):
+            for value in secret_values(raw, env):
+                register_secret(value)
+            if path[2] in ("env", "headers") and references(raw):
+                register_secret(text(raw))
+        cwd = text(server.cwd) if server.cwd is not None else None
+        if cwd is not None and not self.path.startswith("<"):
+            cwd = str(Path(self.path).resolve().parent / Path(cwd).expanduser())
+        return McpServerSpec(
+            name,
+            command=text(server.command) if server.command is not None else None,
+            args=tuple(text(a) for a in server.args),
+            env={k: text(v) for k, v in server.env.items()},
+            cwd=cwd,
+            url=text(server.url) if server.url is not None else None,
+            headers={k: text(v) for k, v in server.headers.items()},
+            tools=tuple(server.tools) if server.tools is not None else None,
+            prefix=server.prefix,
+            startup_timeout=server.startup_timeout or DEFAULT_STARTUP_TIMEOUT,
+            call_timeout=server.call_timeout or DEFAULT_CALL_TIMEOUT,
+        )
+
     def with_dependencies(self, task_ids: Iterable[str]) -> list[str]:
         """``task_ids`` plus everything they depend on, directly or not, in file order."""
         graph = {task.id: list(task.dependencies) for task in self.spec.tasks}
@@ -231,6 +299,16 @@ class ProjectFile:
         chosen = set(wanted)
         return [tid for tid in ids if tid in chosen]
 
+    def workspace(self) -> Path | None:
+        """The folder tools work in: ``workspace:`` relative to the project file's folder,
+        else that folder; ``None`` for a file read from a string without ``workspace:``."""
+        folder = None if self.path.startswith("<") else Path(self.path).resolve().parent
+        given = self.spec.workspace
+        if given is None:
+            return folder
+        path = Path(os.path.expanduser(given))
+        return (path if folder is None or path.is_absolute() else folder / path).resolve()
+
     def resolve(
         self,
         *,
@@ -270,6 +348,7 @@ class ProjectFile:
                 why.setdefault(agent_override, "runs every selected task")
             why.setdefault(task_agent[tid], f"runs task {tid!r}")
         registry, unavailable, warnings = self._registry(why, env)
+        mcp_servers = self._run_mcp_servers(why, registry.names(), env)
 
         defaults = self.spec.defaults
         tasks = [
@@ -308,6 +387,7 @@ class ProjectFile:
                     on_truncated=spec.on_truncated,
                     resources=spec.resources,
                     cache=_CACHE.get(spec.cache),
+                    mcp_servers=tuple(spec.mcp_servers),
                 )
                 for name, spec in agents.items()
             },
@@ -316,7 +396,36 @@ class ProjectFile:
             keep_backups=self.spec.keep_backups,
             unavailable_agents=unavailable,
             warnings=warnings,
+            workspace=self.workspace(),
+            mcp_servers=mcp_servers,
         )
+
+    def _run_mcp_servers(
+        self, why: dict[str, str], usable: Iterable[str], env: Mapping[str, str]
+    ) -> dict[str, McpServerSpec]:
+        """The MCP servers of the ``usable`` agents, resolved. An unset variable of a server of
+        an agent the run needs (``why``: those agents, with the reason) is an error naming the
+        field; a server of another agent (a fallback) with one is left out."""
+        agents = self.spec.agents
+        users: dict[str, str] = {}
+        for agent in [*why, *usable]:
+            if agents[agent].enabled:
+                for server in agents[agent].mcp_servers:
+                    users.setdefault(server, agent)
+        problems = [
+            problem
+            for server, agent in users.items()
+            if agent in why
+            for problem in self._mcp_problems(
+                server, env, f" (MCP server {server!r} of agent {agent!r} {why[agent]})"
+            )
+        ]
+        raise_problems(problems, self.path)
+        return {
+            server: self._mcp_server(server, env)
+            for server in self.spec.mcp_servers
+            if server in users and not self._mcp_problems(server, env, "")
+        }
 
     def _registry(
         self, why: dict[str, str], env: Mapping[str, str]
@@ -413,6 +522,11 @@ class ProjectFile:
                 reviewer=spec.reviewer,
                 provider=text(spec.provider),
                 description=text(spec.description) or "",
+                tools=list(spec.tools),
+                max_turns=spec.max_turns,
+                max_tool_calls=spec.max_tool_calls,
+                tool_timeout=spec.tool_timeout,
+                max_parallel_tools=spec.max_parallel_tools,
             )
         except AgentError as error:  # the checks should have caught it: say where anyway
             at = ("agents", name)

@@ -24,6 +24,7 @@ __all__ = [
     "AgentSpec",
     "BudgetSpec",
     "DefaultsSpec",
+    "McpServerEntry",
     "PriceSpec",
     "ProjectSpec",
     "ResourcesSpec",
@@ -62,7 +63,20 @@ def _not_blank(value: str) -> str:
     return value
 
 
+_MCP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+
+
+def _mcp_name(value: str) -> str:
+    if not _MCP_NAME.match(value):
+        raise ValueError(
+            f"MCP server name {value!r} must start with a letter or digit and use only letters, "
+            "digits, '_' and '-' (at most 64 characters: it goes into tool names)"
+        )
+    return value
+
+
 AgentName = Annotated[str, _name("agent name")]
+McpServerName = Annotated[str, AfterValidator(_mcp_name)]
 TaskId = Annotated[str, _name("task id")]
 NonEmptyStr = Annotated[str, AfterValidator(_not_blank)]
 Positive = Annotated[float, Field(gt=0)]
@@ -124,6 +138,33 @@ class AgentSpec(_Spec):
     resources: ResourcesSpec | None = None
     # The call journal may answer its requests: true (temperature 0 or unset), always, false.
     cache: bool | Literal["always"] | None = None
+    # The agent loop (an api agent with tools): what it may call, and its bounds.
+    tools: list[NonEmptyStr] = Field(default_factory=list)
+    """Built-in tool names and Python functions (``package.module:function``)."""
+    max_turns: PositiveInt = 20
+    max_tool_calls: PositiveInt = 100
+    tool_timeout: Positive = 60.0
+    max_parallel_tools: PositiveInt = 4
+    mcp_servers: list[McpServerName] = Field(default_factory=list)
+    """Names under the top-level ``mcp_servers:`` whose tools this agent may call."""
+
+
+class McpServerEntry(_Spec):
+    """One entry under ``mcp_servers:``: a stdio server (``command``, ``args``, ``env``,
+    ``cwd``) or a streamable HTTP one (``url``, ``headers``). Strings may use ``${VAR}``."""
+
+    command: NonEmptyStr | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    cwd: NonEmptyStr | None = None
+    url: NonEmptyStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    tools: list[NonEmptyStr] | None = None
+    """Allow-list of the server's tool names (default: all it offers)."""
+    prefix: str | None = None
+    """Before each tool's name (default ``<server>__``; ``""``: none)."""
+    startup_timeout: Positive | None = None
+    call_timeout: Positive | None = None
 
 
 class TaskSpec(_Spec):
@@ -171,6 +212,9 @@ class ProjectSpec(_Spec):
     budget: BudgetSpec | None = None
     runner: Literal["local", "ray"] = "local"
     keep_backups: PositiveInt = 5
+    workspace: NonEmptyStr | None = None
+    """The folder tools work in (relative to the project file's; default: that folder)."""
+    mcp_servers: dict[McpServerName, McpServerEntry] = Field(default_factory=dict)
 
 
 def model_at(path: tuple[object, ...]) -> type[BaseModel] | None:
@@ -190,4 +234,6 @@ def model_at(path: tuple[object, ...]) -> type[BaseModel] | None:
             return PriceSpec
         case ("agents", str(), "resources"):
             return ResourcesSpec
+        case ("mcp_servers", str()):
+            return McpServerEntry
     return None
