@@ -31,6 +31,9 @@ exception escapes a provider. Messages never contain an API key.
     │       ├── ClusterUnreachableError     nothing answers there (within the connection timeout)
     │       ├── ClusterAuthenticationError  refused: no token, or not the cluster's token
     │       └── ClusterVersionError         the cluster runs another Ray or Python version
+    ├── PlanError                      `coditect plan` could not make a project file
+    │   ├── PlanDocumentError          the document: missing, empty, binary, too big, no steps
+    │   └── PlanRejectedError          the model's graph failed the project-file checks every time
     ├── ToolError                      a tool could not be run (names the tool)
     │   ├── ToolArgumentsError         the model's arguments do not fit the tool's schema
     │   ├── PathConfinementError       a path leads outside the directory a tool is confined to
@@ -79,6 +82,9 @@ __all__ = [
     "LlmWorkerLostError",
     "MergeConflictError",
     "PathConfinementError",
+    "PlanDocumentError",
+    "PlanError",
+    "PlanRejectedError",
     "ProjectFileError",
     "RunLockedError",
     "RunnerError",
@@ -332,6 +338,32 @@ class ClusterVersionError(ClusterConnectionError):
         super().__init__(message, address=address)
         self.cluster = cluster
         self.driver = driver
+
+
+class PlanError(CoditectError):
+    """The planner could not turn a plan document into a project file; ``path`` is the
+    document's."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class PlanDocumentError(PlanError):
+    """The plan document cannot be planned from: missing, empty, not text, over the size cap,
+    or without any step to find. The message names the file and what was expected."""
+
+
+class PlanRejectedError(PlanError):
+    """The model's task graph never passed the project-file checks within the bound of answers;
+    ``errors`` holds the last answer's problems, as the loader said them."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, errors: str = "", answers: int = 0
+    ) -> None:
+        super().__init__(message, path=path)
+        self.errors = errors
+        self.answers = answers
 
 
 class ToolError(CoditectError):

@@ -10,13 +10,16 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AgentError, ProjectFileError
 from ..llm_abstractions.base_llm import BaseLlm
 from ..llm_abstractions.registry import create_llm, provider_for_model
 
-__all__ = ["DEFAULT_PROVIDER", "AskTarget", "agent_target", "model_target"]
+if TYPE_CHECKING:
+    from ..project import ProjectFile
+
+__all__ = ["DEFAULT_PROVIDER", "AskTarget", "agent_in", "agent_target", "model_target"]
 
 DEFAULT_PROVIDER = "local"
 """The provider when nothing is named: the embedded model (no key, no network)."""
@@ -54,11 +57,16 @@ def agent_target(project: str | os.PathLike[str], agent: str) -> AskTarget:
 
     Raises :class:`~coditect_core.errors.ProjectFileError` for a bad file or an unknown agent,
     :class:`~coditect_core.errors.AgentError` for an agent with no model behind it."""
-    from ..orchestration.agent_registry import AgentInterface
-    from ..orchestration.executor import TaskExecutor
     from ..project import read_project_file
 
-    spec = read_project_file(project)
+    return agent_in(read_project_file(project), agent)
+
+
+def agent_in(spec: ProjectFile, agent: str) -> AskTarget:
+    """:func:`agent_target` on a project file already read."""
+    from ..orchestration.agent_registry import AgentInterface
+    from ..orchestration.executor import TaskExecutor
+
     if agent not in spec.spec.agents:
         known = list(spec.spec.agents)
         close = difflib.get_close_matches(agent, known, n=1, cutoff=0.6)

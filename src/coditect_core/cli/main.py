@@ -12,7 +12,20 @@ from typing import Annotated, Any
 
 import typer
 
-from . import agents, ask, cache, diff, forecast, init, report, run, state, status, tasks_by_hand
+from . import (
+    agents,
+    ask,
+    cache,
+    diff,
+    forecast,
+    init,
+    plan,
+    report,
+    run,
+    state,
+    status,
+    tasks_by_hand,
+)
 from .output import setup_logging
 from .typer_style import Command, Group
 
@@ -134,6 +147,7 @@ def _root(
 
 
 init.register(app)
+plan.register(app)
 agents.register(app)
 run.register(app)
 status.register(app)
@@ -147,6 +161,7 @@ ask.register(app)
 
 PANEL_OF = {
     "init": "Set up",
+    "plan": "Set up",
     "agents": "Set up",
     "doctor": "Set up",
     "run": "Run",
