@@ -4,6 +4,7 @@ every assertion on the wire is on what the stub received."""
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import pytest
@@ -110,6 +111,18 @@ async def test_parallel_function_calls_without_ids_get_stable_ones(
     assert len(set(ids)) == 2
     assert all(i.startswith(MADE_ID_PREFIX) for i in ids)
     assert [c.id for c in again.tool_calls] == ids  # the same answer, the same ids
+
+
+async def test_a_made_up_id_is_short_enough_for_any_provider(stub_server: StubServer) -> None:
+    long_name = "a_tool_with_a_rather_long_name_" + "x" * 33  # 64 characters, the most allowed
+    tool = Tool(long_name, "", WEATHER.parameters)
+    stub_server.script(reply(tool_calls=[{"name": long_name, "arguments": {}}] * 2))
+    async with make(stub_server) as llm:
+        response = await llm.generate_async("go", tools=[tool])
+    ids = [c.id for c in response.tool_calls]
+    assert all(len(i) <= 40 for i in ids)  # OpenAI's limit, should a fallback take over
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids)  # Anthropic's pattern
+    assert len(set(ids)) == 2
 
 
 async def test_both_results_go_back_in_one_content_matched_by_name(

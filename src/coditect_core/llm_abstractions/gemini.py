@@ -52,6 +52,8 @@ __all__ = ["MADE_ID_PREFIX", "Gemini"]
 
 MADE_ID_PREFIX = "gemini-call-"
 """Starts the id of a call Gemini gave none (such an id is never sent back to it)."""
+MADE_ID_LENGTH = 40
+"""The longest made-up id (OpenAI refuses longer tool call ids)."""
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 _FILTERED = frozenset(
@@ -243,7 +245,9 @@ class Gemini(BaseLlm):
                 continue
             name = str(getattr(call, "name", None) or "")
             index = first + len(calls)
-            call_id = getattr(call, "id", None) or f"{MADE_ID_PREFIX}{turn}-{index}-{name}"
+            # at most 40 characters: OpenAI's limit, should a fallback agent get the conversation
+            made = f"{MADE_ID_PREFIX}{turn}-{index}-{name}"[:MADE_ID_LENGTH]
+            call_id = getattr(call, "id", None) or made
             args = getattr(call, "args", None)
             signature = getattr(part, "thought_signature", None)
             calls.append(
