@@ -60,10 +60,6 @@ class ToolContext:
     require_sandbox: bool = False
     approve: Sequence[str] = ()
     mcp_servers: Mapping[str, Callable[[], Toolset]] = field(default_factory=dict)
-    require_sandbox: bool = False
-    """``run_command`` refuses to run where no network namespace can be made."""
-    command_env: Mapping[str, str] = field(default_factory=dict)
-    """Variables passed to ``run_command``'s commands (nothing else of this process is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,26 +96,8 @@ BUILTIN_TOOLS: list[BuiltinGroup] = [
 
 
 def _builtin_groups() -> list[BuiltinGroup]:
-    """:data:`BUILTIN_TOOLS` (first: an entry there may stand in for a built-in), then the
-    built-in modules' own: the file tools (:mod:`.files`) and ``run_command``
-    (:mod:`.commands`)."""
-    from .commands import COMMAND_TOOLS, CommandToolset
-    from .files import READ_TOOLS, WRITE_TOOLS, FileToolset
-
-    files = BuiltinGroup(
-        frozenset(READ_TOOLS + WRITE_TOOLS),
-        lambda names, context: FileToolset(context.workspace, names=names),
-    )
-    commands = BuiltinGroup(
-        frozenset(COMMAND_TOOLS),
-        lambda names, context: CommandToolset(
-            context.workspace,
-            context.allow_commands,
-            env=context.command_env,
-            require_sandbox=context.require_sandbox,
-        ),
-    )
-    return [*BUILTIN_TOOLS, files, commands]
+    """:data:`BUILTIN_TOOLS`, and the groups of the built-in modules present."""
+    return list(BUILTIN_TOOLS)
 
 
 def is_import_path(entry: str) -> bool:
