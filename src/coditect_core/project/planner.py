@@ -522,7 +522,7 @@ async def _answer(
     """The model's reply to ``messages``, its JSON value, and what is wrong with it ("" when
     nothing is); the one place the model is called. (Typed outputs will ask with
     ``output_schema=schema`` here; for now the JSON is asked for in the prompt and parsed.)"""
-    per_call = {"max_tokens": max_tokens} if max_tokens is not None else {}
+    per_call: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens is not None else {}
     response = await llm.generate_async(messages, **per_call)
     try:
         return response.text, parse_answer(response.text), ""
