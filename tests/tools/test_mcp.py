@@ -106,6 +106,14 @@ async def test_allow_list_and_prefix() -> None:
         assert "add" in {t.name for t in toolset.tools()}
 
 
+async def test_an_allowed_tool_whose_prefixed_name_is_too_long() -> None:
+    spec = McpServerSpec("s" * 60, command=sys.executable, args=(SERVER, "stdio"), tools=("echo",))
+    with pytest.raises(ToolsetError) as caught:
+        await McpToolset(spec).open()
+    assert f"MCP server '{'s' * 60}' tool 'echo' cannot be offered: tool name" in str(caught.value)
+    assert "is not valid: use 1 to 64 letters" in str(caught.value)
+
+
 async def test_a_tool_not_on_the_server_is_named_at_open() -> None:
     started = time.monotonic()
     toolset = McpToolset(stdio(tools=("add", "deploy")))
