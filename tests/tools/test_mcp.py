@@ -157,7 +157,11 @@ async def test_aclose_kills_what_the_server_left_in_its_process_group() -> None:
 
 async def test_open_and_close_from_different_tasks() -> None:
     toolset = McpToolset(stdio(tools=("pid",)))
-    await asyncio.create_task(toolset.open())
+    first = asyncio.create_task(toolset.open())
+    await asyncio.sleep(0)  # the first one is starting the server
+    await toolset.open()  # waits for it (one server)
+    assert [t.name for t in toolset.tools()] == ["demo__pid"]
+    await first
     pid = int((await toolset.call("demo__pid", {})).content)
     await asyncio.create_task(toolset.aclose())
     assert gone(pid)
