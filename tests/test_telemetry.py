@@ -309,3 +309,40 @@ async def test_a_further_attempt_is_an_event_on_the_task_span(exporter: Any) -> 
     ]
     assert span.events[0].attributes["gen_ai.agent.name"] == "gpt"
     assert "REPLY-9" not in _everything(span)  # the output only with capture_content
+
+
+async def test_a_span_per_tool_call_under_the_task(exporter: Any, tmp_path: Any) -> None:
+    from coditect_core.llm_abstractions.testing import FakeLlm  # noqa: F401 (provider "fake")
+    from coditect_core.llm_abstractions.tool_types import ToolCall
+
+    provider, memory = exporter
+    (tmp_path / "otel_tools_mod.py").write_text(
+        "def add(a: int, b: int) -> int:\n    '''Add.'''\n    return a + b\n\n"
+        "def boom() -> str:\n    '''Fail.'''\n    raise RuntimeError('no')\n"
+    )
+    replies = [[ToolCall("c1", "add", {"a": 1, "b": 2}), ToolCall("c2", "boom")], "3"]
+    agent = AgentConfig(
+        "looper", "custom", provider="fake",
+        tools=["otel_tools_mod:add", "otel_tools_mod:boom"],
+        provider_options={"replies": replies},
+    )  # fmt: skip
+    executor = TaskExecutor(AgentRegistry([agent]), workspace=tmp_path)
+    orchestrator = ProjectOrchestrator(executor=executor, name="otel-tools")
+    orchestrator.add_tasks([AgentTask("T", "tools", "Add.", agent="looper")])
+    orchestrator.add_observer(telemetry.TelemetryObserver(tracer_provider=provider))
+    async with orchestrator:
+        summary = await orchestrator.run()
+    assert summary.ok
+    spans = list(memory.get_finished_spans())
+    (task,) = [s for s in spans if s.name == "task T"]
+    tools = {s.name: s for s in spans if s.name.startswith("execute_tool ")}
+    assert set(tools) == {"execute_tool add", "execute_tool boom"}
+    add, boom = tools["execute_tool add"], tools["execute_tool boom"]
+    assert add.attributes is not None
+    assert add.attributes["gen_ai.operation.name"] == "execute_tool"
+    assert add.attributes["gen_ai.tool.name"] == "add"
+    assert add.attributes["gen_ai.tool.call.id"] == "c1"
+    assert add.parent is not None
+    assert add.parent.span_id == task.context.span_id
+    assert boom.status.status_code.name == "ERROR"
+    assert "gen_ai.tool.call.arguments" not in add.attributes  # content only when asked

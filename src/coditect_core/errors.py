@@ -35,6 +35,8 @@ exception escapes a provider. Messages never contain an API key.
     │   ├── PathConfinementError       a path leads outside the directory a tool is confined to
     │   └── ToolsetError               a tool source failed: an MCP server that will not start,
     │                                  died or hangs (names the server)
+    ├── AgentLoopError                 an agent's tool loop stopped at a bound (``limit``:
+    │                                  max_turns, max_tool_calls, budget)
     ├── StateError                     the state database is unusable, locked, or foreign
     │   └── RunLockedError             another live run holds the project's lock
     └── WorkAtRiskError                refused: it would replace recorded work (say ``--force``)
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentError",
+    "AgentLoopError",
     "ClusterAuthenticationError",
     "ClusterConnectionError",
     "ClusterUnreachableError",
@@ -324,6 +327,15 @@ class ToolsetError(ToolError):
     def __init__(self, message: str, *, toolset: str, tool: str | None = None) -> None:
         super().__init__(message, tool=tool)
         self.toolset = toolset
+
+
+class AgentLoopError(CoditectError):
+    """An agent's tool loop stopped before the model answered: a bound was reached. ``limit``
+    names it (``max_turns``, ``max_tool_calls``, ``budget``); the message says so."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class StateError(CoditectError):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -331,13 +332,48 @@ class TelemetryObserver(OrchestratorObserver):
             return
         attributes: dict[str, Any] = {
             "gen_ai.agent.name": agent,
-            "coditect.attempt.kind": "retry" if agent == ended.agent else "fallback",
+            "coditect.attempt.kind": (
+                "turn"
+                if ended.metadata.get("turn") is not None
+                else "retry"
+                if agent == ended.agent
+                else "fallback"
+            ),
             "coditect.attempt.previous_agent": ended.agent or "",
             "coditect.attempt.previous_status": ended.status.value,
         }
         if model:
             attributes["gen_ai.request.model"] = model
         entry[0].add_event("coditect.attempt_started", attributes)
+
+    async def tool_called(self, task: AgentTask, turn: int, call: dict[str, Any]) -> None:
+        """A tool call of the task's agent loop: a span of its own under the task's (GenAI
+        semantic conventions: ``execute_tool {name}``), over the time the call took."""
+        entry = self._tasks.get((self._owner.get(task.task_id) or 0, task.task_id))
+        parent = trace.set_span_in_context(entry[0]) if entry is not None else None
+        name = str(call.get("name", ""))
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": str(call.get("id", "")),
+            "gen_ai.tool.type": "function",
+            "coditect.task.id": task.task_id,
+            "coditect.loop.turn": turn,
+        }
+        if call.get("toolset"):
+            attributes["coditect.tool.source"] = str(call["toolset"])
+        if self.capture_content:
+            attributes["gen_ai.tool.call.arguments"] = mask(str(call.get("arguments", "")))
+            attributes["gen_ai.tool.call.result"] = mask(str(call.get("result", "")))
+        end = time.time_ns()
+        took = int(float(call.get("duration_s") or 0.0) * 1e9)
+        span = self.tracer.start_span(
+            f"execute_tool {name}", context=parent, attributes=attributes, start_time=end - took
+        )
+        if call.get("is_error"):
+            span.set_attribute("error.type", "tool_error")
+            span.set_status(trace.Status(trace.StatusCode.ERROR))
+        span.end(end_time=end)
 
     async def attempt_finished(
         self,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from coditect_core.errors import LlmContextLengthError
-from coditect_core.llm_abstractions import NO_RETRY, BaseLlm, create_llm
+from coditect_core.llm_abstractions import NO_RETRY, BaseLlm, Tool, create_llm
 from coditect_core.llm_abstractions.local import default_model_path
 
 pytestmark = [pytest.mark.local_model, pytest.mark.slow]
@@ -128,3 +128,22 @@ async def test_too_long_prompt_is_a_context_length_error(llm: BaseLlm) -> None:
     with pytest.raises(LlmContextLengthError):
         await llm.generate_async("lorem ipsum dolor " * 1500)
     assert await llm.generate_content_async("Say hi.")  # the server is still serving
+
+
+async def test_a_tool_choice_naming_a_function_gives_a_call_of_it(llm: BaseLlm) -> None:
+    # The server's default chat handler constrains the reply to the tool's schema (a grammar):
+    # the shape is asserted, never the words the model chose.
+    weather = Tool(
+        "weather",
+        "The weather in a city.",
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
+    response = await llm.generate_async(
+        "What is the weather in Oslo?", tools=[weather], tool_choice="weather", max_tokens=64
+    )
+    assert response.finish_reason == "tool_calls"
+    (call,) = response.tool_calls
+    assert call.name == "weather"
+    assert call.invalid_arguments is None
+    assert isinstance(call.arguments["city"], str)
+    assert call.id

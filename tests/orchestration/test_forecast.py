@@ -365,3 +365,37 @@ def test_the_budget_check_leaves_a_bad_agent_to_the_runs_own_check(tmp_path: Pat
     assert "agent 'cloud' (runs task 'T0')" in done.stderr, done.stderr
     assert "FORECAST_UNSET_KEY_VAR is not set" in done.stderr
     assert not (tmp_path / ".coditect").exists()
+
+
+def test_an_agent_with_tools_is_forecast_as_a_loop_bounded_by_max_turns(tmp_path: Path) -> None:
+    from coditect_core.cli.forecast import render_forecast
+    from coditect_core.orchestration.forecast import EXPECTED_TURNS
+
+    plain = {
+        "type": "openai-compatible",
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key": KEY,
+        "model": "stub-small",
+        "max_tokens": 64,
+        "price": {"input": 1.0, "output": 4.0},
+    }
+    looping = {**plain, "tools": ["mypkg.tools:lookup"], "max_turns": 7}
+    spec = {
+        "agents": {"plain": plain, "looping": looping},
+        "tasks": [
+            {"id": "P", "title": "same", "agent": "plain"},
+            {"id": "L", "title": "same", "agent": "looping"},
+        ],
+    }
+    forecast = forecast_project(_write(tmp_path, spec))
+    by_id = {t.task_id: t for t in forecast.tasks}
+    one, loop = by_id["P"], by_id["L"]
+    (call,) = loop.calls
+    assert (call.role, call.turns, call.max_turns) == ("loop", EXPECTED_TURNS, 7)
+    assert loop.low_usd == pytest.approx(one.low_usd)  # one turn
+    assert loop.expected_usd == pytest.approx(one.expected_usd * EXPECTED_TURNS)
+    assert loop.worst_usd == pytest.approx(one.worst_usd * 7)
+    assert loop.output_bound == 64 * 7
+    text = render_forecast(forecast)
+    assert "worst case the bound max_turns=7" in text
+    assert call.to_dict()["max_turns"] == 7

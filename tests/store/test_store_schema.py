@@ -345,3 +345,43 @@ def test_concurrent_creators_share_one_complete_database(tmp_path: Path) -> None
     assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
     conn.close()
     assert {p.name for p in tmp_path.iterdir()} <= {"state.db", "state.db-wal", "state.db-shm"}
+
+
+def test_migration_5_adds_the_agent_loop_to_a_version_4_database(tmp_path: Path) -> None:
+    """A database of schema version 4 keeps its attempts (``turn`` and ``tool_calls`` NULL: not
+    a loop's turn) and gets the ``tool_calls`` table, which records a loop's calls."""
+    from coditect_core.store.records import ToolCallRow
+
+    path = tmp_path / "state.db"
+    old = open_database(path, migrations=MIGRATIONS[:4])
+    assert old.execute("PRAGMA user_version").fetchone()[0] == 4
+    old.executescript(
+        """
+        INSERT INTO projects(id, name, created_at) VALUES (1, 'proj', 1.0);
+        INSERT INTO runs(id, project_id, started_at, status) VALUES (1, 1, 1.0, 'succeeded');
+        INSERT INTO tasks(id, project_id, task_id, status, output, updated_at, success_seq)
+            VALUES (1, 1, 'A', 'completed', 'old reply', 2.0, 1);
+        INSERT INTO attempts(run_id, task_ref, started_at, status, completion_tokens, output)
+            VALUES (1, 1, 1.0, 'succeeded', 7, 'old reply');
+        """
+    )
+    old.close()
+    with StateStore.open(path) as store:
+        (attempt,) = store.attempts("proj", task_id="A")
+        assert (attempt.output, attempt.turn, attempt.tool_calls) == ("old reply", None, None)
+        assert store.tool_calls("proj") == []
+        store.call_sync(
+            lambda conn: conn.execute(
+                "INSERT INTO tool_calls(attempt_id, call_id, name, arguments, result, at) "
+                "VALUES (?, 'c1', 'add', '{}', '5', 3.0)",
+                (attempt.attempt_id,),
+            ),
+            solo=True,
+        )
+        assert store.tool_calls("proj", task_id="A") == [
+            ToolCallRow("c1", "add", "{}", "5", attempt_id=attempt.attempt_id, task_id="A")
+        ]
+    conn = sqlite3.connect(path)
+    assert 5 in {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()

@@ -85,15 +85,22 @@ class Action:
     retry_after: float | None = None
     seconds: float = 0.0
     clean: bool = False
+    tool_calls: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Action:
         return cls(**data)
 
 
-def reply(text: str | None = None, finish_reason: str | None = None) -> Action:
-    """A normal reply; ``finish_reason`` is neutral (stop, length, content_filter) or raw."""
-    return Action("reply", text=text, finish_reason=finish_reason)
+def reply(
+    text: str | None = None,
+    finish_reason: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+) -> Action:
+    """A normal reply; ``finish_reason`` is neutral (stop, length, content_filter, tool_calls)
+    or raw. ``tool_calls``: ``{"name", "arguments", "id"?}`` each, in the vendor's shape
+    (:mod:`stub_wire`)."""
+    return Action("reply", text=text, finish_reason=finish_reason, tool_calls=tool_calls)
 
 
 def status(
@@ -380,6 +387,7 @@ class StubServer:
             action.text,
             action.finish_reason,
             cache=(self.cache_read_tokens, self.cache_write_tokens),
+            tool_calls=action.tool_calls,
         )
         seq = self.request_count
         if stream:

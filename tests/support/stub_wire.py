@@ -4,6 +4,11 @@ Shapes follow the real APIs: OpenAI chat completions (JSON and SSE chunks ending
 ``data: [DONE]``), Anthropic messages (JSON and the message_start ... message_stop event
 sequence) and Gemini generateContent (candidates / usageMetadata, SSE without a terminator).
 Everything here is pure: a request body in, bytes out. :mod:`stub_server` does the I/O.
+
+A reply may call tools: ``tool_calls`` is a list of ``{"name", "arguments", "id"}`` (``arguments``
+a dict, or text sent as it is where the vendor sends JSON text: OpenAI's ``arguments``, Anthropic's
+streamed ``input_json_delta``; ``id`` optional, Gemini's ``functionCall`` has one only if given),
+rendered in each vendor's shape, streamed as that vendor streams them.
 """
 
 from __future__ import annotations
@@ -32,9 +37,24 @@ _GEMINI_PATH = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateCont
 
 # Vendor-neutral finish reasons, and what each vendor calls them. Others pass through raw.
 _FINISH = {
-    "openai": {"stop": "stop", "length": "length", "content_filter": "content_filter"},
-    "anthropic": {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"},
-    "gemini": {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"},
+    "openai": {
+        "stop": "stop",
+        "length": "length",
+        "content_filter": "content_filter",
+        "tool_calls": "tool_calls",
+    },
+    "anthropic": {
+        "stop": "end_turn",
+        "length": "max_tokens",
+        "content_filter": "refusal",
+        "tool_calls": "tool_use",
+    },
+    "gemini": {
+        "stop": "STOP",
+        "length": "MAX_TOKENS",
+        "content_filter": "SAFETY",
+        "tool_calls": "STOP",
+    },
 }
 
 _ERROR_NAMES = {
@@ -124,6 +144,7 @@ class Reply:
     model: str = "stub-model"
     cache_read_tokens: int = 0  # of prompt_tokens, read from the provider's prompt cache
     cache_write_tokens: int = 0  # of prompt_tokens, written to it (Anthropic reports these)
+    tool_calls: tuple[dict[str, Any], ...] = ()  # {"name", "arguments", "id"?}: see the module
 
 
 def _usage(fmt: str, reply: Reply, completion: int) -> dict[str, Any]:
@@ -161,12 +182,16 @@ def reply_for(
     text: str | None = None,
     finish_reason: str | None = None,
     cache: tuple[int, int] = (0, 0),
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> Reply:
-    """The reply to a request: ``text`` if given, else derived from the last user message.
+    """The reply to a request: ``text`` if given, else derived from the last user message
+    (with ``tool_calls``: no text unless given; finish reason ``tool_calls``).
 
     ``cache``: (read, written) prompt tokens the reply reports as cached, at most the prompt's.
     """
     turns = _turns(fmt, body)
+    if text is None and tool_calls:
+        text = ""
     if text is None:
         last = next((t for role, t in reversed(turns) if role == "user"), "")
         text = f"stub reply to: {last[:40]}"
@@ -176,12 +201,66 @@ def reply_for(
     return Reply(
         text=text,
         prompt_tokens=prompt,
-        completion_tokens=tokens(text),
-        finish_reason=finish_reason or "stop",
+        completion_tokens=tokens(text + json.dumps(tool_calls or [])),
+        finish_reason=finish_reason or ("tool_calls" if tool_calls else "stop"),
         model=model or str(body.get("model") or "stub-model"),
         cache_read_tokens=read,
         cache_write_tokens=written,
+        tool_calls=tuple(tool_calls or ()),
     )
+
+
+def _call_id(fmt: str, call: dict[str, Any], i: int) -> str:
+    prefix = {"openai": "call_stub", "anthropic": "toolu_stub"}.get(fmt, "stub")
+    return str(call.get("id") or f"{prefix}{i}")
+
+
+def _arguments_text(call: dict[str, Any]) -> str:
+    arguments = call.get("arguments", {})
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _arguments_object(call: dict[str, Any]) -> Any:
+    arguments = call.get("arguments", {})
+    return arguments if not isinstance(arguments, str) else {}
+
+
+def _openai_calls(reply: Reply) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": _call_id("openai", call, i),
+            "type": "function",
+            "function": {"name": call["name"], "arguments": _arguments_text(call)},
+        }
+        for i, call in enumerate(reply.tool_calls)
+    ]
+
+
+def _anthropic_content(reply: Reply) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
+    for i, call in enumerate(reply.tool_calls):
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": _call_id("anthropic", call, i),
+                "name": call["name"],
+                "input": _arguments_object(call),
+            }
+        )
+    return blocks
+
+
+def _gemini_call_parts(reply: Reply) -> list[dict[str, Any]]:
+    parts = []
+    for call in reply.tool_calls:
+        function_call: dict[str, Any] = {"name": call["name"], "args": _arguments_object(call)}
+        if call.get("id"):
+            function_call["id"] = call["id"]
+        part: dict[str, Any] = {"functionCall": function_call}
+        if call.get("signature"):  # Gemini 3's thought signature (base64), to be sent back
+            part["thoughtSignature"] = call["signature"]
+        parts.append(part)
+    return parts
 
 
 def _finish(fmt: str, reason: str) -> str:
@@ -206,7 +285,7 @@ def reply_body(fmt: str, reply: Reply, seq: int) -> dict[str, Any]:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply.text, "refusal": None},
+                    "message": _openai_message(reply),
                     "logprobs": None,
                     "finish_reason": _finish(fmt, reply.finish_reason),
                 }
@@ -220,19 +299,29 @@ def reply_body(fmt: str, reply: Reply, seq: int) -> dict[str, Any]:
             "type": "message",
             "role": "assistant",
             "model": reply.model,
-            "content": [{"type": "text", "text": reply.text}] if reply.text else [],
+            "content": _anthropic_content(reply),
             "stop_reason": _finish(fmt, reply.finish_reason),
             "stop_sequence": None,
             "usage": _usage(fmt, reply, c),
         }
-    return _gemini_chunk(reply, reply.text, final=True, seq=seq)
+    return _gemini_chunk(reply, reply.text, final=True, seq=seq, calls=True)
 
 
-def _gemini_chunk(reply: Reply, text: str, *, final: bool, seq: int) -> dict[str, Any]:
-    candidate: dict[str, Any] = {
-        "content": {"parts": [{"text": text}], "role": "model"},
-        "index": 0,
-    }
+def _openai_message(reply: Reply) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+    if reply.tool_calls:
+        message["content"] = reply.text or None
+        message["tool_calls"] = _openai_calls(reply)
+    return message
+
+
+def _gemini_chunk(
+    reply: Reply, text: str, *, final: bool, seq: int, calls: bool = False
+) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"text": text}] if text or not reply.tool_calls else []
+    if calls:
+        parts += _gemini_call_parts(reply)
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
     if final:
         candidate["finishReason"] = _finish("gemini", reply.finish_reason)
     return {
@@ -249,9 +338,16 @@ def _sse(data: Any, event: str | None = None, sep: str = "\n\n") -> bytes:
     return f"{head}data: {payload}{sep}".encode()
 
 
+def _pieces(text: str) -> list[str]:
+    """JSON text cut in three, so that a streamed call's arguments come in several deltas."""
+    third = max(1, len(text) // 3)
+    return [text[i : i + third] for i in range(0, len(text), third)] or [""]
+
+
 def reply_events(fmt: str, reply: Reply, seq: int, body: dict[str, Any]) -> list[bytes]:
     """The SSE events of a streamed reply, each one ready to write as one chunk."""
-    deltas = _deltas(reply.text)
+    calls = reply.tool_calls
+    deltas = _deltas(reply.text) if reply.text or not calls else []
     c = reply.completion_tokens
     if fmt == "openai":
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -270,6 +366,17 @@ def reply_events(fmt: str, reply: Reply, seq: int, body: dict[str, Any]) -> list
 
         events = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
         events += [chunk({"content": d}, None) for d in deltas]
+        for i, call in enumerate(calls):
+            head = {
+                "index": i,
+                "id": _call_id(fmt, call, i),
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
+            events.append(chunk({"tool_calls": [head]}, None))
+            for piece in _pieces(_arguments_text(call)):
+                part = {"index": i, "function": {"arguments": piece}}
+                events.append(chunk({"tool_calls": [part]}, None))
         events.append(chunk({}, _finish(fmt, reply.finish_reason)))
         if include_usage:
             events.append(_sse({**base, "choices": [], "usage": _usage(fmt, reply, c)}))
@@ -286,26 +393,53 @@ def reply_events(fmt: str, reply: Reply, seq: int, body: dict[str, Any]) -> list
             "stop_sequence": None,
             "usage": _usage(fmt, reply, 1),
         }
-        events = [
-            _sse({"type": "message_start", "message": start}, "message_start"),
-            _sse(
-                {
-                    "type": "content_block_start",
+        events = [_sse({"type": "message_start", "message": start}, "message_start")]
+        index = 0
+        if deltas:
+            events.append(
+                _sse(
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                    "content_block_start",
+                )
+            )
+            events.append(_sse({"type": "ping"}, "ping"))
+            for d in deltas:
+                delta = {
+                    "type": "content_block_delta",
                     "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-                "content_block_start",
-            ),
-            _sse({"type": "ping"}, "ping"),
-        ]
-        for d in deltas:
-            delta = {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": d},
+                    "delta": {"type": "text_delta", "text": d},
+                }
+                events.append(_sse(delta, "content_block_delta"))
+            events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+            index = 1
+        for i, call in enumerate(calls):
+            block = {
+                "type": "tool_use",
+                "id": _call_id(fmt, call, i),
+                "name": call["name"],
+                "input": {},
             }
-            events.append(_sse(delta, "content_block_delta"))
-        events.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+            events.append(
+                _sse(
+                    {"type": "content_block_start", "index": index, "content_block": block},
+                    "content_block_start",
+                )
+            )
+            for piece in _pieces(_arguments_text(call)):
+                delta = {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": piece},
+                }
+                events.append(_sse(delta, "content_block_delta"))
+            events.append(
+                _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+            )
+            index += 1
         stop = {"stop_reason": _finish(fmt, reply.finish_reason), "stop_sequence": None}
         events.append(
             _sse(
@@ -315,11 +449,19 @@ def reply_events(fmt: str, reply: Reply, seq: int, body: dict[str, Any]) -> list
         )
         events.append(_sse({"type": "message_stop"}, "message_stop"))
         return events
-    last = len(deltas) - 1
-    return [
-        _sse(_gemini_chunk(reply, d, final=i == last, seq=seq), sep="\r\n\r\n")
-        for i, d in enumerate(deltas)
-    ]
+    # Gemini: text chunks, then (calling tools) one chunk per call; the last chunk is final.
+    chunks = [_gemini_chunk(reply, d, final=False, seq=seq) for d in deltas]
+    for i in range(len(calls)):
+        one = Reply(**{**_fields(reply), "tool_calls": (calls[i],)})
+        chunks.append(_gemini_chunk(one, "", final=False, seq=seq, calls=True))
+    last = chunks[-1]
+    last["candidates"][0]["finishReason"] = _finish("gemini", reply.finish_reason)
+    last["usageMetadata"] = _usage("gemini", reply, reply.completion_tokens)
+    return [_sse(chunk, sep="\r\n\r\n") for chunk in chunks]
+
+
+def _fields(reply: Reply) -> dict[str, Any]:
+    return {name: getattr(reply, name) for name in Reply.__dataclass_fields__}
 
 
 def error_body(

@@ -234,6 +234,7 @@ def build_executor(project: Project) -> TaskExecutor:
         on_truncated={name: s.on_truncated for name, s in settings.items()},
         task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
         cache={name: s.cache for name, s in settings.items() if s.cache is not None},
+        workspace=project.workspace,
     )
 
 
@@ -413,6 +414,10 @@ class ProjectSession:
             succeeded = await store.load_succeeded(orchestrator.name)
             plan = self._plan(hashes, succeeded)
             self._restore(plan, succeeded)
+            if not restart:  # agent loops a killed run left unfinished go on where they were
+                orchestrator.executor.loop_resumes = await store.load_loops(
+                    orchestrator.name, plan.run
+                )
             if on_plan is not None:
                 on_plan(plan)
             orchestrator.add_observer(observer)
@@ -423,6 +428,7 @@ class ProjectSession:
             raise
         finally:
             orchestrator.executor.journal, orchestrator.executor.run_cache = None, False
+            orchestrator.executor.loop_resumes = {}
             # A run that did nothing (every task done already) leaves no run in the record.
             recorded = await store.finish_run(info.run_id, status, drop_if_empty=True)
         return RunOutcome(info.run_id, plan, summary, skipped=list(plan.skip), recorded=recorded)

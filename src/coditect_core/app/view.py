@@ -291,6 +291,31 @@ def attempt_dict(a: AttemptRow) -> dict[str, Any]:
         "output": a.output,
         "finish_reason": a.finish_reason,
         "truncated": a.truncated,
+        **(
+            {
+                "turn": a.turn,
+                "tool_calls": [
+                    {
+                        **call,
+                        **next(
+                            (
+                                {
+                                    "result": r.result,
+                                    "is_error": r.is_error,
+                                    "duration_s": r.duration_s,
+                                }
+                                for r in a.tool_runs
+                                if r.call_id == call.get("id")
+                            ),
+                            {"result": None},
+                        ),
+                    }
+                    for call in a.tool_calls
+                ],
+            }
+            if a.turn is not None or a.tool_runs
+            else {}
+        ),
     }
 
 

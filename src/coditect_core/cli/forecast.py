@@ -58,6 +58,10 @@ def render_forecast(forecast: RunForecast) -> str:
             mark = f" ({fmt.inert(t.note)})"
         elif t.unknown_price:
             mark += " (unknown price)"
+        for c in t.calls:
+            if c.role == "loop":
+                mark += f" (agent loop: expected {c.turns} turns, worst case the bound "
+                mark += f"max_turns={c.max_turns})"
         lines.append(
             f"{fmt.inert(t.task_id):<24} {fmt.inert(t.agent or '-'):<14} {len(t.calls):>5} "
             f"{fmt.count(t.input_tokens):>9} {bound:>10} {_usd(t.low_usd):>10} "

@@ -171,6 +171,11 @@ class PlainView(RunTally):
     async def attempt_started(self, task: AgentTask, ended: ExecutionResult, **kw: Any) -> None:
         await super().attempt_started(task, ended, **kw)
         agent = kw.get("agent") or "?"
+        turn = ended.metadata.get("turn")
+        if turn is not None:  # an agent loop's turn asked for tools: the next turn follows
+            calls = ", ".join(str(c.get("name")) for c in ended.metadata.get("tool_calls") or ())
+            self._say(f"{'turn':<9} {task.task_id} on {agent}: turn {turn} calls {calls}")
+            return
         kind = "retry" if agent == ended.agent else "fallback"
         self._say(f"{kind:<9} {task.task_id} on {agent} after: {ended.error}")
 

@@ -7,6 +7,7 @@ while a run is writing.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +19,7 @@ from .project_path import ProjectArg, ProjectWordArg, TaskIdArg, project_and_id,
 
 if TYPE_CHECKING:
     from ..app.view import ProjectView, TaskView
+    from ..reporting.model import AttemptRow
 
 __all__ = ["STATUS_STYLES", "register"]
 
@@ -311,6 +313,7 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
         if a.error:
             error = a.error if full else fmt.clip(a.error, SHOW_LIMIT)[0]
             out.print(f"    [red]{esc(error)}[/]")
+        _print_turn(a, full)
     if row.history:
         out.print(Rule("history", align="left", style="dim"))
         for e in row.history:
@@ -322,6 +325,43 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
             if e.output is not None and e.output != row.output:  # a person's, replaced since
                 out.print("    [dim]output given then (replaced since):[/]")
                 _print_long(e.output, full, more)
+
+
+TOOL_SHOW_LIMIT = 300
+"""Characters of a tool call's arguments or result ``show`` prints (``--full``: all)."""
+
+
+def _print_turn(a: AttemptRow, full: bool) -> None:
+    """An agent loop's turn: the calls the model asked for, each with its result."""
+    from ..reporting import fmt
+
+    if a.turn is None and not a.tool_runs:
+        return
+    out = console()
+    esc = Shown().markup
+
+    def short(text: str) -> str:
+        return esc(text if full else fmt.clip(text, TOOL_SHOW_LIMIT)[0])
+
+    ran = {c.call_id: c for c in a.tool_runs}
+    asked = [(str(c.get("id", "")), str(c.get("name", "")), c) for c in a.tool_calls]
+    if a.turn is not None:
+        text = f": {short(a.output)}" if a.output else ""
+        out.print(f"    [bold]turn {a.turn}[/]{text}")
+    for call_id, name, call in asked:
+        arguments = call.get("invalid_arguments") or json.dumps(
+            call.get("arguments", {}), ensure_ascii=False, sort_keys=True
+        )
+        out.print(f"      [cyan]{esc(name)}[/]({short(str(arguments))}) [dim]{esc(call_id)}[/]")
+        result = ran.pop(call_id, None)
+        if result is None:
+            out.print("        [dim]-> no result recorded (the run stopped first)[/]")
+        else:
+            style = "red" if result.is_error else "green"
+            took = f" [dim]{fmt.duration(result.duration_s or 0.0)}[/]"
+            out.print(f"        [{style}]->[/] {short(result.result)}{took}")
+    for result in ran.values():  # recorded under this turn but not among its calls
+        out.print(f"      [cyan]{esc(result.name)}[/] -> {short(result.result)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -77,9 +77,12 @@ class BaseLlm(ABC):
     model's own limit applies). The cost forecast's output bound."""
     api_key_env: ClassVar[tuple[str, ...]] = ()
     client_options: ClassVar[frozenset[str]] = frozenset()
-    supports_tools: ClassVar[bool] = False
+    supports_tools: bool = False
     """Whether the provider maps ``tools=`` (:mod:`.tool_types`); a call with tools to one that
-    does not is refused before anything is sent."""
+    does not is refused before anything is sent. A class setting; a wrapper sets it on itself
+    from the LLM it wraps."""
+    no_tools_reason: ClassVar[str] = ""
+    """Why a provider without tools has none, said in the refusal."""
     handles_timeout: ClassVar[bool] = False
     """Whether ``_generate`` enforces ``params.timeout`` itself (a command kills its process
     group at it); otherwise the request is cancelled at the timeout."""
@@ -301,10 +304,29 @@ class BaseLlm(ABC):
             max_tokens=options.pop("max_tokens", self.max_tokens),
             temperature=options.pop("temperature", self.temperature),
             timeout=options.pop("timeout", self.timeout),
-            tools=self._checked_tools(options.pop("tools", None)),
-            tool_choice=options.pop("tool_choice", None),
+            tools=(tools := self._checked_tools(options.pop("tools", None))),
+            tool_choice=self._checked_tool_choice(options.pop("tool_choice", None), tools),
             options=options,
         )
+
+    def _checked_tool_choice(self, choice: Any, tools: tuple[Tool, ...]) -> str | None:
+        """``tool_choice=``: ``auto``, ``required``, ``none`` or the name of one of ``tools``."""
+        if choice is None:
+            return None
+        if not isinstance(choice, str) or not choice:
+            raise LlmRequestError(
+                f"tool_choice must be 'auto', 'required', 'none' or a tool's name, not {choice!r}",
+                provider=self.provider,
+            )
+        if choice in ("auto", "required", "none"):
+            return choice
+        if choice not in {tool.name for tool in tools}:
+            given = ", ".join(tool.name for tool in tools) or "none"
+            raise LlmRequestError(
+                f"tool_choice names tool {choice!r}, which the call was not given (given: {given})",
+                provider=self.provider,
+            )
+        return choice
 
     def _checked_tools(self, tools: Any) -> tuple[Tool, ...]:
         """``tools=`` as a tuple of :class:`Tool`; refused when this provider takes none."""
@@ -322,9 +344,10 @@ class BaseLlm(ABC):
                 provider=self.provider,
             )
         if not self.supports_tools:
+            why = f" ({self.no_tools_reason})" if self.no_tools_reason else ""
             raise LlmConfigurationError(
-                f"{type(self).__name__} ({self.provider}) cannot call tools: give this agent "
-                "no tools, or use a provider that supports them",
+                f"{type(self).__name__} ({self.provider}) cannot call tools{why}: give this "
+                "agent no tools, or use a provider that supports them",
                 provider=self.provider,
             )
         names = [t.name for t in tools]

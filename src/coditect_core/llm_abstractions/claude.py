@@ -11,12 +11,20 @@ can get it through ``provider_options={"extra_body": {"temperature": 0.2}}``.
 Finish reasons are reported in OpenAI's vocabulary: ``end_turn``/``stop_sequence`` -> ``stop``,
 ``max_tokens``/``model_context_window_exceeded`` -> ``length``, ``tool_use`` -> ``tool_calls``;
 a ``refusal`` is an :class:`LlmContentFilterError`.
+
+Tool calling: ``tools`` with ``input_schema``, ``tool_choice`` as ``{"type": auto|any|none|tool}``,
+an assistant's calls as ``tool_use`` blocks after its text, results as ``tool_result`` blocks
+(``is_error`` when the tool failed). Every result of one assistant turn goes into the one user
+message after it, with any user text that follows them (the API refuses a ``tool_use`` whose
+``tool_result`` is not in the next message). Streamed calls are assembled from their
+``input_json_delta`` pieces.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..errors import (
@@ -38,7 +46,9 @@ from ._http_errors import (
     transport_error,
 )
 from .base_llm import BaseLlm, CallParams, LlmResponse, StreamState, Usage
-from .messages import Message, merge_consecutive, split_system
+from .datatypes import finish_with_calls
+from .messages import Message, split_system
+from .tool_types import Tool, ToolCall, ToolChoice
 
 __all__ = ["Claude"]
 
@@ -95,6 +105,7 @@ class Claude(BaseLlm):
     provider = "anthropic-claude"
     default_model: ClassVar[str | None] = "claude-sonnet-5-5"
     default_max_tokens: ClassVar[int | None] = DEFAULT_MAX_TOKENS
+    supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
     client_options: ClassVar[frozenset[str]] = frozenset(
         {"http_client", "default_headers", "default_query"}
@@ -125,13 +136,17 @@ class Claude(BaseLlm):
         system, turns = split_system(messages)
         kwargs: dict[str, Any] = {
             "model": params.model,
-            "messages": merge_consecutive(turns),
+            "messages": wire_messages(turns),
             "max_tokens": params.max_tokens
             if params.max_tokens is not None
             else DEFAULT_MAX_TOKENS,
         }
         if system is not None:
             kwargs["system"] = system
+        if params.tools:
+            kwargs["tools"] = wire_tools(params.tools)
+            if params.tool_choice is not None:
+                kwargs["tool_choice"] = wire_tool_choice(params.tool_choice)
         if params.temperature is not None and not self._warned_temperature:
             self._warned_temperature = True
             logger.warning(
@@ -166,14 +181,18 @@ class Claude(BaseLlm):
             for block in content
             if getattr(block, "type", None) == "text" and isinstance(block.text, str)
         )
-        if not text and finish != "tool_calls":
+        calls = [
+            _tool_call(block) for block in content if getattr(block, "type", None) == "tool_use"
+        ]
+        if not text and not calls:
             raise empty_reply(self.provider, finish)
         return LlmResponse(
             text=text,
             model=getattr(message, "model", None) or params.model,
             usage=_usage(getattr(message, "usage", None)),
-            finish_reason=finish,
+            finish_reason=finish_with_calls(finish, calls),
             response_id=_response_id(getattr(message, "id", None)),
+            tool_calls=calls,
         )
 
     async def _stream(
@@ -182,14 +201,22 @@ class Claude(BaseLlm):
         stream = await client.messages.create(**self._request(messages, params, stream=True))
         prompt = Usage()
         stopped = produced = False
+        calls: dict[int, dict[str, str]] = {}  # tool_use blocks by index: id, name, JSON so far
         try:
             async for event in stream:
                 kind = getattr(event, "type", None)
                 if kind == "content_block_delta":
                     delta = event.delta
-                    if getattr(delta, "type", None) == "text_delta" and delta.text:
+                    delta_type = getattr(delta, "type", None)
+                    if delta_type == "text_delta" and delta.text:
                         produced = True
                         yield delta.text
+                    elif delta_type == "input_json_delta" and event.index in calls:
+                        calls[event.index]["json"] += delta.partial_json or ""
+                elif kind == "content_block_start":
+                    block = event.content_block
+                    if getattr(block, "type", None) == "tool_use":
+                        calls[event.index] = {"id": block.id, "name": block.name, "json": ""}
                 elif kind == "message_start":
                     state.model = getattr(event.message, "model", None)
                     prompt = _usage(event.message.usage)
@@ -211,7 +238,12 @@ class Claude(BaseLlm):
             await stream.close()
         if not stopped:
             raise LlmResponseError("the stream ended before message_stop", provider=self.provider)
-        if not produced and state.finish_reason != "tool_calls":
+        if calls:
+            state.tool_calls = [
+                ToolCall.from_json(c["id"], c["name"], c["json"]) for _, c in sorted(calls.items())
+            ]
+            state.finish_reason = finish_with_calls(state.finish_reason, calls)
+        if not produced and not state.tool_calls and state.finish_reason != "tool_calls":
             raise empty_reply(self.provider, state.finish_reason)
 
     # ----------------------------------------------------------------- errors
@@ -247,6 +279,86 @@ class Claude(BaseLlm):
         if mapped is None and isinstance(error, TypeError | ValueError):
             mapped = LlmRequestError(f"invalid request: {short(error)}", provider=p)
         return mapped
+
+
+def wire_messages(turns: list[Message]) -> list[dict[str, Any]]:
+    """Messages (system taken out) in the Messages API's shape, strictly alternating.
+
+    Consecutive turns of one role are merged (plain texts joined by a blank line); an assistant's
+    calls are ``tool_use`` blocks after its text; ``tool`` messages are ``tool_result`` blocks of
+    a user message, so every result of one turn, and a user text after them, share the one user
+    message after the calls. A conversation that starts with the assistant gets a
+    ``"(continue)"`` user turn first.
+    """
+    out: list[dict[str, Any]] = []
+    for m in turns:
+        role = "assistant" if m["role"] == "assistant" else "user"
+        content: str | list[dict[str, Any]]
+        if m["role"] == "tool":
+            block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m["tool_call_id"]}
+            if m["content"]:  # optional, and an empty text is refused
+                block["content"] = m["content"]
+            if m.get("is_error"):
+                block["is_error"] = True
+            content = [block]
+        elif "tool_calls" in m:
+            content = [{"type": "text", "text": m["content"]}] if m["content"] else []
+            content += [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments)}
+                for c in m["tool_calls"]
+            ]
+        else:
+            content = m["content"]
+        if out and out[-1]["role"] == role:
+            out[-1]["content"] = _joined(out[-1]["content"], content)
+        else:
+            out.append({"role": role, "content": content})
+    if out and out[0]["role"] == "assistant":
+        out.insert(0, {"role": "user", "content": "(continue)"})
+    return out
+
+
+def _joined(
+    first: str | list[dict[str, Any]], second: str | list[dict[str, Any]]
+) -> str | list[dict[str, Any]]:
+    """Two contents of one role as one: texts joined by a blank line, else a list of blocks."""
+    if isinstance(first, str) and isinstance(second, str):
+        return first + "\n\n" + second
+
+    def blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if isinstance(content, str):
+            return [{"type": "text", "text": content}] if content else []
+        return content
+
+    return blocks(first) + blocks(second)
+
+
+def wire_tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    """Tools in the Messages API's shape (``name``, ``description``, ``input_schema``)."""
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        item: dict[str, Any] = {"name": tool.name, "input_schema": dict(tool.parameters)}
+        if tool.description:
+            item["description"] = tool.description
+        out.append(item)
+    return out
+
+
+def wire_tool_choice(choice: ToolChoice) -> dict[str, Any]:
+    """``auto`` -> auto, ``required`` -> any, ``none`` -> none, a name -> that tool."""
+    if choice == "required":
+        return {"type": "any"}
+    if choice in ("auto", "none"):
+        return {"type": choice}
+    return {"type": "tool", "name": choice}
+
+
+def _tool_call(block: Any) -> ToolCall:
+    """A ``tool_use`` block as a call (its ``input`` is already a JSON object)."""
+    arguments = getattr(block, "input", None)
+    if isinstance(arguments, dict):
+        return ToolCall(str(block.id), str(block.name), arguments)
+    return ToolCall(str(block.id), str(block.name), {}, invalid_arguments=str(arguments))
 
 
 def _response_id(value: object) -> str | None:

@@ -17,7 +17,7 @@ import os
 import shlex
 import signal
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import LlmConfigurationError, LlmResponseError
 from ..secrets import is_secret_variable, mask, register_secret
@@ -84,6 +84,7 @@ class CommandLlm(BaseLlm):
 
     provider = "command"
     api_key_env = ()
+    no_tools_reason: ClassVar[str] = "a command takes a prompt and answers text"
     handles_timeout = True  # run_process ends the command's processes at the timeout
 
     def __init__(

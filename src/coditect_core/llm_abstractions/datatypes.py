@@ -12,7 +12,15 @@ from typing import Any
 
 from .tool_types import Tool, ToolCall, ToolChoice
 
-__all__ = ["CallParams", "FinishReason", "LlmResponse", "StreamState", "Usage", "finish_reason_of"]
+__all__ = [
+    "CallParams",
+    "FinishReason",
+    "LlmResponse",
+    "StreamState",
+    "Usage",
+    "finish_reason_of",
+    "finish_with_calls",
+]
 
 
 class FinishReason(StrEnum):
@@ -63,6 +71,14 @@ def finish_reason_of(raw: object) -> FinishReason | None:
         return raw
     word = raw.name if isinstance(raw, Enum) else str(raw)  # an SDK's enum: by its name
     return _FINISH_WORDS.get(word.strip().lower(), FinishReason.UNKNOWN)
+
+
+def finish_with_calls(finish: str | None, calls: object) -> str | None:
+    """A reply's finish reason when it may ask for tool calls: ``tool_calls`` if it does (some
+    servers say ``stop``), unless it was cut off (``length``: its last call may be incomplete)."""
+    if calls and finish_reason_of(finish) is not FinishReason.LENGTH:
+        return FinishReason.TOOL_CALLS.value
+    return finish
 
 
 @dataclass(frozen=True, slots=True)

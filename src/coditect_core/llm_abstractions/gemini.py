@@ -6,11 +6,25 @@ its transport explicitly (an ``httpx2.AsyncClient``, so it never switches to aio
 aiohttp happens to be installed) and ``HttpRetryOptions(attempts=1)``: our retries are the only
 ones. Finish reasons are reported in OpenAI's vocabulary (``STOP`` -> ``stop``, ``MAX_TOKENS`` ->
 ``length``); a blocked prompt or a ``SAFETY``-like finish is an :class:`LlmContentFilterError`.
+
+Tool calling: ``functionDeclarations`` with the full JSON Schema in ``parametersJsonSchema`` (the
+older ``parameters`` takes an OpenAPI subset that refuses ``$defs``, ``$ref`` and
+``additionalProperties``), ``toolConfig.functionCallingConfig`` (``AUTO``/``ANY``/``NONE``,
+``allowedFunctionNames`` for a named tool). ``functionCall`` parts are calls; Gemini often gives
+them no id, so such a call gets a stable one (:data:`MADE_ID_PREFIX`, the turn, the index and the
+name), which is not sent back: its ``functionResponse`` is matched by name and order. Results
+are ``functionResponse`` parts (``{"result": ...}``, or ``{"error": ...}`` for an error), all of
+one turn in one content. A call's thought signature is kept (:attr:`ToolCall.signature`) and
+sent back with it, as Gemini 3 requires. A reply with calls finishes ``tool_calls``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,9 +44,14 @@ from ._http_errors import (
     transport_error,
 )
 from .base_llm import BaseLlm, CallParams, LlmResponse, StreamState, Usage
-from .messages import Message, merge_consecutive, split_system
+from .datatypes import finish_with_calls
+from .messages import Message, split_system
+from .tool_types import Tool, ToolCall, ToolChoice
 
-__all__ = ["Gemini"]
+__all__ = ["MADE_ID_PREFIX", "Gemini"]
+
+MADE_ID_PREFIX = "gemini-call-"
+"""Starts the id of a call Gemini gave none (such an id is never sent back to it)."""
 
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 _FILTERED = frozenset(
@@ -105,6 +124,7 @@ class Gemini(BaseLlm):
 
     provider = "google-gemini"
     default_model: ClassVar[str | None] = "gemini-3.8-flash"
+    supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     client_options: ClassVar[frozenset[str]] = frozenset({"http_client", "headers", "api_version"})
 
@@ -157,16 +177,16 @@ class Gemini(BaseLlm):
         from google.genai import types
 
         system, turns = split_system(messages)
-        contents = [
-            {
-                "role": "model" if m["role"] == "assistant" else "user",
-                "parts": [{"text": m["content"]}],
-            }
-            for m in merge_consecutive(turns)
-        ]
+        contents = wire_contents(turns)
         config: dict[str, Any] = {}
         if system is not None:
             config["system_instruction"] = system
+        if params.tools:
+            config["tools"] = [{"function_declarations": wire_tools(params.tools)}]
+            if params.tool_choice is not None:
+                config["tool_config"] = {
+                    "function_calling_config": wire_tool_choice(params.tool_choice)
+                }
         if params.max_tokens is not None:
             config["max_output_tokens"] = params.max_tokens
         if params.temperature is not None:
@@ -209,6 +229,30 @@ class Gemini(BaseLlm):
         parts = getattr(getattr(candidate, "content", None), "parts", None) or ()
         return "".join(p.text for p in parts if isinstance(p.text, str) and not p.thought)
 
+    @staticmethod
+    def _calls(candidate: Any, turn: int, first: int = 0) -> list[ToolCall]:
+        """The candidate's ``functionCall`` parts as calls, numbered from ``first``."""
+        parts = getattr(getattr(candidate, "content", None), "parts", None) or ()
+        calls: list[ToolCall] = []
+        for part in parts:
+            call = getattr(part, "function_call", None)
+            if call is None:
+                continue
+            name = str(getattr(call, "name", None) or "")
+            index = first + len(calls)
+            call_id = getattr(call, "id", None) or f"{MADE_ID_PREFIX}{turn}-{index}-{name}"
+            args = getattr(call, "args", None)
+            signature = getattr(part, "thought_signature", None)
+            calls.append(
+                ToolCall(
+                    str(call_id),
+                    name,
+                    dict(args) if isinstance(args, dict) else {},
+                    signature=base64.b64encode(signature).decode() if signature else None,
+                )
+            )
+        return calls
+
     async def _generate(
         self, client: _Client, messages: list[Message], params: CallParams
     ) -> LlmResponse:
@@ -222,14 +266,16 @@ class Gemini(BaseLlm):
             raise LlmResponseError("the response has no candidates", provider=self.provider)
         finish = self._finish(candidates[0])
         text = self._text(candidates[0])
-        if not text:
+        calls = self._calls(candidates[0], _turn(messages))
+        if not text and not calls:
             raise empty_reply(self.provider, finish)
         return LlmResponse(
             text=text,
             model=getattr(response, "model_version", None) or params.model,
             usage=_usage(getattr(response, "usage_metadata", None)) or Usage(),
-            finish_reason=finish,
+            finish_reason=finish_with_calls(finish, calls),
             response_id=_response_id(getattr(response, "response_id", None)),
+            tool_calls=calls,
         )
 
     async def _stream(
@@ -240,6 +286,7 @@ class Gemini(BaseLlm):
             model=params.model, contents=contents, config=config
         )
         produced = False
+        turn = _turn(messages)
         try:
             async for chunk in stream:
                 self._check_prompt(chunk)
@@ -255,6 +302,7 @@ class Gemini(BaseLlm):
                 if text:
                     produced = True
                     yield text
+                state.tool_calls += self._calls(candidates[0], turn, len(state.tool_calls))
                 finish = self._finish(candidates[0])
                 if finish is not None:
                     state.finish_reason = finish
@@ -265,7 +313,9 @@ class Gemini(BaseLlm):
                 "the stream ended before the model finished (no finishReason)",
                 provider=self.provider,
             )
-        if not produced:
+        if state.tool_calls:
+            state.finish_reason = finish_with_calls(state.finish_reason, state.tool_calls)
+        elif not produced:
             raise empty_reply(self.provider, state.finish_reason)
 
     # ----------------------------------------------------------------- errors
@@ -295,6 +345,87 @@ class Gemini(BaseLlm):
         if isinstance(error, TypeError | ValueError):
             return LlmRequestError(f"invalid request: {short(error)}", provider=p)
         return None
+
+
+def _turn(messages: list[Message]) -> int:
+    """How many model turns the conversation has: what makes a made-up call id unique in it."""
+    return sum(1 for m in messages if m["role"] == "assistant")
+
+
+def wire_contents(turns: list[Message]) -> list[dict[str, Any]]:
+    """Messages (system taken out) as Gemini contents; consecutive turns of one role merged.
+
+    An assistant's calls are ``function_call`` parts after its text (with the id Gemini gave
+    and the thought signature, if any); ``tool`` results are ``function_response`` parts of a
+    user content, every result of one turn (and a user text after them) in the one content.
+    A conversation that starts with the model gets a ``"(continue)"`` user turn first.
+    """
+    names: dict[str, str] = {}  # call id -> tool name, for results that do not say it
+    out: list[dict[str, Any]] = []
+    for m in turns:
+        role = "model" if m["role"] == "assistant" else "user"
+        parts: list[dict[str, Any]]
+        if m["role"] == "tool":
+            call_id = m["tool_call_id"]
+            key = "error" if m.get("is_error") else "result"
+            response: dict[str, Any] = {
+                "name": m.get("name") or names.get(call_id, ""),
+                "response": {key: m["content"]},
+            }
+            if not call_id.startswith(MADE_ID_PREFIX):
+                response["id"] = call_id
+            parts = [{"function_response": response}]
+        elif "tool_calls" in m:
+            parts = [{"text": m["content"]}] if m["content"] else []
+            for call in m["tool_calls"]:
+                names[call.id] = call.name
+                parts.append(_call_part(call))
+        else:
+            parts = [{"text": m["content"]}]
+        if out and out[-1]["role"] == role:
+            previous = out[-1]["parts"]
+            if parts and "text" in parts[0] and previous and "text" in previous[-1]:
+                previous[-1] = {"text": previous[-1]["text"] + "\n\n" + parts[0]["text"]}
+                parts = parts[1:]
+            previous.extend(parts)
+        else:
+            out.append({"role": role, "parts": parts})
+    if out and out[0]["role"] == "model":  # as for every strictly alternating API
+        out.insert(0, {"role": "user", "parts": [{"text": "(continue)"}]})
+    return out
+
+
+def _call_part(call: ToolCall) -> dict[str, Any]:
+    function_call: dict[str, Any] = {"name": call.name, "args": dict(call.arguments)}
+    if not call.id.startswith(MADE_ID_PREFIX):
+        function_call["id"] = call.id
+    part: dict[str, Any] = {"function_call": function_call}
+    if call.signature:
+        # (one that is not base64 was not Gemini's: nothing to send back)
+        with contextlib.suppress(binascii.Error, ValueError):
+            part["thought_signature"] = base64.b64decode(call.signature, validate=True)
+    return part
+
+
+def wire_tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    """Function declarations with the JSON Schema as it is (``parameters_json_schema``)."""
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        item: dict[str, Any] = {
+            "name": tool.name,
+            "parameters_json_schema": dict(tool.parameters),
+        }
+        if tool.description:
+            item["description"] = tool.description
+        out.append(item)
+    return out
+
+
+def wire_tool_choice(choice: ToolChoice) -> dict[str, Any]:
+    """``auto`` -> AUTO, ``required`` -> ANY, ``none`` -> NONE, a name -> ANY of that one."""
+    if choice in ("auto", "required", "none"):
+        return {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}[choice]}
+    return {"mode": "ANY", "allowed_function_names": [choice]}
 
 
 def _response_id(value: object) -> str | None:

@@ -6,12 +6,20 @@ on the first call; its own retries are off (``max_retries=0``), ours are the onl
 
 Finish reasons are OpenAI's own (``stop``, ``length``, ``tool_calls``), the vocabulary every
 provider here reports.
+
+Tool calling: ``tools`` as functions (``strict`` when the tool asks for it), ``tool_choice`` as
+``auto``/``required``/``none`` or a named function; an assistant's calls as ``tool_calls`` with
+JSON text arguments, a result as a ``tool`` message (an error result's content starts with
+:data:`TOOL_ERROR_PREFIX`: the format has no error flag). Streamed calls are assembled from their
+deltas by index. A reply with calls finishes ``tool_calls`` even when a compatible server says
+``stop`` (Ollama does).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..errors import (
@@ -36,9 +44,14 @@ from ._http_errors import (
     transport_error,
 )
 from .base_llm import BaseLlm, CallParams, LlmResponse, StreamState, Usage
+from .datatypes import finish_with_calls
 from .messages import Message
+from .tool_types import Tool, ToolCall, ToolChoice
 
-__all__ = ["Gpt", "OpenAICompatible"]
+__all__ = ["TOOL_ERROR_PREFIX", "Gpt", "OpenAICompatible"]
+
+TOOL_ERROR_PREFIX = "ERROR: "
+"""Put before an error result's content (OpenAI's ``tool`` message has no error flag)."""
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +80,7 @@ class Gpt(BaseLlm):
 
     provider = "openai-gpt"
     default_model: ClassVar[str | None] = "gpt-5.4-mini"
+    supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
     client_options: ClassVar[frozenset[str]] = frozenset(
         {
@@ -109,7 +123,11 @@ class Gpt(BaseLlm):
     # ----------------------------------------------------------------- calls
 
     def _request(self, messages: list[Message], params: CallParams, stream: bool) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"model": params.model, "messages": messages}
+        kwargs: dict[str, Any] = {"model": params.model, "messages": wire_messages(messages)}
+        if params.tools:
+            kwargs["tools"] = wire_tools(params.tools)
+        if params.tools and params.tool_choice is not None:
+            kwargs["tool_choice"] = wire_tool_choice(params.tool_choice)
         if params.max_tokens is not None:
             kwargs[self.max_tokens_param] = params.max_tokens
         if params.temperature is not None:
@@ -140,16 +158,18 @@ class Gpt(BaseLlm):
         message = getattr(choice, "message", None)
         self._check_filtered(finish, getattr(message, "refusal", None))
         text = getattr(message, "content", None)
+        calls = [_tool_call(i, c) for i, c in enumerate(getattr(message, "tool_calls", None) or ())]
         if not isinstance(text, str) or not text:
-            if not getattr(message, "tool_calls", None):
+            if not calls:
                 raise empty_reply(self.provider, finish)
             text = ""
         return LlmResponse(
             text=text,
             model=getattr(completion, "model", None) or params.model,
             usage=_usage(getattr(completion, "usage", None)) or Usage(),
-            finish_reason=finish,
+            finish_reason=finish_with_calls(finish, calls),
             response_id=_response_id(getattr(completion, "id", None)),
+            tool_calls=calls,
         )
 
     async def _stream(
@@ -167,6 +187,7 @@ class Gpt(BaseLlm):
             del kwargs["stream_options"]
             stream = await client.chat.completions.create(**kwargs)
         produced = False
+        calls: dict[int, dict[str, str]] = {}  # by index: id, name, arguments so far
         try:
             async for chunk in stream:
                 usage = _usage(getattr(chunk, "usage", None))
@@ -183,6 +204,8 @@ class Gpt(BaseLlm):
                     if content:
                         produced = True
                         yield content
+                    for part in getattr(delta, "tool_calls", None) or ():
+                        _add_call_delta(calls, part)
                     if choice.finish_reason:
                         state.finish_reason = choice.finish_reason
                         self._check_filtered(choice.finish_reason, None)
@@ -193,7 +216,13 @@ class Gpt(BaseLlm):
                 "the stream ended before the model finished (no finish_reason)",
                 provider=self.provider,
             )
-        if not produced and state.finish_reason != "tool_calls":
+        if calls:
+            state.tool_calls = [
+                ToolCall.from_json(c["id"] or f"call_{i}", c["name"], c["arguments"])
+                for i, c in sorted(calls.items())
+            ]
+            state.finish_reason = finish_with_calls(state.finish_reason, calls)
+        if not produced and not state.tool_calls and state.finish_reason != "tool_calls":
             raise empty_reply(self.provider, state.finish_reason)
 
     def _check_filtered(self, finish: str | None, refusal: str | None) -> None:
@@ -290,6 +319,83 @@ class OpenAICompatible(Gpt):
     def _sdk_api_key(self) -> str:
         # The SDK insists on a key; local servers ignore it. Never let it read OPENAI_API_KEY.
         return self._api_key.get() if self._api_key else "no-key"
+
+
+def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages in the chat format: an assistant's calls as ``tool_calls`` (arguments as JSON
+    text), a result as a ``tool`` message (an error's content prefixed, the format has no flag).
+    Plain messages go as ``{"role", "content"}``."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m["role"] == "tool":
+            content = m["content"]
+            if m.get("is_error"):
+                content = TOOL_ERROR_PREFIX + content
+            out.append({"role": "tool", "tool_call_id": m["tool_call_id"], "content": content})
+        elif "tool_calls" in m:
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": m["content"] or None,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": call.arguments_json()},
+                        }
+                        for call in m["tool_calls"]
+                    ],
+                }
+            )
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def wire_tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    """Tools as chat-completions functions (``strict`` only when a tool asks for it)."""
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        function: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.parameters)}
+        if tool.description:
+            function["description"] = tool.description
+        if tool.strict:
+            function["strict"] = True
+        out.append({"type": "function", "function": function})
+    return out
+
+
+def wire_tool_choice(choice: ToolChoice) -> Any:
+    """``auto``, ``required``, ``none`` as they are; a tool's name as a named function."""
+    if choice in ("auto", "required", "none"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
+
+
+def _tool_call(index: int, call: Any) -> ToolCall:
+    """A response's tool call (arguments that are not a JSON object are kept as text; a server
+    that gives no id gets ``call_<index>``)."""
+    function = getattr(call, "function", None)
+    return ToolCall.from_json(
+        str(getattr(call, "id", None) or f"call_{index}"),
+        str(getattr(function, "name", None) or ""),
+        getattr(function, "arguments", None),
+    )
+
+
+def _add_call_delta(calls: dict[int, dict[str, str]], part: Any) -> None:
+    """Add one streamed tool-call delta to the call at its index."""
+    index = getattr(part, "index", None)
+    if not isinstance(index, int):
+        index = len(calls)
+    call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+    if getattr(part, "id", None):
+        call["id"] = part.id
+    function: Any = getattr(part, "function", None)
+    if getattr(function, "name", None) and not call["name"]:
+        call["name"] = function.name
+    if getattr(function, "arguments", None):
+        call["arguments"] += function.arguments
 
 
 def _response_id(value: object) -> str | None:

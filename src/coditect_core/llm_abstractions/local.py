@@ -317,6 +317,10 @@ class LocalLlm(BaseLlm):
 
     provider = PROVIDER
     api_key_env: ClassVar[tuple[str, ...]] = ()
+    no_tools_reason: ClassVar[str] = (
+        "llama-cpp-python's tool calling cannot carry a loop with an embedded model: its "
+        "chatml-function-calling format drops tool results and answers empty text"
+    )
     default_max_tokens: ClassVar[int | None] = DEFAULT_MAX_TOKENS
     client_options: ClassVar[frozenset[str]] = LOAD_OPTIONS
 

@@ -19,7 +19,7 @@ import inspect
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 from ..errors import LlmRequestError
@@ -145,13 +145,16 @@ class ToolCall:
 
     ``arguments`` is the decoded JSON object. When the model sent text that is not a JSON object,
     ``arguments`` is empty and ``invalid_arguments`` holds that text, so the caller can answer the
-    call with an error the model can react to.
+    call with an error the model can react to. ``signature`` is an opaque token the provider gave
+    with the call and wants back with it (Gemini's thought signature, base64): keep the call as it
+    came when it goes back in the conversation.
     """
 
     id: str
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
     invalid_arguments: str | None = None
+    signature: str | None = None
 
     @classmethod
     def from_json(cls, id: str, name: str, text: str | None) -> ToolCall:
@@ -166,18 +169,24 @@ class ToolCall:
         return json.dumps(self.arguments, ensure_ascii=False, sort_keys=True)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (``invalid_arguments`` only when there are some)."""
+        """Plain JSON-ready data (``invalid_arguments`` and ``signature`` only when set)."""
         data: dict[str, Any] = {"id": self.id, "name": self.name, "arguments": dict(self.arguments)}
         if self.invalid_arguments is not None:
             data["invalid_arguments"] = self.invalid_arguments
+        if self.signature is not None:
+            data["signature"] = self.signature
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
         """The inverse of :meth:`to_dict` (also takes a JSON string of ``arguments``)."""
         arguments = data.get("arguments", {})
+        signature = data.get("signature")
         if isinstance(arguments, str):
-            return cls.from_json(str(data["id"]), str(data["name"]), arguments)
+            call = cls.from_json(str(data["id"]), str(data["name"]), arguments)
+            if signature is not None:
+                call = replace(call, signature=str(signature))
+            return call
         if not isinstance(arguments, Mapping):
             raise LlmRequestError(
                 f"tool call {data.get('id')!r}: arguments must be a mapping or JSON text, "
@@ -189,6 +198,7 @@ class ToolCall:
             name=str(data["name"]),
             arguments=dict(arguments),
             invalid_arguments=str(invalid) if invalid is not None else None,
+            signature=str(signature) if signature is not None else None,
         )
 
 

@@ -33,6 +33,7 @@ class WrapperLlm(BaseLlm):
         # Not BaseLlm.__init__: there is no key to look up and no client to make here.
         self.wrapped = wrapped
         self.provider = wrapped.provider
+        self.supports_tools = wrapped.supports_tools
         self.model = wrapped.model
         self.base_url = wrapped.base_url
         self.timeout = wrapped.timeout

@@ -113,6 +113,12 @@ class AgentConfig:
     reviewer: str | None = None
     provider: str | None = None
     description: str = ""
+    tools: list[str] = field(default_factory=list)
+    """What an ``api`` agent may call (``tools:``): it then runs the agent loop."""
+    max_turns: int = 20
+    max_tool_calls: int = 100
+    tool_timeout: float | None = 60.0
+    max_parallel_tools: int = 4
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -149,6 +155,12 @@ class AgentConfig:
             )
         if self.timeout is not None and self.timeout <= 0:
             raise AgentError(f"agent {self.name!r}: timeout must be > 0, got {self.timeout!r}")
+        self.tools = [str(entry) for entry in self.tools]
+        for bound in ("max_turns", "max_tool_calls", "max_parallel_tools"):
+            if getattr(self, bound) < 1:
+                raise AgentError(f"agent {self.name!r}: {bound} must be >= 1")
+        if self.tool_timeout is not None and self.tool_timeout <= 0:
+            raise AgentError(f"agent {self.name!r}: tool_timeout must be > 0")
 
     def has_capabilities(self, capabilities: Iterable[AgentCapability | str]) -> bool:
         """Whether this agent has every one of ``capabilities``."""

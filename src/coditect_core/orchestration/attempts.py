@@ -52,11 +52,14 @@ __all__ = [
     "AttemptedLlm",
     "Attempts",
     "RetryWaitHook",
+    "ToolHook",
     "error_text",
     "failure_cost",
 ]
 
 AttemptHook = Callable[["AgentTask", ExecutionResult, "AgentConfig"], Awaitable[None]]
+ToolHook = Callable[["AgentTask", int, "dict[str, Any]"], Awaitable[None]]
+"""``(task, turn, call)``: a tool call of an agent loop's turn ran (``call``: its record)."""
 RetryWaitHook = Callable[["AgentTask", "AgentConfig", str, int, float], Awaitable[None]]
 """``(task, agent, error, attempt, wait)``: the agent's request ``attempt`` (its retry loop's
 count) failed with ``error`` (text, masked) and is retried after ``wait`` seconds."""
@@ -109,10 +112,12 @@ class Attempts:
         *,
         timeout: float | None = None,
         on_wait: RetryWaitHook | None = None,
+        on_tool: ToolHook | None = None,
     ) -> None:
         self.task = task
         self.hook = hook
         self.on_wait = on_wait
+        self.on_tool = on_tool
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.agent: AgentConfig | None = None
@@ -179,6 +184,49 @@ class Attempts:
                 await self.hook(self.task, ended, agent)
             except BaseException as error:
                 self.hook_error = error  # the executor lets it through: the run must stop
+                raise
+
+    async def turn_finished(self, agent: AgentConfig, response: LlmResponse, turn: int) -> None:
+        """A model turn of an agent loop ended with tool calls: it is an attempt of its own
+        (succeeded: its usage, cost, text and the calls it asked for, in ``metadata``), recorded
+        now through the hook before its tools run; the next turn's attempt begins."""
+        ended = ExecutionResult(
+            self.task.task_id,
+            agent=agent.name,
+            status=ExecutionStatus.SUCCESS,
+            completed_at=datetime.now(UTC),
+            duration_seconds=response.latency_s,
+            output=response.text,
+            model=response.model,
+            usage=self.usage,
+            attempts=1,
+            interface=agent.interface.value,
+            cost_usd=self.cost,
+            finish_reason=response.finish_reason,
+            cached=bool(self.cached),
+            metadata={
+                "turn": turn,
+                "tool_calls": [call.to_dict() for call in response.tool_calls],
+            },
+        )
+        self.ended.append(ended)
+        self.usage, self.cost, self.cached = None, 0.0, None
+        if self.hook is not None:
+            try:
+                await self.hook(self.task, ended, agent)
+            except BaseException as error:
+                self.hook_error = error
+                raise
+
+    async def tool_called(self, record: Any, row: dict[str, Any]) -> None:
+        """A tool call ran (``row``: what is recorded of it; its whole result goes too)."""
+        if self.on_tool is not None:
+            try:
+                await self.on_tool(
+                    self.task, record.turn, {**row, "content": record.result.content}
+                )
+            except BaseException as error:
+                self.hook_error = error
                 raise
 
     async def waiting(

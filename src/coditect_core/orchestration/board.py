@@ -168,6 +168,11 @@ class TaskBoard:
                 task, ended, agent=agent.name, model=agent.model, interface=agent.interface.value
             )
 
+    async def tool_called(self, task: AgentTask, turn: int, call: dict[str, Any]) -> None:
+        """A tool call of ``task``'s agent loop (its model turn ``turn``) ran: ``call``."""
+        for observer in self.observers:
+            await observer.tool_called(task, turn, call)
+
     async def retry_waiting(
         self, task: AgentTask, agent: AgentConfig, error: str, attempt: int, wait: float
     ) -> None:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ..errors import AgentError, CoditectError, LlmConfigurationError, LlmError, LlmResponseError
@@ -43,7 +44,7 @@ from ..llm_abstractions.retry import NO_RETRY, RetryPolicy
 from ..llm_abstractions.spec import LlmSpec
 from ..secrets import Secret
 from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentType
-from .attempts import AttemptHook, Attempts, RetryWaitHook, error_text
+from .attempts import AttemptHook, Attempts, RetryWaitHook, ToolHook, error_text
 from .execution_result import ExecutionResult, ExecutionStatus
 from .handlers import HANDLERS, Execution, Handler
 from .journal import (
@@ -58,7 +59,9 @@ from .prompts import DEFAULT_MAX_CONTEXT_CHARS, UpstreamOutput, upstream_from_ma
 from .runners.base import Runner
 from .runners.local import LocalRunner
 from .script_protocol import ScriptLlm
+from .spend import BudgetGuard
 from .task import AgentTask
+from .tool_loop import RecordedLoop, run_tool_loop
 
 __all__ = [
     "FALLBACK_ON",
@@ -156,7 +159,9 @@ class TaskExecutor:
     (default: this process). ``cache`` (agent name -> ``on``, ``off`` or ``always``) says whose
     requests the call journal may answer (:func:`~.journal.cache_allowed`); ``journal`` (set
     per run, with ``run_cache`` for ``--cache``) journals every request of an LLM, command or
-    script agent (:mod:`.journal`).
+    script agent (:mod:`.journal`). ``workspace`` is the folder an agent's tools work in
+    (default: the current directory); ``budget_guard`` (set per run) lets an agent loop stop
+    before a call that would pass the run's budget.
     """
 
     def __init__(
@@ -172,6 +177,7 @@ class TaskExecutor:
         task_timeouts: Mapping[str, float] | None = None,
         runner: Runner | None = None,
         cache: Mapping[str, str] | None = None,
+        workspace: Path | None = None,
     ) -> None:
         self.registry = registry if registry is not None else AgentRegistry()
         self.default_agent = default_agent
@@ -194,6 +200,9 @@ class TaskExecutor:
                 raise AgentError(f"agent {name!r}: cache must be one of {CACHE_SETTINGS}")
         self.journal: CallJournal | None = None
         self.run_cache = False
+        self.workspace = workspace
+        self.budget_guard: BudgetGuard | None = None  # set by a run with a budget
+        self.loop_resumes: dict[str, RecordedLoop] = {}  # task id -> a killed loop to go on
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
         self._gates: dict[str, AgentGate] = {}
         self._llms: dict[str, _AgentLlm] = {}
@@ -394,6 +403,7 @@ class TaskExecutor:
         upstream: Upstream = None,
         on_attempt: AttemptHook | None = None,
         on_wait: RetryWaitHook | None = None,
+        on_tool: ToolHook | None = None,
     ) -> ExecutionResult:
         """Run ``task`` on ``agent`` (a name, or the agent already resolved; default: the
         task's, then the executor's).
@@ -403,7 +413,8 @@ class TaskExecutor:
         as context. ``on_attempt(task, ended, agent)`` is awaited before each further attempt
         (a retry or a fallback) goes out, with the attempt that ended; the result keeps them
         too (``earlier_attempts``). ``on_wait(task, agent, error, attempt, wait)`` is awaited
-        when a failed request is to be retried after ``wait`` seconds, before the wait. The
+        when a failed request is to be retried after ``wait`` seconds, before the wait.
+        ``on_tool(task, turn, call)`` is awaited when an agent loop's tool call has run. The
         result describes the last attempt (its agent, usage and cost).
 
         When the agent fails with a retryable error after its retries, or is unavailable (not
@@ -420,7 +431,11 @@ class TaskExecutor:
             started_at=datetime.now(UTC),
         )
         attempts = Attempts(
-            task, on_attempt, timeout=self.task_timeouts.get(task.task_id), on_wait=on_wait
+            task,
+            on_attempt,
+            timeout=self.task_timeouts.get(task.task_id),
+            on_wait=on_wait,
+            on_tool=on_tool,
         )
         if isinstance(upstream, Mapping):
             upstream = upstream_from_mapping(upstream)
@@ -455,7 +470,12 @@ class TaskExecutor:
 
     async def _execute_api(self, execution: Execution, agent: AgentConfig) -> None:
         """The plan's step 4.3: the agent's LLM (the ``_llm_factory`` class, one instance per
-        agent, behind its pipeline) is sent the task's messages, and its answer is the task's."""
+        agent, behind its pipeline) is sent the task's messages, and its answer is the task's.
+        An agent with ``tools`` runs the agent loop instead (:func:`.tool_loop.run_tool_loop`):
+        each model turn through the same pipeline, the loop's final answer the task's."""
+        if agent.tools:
+            await run_tool_loop(execution, agent)
+            return
         execution.answered(await execution.ask(agent, execution.messages(agent)))
 
     async def _run_with_fallbacks(

@@ -11,8 +11,9 @@ person, none), each with:
   (cut to the context limit, as the prompt cuts them); those recorded are counted as they are.
 * its **output bound**: the agent's ``max_tokens``, else the default its provider class sends
   (``BaseLlm.default_max_tokens``), else the model's context window from the price data, else
-  none (the worst case is then unbounded). Agents have no tool turns or output checks yet: one
-  turn, one check attempt each.
+  none (the worst case is then unbounded). An agent with tools runs a loop of model turns: its
+  call counts one turn in the low case, :data:`EXPECTED_TURNS` in the expected case and its
+  ``max_turns`` in the worst case (a bound, not a figure: the forecast says so).
 * three costs from the price book (:mod:`..llm_abstractions.pricing`): **low** (input x
   :data:`LOW_INPUT`, a tenth of the output bound), **expected** (the input estimate, half the
   bound) and **worst** (input x :data:`WORST_INPUT`, the whole bound, on the dearest of the agent
@@ -25,15 +26,23 @@ timeout after the provider worked) are not foreseen: their cost is unknown in th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import AgentError, CoditectError
-from ..llm_abstractions.base_llm import Usage
+from ..errors import AgentError
 from ..llm_abstractions.messages import Message
 from .agent_registry import AgentConfig, AgentInterface
+from .estimate import (
+    ASSUMED_OUTPUT,
+    CHARS_PER_TOKEN,
+    MESSAGE_OVERHEAD,
+    REQUEST_OVERHEAD,
+    call_cost,
+    call_model,
+    estimate_tokens,
+    tokens_of,
+)
 from .executor import TaskExecutor
 from .prompts import (
     UpstreamOutput,
@@ -47,6 +56,7 @@ from .task import AgentTask
 __all__ = [
     "CHARS_PER_TOKEN",
     "ESTIMATE_NOTE",
+    "EXPECTED_TURNS",
     "LOW_INPUT",
     "MESSAGE_OVERHEAD",
     "REQUEST_OVERHEAD",
@@ -60,13 +70,11 @@ __all__ = [
     "nothing_cached",
 ]
 
-CHARS_PER_TOKEN = 4
-MESSAGE_OVERHEAD = 4
-REQUEST_OVERHEAD = 3
 LOW_INPUT = 0.8
 WORST_INPUT = 1.6
-ASSUMED_OUTPUT = 1_000
-"""Output tokens the low and expected cases assume for a call with no output bound."""
+EXPECTED_TURNS = 3
+"""Model turns the expected case counts for an agent with tools (the low case: one; the worst:
+its ``max_turns``, a bound the loop never passes)."""
 
 ESTIMATE_NOTE = (
     "input tokens are an offline estimate (4 characters a token, +4 a message, +3 a request; "
@@ -84,20 +92,6 @@ def nothing_cached(agent: AgentConfig, messages: Sequence[Message]) -> bool:
     return False
 
 
-def _tokens_of(chars: Iterable[int]) -> int:
-    sizes = list(chars)
-    return (
-        sum(-(-n // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD for n in sizes) + REQUEST_OVERHEAD
-        if sizes
-        else 0
-    )
-
-
-def estimate_tokens(messages: Sequence[Message]) -> int:
-    """The estimated input tokens of a request of ``messages`` (see the module docstring)."""
-    return _tokens_of(len(str(m.get("content") or "")) for m in messages)
-
-
 @dataclass(frozen=True, slots=True)
 class CallForecast:
     """One call a task would make."""
@@ -112,9 +106,15 @@ class CallForecast:
     expected_usd: float | None
     worst_usd: float | None
     cached: bool = False
+    turns: int = 1
+    """Model turns the expected case counts (an agent loop's: :data:`EXPECTED_TURNS`)."""
+    max_turns: int = 1
+    """Model turns the worst case counts: an agent loop's bound, ``max_turns``."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "turns": self.turns,
+            "max_turns": self.max_turns,
             "role": self.role,
             "agent": self.agent,
             "provider": self.provider,
@@ -279,23 +279,11 @@ class _Forecaster:
         """``(provider, model, output bound)`` of ``agent``'s calls."""
         found = self._models.get(agent.name)
         if found is None:
-            try:
-                cls = self.executor.llm_class(agent)
-            except CoditectError:  # no class for it (a run fails the task): nothing priced
-                found = (agent.provider, agent.model, agent.max_tokens)
-            else:
-                model = agent.model or cls.default_model
-                bound = agent.max_tokens or cls.default_max_tokens
-                if bound is None:
-                    bound = self.executor.prices.context_window(cls.provider, model)
-                found = (cls.provider, model, bound)
-            self._models[agent.name] = found
+            found = self._models[agent.name] = call_model(self.executor, agent)
         return found
 
     def cost(self, agent: AgentConfig, prompt: float, completion: float) -> float | None:
-        provider, model, _ = self.model(agent)
-        usage = Usage(math.ceil(prompt), math.ceil(completion))
-        return self.executor.prices.cost(agent.name, provider, model, usage, agent.base_url)
+        return call_cost(self.executor, agent, prompt, completion, self.model(agent))
 
     def candidates(self, agent: AgentConfig) -> list[AgentConfig]:
         out = [agent]
@@ -314,7 +302,7 @@ class _Forecaster:
         messages: Sequence[Message] | None,
     ) -> CallForecast:
         provider, model, bound = self.model(agent)
-        tokens = _tokens_of(chars)
+        tokens = tokens_of(chars)
         if messages is not None and self.is_cached(agent, messages):
             return CallForecast(
                 role, agent.name, provider, model, tokens, bound, 0.0, 0.0, 0.0, True
@@ -330,6 +318,27 @@ class _Forecaster:
                 costs.append(None if cb is None else self.cost(candidate, tokens * WORST_INPUT, cb))
             worst = None if None in costs else max(c or 0.0 for c in costs)
         return CallForecast(role, agent.name, provider, model, tokens, bound, low, expected, worst)
+
+
+def _loop_call(one: CallForecast, max_turns: int) -> CallForecast:
+    """An agent loop's calls from its first turn's: the low case one turn, the expected case
+    :data:`EXPECTED_TURNS` (at most ``max_turns``), the worst case ``max_turns`` turns (each
+    turn's input as large as the first's worst: a loop's conversation grows, so this is a bound
+    only through ``max_turns`` and the output bound)."""
+    expected = min(EXPECTED_TURNS, max_turns)
+
+    def times(value: float | None, n: int) -> float | None:
+        return None if value is None else value * n
+
+    return replace(
+        one,
+        role="loop",
+        output_bound=None if one.output_bound is None else one.output_bound * max_turns,
+        expected_usd=times(one.expected_usd, expected),
+        worst_usd=times(one.worst_usd, max_turns),
+        turns=expected,
+        max_turns=max_turns,
+    )
 
 
 def _placeholder(chars: int) -> str:
@@ -395,6 +404,8 @@ def forecast_run(
             forecasts.append(TaskForecast(tid, agent.name, [], note=""))
             continue
         calls.append(f.call("call", agent, chars, messages if known else None))
+        if agent.tools and agent.interface is AgentInterface.API:
+            calls[0] = _loop_call(calls[0], agent.max_turns)
         if agent.interface is AgentInterface.HYBRID and agent.reviewer in executor.registry:
             calls[0] = f.call("draft", agent, chars, messages if known else None)
             reviewer = executor.registry.get(str(agent.reviewer))

@@ -56,15 +56,19 @@ class Execution:
             self.task, agent, self.upstream, max_context_chars=self.executor.max_context_chars
         )
 
-    async def ask(self, agent: AgentConfig, messages: list[Message], **options: Any) -> LlmResponse:
-        """One call of ``agent``'s request pipeline, retried by its policy, as attempts."""
-        llm = AttemptedLlm(
+    def llm(self, agent: AgentConfig) -> AttemptedLlm:
+        """``agent``'s request pipeline for this execution: each call retried by its policy,
+        each request an attempt's."""
+        return AttemptedLlm(
             self.executor.journaled(agent, self.task),
             self.attempts,
             agent,
             self.executor.retry_policy(agent),
         )
-        return await llm.generate_async(messages, **options)
+
+    async def ask(self, agent: AgentConfig, messages: list[Message], **options: Any) -> LlmResponse:
+        """One call of ``agent``'s request pipeline, retried by its policy, as attempts."""
+        return await self.llm(agent).generate_async(messages, **options)
 
     def answered(self, response: LlmResponse) -> None:
         """The task is done with ``response``."""

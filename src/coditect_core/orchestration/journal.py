@@ -9,6 +9,12 @@ and chained (each prefix of the conversation has a hash of its parent prefix and
 message), so a store can keep each message and each prefix once: a conversation of N turns costs
 O(N) stored bytes, not O(N²).
 
+Tool calling is part of a request's identity: the tools' declarations (name, description, schema,
+strict) are in its settings, and a message's calls (an assistant's ``tool_calls``) or the call it
+answers (a ``tool`` message's id, tool name and error flag) are in that message's hash (a plain
+message hashes as it always did). An answer keeps the calls it asked for, and one served from the
+journal asks for them again.
+
 :class:`CallJournal` is what the executor needs from a journal (a state store implements it for
 one run, :class:`~coditect_core.store.journal.RunJournal`): find an answer, and record one.
 :class:`JournaledLlm` wraps an agent's request pipeline for one execution (inside
@@ -35,7 +41,8 @@ from typing import Any, Literal, Protocol
 
 from ..errors import LlmJournalMissError
 from ..llm_abstractions.base_llm import BaseLlm, LlmResponse, Usage
-from ..llm_abstractions.messages import Messages, normalize_messages
+from ..llm_abstractions.messages import Message, Messages, normalize_messages
+from ..llm_abstractions.tool_types import Tool, ToolCall
 from ..llm_abstractions.wrapper import WrapperLlm
 
 __all__ = [
@@ -64,9 +71,32 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def message_hash(role: str, content: str) -> str:
-    """The hash of one message (what the store keeps it under)."""
+def message_hash(role: str, content: str, tool_fields: Mapping[str, Any] | None = None) -> str:
+    """The hash of one message (what the store keeps it under); ``tool_fields``: its tool
+    calling keys (see :func:`_tool_fields`), when it has any."""
+    if tool_fields:
+        return _digest(_canonical([role, content, tool_fields]))
     return _digest(_canonical([role, content]))
+
+
+def _tool_fields(message: Message) -> dict[str, Any]:
+    """A message's tool-calling keys as plain data (none for a plain message)."""
+    fields: dict[str, Any] = {}
+    if "tool_calls" in message:
+        fields["tool_calls"] = [call.to_dict() for call in message["tool_calls"]]
+    if message["role"] == "tool":
+        fields["tool_call_id"] = message.get("tool_call_id", "")
+        fields["name"] = message.get("name", "")
+        fields["is_error"] = bool(message.get("is_error", False))
+    return fields
+
+
+def _plain_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``tools`` as their declarations (plain data, hashed whatever their key order)."""
+    tools = params.get("tools")
+    if isinstance(tools, list | tuple):
+        params["tools"] = [t.to_dict() if isinstance(t, Tool) else t for t in tools]
+    return params
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +135,12 @@ def journal_request(
         if k not in _NOT_IN_KEY and v is not None
     }
     model = str(params.pop("model", None) or model)
+    params = _plain_params(params)
     msgs = normalize_messages(messages, provider=provider)
     chain: list[tuple[str, str | None, str]] = []
     parent: str | None = None
     for m in msgs:
-        mh = message_hash(m["role"], m["content"])
+        mh = message_hash(m["role"], m["content"], _tool_fields(m))
         prefix = _digest(f"{parent or ''}:{mh}")
         chain.append((prefix, parent, mh))
         parent = prefix
@@ -146,6 +177,7 @@ class JournalAnswer:
     finish_reason: str | None = None
     response_id: str | None = None
     tool_calls: Any = None
+    """The calls the answer asked for, as :meth:`ToolCall.to_dict` data (``None``: none)."""
     cost_usd: float | None = None
     latency_s: float | None = None
     run_id: int | None = None
@@ -159,9 +191,14 @@ class JournalAnswer:
             usage=response.usage,
             finish_reason=response.finish_reason,
             response_id=response.response_id,
+            tool_calls=[call.to_dict() for call in response.tool_calls] or None,
             cost_usd=response.cost_usd,
             latency_s=response.latency_s,
         )
+
+    def calls(self) -> list[ToolCall]:
+        """The tool calls the answer asked for."""
+        return [ToolCall.from_dict(data) for data in self.tool_calls or ()]
 
 
 class CallJournal(Protocol):
@@ -234,6 +271,7 @@ class JournaledLlm(WrapperLlm):
                     cost_usd=0.0,
                     response_id=found.response_id,
                     cached=True,
+                    tool_calls=found.calls(),
                 )
             if self.journal.replay:
                 raise LlmJournalMissError(

@@ -75,6 +75,11 @@ class OrchestratorObserver:
         ``error`` (masked text) and is retried after ``wait`` seconds; :meth:`attempt_started`
         follows when the retry goes out. Nothing is recorded yet: a live view shows the wait."""
 
+    async def tool_called(self, task: AgentTask, turn: int, call: dict[str, Any]) -> None:
+        """A tool call of ``task``'s agent loop ran, asked for by its model turn ``turn``:
+        ``call`` has its ``id``, ``name``, ``arguments`` (JSON), ``result`` (shortened),
+        ``content`` (whole), ``is_error``, ``duration_s`` and ``toolset``."""
+
     async def attempt_finished(
         self,
         task: AgentTask,

@@ -38,7 +38,7 @@ from .observer import OrchestratorObserver
 from .run_loop import RunLoop
 from .runners.base import Runner
 from .scheduler import validate_graph
-from .spend import Budget, Spend
+from .spend import Budget, BudgetGuard, Spend
 from .summary import RunSummary, project_report, total_usage
 from .task import AgentTask, TaskStatus
 
@@ -151,6 +151,7 @@ class ProjectOrchestrator:
                 upstream=upstream,
                 on_attempt=on_attempt,
                 on_wait=self.board.retry_waiting,
+                on_tool=self.board.tool_called,
             ),
             agent=known.name if known else agent or task.agent or self.executor.default_agent,
             model=known.model if known else None,
@@ -214,6 +215,10 @@ class ProjectOrchestrator:
         order = validate_graph(graph)
         started, clock = datetime.now(UTC), time.monotonic()
         self.board.spend = Spend()
+        guard = None
+        if self.budget is not None and self.budget.active:
+            guard = BudgetGuard(self.budget, lambda: self.board.spend)
+        self.executor.budget_guard = guard
         loop = RunLoop(
             self.board,
             self._execute,
@@ -222,6 +227,7 @@ class ProjectOrchestrator:
             max_concurrency=max_concurrency,
             fail_fast=fail_fast,
             budget=self.budget,
+            guard=guard,
         )
         self._run = self.board.watcher = loop
         cancelled = False
@@ -247,6 +253,7 @@ class ProjectOrchestrator:
             raise
         finally:
             self._run = self.board.watcher = None
+            self.executor.budget_guard = None
             summary = self._summary(started, clock, loop, cancelled)
             for observer in self.board.observers:
                 await observer.run_finished(self, summary)

@@ -24,7 +24,7 @@ from typing import Any
 from .board import TaskBoard
 from .execution_result import ExecutionResult
 from .scheduler import dependents_of
-from .spend import Budget
+from .spend import Budget, BudgetGuard
 from .task import AgentTask, TaskStatus
 
 __all__ = ["RunLoop"]
@@ -47,6 +47,7 @@ class RunLoop:
         max_concurrency: int,
         fail_fast: bool = False,
         budget: Budget | None = None,
+        guard: BudgetGuard | None = None,
     ) -> None:
         self.board = board
         self.tasks = board.tasks
@@ -55,6 +56,7 @@ class RunLoop:
         self.max_concurrency = max_concurrency
         self.fail_fast = fail_fast
         self.budget = budget if budget is not None and budget.active else None
+        self.guard = guard
         self.dependents = dependents_of(graph)
         self.position = {tid: i for i, tid in enumerate(self.tasks)}  # definition order
         self.waiting: dict[str, int] = {}  # task id -> dependencies not completed yet
@@ -111,6 +113,8 @@ class RunLoop:
         """Stop starting tasks if the budget is reached."""
         if self.budget is not None and not self.stopping:
             reached = self.budget.reached(self.board.spend)
+            if reached is None and self.guard is not None:
+                reached = self.guard.stopped  # a task stopped before a call that would pass it
             if reached is not None:
                 logger.info("budget reached (%s): no new task starts", reached)
                 self.stop("budget", cancel=False)

@@ -8,17 +8,20 @@ attempts, so that a partly unknown total is never shown as a complete one (``cos
 ``None``; ``cost_known_usd`` is the known part).
 
 :class:`Budget` is a run's limit: once ``max_cost_usd`` (of known costs) or ``max_tokens`` is
-reached, the run starts no new task; calls already in flight finish.
+reached, the run starts no new task; calls already in flight finish. :class:`BudgetGuard` is the
+budget as a task in flight sees it: an agent loop stops before the model call that would pass
+it, and the run then stops as if the budget were reached (``stop_reason == "budget"``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..llm_abstractions.base_llm import Usage
 
-__all__ = ["Budget", "Spend", "Tally"]
+__all__ = ["Budget", "BudgetGuard", "Spend", "Tally"]
 
 
 @dataclass(slots=True)
@@ -134,3 +137,36 @@ class Budget:
             "cost_unknown_attempts": spend.total.cost_unknown,
             "reached": self.reached(spend),
         }
+
+
+@dataclass(slots=True)
+class BudgetGuard:
+    """A run's ``budget`` as a task in flight checks it before each further model call: the
+    run's ``spend`` so far (the board's tally, a function: it is replaced per run), and which
+    limit a task stopped short of (``stopped``; the run then stops starting tasks)."""
+
+    budget: Budget
+    spend: Callable[[], Spend]
+    stopped: str | None = None
+
+    def would_pass(
+        self,
+        tokens: int,
+        cost: float | None,
+        *,
+        own_tokens: int = 0,
+        own_cost: float | None = 0.0,
+    ) -> str | None:
+        """Which limit a call of ``tokens`` (input and output bound) costing ``cost`` would
+        pass, counting the run's spend and the calling task's own not yet in it (``own_*``);
+        ``None`` if it fits. An unknown cost passes no cost limit (as :meth:`Budget.reached`
+        counts known costs only)."""
+        total = self.spend().total
+        budget = self.budget
+        if budget.max_tokens is not None and total.tokens + own_tokens + tokens > budget.max_tokens:
+            return "max_tokens"
+        if budget.max_cost_usd is not None and cost is not None:
+            spent = total.cost_known_usd + (own_cost or 0.0)
+            if spent + cost > budget.max_cost_usd:
+                return "max_cost_usd"
+        return None

@@ -7,6 +7,7 @@ The format (every key is optional unless marked *required*)::
     runner: local                          # local | ray
     budget: {max_cost_usd: 5.0, max_tokens: 200000}
     keep_backups: 5                        # state backups kept (coditect state backup)
+    workspace: .                           # the folder tools work in (default: this file's)
     defaults:
       agent: local                         # for tasks that name none (or the only agent)
       max_concurrency: 4                   # tasks running at once
@@ -42,6 +43,12 @@ The format (every key is optional unless marked *required*)::
         resources: {num_cpus: 1, num_gpus: 0}   # per call, on a Ray cluster
         cache: true                        # answer a request seen before from the call
                                            #   journal (temperature 0 or unset); always; false
+        tools: [mypkg.tools:lookup]        # an api agent's tools: built-in names, Python
+                                           #   functions (package.module:function)
+        max_turns: 20                      # model turns of its agent loop per task
+        max_tool_calls: 100                # tool calls per task
+        tool_timeout: 60                   # seconds per tool call
+        max_parallel_tools: 4              # calls of one turn running at once
         description: ...
         mcp_servers: [github]              # MCP servers whose tools it may call (below)
     mcp_servers:                           # name -> an MCP server (needs the [mcp] extra)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 from ..orchestration.scheduler import find_cycle
+from ..tools.toolset import check_tool_entry
 from ._yaml import FieldPath, LineMap
 from .diagnostics import Problem
 from .env import EXPANDED_FIELDS, VariableSyntaxError, iter_strings, references
@@ -146,6 +147,20 @@ class _Checker:
                         f"mcp_servers: {_known(self.spec.mcp_servers)}",
                     )
                 listed.add(server)
+            self.tools(name, agent)
+
+    def tools(self, name: str, agent: AgentSpec) -> None:
+        at: FieldPath = ("agents", name, "tools")
+        if agent.tools and agent.interface != "api":
+            self.add(at, f"tools are only used by interface api, not {agent.interface}")
+        seen: set[str] = set()
+        for index, entry in enumerate(agent.tools):
+            problem = check_tool_entry(entry)
+            if problem is None and entry in seen:
+                problem = f"tool {entry!r} is listed twice"
+            if problem is not None:
+                self.add((*at, index), problem)
+            seen.add(entry)
 
     def syntax(self, path: FieldPath, text: str) -> None:
         try:

@@ -94,6 +94,9 @@ class Project:
     keep_backups: int = 5
     unavailable_agents: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    workspace: Path | None = None
+    """The folder tools work in: ``workspace:`` from the project file's folder, else that
+    folder (``None`` for a project read from a string)."""
     mcp_servers: dict[str, McpServerSpec] = field(default_factory=dict)
     """The MCP servers the run's agents use, resolved (``${VAR}`` expanded)."""
 
@@ -296,6 +299,16 @@ class ProjectFile:
         chosen = set(wanted)
         return [tid for tid in ids if tid in chosen]
 
+    def workspace(self) -> Path | None:
+        """The folder tools work in: ``workspace:`` relative to the project file's folder,
+        else that folder; ``None`` for a file read from a string without ``workspace:``."""
+        folder = None if self.path.startswith("<") else Path(self.path).resolve().parent
+        given = self.spec.workspace
+        if given is None:
+            return folder
+        path = Path(os.path.expanduser(given))
+        return (path if folder is None or path.is_absolute() else folder / path).resolve()
+
     def resolve(
         self,
         *,
@@ -383,6 +396,7 @@ class ProjectFile:
             keep_backups=self.spec.keep_backups,
             unavailable_agents=unavailable,
             warnings=warnings,
+            workspace=self.workspace(),
             mcp_servers=mcp_servers,
         )
 
@@ -508,6 +522,11 @@ class ProjectFile:
                 reviewer=spec.reviewer,
                 provider=text(spec.provider),
                 description=text(spec.description) or "",
+                tools=list(spec.tools),
+                max_turns=spec.max_turns,
+                max_tool_calls=spec.max_tool_calls,
+                tool_timeout=spec.tool_timeout,
+                max_parallel_tools=spec.max_parallel_tools,
             )
         except AgentError as error:  # the checks should have caught it: say where anyway
             at = ("agents", name)

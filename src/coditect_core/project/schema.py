@@ -138,6 +138,13 @@ class AgentSpec(_Spec):
     resources: ResourcesSpec | None = None
     # The call journal may answer its requests: true (temperature 0 or unset), always, false.
     cache: bool | Literal["always"] | None = None
+    # The agent loop (an api agent with tools): what it may call, and its bounds.
+    tools: list[NonEmptyStr] = Field(default_factory=list)
+    """Built-in tool names and Python functions (``package.module:function``)."""
+    max_turns: PositiveInt = 20
+    max_tool_calls: PositiveInt = 100
+    tool_timeout: Positive = 60.0
+    max_parallel_tools: PositiveInt = 4
     mcp_servers: list[McpServerName] = Field(default_factory=list)
     """Names under the top-level ``mcp_servers:`` whose tools this agent may call."""
 
@@ -205,6 +212,8 @@ class ProjectSpec(_Spec):
     budget: BudgetSpec | None = None
     runner: Literal["local", "ray"] = "local"
     keep_backups: PositiveInt = 5
+    workspace: NonEmptyStr | None = None
+    """The folder tools work in (relative to the project file's; default: that folder)."""
     mcp_servers: dict[McpServerName, McpServerEntry] = Field(default_factory=dict)
 
 

@@ -11,10 +11,11 @@ it was when that run ended.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import StateError
@@ -25,9 +26,11 @@ from ..store.records import (
     RunRecord,
     TaskEvent,
     TaskRecord,
+    ToolCallRow,
     read_attempts,
     read_runs,
     read_tasks,
+    read_tool_calls,
 )
 from .model import AgentRow, AttemptRow, ReportData, RunRow, TaskRow, tally
 
@@ -49,6 +52,8 @@ class StoreContents:
     attempts: list[AttemptRecord]
     events: list[TaskEvent]
     """Every status change, oldest first."""
+    tool_calls: list[ToolCallRow] = field(default_factory=list)
+    """Every tool call of an agent loop, in the order they ran."""
 
 
 def _read_events(conn: sqlite3.Connection, project: str) -> list[TaskEvent]:
@@ -71,6 +76,7 @@ def read_store(store: StateStore, project: str) -> StoreContents:
             tasks=read_tasks(conn, project),
             attempts=read_attempts(conn, project),
             events=_read_events(conn, project),
+            tool_calls=read_tool_calls(conn, project),
         )
 
     return store.read(read)
@@ -109,7 +115,9 @@ def _classify(attempts: list[AttemptRecord]) -> list[tuple[int, str]]:
     out = []
     previous: AttemptRecord | None = None
     for n, a in enumerate(attempts, 1):
-        if previous is None or previous.run_id != a.run_id or previous.status == "succeeded":
+        if previous is not None and previous.turn is not None and previous.status == "succeeded":
+            kind = "turn"  # the next model turn of an agent loop
+        elif previous is None or previous.run_id != a.run_id or previous.status == "succeeded":
             kind = "first"
         elif previous.agent != a.agent:
             kind = "fallback"
@@ -120,7 +128,9 @@ def _classify(attempts: list[AttemptRecord]) -> list[tuple[int, str]]:
     return out
 
 
-def _attempt_rows(attempts: list[AttemptRecord], now: float) -> list[AttemptRow]:
+def _attempt_rows(
+    attempts: list[AttemptRecord], now: float, calls: Mapping[int, list[ToolCallRow]]
+) -> list[AttemptRow]:
     rows = []
     for (number, kind), a in zip(_classify(attempts), attempts, strict=True):
         if a.finished_at is not None:
@@ -151,6 +161,9 @@ def _attempt_rows(attempts: list[AttemptRecord], now: float) -> list[AttemptRow]
                 output=a.output,
                 finish_reason=a.finish_reason,
                 cached=a.cached,
+                turn=a.turn,
+                tool_calls=json.loads(a.tool_calls) if a.tool_calls else [],
+                tool_runs=list(calls.get(a.attempt_id, ())),
             )
         )
     return rows
@@ -239,8 +252,11 @@ def report_from(
     by_task: dict[str, list[AttemptRecord]] = {}
     for a in contents.attempts:  # all runs: a retry in run 2 is a retry even in its report
         by_task.setdefault(a.task_id, []).append(a)
+    calls: dict[int, list[ToolCallRow]] = {}
+    for call in contents.tool_calls:
+        calls.setdefault(call.attempt_id, []).append(call)
     attempt_rows = {
-        tid: [a for a in _attempt_rows(rows, now) if run_id is None or a.run_id == run_id]
+        tid: [a for a in _attempt_rows(rows, now, calls) if run_id is None or a.run_id == run_id]
         for tid, rows in by_task.items()
     }
 

@@ -157,6 +157,34 @@ def _agents_table(report: ReportData) -> str:
     )
 
 
+def _loops_html(report: ReportData) -> str:
+    """Agent loops: per task, its tool turns and tool calls (each call, its result shortened
+    and escaped); nothing when no task ran a loop."""
+    tasks = [t for t in report.tasks if t.turns or t.tool_calls]
+    if not tasks:
+        return ""
+    rows = []
+    for t in tasks:
+        calls = "".join(
+            f"<li><b>{_e(c.name)}</b>({_e(fmt.clip(c.arguments, 200)[0])}) → "
+            f'<span class="{"err" if c.is_error else ""}">{_e(fmt.clip(c.result, 200)[0])}</span>'
+            "</li>"
+            for a in t.attempts
+            for c in a.tool_runs
+        )
+        rows.append(
+            f"<tr><td><b>{_e(t.task_id)}</b></td><td>{_e(t.agent or '—')}</td>"
+            f'<td class="n">{t.turns}</td><td class="n">{t.tool_calls}</td>'
+            f"<td><ul>{calls}</ul></td></tr>"
+        )
+    return (
+        '<section id="loops"><h2>Agent loops <span class="hint">model turns that called tools, '
+        "and the tool calls</span></h2><table><thead><tr><th>Task</th><th>Agent</th>"
+        '<th class="n">Tool turns</th><th class="n">Tool calls</th><th>Calls</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
 def _attempts_table(attempts: list[AttemptRow], limit: int) -> str:
     rows = []
     for a in attempts:
@@ -327,7 +355,8 @@ def render_html(report: ReportData, *, max_text: int = 20_000) -> str:
         f'{attempt_legend}<div class="scroll">{timeline_svg(report)}</div></section>'
         f'<section id="runs"><h2>Runs</h2>{_runs_table(report)}</section>'
         f'<section id="agents"><h2>Agents</h2>{_agents_table(report)}</section>'
-        f'<section id="tasks"><h2>Tasks <span class="hint">click a task for its attempts, '
+        + _loops_html(report)
+        + f'<section id="tasks"><h2>Tasks <span class="hint">click a task for its attempts, '
         f"output, errors and prompt</span></h2>{_tasks_section(report, max_text)}</section>"
         "</main><footer>Made by coditect-core from the project's state database. This file "
         "is self-contained: it loads nothing from the network.</footer>"

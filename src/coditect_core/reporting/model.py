@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from ..llm_abstractions.datatypes import FinishReason, Usage
 from ..orchestration.scheduler import blocked_by
 from ..orchestration.spend import Tally
-from ..store.records import TaskEvent
-from .fmt import iso
+from ..store.records import TaskEvent, ToolCallRow
+from .fmt import clip, iso
 
 __all__ = [
     "REPORT_FORMAT_VERSION",
@@ -76,6 +76,12 @@ class AttemptRow:
     """Why the model stopped (``stop``, ``length``...); None: no reply (or not recorded)."""
     cached: bool = False
     """Answered from the call journal (a cache hit or a replay): no provider call, no cost."""
+    turn: int | None = None
+    """An agent loop's model turn that asked for tool calls: its number in the loop."""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """The calls that turn asked for (``id``, ``name``, ``arguments``)."""
+    tool_runs: list[ToolCallRow] = field(default_factory=list)
+    """The calls that ran under it, with their results, in the order they ran."""
 
     @property
     def truncated(self) -> bool:
@@ -117,7 +123,29 @@ class AttemptRow:
             "output_chars": None if self.output is None else len(self.output),
             "finish_reason": self.finish_reason,
             "truncated": self.truncated,
+            **(
+                {
+                    "turn": self.turn,
+                    "tool_calls": [
+                        {
+                            "id": c.call_id,
+                            "name": c.name,
+                            "arguments": c.arguments,
+                            "result": clip(c.result, TOOL_RESULT_CHARS)[0],
+                            "is_error": c.is_error,
+                            "duration_seconds": c.duration_s,
+                        }
+                        for c in self.tool_runs
+                    ],
+                }
+                if self.turn is not None or self.tool_runs
+                else {}
+            ),
         }
+
+
+TOOL_RESULT_CHARS = 500
+"""What a report keeps of a tool call's result."""
 
 
 def tally(attempts: Sequence[AttemptRow]) -> Tally:
@@ -161,6 +189,16 @@ class _Attempted:
         return sum(a.cached for a in self.attempts)
 
     @property
+    def turns(self) -> int:
+        """Model turns of agent loops that asked for tool calls."""
+        return sum(a.turn is not None for a in self.attempts)
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls its agent loops ran."""
+        return sum(len(a.tool_runs) for a in self.attempts)
+
+    @property
     def busy_s(self) -> float:
         """Time its attempts took, added up."""
         return sum(a.duration_s for a in self.attempts)
@@ -182,6 +220,11 @@ class _Attempted:
             "cost_status": t.cost_status,
             "cost_known_usd": t.cost_known_usd,
             "cost_unknown_attempts": t.cost_unknown,
+            **(
+                {"tool_turns": self.turns, "tool_calls": self.tool_calls}
+                if self.turns or self.tool_calls
+                else {}
+            ),
         }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 from . import fmt
 from .model import BlockedGroup, ReportData, TaskRow
@@ -125,6 +126,7 @@ def render_markdown(report: ReportData) -> str:
         [_task_row(task) for task in report.tasks],
         {4, 5, 6, 7},
     )  # fmt: skip
+    lines += _loops_section(report)
     problems = [task for task in report.tasks if task.status in ("failed", "cancelled")]
     groups = report.blocked_groups()
     if problems or groups:
@@ -136,6 +138,46 @@ def render_markdown(report: ReportData) -> str:
         for group in groups:  # once per cause, not once per blocked task
             lines.append(f"- {blocked_line(group, _md_id)}")
     return fmt.inert(fmt.masked("\n".join(lines) + "\n"))
+
+
+def _loops_section(report: ReportData) -> list[str]:
+    """Agent loops: per agent and per task, the model turns that called tools and the tool
+    calls (how many failed); nothing when no task ran a loop."""
+    tasks = [t for t in report.tasks if t.turns or t.tool_calls]
+    if not tasks:
+        return []
+    lines = ["", "## Agent loops", ""]
+
+    def errors(row: Any) -> str:
+        return str(sum(c.is_error for a in row.attempts for c in a.tool_runs))
+
+    lines += _table(
+        ["Agent", "Tool turns", "Tool calls", "Errors"],
+        [
+            [md_escape(a.agent), str(a.turns), str(a.tool_calls), errors(a)]
+            for a in report.agents
+            if a.turns or a.tool_calls
+        ],
+        {1, 2, 3},
+    )
+    lines.append("")
+    lines += _table(
+        ["Task", "Agent", "Tool turns", "Tool calls", "Errors", "Tools used"],
+        [
+            [
+                _md_id(t.task_id),
+                md_escape(t.agent or "—"),
+                str(t.turns),
+                str(t.tool_calls),
+                errors(t),
+                md_escape(", ".join(dict.fromkeys(c.name for a in t.attempts for c in a.tool_runs)))
+                or "—",
+            ]
+            for t in tasks
+        ],
+        {2, 3, 4},
+    )
+    return lines
 
 
 def _unknown_cost_note(report: ReportData) -> str:

@@ -46,6 +46,9 @@ class NullRecorder:
     async def task_finished(self, run_id: int, task_id: str, status: Any, **_: Any) -> None:
         return None
 
+    async def tool_called(self, attempt_id: int, call: Any) -> None:
+        return None
+
     async def set_task_status(self, run_id: int, task_id: str, status: Any, **_: Any) -> None:
         return None
 

@@ -31,6 +31,7 @@ included); its ``task_finished`` takes ``wait=False``.
 
 from __future__ import annotations
 
+import json
 import numbers
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ from ..orchestration.execution_result import ExecutionResult, ExecutionStatus
 from ..orchestration.observer import OrchestratorObserver
 from ..orchestration.resume import agent_task_hash
 from ..orchestration.task import AgentTask, TaskStatus
-from .records import AttemptOutcome, AttemptStatus
+from .records import AttemptOutcome, AttemptStatus, ToolCallRow
 
 if TYPE_CHECKING:
     from ..orchestration.orchestrator import ProjectOrchestrator, RunSummary
@@ -68,6 +69,8 @@ def attempt_outcome(result: ExecutionResult) -> AttemptOutcome:
         output=result.output,
         finish_reason=result.finish_reason,
         cached=result.cached,
+        turn=turn if isinstance(turn := result.metadata.get("turn"), int) else None,
+        tool_calls=json.dumps(calls) if (calls := result.metadata.get("tool_calls")) else None,
     )
 
 
@@ -93,6 +96,7 @@ class StoreObserver(OrchestratorObserver):
         self.recorder = recorder
         self.run_id = run_id
         self._attempts: dict[str, int] = {}
+        self._turns: dict[tuple[str, int], int] = {}  # (task, loop turn) -> its attempt
         self._held: Collection[str] = ()  # the board's tasks cancelled by hand
 
     async def run_started(
@@ -139,6 +143,9 @@ class StoreObserver(OrchestratorObserver):
         previous = self._attempts.get(task.task_id)
         if previous is not None:
             await self.recorder.attempt_finished(previous, attempt_outcome(ended))
+            turn = ended.metadata.get("turn")
+            if isinstance(turn, int):  # an agent loop's turn: its tool calls are recorded under it
+                self._turns[(task.task_id, turn)] = previous
         self._attempts[task.task_id] = await self.recorder.attempt_started(
             self.run_id, task.task_id, agent=agent, model=model, interface=interface
         )
@@ -166,6 +173,25 @@ class StoreObserver(OrchestratorObserver):
             self.run_id, task.task_id, task.status, note=reason, error=result.error,
             attempt_id=attempt_id, attempt=attempt_outcome(result), held=held, wait=False,
         )  # fmt: skip
+
+    async def tool_called(self, task: AgentTask, turn: int, call: dict[str, Any]) -> None:
+        """Record a tool call under its turn's attempt, awaited: a resumed loop runs it again
+        unless its result is committed."""
+        attempt_id = call.get("attempt_id") or self._turns.get((task.task_id, turn))
+        if not isinstance(attempt_id, int):
+            return  # not a turn the store knows
+        await self.recorder.tool_called(
+            attempt_id,
+            ToolCallRow(
+                call_id=str(call["id"]),
+                name=str(call["name"]),
+                arguments=str(call["arguments"]),
+                result=str(call.get("content", call.get("result", ""))),
+                is_error=bool(call.get("is_error")),
+                duration_s=call.get("duration_s"),
+                toolset=call.get("toolset"),
+            ),
+        )
 
     async def task_status_changed(
         self, task: AgentTask, old: TaskStatus, new: TaskStatus, *, reason: str | None

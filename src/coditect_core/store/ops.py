@@ -30,7 +30,7 @@ from ..errors import RunLockedError, StateError
 from ..orchestration.task import TaskStatus
 from ..secrets import Scrubber
 from .lock import AnyLock
-from .records import AttemptOutcome, AttemptStatus, Recovery, RunInfo, project_id
+from .records import AttemptOutcome, AttemptStatus, Recovery, RunInfo, ToolCallRow, project_id
 
 __all__ = [
     "ActiveRun",
@@ -202,12 +202,13 @@ def _end_attempt(
     cur = conn.execute(
         "UPDATE attempts SET status = ?, finished_at = ?, error = ?, prompt_tokens = ?, "
         "completion_tokens = ?, latency_s = ?, cost = ?, output = ?, finish_reason = ?, "
-        "cached = ? "
+        "cached = ?, turn = ?, tool_calls = ? "
         "WHERE id = ? AND status = 'running'",
         (
             status.value, at, scrub(outcome.error), outcome.prompt_tokens,
             outcome.completion_tokens, outcome.latency_s, outcome.cost, scrub(outcome.output),
-            scrub(outcome.finish_reason), int(outcome.cached), attempt_id,
+            scrub(outcome.finish_reason), int(outcome.cached), outcome.turn,
+            scrub(outcome.tool_calls), attempt_id,
         ),
     )  # fmt: skip
     if cur.rowcount != 1:
@@ -419,6 +420,22 @@ class Ops:
 
         def op(conn: sqlite3.Connection) -> None:
             _end_attempt(conn, attempt_id, status, now, outcome, self._scrub.text)
+
+        return op
+
+    def tool_called(self, attempt_id: int, call: ToolCallRow, now: float) -> Op:
+        """A tool call of the turn ``attempt_id`` ran: its result (masked), kept once."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            s = self._scrub.text
+            conn.execute(
+                "INSERT OR IGNORE INTO tool_calls(attempt_id, call_id, name, arguments, result, "
+                "is_error, duration_s, toolset, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    attempt_id, call.call_id, s(call.name) or "", s(call.arguments) or "",
+                    s(call.result) or "", int(call.is_error), call.duration_s, call.toolset, now,
+                ),
+            )  # fmt: skip
 
         return op
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from ..llm_abstractions.tool_types import ToolCall
 from ..orchestration.resume import SuccessRecord
+from ..orchestration.tool_loop import RecordedLoop, RecordedTurn
+from ..tools.base import ToolResult
 
 __all__ = [
     "AttemptOutcome",
@@ -24,11 +27,14 @@ __all__ = [
     "RunRecord",
     "TaskEvent",
     "TaskRecord",
+    "ToolCallRow",
     "read_attempts",
+    "read_loop",
     "read_runs",
     "read_snapshot",
     "read_succeeded",
     "read_task_history",
+    "read_tool_calls",
 ]
 
 
@@ -58,6 +64,10 @@ class AttemptOutcome:
     """Why the model stopped (``stop``, ``length``: cut at max_tokens...); None: no reply."""
     cached: bool = False
     """Answered from the call journal: no provider call."""
+    turn: int | None = None
+    """An agent loop's model turn that asked for tool calls: its number in the loop."""
+    tool_calls: str | None = None
+    """The calls that turn asked for, as JSON."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +155,25 @@ class AttemptRecord:
     """Why the model stopped (``stop``, ``length``...); None: no reply, or recorded before
     schema version 3."""
     cached: bool = False
+    turn: int | None = None
+    """An agent loop's model turn that asked for tool calls: its number in the loop."""
+    tool_calls: str | None = None
+    """The calls that turn asked for (JSON: ``[{id, name, arguments}]``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRow:
+    """One tool call an agent loop ran, under the attempt (the model turn) that asked for it."""
+
+    call_id: str
+    name: str
+    arguments: str
+    result: str
+    is_error: bool = False
+    duration_s: float | None = None
+    toolset: str | None = None
+    attempt_id: int = 0
+    task_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +200,7 @@ class ProjectSnapshot:
 _ATTEMPT_COLUMNS = (
     "a.id, a.run_id, t.task_id, a.agent, a.model, a.interface, a.started_at, a.finished_at, "
     "a.status, a.error, a.prompt_tokens, a.completion_tokens, a.latency_s, a.cost, a.output, "
-    "a.finish_reason, a.cached"
+    "a.finish_reason, a.cached, a.turn, a.tool_calls"
 )
 
 
@@ -229,7 +258,73 @@ def read_attempts(
             sql += f" AND {column} = ?"
             args.append(value)
     rows = conn.execute(sql + " ORDER BY a.id", args).fetchall()
-    return [AttemptRecord(*(*r[:-1], bool(r[-1]))) for r in rows]
+    return [_attempt(r) for r in rows]
+
+
+def _attempt(r: Any) -> AttemptRecord:
+    *head, cached, turn, calls = r
+    record = AttemptRecord(*head)
+    return replace(record, cached=bool(cached), turn=turn, tool_calls=calls)
+
+
+def read_tool_calls(
+    conn: sqlite3.Connection, project: str, *, task_id: str | None = None
+) -> list[ToolCallRow]:
+    """The tool calls of ``project``'s agent loops (of one task), in the order they ran."""
+    sql = (
+        "SELECT c.call_id, c.name, c.arguments, c.result, c.is_error, c.duration_s, c.toolset, "
+        "c.attempt_id, t.task_id FROM tool_calls c JOIN attempts a ON a.id = c.attempt_id "
+        "JOIN tasks t ON t.id = a.task_ref JOIN projects p ON p.id = t.project_id "
+        "WHERE p.name = ?"
+    )
+    args: list[Any] = [project]
+    if task_id is not None:
+        sql += " AND t.task_id = ?"
+        args.append(task_id)
+    rows = conn.execute(sql + " ORDER BY c.id", args).fetchall()
+    return [ToolCallRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8]) for r in rows]
+
+
+_UNFINISHED = frozenset({"running", "interrupted", "cancelled"})
+
+
+def read_loop(conn: sqlite3.Connection, project: str, task_id: str) -> RecordedLoop | None:
+    """The agent loop of ``task_id`` that a killed run left unfinished, to resume: its recorded
+    turns 1..n (the calls each asked for, and the results recorded); ``None`` when its last
+    attempt finished (the loop ended: a new run starts afresh) or no turn was recorded."""
+    attempts = read_attempts(conn, project, task_id=task_id)
+    if not attempts or attempts[-1].status not in _UNFINISHED:
+        return None
+    span: list[AttemptRecord] = []  # this execution's attempts, back over killed runs
+    for attempt in reversed(attempts):
+        if span and attempt.run_id != span[-1].run_id and attempt.status not in _UNFINISHED:
+            break  # that run's execution of the task ended: its loop is not this one
+        span.append(attempt)
+    chain: list[AttemptRecord] = []
+    for attempt in span:
+        if attempt.turn is None or attempt.status != "succeeded":
+            continue  # a retry, or the turn in flight at a kill
+        expected = chain[-1].turn - 1 if chain and chain[-1].turn else None
+        if expected is not None and attempt.turn != expected:
+            continue  # a later loop's turn of the same number (resumed), or an older loop
+        chain.append(attempt)
+        if attempt.turn == 1:
+            break
+    if not chain or chain[-1].turn != 1:
+        return None
+    calls = read_tool_calls(conn, project, task_id=task_id)
+    by_attempt: dict[int, list[ToolCallRow]] = {}
+    for row in calls:
+        by_attempt.setdefault(row.attempt_id, []).append(row)
+    turns = []
+    for attempt in reversed(chain):
+        asked = [ToolCall.from_dict(c) for c in json.loads(attempt.tool_calls or "[]")]
+        results = {
+            row.call_id: ToolResult(row.result, is_error=row.is_error)
+            for row in by_attempt.get(attempt.attempt_id, ())
+        }
+        turns.append(RecordedTurn(attempt.output or "", asked, results))
+    return RecordedLoop(turns, last_attempt=chain[0].attempt_id)
 
 
 def read_succeeded(conn: sqlite3.Connection, project: str) -> dict[str, SuccessRecord]:

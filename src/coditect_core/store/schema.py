@@ -201,6 +201,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE attempts ADD COLUMN cached INTEGER NOT NULL DEFAULT 0 CHECK (cached IN (0, 1));
         """,
     ),
+    (
+        5,
+        "the agent loop: attempts.turn and attempts.tool_calls, tool_calls",
+        # A model turn of an agent loop that asked for tool calls is an attempt of its own:
+        # turn is its number in the loop (1, 2, ...; NULL for any other attempt), tool_calls
+        # the calls it asked for (JSON: [{id, name, arguments}]). tool_calls rows are the calls
+        # run: the turn's attempt, the call's id, its result (whole, masked: a resumed loop sends
+        # it again), error flag and duration. A loop killed mid-way resumes from these rows.
+        """
+        ALTER TABLE attempts ADD COLUMN turn INTEGER;
+        ALTER TABLE attempts ADD COLUMN tool_calls TEXT;
+        CREATE TABLE tool_calls (
+            id          INTEGER PRIMARY KEY,
+            attempt_id  INTEGER NOT NULL REFERENCES attempts(id),
+            call_id     TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            arguments   TEXT NOT NULL,
+            result      TEXT NOT NULL,
+            is_error    INTEGER NOT NULL DEFAULT 0 CHECK (is_error IN (0, 1)),
+            duration_s  REAL,
+            toolset     TEXT,
+            at          REAL NOT NULL,
+            UNIQUE (attempt_id, call_id)
+        );
+        """,
+    ),
 )
 
 #: The schema version this code writes (the number of the last migration).

@@ -68,6 +68,7 @@ from ..errors import RunLockedError, StateError
 from ..llm_abstractions.keys import Secret
 from ..orchestration.resume import SuccessRecord
 from ..orchestration.task import TaskStatus
+from ..orchestration.tool_loop import RecordedLoop
 from ..secrets import Scrubber
 from .backups import DEFAULT_KEEP_BACKUPS, backup_state
 from .journal import (
@@ -89,11 +90,14 @@ from .records import (
     RunInfo,
     RunRecord,
     TaskEvent,
+    ToolCallRow,
     read_attempts,
+    read_loop,
     read_runs,
     read_snapshot,
     read_succeeded,
     read_task_history,
+    read_tool_calls,
 )
 from .schema import MEMORY, open_database, open_memory_database
 from .writer import Writer
@@ -340,6 +344,11 @@ class StateStore:
         """Record how an attempt ended."""
         await self._call(self._ops.attempt_finished(attempt_id, outcome, time.time()))
 
+    async def tool_called(self, attempt_id: int, call: ToolCallRow) -> None:
+        """Record a tool call an agent loop ran under the turn ``attempt_id``; awaited until it
+        is committed (a resumed loop does not run it again)."""
+        await self._call(self._ops.tool_called(attempt_id, call, time.time()))
+
     async def task_finished(
         self,
         run_id: int,
@@ -421,6 +430,23 @@ class StateStore:
     def task_history(self, project: str, task_id: str) -> list[TaskEvent]:
         """Every status transition of a task, oldest first."""
         return self.read(lambda conn: read_task_history(conn, project, task_id))
+
+    def tool_calls(self, project: str, *, task_id: str | None = None) -> list[ToolCallRow]:
+        """The tool calls of the project's agent loops (of one task), in the order they ran."""
+        return self.read(lambda conn: read_tool_calls(conn, project, task_id=task_id))
+
+    async def load_loops(self, project: str, task_ids: Iterable[str]) -> dict[str, RecordedLoop]:
+        """The agent loops of ``task_ids`` that a killed run left unfinished
+        (:func:`~.records.read_loop`), read without blocking the event loop."""
+        wanted = list(task_ids)
+
+        def read(conn: sqlite3.Connection) -> dict[str, RecordedLoop]:
+            found = {tid: read_loop(conn, project, tid) for tid in wanted}
+            return {tid: loop for tid, loop in found.items() if loop is not None}
+
+        if self._writer is None:
+            return await asyncio.to_thread(self.read, read)
+        return await self._call(read)
 
     def attempts(
         self,

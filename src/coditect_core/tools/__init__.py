@@ -9,5 +9,18 @@ A tool source is a :class:`~.base.Toolset`; a tool's answer is a :class:`~.base.
 from __future__ import annotations
 
 from .base import FunctionToolset, ToolResult, Toolset, truncate_text
+from .loop import AgentLoop, LoopHooks, LoopLimits, LoopResult, LoopResume, ToolBox, ToolCallRecord
 
-__all__ = ["FunctionToolset", "ToolResult", "Toolset", "truncate_text"]
+__all__ = [
+    "AgentLoop",
+    "FunctionToolset",
+    "LoopHooks",
+    "LoopLimits",
+    "LoopResult",
+    "LoopResume",
+    "ToolBox",
+    "ToolCallRecord",
+    "ToolResult",
+    "Toolset",
+    "truncate_text",
+]

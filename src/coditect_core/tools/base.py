@@ -105,12 +105,14 @@ class FunctionToolset(Toolset):
         self.name = name
         self.max_result_chars = max_result_chars
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._models: dict[str, type[Any]] = {}  # each function's arguments, built once
         self._tools: list[Tool] = []
         for function in functions:
             tool = Tool.from_function(function)
             if tool.name in self._functions:
                 raise ToolArgumentsError(f"two functions are named {tool.name!r}", tool=tool.name)
             self._functions[tool.name] = function
+            self._models[tool.name] = arguments_model(function, tool.name)
             self._tools.append(tool)
 
     def tools(self) -> list[Tool]:
@@ -121,7 +123,7 @@ class FunctionToolset(Toolset):
         if function is None:
             return ToolResult.error(f"unknown tool {name!r}")
         try:
-            bound = _validated(function, name, arguments)
+            bound = _validated(self._models[name], name, arguments)
         except ToolArgumentsError as error:
             return ToolResult.error(str(error))
         try:
@@ -137,14 +139,11 @@ class FunctionToolset(Toolset):
         return ToolResult(text, truncated=truncated)
 
 
-def _validated(
-    function: Callable[..., Any], name: str, arguments: Mapping[str, Any]
-) -> dict[str, Any]:
+def _validated(model: type[Any], name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """``arguments`` validated and converted by the function's type hints (unknown ones
     refused), as keyword arguments for it."""
     from pydantic import ValidationError
 
-    model = arguments_model(function, name)
     try:
         parsed = model.model_validate(dict(arguments))
     except ValidationError as error:

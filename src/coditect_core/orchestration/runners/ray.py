@@ -124,6 +124,16 @@ def _resource_options(value: Any) -> dict[str, float]:
     return out
 
 
+def _tool_options(params: CallParams) -> dict[str, Any]:
+    """A call's ``tools`` and ``tool_choice`` as keyword arguments again (those it has)."""
+    options: dict[str, Any] = {}
+    if params.tools:
+        options["tools"] = list(params.tools)
+    if params.tool_choice is not None:
+        options["tool_choice"] = params.tool_choice
+    return options
+
+
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
@@ -152,6 +162,7 @@ class RayLlm(BaseLlm):
         local: BaseLlm | None,
     ) -> None:
         self.provider = spec.cls.provider
+        self.supports_tools = spec.cls.supports_tools
         if local is not None:
             super().__init__(
                 local.model,
@@ -218,6 +229,7 @@ class RayLlm(BaseLlm):
             model=params.model,
             max_tokens=params.max_tokens,
             temperature=params.temperature,
+            **_tool_options(params),
             **params.options,
         )  # one delta: the whole reply
         state.usage, state.finish_reason, state.model = (
@@ -225,6 +237,7 @@ class RayLlm(BaseLlm):
             response.finish_reason,
             response.model,
         )
+        state.tool_calls = list(response.tool_calls)
         yield response.text
 
     def __repr__(self) -> str:
