@@ -141,7 +141,11 @@ async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
             provider=cls.provider,
         )
     workspace = executor.workspace if executor.workspace is not None else Path.cwd()
-    context = ToolContext(workspace=workspace, import_root=workspace)
+    context = ToolContext(
+        workspace=workspace,
+        import_root=workspace,
+        mcp_servers=executor.mcp_servers.get(agent.name, {}),
+    )
     recorded = executor.loop_resumes.pop(execution.task.task_id, None)
     state: dict[str, Any] = {"turns": 0, "tool_calls": 0, "calls": []}
     execution.result.metadata["agent_loop"] = state

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -100,20 +101,29 @@ class Project:
     mcp_servers: dict[str, McpServerSpec] = field(default_factory=dict)
     """The MCP servers the run's agents use, resolved (``${VAR}`` expanded)."""
 
+    def mcp_factories(self, agent: str) -> dict[str, Callable[[], McpToolset]]:
+        """For each MCP server ``agent`` may use: a factory of a new, unopened
+        :class:`McpToolset` (what the agent loop opens for a task and closes after). A server
+        that could not be resolved makes a :class:`ToolsetError` naming it when it is made."""
+        settings = self.agent_settings.get(agent)
+        names = settings.mcp_servers if settings is not None else ()
+        return {name: functools.partial(self._mcp_toolset, agent, name) for name in names}
+
+    def _mcp_toolset(self, agent: str, name: str) -> McpToolset:
+        spec = self.mcp_servers.get(name)
+        if spec is None:
+            raise ToolsetError(
+                f"MCP server {name!r} of agent {agent!r} is not available: "
+                "an environment variable it needs is not set",
+                toolset=name,
+            )
+        return McpToolset(spec)
+
     def mcp_toolsets(self, agent: str) -> list[McpToolset]:
         """A fresh (unopened) :class:`McpToolset` for each MCP server ``agent`` may use;
         :class:`ToolsetError` naming a server that could not be resolved (a fallback agent's
         server whose variables are unset)."""
-        settings = self.agent_settings.get(agent)
-        names = settings.mcp_servers if settings is not None else ()
-        missing = [name for name in names if name not in self.mcp_servers]
-        if missing:
-            raise ToolsetError(
-                f"MCP server {missing[0]!r} of agent {agent!r} is not available: "
-                "an environment variable it needs is not set",
-                toolset=missing[0],
-            )
-        return [McpToolset(self.mcp_servers[name]) for name in names]
+        return [make() for make in self.mcp_factories(agent).values()]
 
     def task(self, task_id: str) -> AgentTask:
         """The task called ``task_id`` (``KeyError`` if there is none)."""
