@@ -235,7 +235,7 @@ def build_executor(project: Project) -> TaskExecutor:
         task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
         cache={name: s.cache for name, s in settings.items() if s.cache is not None},
         workspace=project.workspace,
-        mcp_servers={name: project.mcp_factories(name) for name in settings},
+        mcp_servers=project.mcp_factories(),
     )
 
 

@@ -162,8 +162,9 @@ class TaskExecutor:
     per run, with ``run_cache`` for ``--cache``) journals every request of an LLM, command or
     script agent (:mod:`.journal`). ``workspace`` is the folder an agent's tools work in
     (default: the current directory); ``budget_guard`` (set per run) lets an agent loop stop
-    before a call that would pass the run's budget. ``mcp_servers``: per agent, its MCP servers
-    (name -> a factory of a new, unopened toolset); an agent with some runs the agent loop.
+    before a call that would pass the run's budget. ``mcp_servers`` (agent name -> server
+    name -> a factory of a new, unopened toolset) are the MCP servers each agent's loop opens
+    and closes; an agent with some runs the agent loop, with or without ``tools``.
     """
 
     def __init__(
@@ -205,7 +206,7 @@ class TaskExecutor:
         self.run_cache = False
         self.workspace = workspace
         self.mcp_servers: dict[str, dict[str, Callable[[], Toolset]]] = {
-            agent: dict(servers) for agent, servers in (mcp_servers or {}).items() if servers
+            name: dict(servers) for name, servers in (mcp_servers or {}).items() if servers
         }
         self.budget_guard: BudgetGuard | None = None  # set by a run with a budget
         self.loop_resumes: dict[str, RecordedLoop] = {}  # task id -> a killed loop to go on
@@ -477,9 +478,8 @@ class TaskExecutor:
     async def _execute_api(self, execution: Execution, agent: AgentConfig) -> None:
         """The plan's step 4.3: the agent's LLM (the ``_llm_factory`` class, one instance per
         agent, behind its pipeline) is sent the task's messages, and its answer is the task's.
-        An agent with ``tools`` (or MCP servers) runs the agent loop instead
-        (:func:`.tool_loop.run_tool_loop`): each model turn through the same pipeline, the loop's
-        final answer the task's."""
+        An agent with ``tools`` runs the agent loop instead (:func:`.tool_loop.run_tool_loop`):
+        each model turn through the same pipeline, the loop's final answer the task's."""
         if agent.tools or self.mcp_servers.get(agent.name):
             await run_tool_loop(execution, agent)
             return

@@ -144,6 +144,8 @@ async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
     context = ToolContext(
         workspace=workspace,
         import_root=workspace,
+        allow_commands=agent.allow_commands,
+        require_sandbox=agent.require_sandbox,
         mcp_servers=executor.mcp_servers.get(agent.name, {}),
     )
     recorded = executor.loop_resumes.pop(execution.task.task_id, None)

@@ -38,6 +38,7 @@ from ..orchestration.agent_registry import (
 )
 from ..orchestration.task import AgentTask, TaskPriority
 from ..secrets import register_secret
+from ..tools.base import Toolset
 from ..tools.mcp import DEFAULT_CALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, McpServerSpec, McpToolset
 from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, paused_gc, read_yaml
 from .checks import agent_strings, check_project, mcp_strings
@@ -101,29 +102,37 @@ class Project:
     mcp_servers: dict[str, McpServerSpec] = field(default_factory=dict)
     """The MCP servers the run's agents use, resolved (``${VAR}`` expanded)."""
 
-    def mcp_factories(self, agent: str) -> dict[str, Callable[[], McpToolset]]:
-        """For each MCP server ``agent`` may use: a factory of a new, unopened
-        :class:`McpToolset` (what the agent loop opens for a task and closes after). A server
-        that could not be resolved makes a :class:`ToolsetError` naming it when it is made."""
-        settings = self.agent_settings.get(agent)
-        names = settings.mcp_servers if settings is not None else ()
-        return {name: functools.partial(self._mcp_toolset, agent, name) for name in names}
-
-    def _mcp_toolset(self, agent: str, name: str) -> McpToolset:
-        spec = self.mcp_servers.get(name)
-        if spec is None:
-            raise ToolsetError(
-                f"MCP server {name!r} of agent {agent!r} is not available: "
-                "an environment variable it needs is not set",
-                toolset=name,
-            )
-        return McpToolset(spec)
-
-    def mcp_toolsets(self, agent: str) -> list[McpToolset]:
+    def mcp_toolsets(self, agent: str) -> list[Toolset]:
         """A fresh (unopened) :class:`McpToolset` for each MCP server ``agent`` may use;
         :class:`ToolsetError` naming a server that could not be resolved (a fallback agent's
         server whose variables are unset)."""
-        return [make() for make in self.mcp_factories(agent).values()]
+        return [make() for make in self.mcp_factories().get(agent, {}).values()]
+
+    def mcp_factories(self) -> dict[str, dict[str, Callable[[], Toolset]]]:
+        """For each agent with MCP servers: server name -> a factory of a new (unopened)
+        :class:`McpToolset`, for the executor (each task's loop opens and closes its own). A
+        server that could not be resolved raises :class:`ToolsetError` naming it when its
+        factory is called (that is, only when a task of the agent runs)."""
+
+        def factory(agent: str, server: str) -> Callable[[], Toolset]:
+            spec = self.mcp_servers.get(server)
+            if spec is not None:
+                return functools.partial(McpToolset, spec)
+
+            def unavailable() -> Toolset:
+                raise ToolsetError(
+                    f"MCP server {server!r} of agent {agent!r} is not available: "
+                    "an environment variable it needs is not set",
+                    toolset=server,
+                )
+
+            return unavailable
+
+        return {
+            agent: {server: factory(agent, server) for server in settings.mcp_servers}
+            for agent, settings in self.agent_settings.items()
+            if settings.mcp_servers
+        }
 
     def task(self, task_id: str) -> AgentTask:
         """The task called ``task_id`` (``KeyError`` if there is none)."""
@@ -537,6 +546,11 @@ class ProjectFile:
                 max_tool_calls=spec.max_tool_calls,
                 tool_timeout=spec.tool_timeout,
                 max_parallel_tools=spec.max_parallel_tools,
+                allow_commands=[
+                    entry if isinstance(entry, str) else list(entry)
+                    for entry in spec.allow_commands
+                ],
+                require_sandbox=spec.require_sandbox,
             )
         except AgentError as error:  # the checks should have caught it: say where anyway
             at = ("agents", name)
