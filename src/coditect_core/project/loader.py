@@ -151,20 +151,11 @@ class Project:
     mcp_servers: dict[str, McpServerSpec] = field(default_factory=dict)
     """The MCP servers the run's agents use, resolved (``${VAR}`` expanded)."""
 
-    def mcp_toolsets(self, agent: str) -> list[McpToolset]:
+    def mcp_toolsets(self, agent: str) -> list[Toolset]:
         """A fresh (unopened) :class:`McpToolset` for each MCP server ``agent`` may use;
         :class:`ToolsetError` naming a server that could not be resolved (a fallback agent's
         server whose variables are unset)."""
-        settings = self.agent_settings.get(agent)
-        names = settings.mcp_servers if settings is not None else ()
-        missing = [name for name in names if name not in self.mcp_servers]
-        if missing:
-            raise ToolsetError(
-                f"MCP server {missing[0]!r} of agent {agent!r} is not available: "
-                "an environment variable it needs is not set",
-                toolset=missing[0],
-            )
-        return [McpToolset(self.mcp_servers[name]) for name in names]
+        return [make() for make in self.mcp_factories().get(agent, {}).values()]
 
     def mcp_factories(self) -> dict[str, dict[str, Callable[[], Toolset]]]:
         """For each agent with MCP servers: server name -> a factory of a new (unopened)

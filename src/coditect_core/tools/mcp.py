@@ -157,6 +157,7 @@ class McpToolset(Toolset):
         self._names: dict[str, str] = {}  # offered name -> the server's name
         self._broken: str | None = None
         self._groups: list[int] = []  # process groups of the stdio server (its pid: own group)
+        self._opening = asyncio.Lock()
 
     @classmethod
     def from_spec(cls, spec: McpServerSpec) -> McpToolset:
@@ -182,9 +183,12 @@ class McpToolset(Toolset):
     async def open(self) -> None:
         """Start the server (or connect to it), do the handshake and list its tools, within
         ``startup_timeout``. :class:`ToolsetError` naming the server if it cannot (nothing is
-        left running then)."""
-        if self._runner is not None:
-            return
+        left running then). A second call while it opens waits for the first."""
+        async with self._opening:
+            if self._runner is None:
+                await self._open()
+
+    async def _open(self) -> None:
         sdk = _import_sdk(self.name)
         self._broken = None
         self._stop = asyncio.Event()
