@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ from ..llm_abstractions.registry import get_llm_class
 from ..llm_abstractions.retry import NO_RETRY, RetryPolicy
 from ..llm_abstractions.spec import LlmSpec
 from ..secrets import Secret
+from ..tools.base import Toolset
 from .agent_registry import AgentConfig, AgentInterface, AgentRegistry, AgentType
 from .attempts import AttemptHook, Attempts, RetryWaitHook, ToolHook, error_text
 from .execution_result import ExecutionResult, ExecutionStatus
@@ -160,7 +161,8 @@ class TaskExecutor:
     requests the call journal may answer (:func:`~.journal.cache_allowed`); ``journal`` (set
     per run, with ``run_cache`` for ``--cache``) journals every request of an LLM, command or
     script agent (:mod:`.journal`). ``workspace`` is the folder an agent's tools work in
-    (default: the current directory); ``budget_guard`` (set per run) lets an agent loop stop
+    (default: the current directory); ``mcp_toolsets(agent)`` makes fresh toolsets of the MCP
+    servers of an agent in ``mcp_agents``; ``budget_guard`` (set per run) lets an agent loop stop
     before a call that would pass the run's budget.
     """
 
@@ -178,6 +180,8 @@ class TaskExecutor:
         runner: Runner | None = None,
         cache: Mapping[str, str] | None = None,
         workspace: Path | None = None,
+        mcp_toolsets: Callable[[str], Sequence[Toolset]] | None = None,
+        mcp_agents: Iterable[str] = (),
     ) -> None:
         self.registry = registry if registry is not None else AgentRegistry()
         self.default_agent = default_agent
@@ -201,6 +205,8 @@ class TaskExecutor:
         self.journal: CallJournal | None = None
         self.run_cache = False
         self.workspace = workspace
+        self.mcp_toolsets = mcp_toolsets  # agent name -> fresh toolsets of its MCP servers
+        self.mcp_agents = frozenset(mcp_agents)  # the agents that have MCP servers
         self.budget_guard: BudgetGuard | None = None  # set by a run with a budget
         self.loop_resumes: dict[str, RecordedLoop] = {}  # task id -> a killed loop to go on
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
@@ -473,7 +479,7 @@ class TaskExecutor:
         agent, behind its pipeline) is sent the task's messages, and its answer is the task's.
         An agent with ``tools`` runs the agent loop instead (:func:`.tool_loop.run_tool_loop`):
         each model turn through the same pipeline, the loop's final answer the task's."""
-        if agent.tools:
+        if agent.tools or agent.name in self.mcp_agents:
             await run_tool_loop(execution, agent)
             return
         execution.answered(await execution.ask(agent, execution.messages(agent)))

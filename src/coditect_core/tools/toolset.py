@@ -64,12 +64,33 @@ class BuiltinGroup:
 
 
 BUILTIN_TOOLS: list[BuiltinGroup] = []
-"""The built-in tools by group (the file tools, ``run_command``); see :func:`_builtin_groups`."""
+"""Built-in tool groups added to the shipped ones (the file tools, ``run_command``): see
+:func:`_builtin_groups`."""
+
+
+def _files(names: list[str], context: ToolContext) -> Toolset:
+    from .files import FileToolset
+
+    return FileToolset(context.workspace, names)
+
+
+def _commands(names: list[str], context: ToolContext) -> Toolset:
+    from .commands import CommandToolset
+
+    return CommandToolset(context.workspace, context.allow_commands)
 
 
 def _builtin_groups() -> list[BuiltinGroup]:
-    """:data:`BUILTIN_TOOLS`, and the groups of the built-in modules present."""
-    return list(BUILTIN_TOOLS)
+    """:data:`BUILTIN_TOOLS`: the file tools (:mod:`.files`), ``run_command``
+    (:mod:`.commands`, its commands from ``allow_commands``), and any group added to it."""
+    from .commands import COMMAND_TOOLS
+    from .files import READ_TOOLS, WRITE_TOOLS
+
+    return [
+        BuiltinGroup(frozenset((*READ_TOOLS, *WRITE_TOOLS)), _files),
+        BuiltinGroup(frozenset(COMMAND_TOOLS), _commands),
+        *BUILTIN_TOOLS,
+    ]
 
 
 def is_import_path(entry: str) -> bool:
