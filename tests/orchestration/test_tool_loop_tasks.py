@@ -159,16 +159,16 @@ async def test_an_agent_with_mcp_servers_only_runs_the_loop_on_their_tools(
 
     opened: list[str] = []
 
-    def servers(name: str) -> list[FunctionToolset]:
-        opened.append(name)
-        return [FunctionToolset([forecast], name="weather")]
+    def server() -> FunctionToolset:
+        opened.append("weather")
+        return FunctionToolset([forecast], name="weather")
 
     asked = [ToolCall("w1", "forecast", {"city": "Oslo"})]
     weather = agent([asked, "Sunny."], tools=[])
     executor = TaskExecutor(
-        AgentRegistry([weather]), workspace=workspace, mcp_toolsets=servers, mcp_agents=["a"]
+        AgentRegistry([weather]), workspace=workspace, mcp_servers={"a": {"weather": server}}
     )
     result = await executor.execute(TASK)
     assert result.status is ExecutionStatus.SUCCESS, result.error
-    assert opened == ["a"]
+    assert opened == ["weather"]
     assert result.metadata["agent_loop"]["calls"][0]["result"] == "sun in Oslo"

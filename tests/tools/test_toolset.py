@@ -115,7 +115,8 @@ def test_builtin_names_of_one_group_make_one_toolset_and_mcp_servers_follow(
 
 async def test_the_shipped_file_tools_and_run_command_by_name(project: ToolContext) -> None:
     (project.workspace / "notes.txt").write_text("hello\n")
-    files, commands = resolve_toolsets(["read_file", "list_files", "run_command"], project)
+    context = ToolContext(project.workspace, allow_commands=(("python", "-V"),))
+    files, commands = resolve_toolsets(["read_file", "list_files", "run_command"], context)
     assert sorted(t.name for t in files.tools()) == ["list_files", "read_file"]
     assert [t.name for t in commands.tools()] == ["run_command"]
     async with files:

@@ -235,8 +235,7 @@ def build_executor(project: Project) -> TaskExecutor:
         task_timeouts={tid: t for tid, t in timeouts.items() if t is not None},
         cache={name: s.cache for name, s in settings.items() if s.cache is not None},
         workspace=project.workspace,
-        mcp_toolsets=project.mcp_toolsets,
-        mcp_agents=[name for name, s in settings.items() if s.mcp_servers],
+        mcp_servers=project.mcp_factories(),
     )
 
 

@@ -119,6 +119,10 @@ class AgentConfig:
     max_tool_calls: int = 100
     tool_timeout: float | None = 60.0
     max_parallel_tools: int = 4
+    allow_commands: list[str | list[str]] = field(default_factory=list)
+    """The commands ``run_command`` may start: a string (``"python -m pytest"``) or an argv."""
+    require_sandbox: bool = False
+    """``run_command`` refuses to run where no network namespace can be made."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():

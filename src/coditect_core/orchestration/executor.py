@@ -161,9 +161,10 @@ class TaskExecutor:
     requests the call journal may answer (:func:`~.journal.cache_allowed`); ``journal`` (set
     per run, with ``run_cache`` for ``--cache``) journals every request of an LLM, command or
     script agent (:mod:`.journal`). ``workspace`` is the folder an agent's tools work in
-    (default: the current directory); ``mcp_toolsets(agent)`` makes fresh toolsets of the MCP
-    servers of an agent in ``mcp_agents``; ``budget_guard`` (set per run) lets an agent loop stop
-    before a call that would pass the run's budget.
+    (default: the current directory); ``budget_guard`` (set per run) lets an agent loop stop
+    before a call that would pass the run's budget. ``mcp_servers`` (agent name -> server
+    name -> a factory of a new, unopened toolset) are the MCP servers each agent's loop opens
+    and closes; an agent with some runs the agent loop, with or without ``tools``.
     """
 
     def __init__(
@@ -180,8 +181,7 @@ class TaskExecutor:
         runner: Runner | None = None,
         cache: Mapping[str, str] | None = None,
         workspace: Path | None = None,
-        mcp_toolsets: Callable[[str], Sequence[Toolset]] | None = None,
-        mcp_agents: Iterable[str] = (),
+        mcp_servers: Mapping[str, Mapping[str, Callable[[], Toolset]]] | None = None,
     ) -> None:
         self.registry = registry if registry is not None else AgentRegistry()
         self.default_agent = default_agent
@@ -205,8 +205,9 @@ class TaskExecutor:
         self.journal: CallJournal | None = None
         self.run_cache = False
         self.workspace = workspace
-        self.mcp_toolsets = mcp_toolsets  # agent name -> fresh toolsets of its MCP servers
-        self.mcp_agents = frozenset(mcp_agents)  # the agents that have MCP servers
+        self.mcp_servers: dict[str, dict[str, Callable[[], Toolset]]] = {
+            name: dict(servers) for name, servers in (mcp_servers or {}).items() if servers
+        }
         self.budget_guard: BudgetGuard | None = None  # set by a run with a budget
         self.loop_resumes: dict[str, RecordedLoop] = {}  # task id -> a killed loop to go on
         self._llm_factory: dict[AgentType, type[BaseLlm]] = _LlmFactory()
@@ -479,7 +480,7 @@ class TaskExecutor:
         agent, behind its pipeline) is sent the task's messages, and its answer is the task's.
         An agent with ``tools`` runs the agent loop instead (:func:`.tool_loop.run_tool_loop`):
         each model turn through the same pipeline, the loop's final answer the task's."""
-        if agent.tools or agent.name in self.mcp_agents:
+        if agent.tools or self.mcp_servers.get(agent.name):
             await run_tool_loop(execution, agent)
             return
         execution.answered(await execution.ask(agent, execution.messages(agent)))

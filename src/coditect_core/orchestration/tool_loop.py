@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..errors import AgentLoopError, LlmConfigurationError
 from ..llm_abstractions.base_llm import LlmResponse
 from ..llm_abstractions.messages import Message, tool_message
 from ..llm_abstractions.tool_types import ToolCall
-from ..tools.base import ToolResult, Toolset, truncate_text
+from ..tools.base import ToolResult, truncate_text
 from ..tools.loop import (
     CANCELLED,
     AgentLoop,
@@ -142,15 +141,12 @@ async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
             provider=cls.provider,
         )
     workspace = executor.workspace if executor.workspace is not None else Path.cwd()
-    servers = (
-        executor.mcp_toolsets(agent.name)
-        if executor.mcp_toolsets is not None and agent.name in executor.mcp_agents
-        else []
-    )
     context = ToolContext(
         workspace=workspace,
         import_root=workspace,
-        mcp_servers={server.name: _given(server) for server in servers},
+        allow_commands=agent.allow_commands,
+        require_sandbox=agent.require_sandbox,
+        mcp_servers=executor.mcp_servers.get(agent.name, {}),
     )
     recorded = executor.loop_resumes.pop(execution.task.task_id, None)
     state: dict[str, Any] = {"turns": 0, "tool_calls": 0, "calls": []}
@@ -194,11 +190,6 @@ async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
         else:
             result = await loop.run(execution.messages(agent))
     execution.answered(result.response)
-
-
-def _given(toolset: Toolset) -> Callable[[], Toolset]:
-    """A factory of ``toolset`` (made already, fresh for this task)."""
-    return lambda: toolset
 
 
 def _budget_check(execution: Execution, agent: AgentConfig, schema_chars: int) -> Any:

@@ -13,7 +13,9 @@ import difflib
 import re
 from collections.abc import Iterable, Iterator
 
+from ..errors import ToolError
 from ..orchestration.scheduler import find_cycle
+from ..tools.commands import parse_allow_commands
 from ..tools.toolset import check_tool_entry
 from ._yaml import FieldPath, LineMap
 from .diagnostics import Problem
@@ -161,6 +163,20 @@ class _Checker:
             if problem is not None:
                 self.add((*at, index), problem)
             seen.add(entry)
+        commands: FieldPath = ("agents", name, "allow_commands")
+        if "run_command" in agent.tools and not agent.allow_commands:
+            self.add(
+                commands,
+                "tool run_command needs allow_commands: the commands it may run "
+                '(e.g. ["python -m pytest"] or [[python, -m, pytest]])',
+            )
+        elif agent.allow_commands and "run_command" not in agent.tools:
+            self.add(commands, "allow_commands is only used with the tool run_command")
+        for index, command in enumerate(agent.allow_commands):
+            try:
+                parse_allow_commands([command])
+            except ToolError as error:
+                self.add((*commands, index), str(error))
 
     def syntax(self, path: FieldPath, text: str) -> None:
         try:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,7 @@ from ..orchestration.agent_registry import (
 )
 from ..orchestration.task import AgentTask, TaskPriority
 from ..secrets import register_secret
+from ..tools.base import Toolset
 from ..tools.mcp import DEFAULT_CALL_TIMEOUT, DEFAULT_STARTUP_TIMEOUT, McpServerSpec, McpToolset
 from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, paused_gc, read_yaml
 from .checks import agent_strings, check_project, mcp_strings
@@ -114,6 +116,32 @@ class Project:
                 toolset=missing[0],
             )
         return [McpToolset(self.mcp_servers[name]) for name in names]
+
+    def mcp_factories(self) -> dict[str, dict[str, Callable[[], Toolset]]]:
+        """For each agent with MCP servers: server name -> a factory of a new (unopened)
+        :class:`McpToolset`, for the executor (each task's loop opens and closes its own). A
+        server that could not be resolved raises :class:`ToolsetError` naming it when its
+        factory is called (that is, only when a task of the agent runs)."""
+
+        def factory(agent: str, server: str) -> Callable[[], Toolset]:
+            spec = self.mcp_servers.get(server)
+            if spec is not None:
+                return functools.partial(McpToolset, spec)
+
+            def unavailable() -> Toolset:
+                raise ToolsetError(
+                    f"MCP server {server!r} of agent {agent!r} is not available: "
+                    "an environment variable it needs is not set",
+                    toolset=server,
+                )
+
+            return unavailable
+
+        return {
+            agent: {server: factory(agent, server) for server in settings.mcp_servers}
+            for agent, settings in self.agent_settings.items()
+            if settings.mcp_servers
+        }
 
     def task(self, task_id: str) -> AgentTask:
         """The task called ``task_id`` (``KeyError`` if there is none)."""
@@ -527,6 +555,11 @@ class ProjectFile:
                 max_tool_calls=spec.max_tool_calls,
                 tool_timeout=spec.tool_timeout,
                 max_parallel_tools=spec.max_parallel_tools,
+                allow_commands=[
+                    entry if isinstance(entry, str) else list(entry)
+                    for entry in spec.allow_commands
+                ],
+                require_sandbox=spec.require_sandbox,
             )
         except AgentError as error:  # the checks should have caught it: say where anyway
             at = ("agents", name)

@@ -147,6 +147,12 @@ class AgentSpec(_Spec):
     max_parallel_tools: PositiveInt = 4
     mcp_servers: list[McpServerName] = Field(default_factory=list)
     """Names under the top-level ``mcp_servers:`` whose tools this agent may call."""
+    allow_commands: list[NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1)]] = Field(
+        default_factory=list
+    )
+    """What ``run_command`` may start: ``"python -m pytest"`` or ``[python, -m, pytest]``."""
+    require_sandbox: bool = False
+    """``run_command`` refuses to run a command where it cannot cut the network off."""
 
 
 class McpServerEntry(_Spec):

@@ -29,6 +29,8 @@ from typing import Any
 from ..errors import LlmRequestError, ToolError
 from ..llm_abstractions.tool_types import Tool
 from .base import FunctionToolset, Toolset
+from .commands import COMMAND_TOOLS, CommandToolset
+from .files import READ_TOOLS, WRITE_TOOLS, FileToolset
 
 __all__ = [
     "BUILTIN_TOOLS",
@@ -45,13 +47,18 @@ _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """What built-in tools and Python tools need: the workspace their paths are confined to,
-    the folder Python tools are imported from, the commands ``run_command`` may run, and the
-    MCP servers the agent may use (name -> a factory of a new toolset for it)."""
+    """What built-in tools and Python tools need: the workspace their paths are confined to
+    (a task's worktree, or the project's folder), the folder Python tools are imported from,
+    the commands ``run_command`` may run (each a string like ``"python -m pytest"`` or an argv
+    list) and whether it must run them without network (``require_sandbox``), the built-in
+    tools whose calls wait for a person's approval (``approve``), and the MCP servers the agent
+    may use (name -> a factory of a new toolset for it)."""
 
     workspace: Path
     import_root: Path | None = None
-    allow_commands: Sequence[Sequence[str]] = ()
+    allow_commands: Sequence[str | Sequence[str]] = ()
+    require_sandbox: bool = False
+    approve: Sequence[str] = ()
     mcp_servers: Mapping[str, Callable[[], Toolset]] = field(default_factory=dict)
 
 
@@ -63,34 +70,34 @@ class BuiltinGroup:
     make: Callable[[list[str], ToolContext], Toolset]
 
 
-BUILTIN_TOOLS: list[BuiltinGroup] = []
-"""Built-in tool groups added to the shipped ones (the file tools, ``run_command``): see
-:func:`_builtin_groups`."""
+def _file_tools(names: list[str], context: ToolContext) -> Toolset:
+    return FileToolset(context.workspace, names=names, approve=context.approve)
 
 
-def _files(names: list[str], context: ToolContext) -> Toolset:
-    from .files import FileToolset
+def _command_tools(names: list[str], context: ToolContext) -> Toolset:
+    if not context.allow_commands:
+        raise ToolError(
+            'run_command needs allow_commands: the commands it may run (e.g. ["python -m pytest"])',
+            tool="run_command",
+        )
+    return CommandToolset(
+        context.workspace,
+        context.allow_commands,
+        require_sandbox=context.require_sandbox,
+        approve=context.approve,
+    )
 
-    return FileToolset(context.workspace, names)
 
-
-def _commands(names: list[str], context: ToolContext) -> Toolset:
-    from .commands import CommandToolset
-
-    return CommandToolset(context.workspace, context.allow_commands)
+BUILTIN_TOOLS: list[BuiltinGroup] = [
+    BuiltinGroup(frozenset((*READ_TOOLS, *WRITE_TOOLS)), _file_tools),
+    BuiltinGroup(frozenset(COMMAND_TOOLS), _command_tools),
+]
+"""The built-in tools by group (the file tools, ``run_command``); see :func:`_builtin_groups`."""
 
 
 def _builtin_groups() -> list[BuiltinGroup]:
-    """:data:`BUILTIN_TOOLS`: the file tools (:mod:`.files`), ``run_command``
-    (:mod:`.commands`, its commands from ``allow_commands``), and any group added to it."""
-    from .commands import COMMAND_TOOLS
-    from .files import READ_TOOLS, WRITE_TOOLS
-
-    return [
-        BuiltinGroup(frozenset((*READ_TOOLS, *WRITE_TOOLS)), _files),
-        BuiltinGroup(frozenset(COMMAND_TOOLS), _commands),
-        *BUILTIN_TOOLS,
-    ]
+    """:data:`BUILTIN_TOOLS`, and the groups of the built-in modules present."""
+    return list(BUILTIN_TOOLS)
 
 
 def is_import_path(entry: str) -> bool:
