@@ -133,3 +133,42 @@ async def test_the_budget_stops_the_loop_before_the_call_that_would_pass_it(
     assert 1 <= calls < 20
     # stopped before, not after: what was spent stays under the limit
     assert summary.cost["cost_known_usd"] <= 0.5
+
+
+async def test_a_builtin_file_tool_reads_the_workspace(workspace: Path) -> None:
+    (workspace / "notes.txt").write_text("the answer is 42\n")
+    read = [ToolCall("r1", "read_file", {"path": "notes.txt"})]
+    reader = agent([read, "42"], tools=["read_file"])
+    executor = TaskExecutor(AgentRegistry([reader]), workspace=workspace)
+    result = await executor.execute(TASK)
+    assert result.status is ExecutionStatus.SUCCESS, result.error
+    (call,) = result.metadata["agent_loop"]["calls"]
+    assert call["name"] == "read_file"
+    assert "the answer is 42" in call["result"]
+    assert call["is_error"] is False
+
+
+async def test_an_agent_with_mcp_servers_only_runs_the_loop_on_their_tools(
+    workspace: Path,
+) -> None:
+    from coditect_core.tools import FunctionToolset
+
+    def forecast(city: str) -> str:
+        """The weather."""
+        return f"sun in {city}"
+
+    opened: list[str] = []
+
+    def server() -> FunctionToolset:
+        opened.append("weather")
+        return FunctionToolset([forecast], name="weather")
+
+    asked = [ToolCall("w1", "forecast", {"city": "Oslo"})]
+    weather = agent([asked, "Sunny."], tools=[])
+    executor = TaskExecutor(
+        AgentRegistry([weather]), workspace=workspace, mcp_servers={"a": {"weather": server}}
+    )
+    result = await executor.execute(TASK)
+    assert result.status is ExecutionStatus.SUCCESS, result.error
+    assert opened == ["weather"]
+    assert result.metadata["agent_loop"]["calls"][0]["result"] == "sun in Oslo"

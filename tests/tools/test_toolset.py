@@ -102,12 +102,24 @@ def test_builtin_names_of_one_group_make_one_toolset_and_mcp_servers_follow(
     def make(names: list[str], context: ToolContext) -> Toolset:
         made.append(names)
         assert context.workspace == project.workspace
-        return Recorder("files", names)
+        return Recorder("web", names)
 
-    group = BuiltinGroup(frozenset({"read_file", "list_files", "search"}), make)
+    group = BuiltinGroup(frozenset({"fetch_url", "post_url"}), make)
     monkeypatch.setattr(toolset_module, "BUILTIN_TOOLS", [group])
-    assert check_tool_entry("read_file") is None
+    assert check_tool_entry("fetch_url") is None
     context = ToolContext(project.workspace, mcp_servers={"docs": lambda: Recorder("docs", [])})
-    toolsets = resolve_toolsets(["read_file", "search"], context)
-    assert made == [["read_file", "search"]]
-    assert [t.name for t in toolsets] == ["files", "docs"]
+    toolsets = resolve_toolsets(["fetch_url", "post_url"], context)
+    assert made == [["fetch_url", "post_url"]]
+    assert [t.name for t in toolsets] == ["web", "docs"]
+
+
+async def test_the_shipped_file_tools_and_run_command_by_name(project: ToolContext) -> None:
+    (project.workspace / "notes.txt").write_text("hello\n")
+    context = ToolContext(project.workspace, allow_commands=(("python", "-V"),))
+    files, commands = resolve_toolsets(["read_file", "list_files", "run_command"], context)
+    assert sorted(t.name for t in files.tools()) == ["list_files", "read_file"]
+    assert [t.name for t in commands.tools()] == ["run_command"]
+    async with files:
+        answer = await files.call("read_file", {"path": "notes.txt"})
+    assert "hello" in answer.content
+    assert not answer.is_error
