@@ -172,6 +172,14 @@ class _Checker:
             )
         elif agent.allow_commands and "run_command" not in agent.tools:
             self.add(commands, "allow_commands is only used with the tool run_command")
+        for index, tool in enumerate(agent.approve):
+            mcp = any(tool.startswith(f"{server}__") for server in agent.mcp_servers)
+            if tool not in agent.tools and not mcp:
+                self.add(
+                    ("agents", name, "approve", index),
+                    f"tool {tool!r} is not one of the agent's tools "
+                    f"({', '.join(agent.tools) or 'none'}) or of its MCP servers",
+                )
         for index, command in enumerate(agent.allow_commands):
             try:
                 parse_allow_commands([command])
