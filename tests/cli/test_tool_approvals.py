@@ -139,3 +139,11 @@ def test_approve_names_only_the_agents_tools() -> None:
         parse_project_file(text, "p.yaml")
     assert "agents.bot.approve[0]" in str(caught.value)
     assert "'delete_file' is not one of the agent's tools" in str(caught.value)
+
+
+def test_approve_may_name_an_mcp_servers_tool_by_its_prefix() -> None:
+    text = PROJECT.replace("approve: [run_command]", "approve: [m_add]\n    mcp_servers: [demo]")
+    text = text.replace("agents:", "mcp_servers:\n  demo: {command: srv, prefix: m_}\nagents:")
+    parse_project_file(text, "p.yaml")  # accepted
+    with pytest.raises(ProjectFileError, match=r"agents\.bot\.approve\[0\]"):
+        parse_project_file(text.replace("[m_add]", "[demo__add]"), "p.yaml")
