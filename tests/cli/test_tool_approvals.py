@@ -73,7 +73,7 @@ class Cli:
         (folder / "driver.py").write_text(DRIVER)
         (folder / "coditect.yaml").write_text(PROJECT)
         self.log = folder / "requests.log"
-        self.env = {**os.environ, "APPROVAL_LOG": str(self.log), "COLUMNS": "200"}
+        self.env = {**os.environ, "APPROVAL_LOG": str(self.log), "COLUMNS": "400"}
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -91,6 +91,9 @@ def waits(cli: Cli) -> None:
     run = cli("run", "coditect.yaml")
     assert run.returncode == 3, run.stdout + run.stderr
     assert not (cli.folder / "made.txt").exists()
+    said = " ".join(run.stdout.split())
+    assert "T1 waits for a person to approve run_command(" in said
+    assert "coditect task approve coditect.yaml T1, or coditect task reject" in said
     shown = cli("show", "coditect.yaml", "T1")
     assert shown.returncode == 0, shown.stderr
     assert "awaiting_human" in shown.stdout
