@@ -120,6 +120,7 @@ def test_an_approved_call_runs_on_the_next_run(tmp_path: Path) -> None:
     shown = cli("show", "coditect.yaml", "T1").stdout
     assert "completed" in shown
     assert "approved by a person" in shown
+    assert "approved by hand: run_command(" in shown  # the task's history
     assert cli("task", "approve", "coditect.yaml", "T1").returncode != 0  # nothing waits now
 
 

@@ -286,17 +286,36 @@ async def record_decision(
             status = row.status if row is not None else "never run"
             raise StateError(f"task {task_id!r} waits on no tool call to approve ({status})")
         shown: list[str] = []
-        for call in waiting:
-            call_id = call.call_id.removesuffix(APPROVAL_SUFFIX)
-            shown.append(f"{call.name}({call.arguments})")
-            if approved:
-                await store.tool_call_decided(call.attempt_id, call.call_id, APPROVED)
-                continue
-            text = f"rejected by a person: {note}" if note else "rejected by a person"
-            answer = ToolCallRow(
-                call_id, call.name, call.arguments, text, is_error=True, toolset=None
-            )
-            await store.tool_call_decided(call.attempt_id, call.call_id, text, answer)
+        decision = "approve" if approved else "reject"
+        info = await store.begin_run(name, options={"by_hand": decision, "task": task_id})
+        ended = "error"
+        try:
+            await _decide(store, waiting, approved, note, shown)
+            what = "approved" if approved else "rejected"
+            why = f"{what} by hand: {', '.join(shown)}" + (f" ({note})" if note else "")
+            await store.set_task_status(info.run_id, task_id, TaskStatus.AWAITING_HUMAN, note=why)
+            ended = RUN_STATUS
+        finally:
+            await store.finish_run(info.run_id, ended)
     finally:
         await store.aclose()
     return DecisionResult(name, task_id, approved, tuple(shown), note)
+
+
+async def _decide(
+    store: StateStore,
+    waiting: list[ToolCallRow],
+    approved: bool,
+    note: str | None,
+    shown: list[str],
+) -> None:
+    """Record the decision on each waiting call (``shown``: each as ``name(arguments)``)."""
+    for call in waiting:
+        call_id = call.call_id.removesuffix(APPROVAL_SUFFIX)
+        shown.append(f"{call.name}({call.arguments})")
+        if approved:
+            await store.tool_call_decided(call.attempt_id, call.call_id, APPROVED)
+            continue
+        text = f"rejected by a person: {note}" if note else "rejected by a person"
+        answer = ToolCallRow(call_id, call.name, call.arguments, text, is_error=True, toolset=None)
+        await store.tool_call_decided(call.attempt_id, call.call_id, text, answer)

@@ -104,13 +104,15 @@ def _decide(
     import asyncio
 
     from ..app.by_hand import record_decision
-    from ..errors import ProjectFileError, StateError
+    from ..errors import ProjectFileError, RunLockedError, StateError
 
     project, task_id = project_and_id(project_word, task_id_word, as_json=as_json)
     try:
         result = asyncio.run(
             record_decision(project, task_id, approved=approved, note=note, state=state)
         )
+    except RunLockedError as error:
+        fail(f"{error}; try again when the run has ended", ExitCode.BAD_INPUT, as_json=as_json)
     except (ProjectFileError, StateError, OSError) as error:
         fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
     if as_json:
