@@ -121,6 +121,9 @@ def test_an_approved_call_runs_on_the_next_run(tmp_path: Path) -> None:
     assert "completed" in shown
     assert "approved by a person" in shown
     assert "approved by hand: run_command(" in shown  # the task's history
+    report = json.loads(cli("report", "coditect.yaml", "--json").stdout)
+    (row,) = report["tasks"]
+    assert row["figures"]["tool_calls"] == 1  # the call ran once; its approval is no run
     assert cli("task", "approve", "coditect.yaml", "T1").returncode != 0  # nothing waits now
 
 
