@@ -173,6 +173,7 @@ async def run_tool_loop(execution: Execution, agent: AgentConfig) -> None:
         import_root=workspace,
         allow_commands=agent.allow_commands,
         require_sandbox=agent.require_sandbox,
+        approve=tuple(agent.approve),
         mcp_servers=executor.mcp_servers.get(agent.name, {}),
     )
     recorded = executor.loop_resumes.pop(execution.task.task_id, None)
