@@ -22,6 +22,7 @@ exception escapes a provider. Messages never contain an API key.
     │   ├── LlmServerError             5xx, 529 overloaded                               (retryable)
     │   ├── LlmContentFilterError      the provider refused or filtered the content
     │   └── LlmResponseError           malformed, empty or truncated response            (retryable)
+    │       └── LlmOutputValidationError  a typed output invalid after its re-asks (not retried)
     ├── ProjectFileError               a project file is invalid (names file, line, field, value)
     ├── SchedulingError                bad task graph: unknown dependency, cycle, duplicate id
     ├── AgentError                     an agent is unknown, disabled or misconfigured
@@ -64,6 +65,7 @@ __all__ = [
     "LlmError",
     "LlmJournalMissError",
     "LlmNotInstalledError",
+    "LlmOutputValidationError",
     "LlmPermissionError",
     "LlmRateLimitError",
     "LlmRequestError",
@@ -231,6 +233,31 @@ class LlmResponseError(LlmError):
     """The response could not be used: malformed body, no text, or a stream cut short."""
 
     retryable = True
+
+
+class LlmOutputValidationError(LlmResponseError):
+    """A typed output (``output_schema``) did not parse or validate, re-asks included.
+
+    ``errors`` are the last reply's validation errors (each naming where), ``reply`` is that
+    reply's text (a tool call's arguments), ``tries`` how many calls were made. Not retried by
+    the ordinary retry loop: its own re-asks were the retries.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[str],
+        reply: str,
+        tries: int,
+        provider: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, retryable=False)
+        self.errors = list(errors)
+        self.reply = reply
+        self.tries = tries
 
 
 class ProjectFileError(CoditectError):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from coditect_core.errors import LlmContextLengthError
+from coditect_core.errors import LlmContextLengthError, LlmError
 from coditect_core.llm_abstractions import NO_RETRY, BaseLlm, Tool, create_llm
 from coditect_core.llm_abstractions.local import default_model_path
 
@@ -122,6 +122,42 @@ async def test_streaming_yields_deltas_that_join_into_the_reply(llm: BaseLlm) ->
     assert stream.response.text.strip()
     assert stream.response.finish_reason in {"stop", "length"}
     # No usage check here: llama_cpp.server ignores stream_options and sends none in streams.
+
+
+TYPED_SCHEMA = {
+    "type": "object",
+    "properties": {"colour": {"type": "string", "maxLength": 20}, "n": {"type": "integer"}},
+    "required": ["colour", "n"],
+}
+
+
+async def test_a_typed_output_through_the_servers_grammar(llama_server: str) -> None:
+    """llama-cpp-python's server takes ``json_object`` with the schema (its grammar holds the
+    model to it); it refuses OpenAI's ``json_schema`` form (with an HTTP 500 naming the two
+    types it knows): ``structured_output: json_object`` is the setting for it."""
+    async with create_llm(
+        "openai-compatible",
+        model=MODEL_NAME,
+        base_url=f"{llama_server}/v1",
+        max_tokens=48,
+        timeout=60,
+        retry=NO_RETRY,
+        structured_output="json_object",
+    ) as typed:
+        for i in range(3):
+            response = await typed.generate_async(
+                f"Name colour number {i} and its number.",
+                output_schema=TYPED_SCHEMA,
+                output_retries=0,
+                seed=i,
+            )
+            assert response.output_mode == "native"
+            assert set(response.value) == {"colour", "n"}
+    async with create_llm(
+        "openai-compatible", model=MODEL_NAME, base_url=f"{llama_server}/v1", retry=NO_RETRY
+    ) as plain:
+        with pytest.raises(LlmError, match="'text' or 'json_object'"):
+            await plain.generate_async("Name a colour.", output_schema=TYPED_SCHEMA)
 
 
 async def test_too_long_prompt_is_a_context_length_error(llm: BaseLlm) -> None:

@@ -79,10 +79,21 @@ def test_prices_from_genai_prices(
     assert found == (pytest.approx(cost) if cost is not None else None)
 
 
+def _vendor_price(vendor: str, model: str) -> float:
+    """What genai-prices asks of ``vendor`` for 1M input tokens of ``model`` now (DeepSeek's
+    price depends on the time of day: 0.135 off-peak, 0.27 otherwise)."""
+    from genai_prices import calc_price
+    from genai_prices import types as gp_types
+
+    usage = gp_types.Usage(input_tokens=1_000_000, output_tokens=0)
+    return float(calc_price(usage, model, provider_id=vendor).total_price)
+
+
 @pytest.mark.parametrize(
     ("base_url", "model", "cost"),
     [
-        ("https://api.deepseek.com/v1", "deepseek-chat", 0.135),  # known vendors, by their URL
+        # known vendors, by their URL (DeepSeek's price is the vendor's at this time of day)
+        ("https://api.deepseek.com/v1", "deepseek-chat", "deepseek"),
         ("https://api.groq.com/openai/v1", "llama-3.3-70b-versatile", 0.59),
         ("http://127.0.0.1:8000/v1", "gpt-4o", None),  # a server of one's own: unknown
         ("https://api.deepseek.com/v1", "no-such-model", None),
@@ -90,8 +101,11 @@ def test_prices_from_genai_prices(
     ],
 )
 def test_an_openai_compatible_server_is_priced_by_its_url(
-    base_url: str | None, model: str, cost: float | None
+    base_url: str | None, model: str, cost: float | str | None
 ) -> None:
+    if isinstance(cost, str):
+        cost = _vendor_price(cost, model)
+        assert cost in (pytest.approx(0.135), pytest.approx(0.27))
     found = PriceBook().cost("a", "openai-compatible", model, Usage(1_000_000, 0), base_url)
     assert found == (pytest.approx(cost) if cost is not None else None)
 

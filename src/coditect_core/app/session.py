@@ -484,6 +484,7 @@ class ProjectSession:
                 agent=task.agent,
                 status=ExecutionStatus.SUCCESS,
                 output=succeeded[tid].output,
+                value=succeeded[tid].value,
                 metadata={"resumed": True},
             )
             board.restore(tid, TaskStatus.COMPLETED, result=result)

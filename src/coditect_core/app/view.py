@@ -205,7 +205,12 @@ class ProjectView:
         view = self.task(task_id)
         titles = {v.task_id: v.task.title for v in self.tasks}
         upstream = [
-            UpstreamOutput(dep, titles.get(dep, dep), self.task(dep).row.output or "")
+            UpstreamOutput(
+                dep,
+                titles.get(dep, dep),
+                self.task(dep).row.output or "",
+                value=self.task(dep).row.value,
+            )
             for dep in dict.fromkeys(view.task.dependencies)
             if dep in titles and self.task(dep).row.output is not None
         ]
@@ -329,7 +334,7 @@ def _plan(
 ) -> tuple[ResumePlan, set[str]]:
     """The resume plan a run would follow now, and the tasks it would start at once."""
     succeeded = {
-        tid: SuccessRecord(r.succeeded_hash, int(r.success_seq or 0), r.output)
+        tid: SuccessRecord(r.succeeded_hash, int(r.success_seq or 0), r.output, r.value)
         for tid, r in records.items()
         if r.status == TaskStatus.COMPLETED.value and tid in hashes
     }

@@ -282,8 +282,12 @@ def _print_show(view: ProjectView, task: TaskView, full: bool = False) -> None:
     for message in view.messages(t.task_id):
         out.print(Rule(f"prompt: {esc(message['role'])}", align="left", style="dim"))
         _print_long(message["content"], full, more)
-    out.print(Rule("output", align="left", style="dim"))
-    _print_long(row.output if row.output is not None else "(none)", full, more)
+    if row.value is not None:  # a typed task: its value, pretty (the output is its JSON too)
+        out.print(Rule("value (validated JSON)", align="left", style="dim"))
+        _print_long(json.dumps(row.value, ensure_ascii=False, indent=2), full, more)
+    else:
+        out.print(Rule("output", align="left", style="dim"))
+        _print_long(row.output if row.output is not None else "(none)", full, more)
     if row.error:
         out.print(Rule("error", align="left", style="dim"))
         _print_long(row.error, full, more, style="red")
@@ -498,6 +502,7 @@ def register(app: typer.Typer) -> None:
                 "messages": messages,
                 "prompt": messages[-1]["content"],
                 "output": task.row.output,
+                **({"value": task.row.value} if task.row.value is not None else {}),
                 "attempts": [attempt_dict(a) for a in task.row.attempts],
                 "history": [
                     {

@@ -20,6 +20,7 @@ from ..errors import (
     LlmContextLengthError,
     LlmError,
     LlmNotInstalledError,
+    LlmOutputValidationError,
     LlmPermissionError,
     LlmRateLimitError,
     LlmRequestError,
@@ -33,6 +34,7 @@ from .base_llm import BaseLlm, CallParams, LlmResponse, LlmStream, StreamState, 
 from .keys import resolve_api_key
 from .limits import AgentGate, AgentLimits, LimitedLlm
 from .messages import Message, Messages, normalize_messages, tool_message
+from .output import OutputMode, OutputSchema
 from .pricing import Price, PriceBook, PricedLlm
 from .registry import available_llms, create_llm, get_llm_class, register_llm, unregister_llm
 from .retry import NO_RETRY, RetryPolicy
@@ -67,6 +69,7 @@ __all__ = [
     "LlmContextLengthError",
     "LlmError",
     "LlmNotInstalledError",
+    "LlmOutputValidationError",
     "LlmPermissionError",
     "LlmRateLimitError",
     "LlmRequestError",
@@ -81,6 +84,8 @@ __all__ = [
     "Message",
     "Messages",
     "OpenAICompatible",
+    "OutputMode",
+    "OutputSchema",
     "Price",
     "PriceBook",
     "PricedLlm",

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from ..errors import (
     LlmConfigurationError,
     LlmError,
+    LlmOutputValidationError,
     LlmRequestError,
     LlmResponseError,
     LlmTimeoutError,
@@ -49,10 +50,19 @@ from . import instrumentation
 from .datatypes import CallParams, LlmResponse, StreamState, Usage, finish_reason_of
 from .keys import resolve_api_key
 from .messages import Message, Messages, normalize_messages
+from .output import DEFAULT_OUTPUT_RETRIES, OutputMode, generate_typed
 from .retry import RetryPolicy, call_with_retry
 from .tool_types import Tool
 
-__all__ = ["BaseLlm", "CallParams", "LlmResponse", "LlmStream", "StreamState", "Usage"]
+__all__ = [
+    "BaseLlm",
+    "CallParams",
+    "LlmResponse",
+    "LlmStream",
+    "StreamState",
+    "Usage",
+    "output_modes_of",
+]
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -83,6 +93,9 @@ class BaseLlm(ABC):
     from the LLM it wraps."""
     no_tools_reason: ClassVar[str] = ""
     """Why a provider without tools has none, said in the refusal."""
+    native_output: ClassVar[bool] = False
+    """Whether the provider maps :attr:`CallParams.output` to its own structured output (the
+    ``native`` output mode, :mod:`.output`)."""
     handles_timeout: ClassVar[bool] = False
     """Whether ``_generate`` enforces ``params.timeout`` itself (a command kills its process
     group at it); otherwise the request is cancelled at the timeout."""
@@ -172,13 +185,36 @@ class BaseLlm(ABC):
         """Send ``messages`` and return the reply text. The plan's call."""
         return (await self.generate_async(messages, **kwargs)).text
 
-    async def generate_async(self, messages: Messages, **kwargs: Any) -> LlmResponse:
+    async def generate_async(
+        self,
+        messages: Messages,
+        *,
+        output_schema: object = None,
+        output_mode: OutputMode | str = OutputMode.AUTO,
+        output_retries: int = DEFAULT_OUTPUT_RETRIES,
+        **kwargs: Any,
+    ) -> LlmResponse:
         """Send ``messages`` and return the whole :class:`LlmResponse`, retries included.
 
         Each attempt is one :meth:`request_async`; the instance's ``retry`` policy decides
         whether a failed one is tried again (:func:`.retry.call_with_retry`, the one retry
         loop). An attempt's timeout is cut short so that it ends by the policy's deadline.
+
+        With ``output_schema`` (a JSON Schema dict or a pydantic model class) the reply is
+        parsed and validated into ``response.value``, asked for in ``output_mode`` (``auto``,
+        ``native``, ``tool``, ``prompted``) and re-asked with the errors up to
+        ``output_retries`` times, each try a whole call (:mod:`.output`); then
+        :class:`~coditect_core.errors.LlmOutputValidationError`.
         """
+        if output_schema is not None:
+            return await generate_typed(
+                self,
+                messages,
+                output_schema,
+                mode=output_mode,
+                retries=output_retries,
+                **kwargs,
+            )
         msgs = normalize_messages(messages, provider=self.provider)
         started = time.monotonic()
         observer = instrumentation.start_call(self, msgs, kwargs, stream=False)
@@ -210,6 +246,16 @@ class BaseLlm(ABC):
         """Request ``attempt`` of :meth:`generate_async` failed with ``error`` and is retried
         after ``wait`` seconds: awaited before the wait. Nothing here; a wrapper that reports
         its attempts (the orchestrator's) overrides it."""
+        return
+
+    def output_modes(self) -> tuple[OutputMode, ...]:
+        """The typed-output modes this LLM can use, best first (``auto`` takes the first):
+        ``native`` if the provider maps it, ``tool`` if it calls tools, ``prompted`` always."""
+        return _output_modes(self.native_output, self.supports_tools)
+
+    async def output_invalid(self, error: LlmOutputValidationError, tries: int) -> None:
+        """Try ``tries`` of a typed output was invalid (``error``) and is re-asked: awaited
+        before the re-ask. Nothing here; the orchestrator's wrapper ends the attempt."""
         return
 
     async def request_async(
@@ -250,6 +296,12 @@ class BaseLlm(ABC):
         Messages are validated at once. A failure before the first delta is retried like any
         call; after it, it is raised. To stop early, use ``async with`` or ``aclose()``.
         """
+        if kwargs.get("output_schema") is not None:
+            raise LlmRequestError(
+                "a stream cannot have an output_schema: use generate_async(..., "
+                "output_schema=...) for a validated value",
+                provider=self.provider,
+            )
         msgs = normalize_messages(messages, provider=self.provider)
         return LlmStream(self, msgs, self._params(kwargs), kwargs)
 
@@ -306,6 +358,7 @@ class BaseLlm(ABC):
             timeout=options.pop("timeout", self.timeout),
             tools=(tools := self._checked_tools(options.pop("tools", None))),
             tool_choice=self._checked_tool_choice(options.pop("tool_choice", None), tools),
+            output=options.pop("output", None),
             options=options,
         )
 
@@ -461,6 +514,19 @@ class BaseLlm(ABC):
         finally:
             if self._client_loop is asyncio.get_running_loop():
                 await self.aclose()
+
+
+def output_modes_of(cls: type[BaseLlm]) -> tuple[OutputMode, ...]:
+    """The typed-output modes of provider class ``cls``, best first (see
+    :meth:`BaseLlm.output_modes`)."""
+    return _output_modes(cls.native_output, cls.supports_tools)
+
+
+def _output_modes(native: bool, tools: bool) -> tuple[OutputMode, ...]:
+    modes = [OutputMode.NATIVE] if native else []
+    if tools:
+        modes.append(OutputMode.TOOL)
+    return (*modes, OutputMode.PROMPTED)
 
 
 class LlmStream:

@@ -107,6 +107,7 @@ class Claude(BaseLlm):
     default_max_tokens: ClassVar[int | None] = DEFAULT_MAX_TOKENS
     supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("ANTHROPIC_API_KEY",)
+    native_output: ClassVar[bool] = True  # structured outputs: output_config.format
     client_options: ClassVar[frozenset[str]] = frozenset(
         {"http_client", "default_headers", "default_query"}
     )
@@ -159,6 +160,8 @@ class Claude(BaseLlm):
         if stream:
             kwargs["stream"] = True
         kwargs.update(params.options)
+        if params.output is not None:
+            kwargs["output_config"] = output_config(params.output, kwargs.get("output_config"))
         return kwargs
 
     def _finish(self, stop_reason: str | None) -> str | None:
@@ -279,6 +282,14 @@ class Claude(BaseLlm):
         if mapped is None and isinstance(error, TypeError | ValueError):
             mapped = LlmRequestError(f"invalid request: {short(error)}", provider=p)
         return mapped
+
+
+def output_config(output: dict[str, Any], given: Any = None) -> dict[str, Any]:
+    """A native typed output (:attr:`CallParams.output`) as the Messages API's structured output,
+    ``output_config.format`` (beside what the agent's own ``output_config`` says)."""
+    config = dict(given) if isinstance(given, dict) else {}
+    config["format"] = {"type": "json_schema", "schema": output["schema"]}
+    return config
 
 
 def wire_messages(turns: list[Message]) -> list[dict[str, Any]]:

@@ -140,6 +140,10 @@ class LlmResponse:
     """The tools the model asked to call, in its order (``finish_reason`` ``tool_calls``)."""
     value: Any = None
     """With ``output_schema``: the reply parsed and validated against it."""
+    output_mode: str | None = None
+    """With ``output_schema``: how it was asked for (``native``, ``tool`` or ``prompted``)."""
+    output_tries: int = 0
+    """With ``output_schema``: the calls it took (1: the first reply was valid)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (``usage`` as a nested dict; ``tool_calls`` and ``value`` only
@@ -152,6 +156,10 @@ class LlmResponse:
             del data["tool_calls"]
         if self.value is None:
             del data["value"]
+        elif hasattr(self.value, "model_dump"):  # a pydantic model instance
+            data["value"] = self.value.model_dump(mode="json")
+        if self.output_mode is None:
+            del data["output_mode"], data["output_tries"]
         return data
 
 
@@ -161,7 +169,8 @@ class CallParams:
 
     ``options`` are the provider-specific extras passed straight through to the SDK call.
     ``timeout`` bounds one attempt (for a stream: the wait for each delta). ``tools`` are the
-    tools the model may call and ``tool_choice`` whether it must (:mod:`.tool_types`).
+    tools the model may call and ``tool_choice`` whether it must (:mod:`.tool_types`);
+    ``output`` the schema of a native typed output.
     """
 
     model: str
@@ -171,6 +180,9 @@ class CallParams:
     options: dict[str, Any] = field(default_factory=dict)
     tools: tuple[Tool, ...] = ()
     tool_choice: ToolChoice | None = None
+    output: dict[str, Any] | None = None
+    """``native`` typed output (:mod:`.output`): ``{"name", "schema"}``, the JSON Schema the
+    reply must match, for the provider to map to its own structured-output field."""
 
 
 @dataclass(slots=True)

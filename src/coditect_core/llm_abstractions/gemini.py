@@ -127,6 +127,7 @@ class Gemini(BaseLlm):
     supports_tools = True
     api_key_env: ClassVar[tuple[str, ...]] = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     client_options: ClassVar[frozenset[str]] = frozenset({"http_client", "headers", "api_version"})
+    native_output: ClassVar[bool] = True  # responseMimeType + responseJsonSchema
 
     def _create_client(self) -> Any:
         try:
@@ -193,6 +194,8 @@ class Gemini(BaseLlm):
             config["temperature"] = params.temperature
         if params.timeout != self.timeout:
             config["http_options"] = types.HttpOptions(timeout=self._ms(params.timeout))
+        if params.output is not None:
+            config.update(json_response_config(params.output))
         config.update(params.options)
         try:
             return contents, types.GenerateContentConfig(**config)
@@ -345,6 +348,12 @@ class Gemini(BaseLlm):
         if isinstance(error, TypeError | ValueError):
             return LlmRequestError(f"invalid request: {short(error)}", provider=p)
         return None
+
+
+def json_response_config(output: dict[str, Any]) -> dict[str, Any]:
+    """A native typed output (:attr:`CallParams.output`) as generation settings: JSON replies
+    matching ``responseJsonSchema`` (the whole JSON Schema, not the OpenAPI subset)."""
+    return {"response_mime_type": "application/json", "response_json_schema": output["schema"]}
 
 
 def _turn(messages: list[Message]) -> int:

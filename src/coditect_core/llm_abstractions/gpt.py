@@ -92,6 +92,7 @@ class Gpt(BaseLlm):
             "websocket_base_url",
         }
     )
+    native_output: ClassVar[bool] = True  # response_format json_schema
     # OpenAI's current models take max_completion_tokens (reasoning models refuse max_tokens).
     max_tokens_param: ClassVar[str] = "max_completion_tokens"
     # Ask for usage at the end of a stream; switched off for a server that refuses the option.
@@ -101,6 +102,10 @@ class Gpt(BaseLlm):
 
     def _sdk_api_key(self) -> str:
         return self._api_key.get() if self._api_key else ""
+
+    def _response_format(self, output: dict[str, Any]) -> dict[str, Any]:
+        """A native typed output as this server's ``response_format``."""
+        return response_format(output)
 
     def _create_client(self) -> Any:
         try:
@@ -138,6 +143,8 @@ class Gpt(BaseLlm):
             kwargs["stream"] = True
             if self.stream_usage:
                 kwargs["stream_options"] = {"include_usage": True}
+        if params.output is not None:
+            kwargs["response_format"] = self._response_format(params.output)
         kwargs.update(params.options)
         return kwargs
 
@@ -297,6 +304,8 @@ class OpenAICompatible(Gpt):
 
     ``base_url`` is required (e.g. ``http://localhost:11434/v1`` for Ollama); a key is optional
     and never read from ``OPENAI_API_KEY`` (that key is for OpenAI, not for this server).
+    ``structured_output`` (:data:`STRUCTURED_OUTPUT_STYLES`) says how it is asked for a typed
+    output: ``json_schema`` (the default) or ``json_object`` (llama-cpp-python's server).
     """
 
     provider = "openai-compatible"
@@ -308,6 +317,13 @@ class OpenAICompatible(Gpt):
     def __init__(
         self, model: str | None = None, api_key: str | None = None, **settings: Any
     ) -> None:
+        style = settings.pop("structured_output", "json_schema")
+        if style not in STRUCTURED_OUTPUT_STYLES:
+            raise LlmConfigurationError(
+                f"structured_output {style!r} is not one of {', '.join(STRUCTURED_OUTPUT_STYLES)}",
+                provider=self.provider,
+            )
+        self.structured_output: str = style
         if not settings.get("base_url"):
             raise LlmConfigurationError(
                 "OpenAICompatible needs base_url, the server's address ending in /v1 "
@@ -319,6 +335,43 @@ class OpenAICompatible(Gpt):
     def _sdk_api_key(self) -> str:
         # The SDK insists on a key; local servers ignore it. Never let it read OPENAI_API_KEY.
         return self._api_key.get() if self._api_key else "no-key"
+
+    def _response_format(self, output: dict[str, Any]) -> dict[str, Any]:
+        if self.structured_output == "json_object":  # llama-cpp-python's server
+            return {"type": "json_object", "schema": output["schema"]}
+        return response_format(output)
+
+
+STRUCTURED_OUTPUT_STYLES = ("json_schema", "json_object")
+"""How an :class:`OpenAICompatible` server is asked for a typed output (its ``structured_output``
+setting): ``json_schema`` (OpenAI's ``response_format``; llama.cpp's llama-server, vLLM,
+Ollama, LM Studio) or ``json_object`` with a ``schema`` (llama-cpp-python's server, whose
+grammar then holds the model to it)."""
+
+
+def response_format(output: dict[str, Any]) -> dict[str, Any]:
+    """A native typed output (:attr:`CallParams.output`) as ``response_format``: json_schema,
+    ``strict`` when the schema allows it (every object closed, every property required)."""
+    schema = output["schema"]
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": output["name"], "schema": schema, "strict": _strictable(schema)},
+    }
+
+
+def _strictable(schema: Any) -> bool:
+    """Whether OpenAI's strict mode takes ``schema`` as it is."""
+    if isinstance(schema, list):
+        return all(_strictable(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required", ())) != set(props):
+            return False
+    return all(_strictable(v) for k, v in schema.items() if k not in ("enum", "const", "default"))
 
 
 def wire_messages(messages: list[Message]) -> list[dict[str, Any]]:

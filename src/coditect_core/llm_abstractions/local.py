@@ -306,6 +306,12 @@ def clear_model_cache() -> None:
 # --------------------------------------------------------------------- the provider
 
 
+def grammar_format(output: dict[str, Any]) -> dict[str, Any]:
+    """A native typed output (:attr:`CallParams.output`) as llama-cpp-python's
+    ``response_format``: a JSON object constrained by the grammar made from the schema."""
+    return {"type": "json_object", "schema": output["schema"]}
+
+
 class LocalLlm(BaseLlm):
     """A GGUF model run in-process by llama.cpp (provider ``local``; ``meta-llama`` too).
 
@@ -323,6 +329,7 @@ class LocalLlm(BaseLlm):
     )
     default_max_tokens: ClassVar[int | None] = DEFAULT_MAX_TOKENS
     client_options: ClassVar[frozenset[str]] = LOAD_OPTIONS
+    native_output: ClassVar[bool] = True  # llama.cpp's grammar made from the JSON Schema
 
     def __init__(self, model: str | None = None, api_key: str | None = None, **settings: Any):
         path = check_gguf(os.fspath(model) if model else default_model_path())
@@ -346,6 +353,8 @@ class LocalLlm(BaseLlm):
         call["max_tokens"] = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         if params.temperature is not None:
             call["temperature"] = params.temperature
+        if params.output is not None:
+            call["response_format"] = grammar_format(params.output)
         return load, call
 
     async def _model(self, path: str, load: dict[str, Any]) -> _LoadedModel:

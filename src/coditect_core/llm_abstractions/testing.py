@@ -84,6 +84,7 @@ class FakeLlm(BaseLlm):
     provider = "fake"
     default_model = "fake-model"
     supports_tools = True
+    native_output = True  # (a scripted reply is what it is: `params.output` is only recorded)
 
     def __init__(
         self,

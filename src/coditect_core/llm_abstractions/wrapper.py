@@ -21,6 +21,7 @@ from typing import Any
 from ..secrets import Secret
 from .base_llm import BaseLlm, CallParams, LlmResponse, LlmStream, StreamState
 from .messages import Message, Messages
+from .output import OutputMode
 from .retry import RetryPolicy
 
 __all__ = ["WrapperLlm"]
@@ -70,6 +71,10 @@ class WrapperLlm(BaseLlm):
     ) -> AsyncIterator[str]:
         raise NotImplementedError("a wrapper streams through stream_content_async")
         yield ""  # pragma: no cover (makes this an async generator, as the contract says)
+
+    def output_modes(self) -> tuple[OutputMode, ...]:
+        """The wrapped LLM's (the provider's) typed-output modes."""
+        return self.wrapped.output_modes()
 
     def prepare(self) -> None:
         self.wrapped.prepare()

@@ -29,6 +29,7 @@ from ..errors import (
     LlmAuthenticationError,
     LlmConfigurationError,
     LlmError,
+    LlmOutputValidationError,
     LlmPermissionError,
     LlmRateLimitError,
     LlmRequestError,
@@ -89,9 +90,12 @@ def failure_cost(error: BaseException) -> float | None:
     provider refused or failed it (rate limit, bad request, authentication, permission, server
     error, any HTTP error status). A timeout, a dropped connection, a malformed or truncated
     reply or a filtered completion may have been billed for work we never received: unknown.
+    A typed output that did not validate adds nothing: its reply came whole and was priced.
     """
     if isinstance(error, _UNBILLED) or not isinstance(error, LlmError):
         return 0.0  # (an error outside the LLM tree: an agent or a setting, before any request)
+    if isinstance(error, LlmOutputValidationError):
+        return 0.0  # the reply came whole and was priced; it only did not fit the schema
     status = getattr(error, "status_code", None)
     if status is not None and status >= 400:
         return 0.0
@@ -282,6 +286,11 @@ class AttemptedLlm(WrapperLlm):
 
     async def retry_waiting(self, error: LlmError, attempt: int, wait: float) -> None:
         await self.attempts.waiting(self.agent, error, attempt, wait)
+
+    async def output_invalid(self, error: LlmOutputValidationError, tries: int) -> None:
+        """A typed output is re-asked: the attempt that gave the invalid reply ends (failed,
+        with the validation errors); the re-ask is the next attempt."""
+        self.attempts.failed(self.agent, self.model, error)
 
     async def request_async(
         self, messages: Messages, *, deadline: float | None = None, **kwargs: Any

@@ -115,7 +115,8 @@ class TaskBoard:
         for dep in dict.fromkeys(task.dependencies):
             result = self.results.get(dep)
             if result is not None and result.output is not None:
-                out.append(UpstreamOutput(dep, self.tasks[dep].title, result.output))
+                title = self.tasks[dep].title
+                out.append(UpstreamOutput(dep, title, result.output, value=result.value))
         return out
 
     # ------------------------------------------------------------------ the one transition

@@ -66,6 +66,8 @@ class ExecutionResult:
     cached: bool = False
     earlier_attempts: list[ExecutionResult] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    value: Any = None
+    """A typed task's validated output (plain JSON data; ``output`` is its JSON text)."""
 
     @property
     def succeeded(self) -> bool:
@@ -93,6 +95,7 @@ class ExecutionResult:
             "cached": self.cached,
             "earlier_attempts": [e.to_dict() for e in self.earlier_attempts],
             "metadata": json.loads(json.dumps(self.metadata, default=str)),
+            "value": self.value,
         }
 
     @classmethod
@@ -120,5 +123,6 @@ class ExecutionResult:
             cached=bool(data.get("cached", False)),
             earlier_attempts=[cls.from_dict(e) for e in data.get("earlier_attempts") or ()],
             metadata=dict(data.get("metadata") or {}),
+            value=data.get("value"),
             **times,
         )

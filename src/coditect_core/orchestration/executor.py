@@ -477,13 +477,21 @@ class TaskExecutor:
 
     async def _execute_api(self, execution: Execution, agent: AgentConfig) -> None:
         """The plan's step 4.3: the agent's LLM (the ``_llm_factory`` class, one instance per
-        agent, behind its pipeline) is sent the task's messages, and its answer is the task's.
+        agent, behind its pipeline) is sent the task's messages, and its answer is the task's
+        (a typed task's: its validated value, :meth:`Execution.ask_typed`).
         An agent with ``tools`` runs the agent loop instead (:func:`.tool_loop.run_tool_loop`):
         each model turn through the same pipeline, the loop's final answer the task's."""
         if agent.tools or self.mcp_servers.get(agent.name):
+            if execution.task.output_schema is not None:
+                raise AgentError(
+                    f"task {execution.task.task_id!r} has an output_schema, but agent "
+                    f"{agent.name!r} runs the agent loop (it has tools or MCP servers): a typed "
+                    "output through the agent loop is not supported yet; use an agent without "
+                    "tools for it"
+                )
             await run_tool_loop(execution, agent)
             return
-        execution.answered(await execution.ask(agent, execution.messages(agent)))
+        execution.answered(await execution.ask_typed(agent, execution.messages(agent)))
 
     async def _run_with_fallbacks(
         self, execution: Execution, first: AgentConfig, interface: AgentInterface

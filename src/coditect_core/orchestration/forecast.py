@@ -14,6 +14,11 @@ person, none), each with:
   none (the worst case is then unbounded). An agent with tools runs a loop of model turns: its
   call counts one turn in the low case, :data:`EXPECTED_TURNS` in the expected case and its
   ``max_turns`` in the worst case (a bound, not a figure: the forecast says so).
+* a typed task (``output_schema``): its schema counted in the input; its ``output_retries``
+  re-asks (default :data:`~coditect_core.llm_abstractions.output.DEFAULT_OUTPUT_RETRIES`) listed
+  as calls ``re-ask N`` that cost nothing in the low and expected cases (the reply fits) and
+  everything in the worst (each one's input: the conversation so far, the invalid reply at the
+  output bound, and :data:`REASK_CHARS` of errors).
 * three costs from the price book (:mod:`..llm_abstractions.pricing`): **low** (input x
   :data:`LOW_INPUT`, a tenth of the output bound), **expected** (the input estimate, half the
   bound) and **worst** (input x :data:`WORST_INPUT`, the whole bound, on the dearest of the agent
@@ -26,12 +31,14 @@ timeout after the provider worked) are not foreseen: their cost is unknown in th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import AgentError
 from ..llm_abstractions.messages import Message
+from ..llm_abstractions.output import DEFAULT_OUTPUT_RETRIES
 from .agent_registry import AgentConfig, AgentInterface
 from .estimate import (
     ASSUMED_OUTPUT,
@@ -59,6 +66,7 @@ __all__ = [
     "EXPECTED_TURNS",
     "LOW_INPUT",
     "MESSAGE_OVERHEAD",
+    "REASK_CHARS",
     "REQUEST_OVERHEAD",
     "WORST_INPUT",
     "CallForecast",
@@ -75,6 +83,8 @@ WORST_INPUT = 1.6
 EXPECTED_TURNS = 3
 """Model turns the expected case counts for an agent with tools (the low case: one; the worst:
 its ``max_turns``, a bound the loop never passes)."""
+REASK_CHARS = 800
+"""Characters of the message listing a typed output's validation errors (a re-ask's input)."""
 
 ESTIMATE_NOTE = (
     "input tokens are an offline estimate (4 characters a token, +4 a message, +3 a request; "
@@ -96,7 +106,7 @@ def nothing_cached(agent: AgentConfig, messages: Sequence[Message]) -> bool:
 class CallForecast:
     """One call a task would make."""
 
-    role: str  # "call", or a hybrid's "draft", "review", "revision"
+    role: str  # "call", a hybrid's "draft", "review", "revision", a typed output's "re-ask N"
     agent: str
     provider: str | None
     model: str | None
@@ -399,11 +409,14 @@ def forecast_run(
         )
         chars = [len(str(m["content"])) for m in messages]
         chars[-1] += extra
+        if task.output_schema is not None:  # sent too: a native field, a tool, a system prompt
+            chars[0] += len(json.dumps(task.output_schema))
         calls: list[CallForecast] = []
         if agent.interface is AgentInterface.INTERACTIVE:
             forecasts.append(TaskForecast(tid, agent.name, [], note=""))
             continue
         calls.append(f.call("call", agent, chars, messages if known else None))
+        typed_chars: Sequence[int] = chars  # the call that asks for a typed output
         if agent.tools and agent.interface is AgentInterface.API:
             calls[0] = _loop_call(calls[0], agent.max_turns)
         if agent.interface is AgentInterface.HYBRID and agent.reviewer in executor.registry:
@@ -420,8 +433,31 @@ def forecast_run(
             rchars[-2] += draft
             rchars[-1] += review
             calls.append(f.call("revision", agent, rchars, None))
+            typed_chars = rchars
+        if task.output_schema is not None:
+            calls += _reasks(f, task, agent, calls[-1], typed_chars)
         forecasts.append(TaskForecast(tid, agent.name, calls))
     return RunForecast(forecasts, list(plan.skip), sorted(held), prices)
+
+
+def _reasks(
+    f: _Forecaster,
+    task: AgentTask,
+    agent: AgentConfig,
+    typed: CallForecast,
+    chars: Sequence[int],
+) -> list[CallForecast]:
+    """The re-asks a typed task's call (``typed``, of ``chars``) may take: free unless its
+    reply does not fit, so they count in the worst case only."""
+    retries = DEFAULT_OUTPUT_RETRIES if task.output_retries is None else task.output_retries
+    bound = typed.output_bound if typed.output_bound is not None else ASSUMED_OUTPUT
+    out: list[CallForecast] = []
+    grown = list(chars)
+    for number in range(1, retries + 1):
+        grown += [bound * CHARS_PER_TOKEN, REASK_CHARS]  # the invalid reply, then its errors
+        call = f.call(f"re-ask {number}", agent, grown, None)
+        out.append(replace(call, low_usd=0.0, expected_usd=0.0))
+    return out
 
 
 def _review_chars(

@@ -70,11 +70,24 @@ class Execution:
         """One call of ``agent``'s request pipeline, retried by its policy, as attempts."""
         return await self.llm(agent).generate_async(messages, **options)
 
+    async def ask_typed(self, agent: AgentConfig, messages: list[Message]) -> LlmResponse:
+        """:meth:`ask` with the task's typed output (``output_schema``), if it has one: its
+        answer then carries the validated ``value``."""
+        return await self.ask(agent, messages, **self.task.typed_output())
+
     def answered(self, response: LlmResponse) -> None:
-        """The task is done with ``response``."""
+        """The task is done with ``response`` (a typed one: its value, as JSON text too)."""
         result = self.result
         result.status = ExecutionStatus.SUCCESS
         result.output = response.text
+        if response.output_mode is not None:
+            value = response.value
+            if hasattr(value, "model_dump"):
+                value = value.model_dump(mode="json")
+            result.value = value
+            result.output = json.dumps(value, ensure_ascii=False, indent=2)
+            result.metadata["output_mode"] = response.output_mode
+            result.metadata["output_tries"] = response.output_tries
         result.model = response.model
         result.finish_reason = response.finish_reason
 
@@ -84,7 +97,7 @@ Handler = Callable[[Execution, AgentConfig], Awaitable[None]]
 
 async def run_cli(execution: Execution, agent: AgentConfig) -> None:
     """An external command-line agent: the prompt on its stdin, its stdout back."""
-    execution.answered(await execution.ask(agent, execution.messages(agent)))
+    execution.answered(await execution.ask_typed(agent, execution.messages(agent)))
     if agent.command:
         execution.result.metadata["command"] = agent.command[0]
 
@@ -94,7 +107,8 @@ async def run_script(execution: Execution, agent: AgentConfig) -> None:
     messages = execution.messages(agent)
     payload = script_payload(execution.task, agent, messages, execution.upstream)
     stdin = json.dumps(payload, ensure_ascii=False)
-    execution.answered(await execution.ask(agent, messages, payload=stdin))
+    typed = execution.task.typed_output()  # its stdout's output validated (prompted mode)
+    execution.answered(await execution.ask(agent, messages, payload=stdin, **typed))
 
 
 async def run_interactive(execution: Execution, agent: AgentConfig) -> None:
@@ -134,7 +148,7 @@ async def run_hybrid(execution: Execution, agent: AgentConfig) -> None:
             max_context_chars=execution.executor.max_context_chars,
         ),
     )
-    final = await execution.ask(agent, revision_messages(messages, draft.text, review.text))
+    final = await execution.ask_typed(agent, revision_messages(messages, draft.text, review.text))
     execution.answered(final)
     execution.result.metadata.update(
         {

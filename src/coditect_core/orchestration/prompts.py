@@ -7,8 +7,10 @@ hybrid interface's review and revision turns, and the hand-off text for a person
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..llm_abstractions.messages import Message
 from .agent_registry import AgentConfig
@@ -48,6 +50,18 @@ class UpstreamOutput:
     task_id: str
     title: str
     output: str
+    value: Any = None
+    """A typed dependency's validated output (JSON data): given as a JSON block."""
+
+    def context(self, limit: int) -> str:
+        """The output as the context shows it: a typed one as a ```json block (cut at
+        ``limit`` characters, then no longer JSON: said so), else the text cut at ``limit``."""
+        if self.value is None:
+            return _clip(self.output, limit)
+        text = json.dumps(self.value, ensure_ascii=False, indent=2)
+        if len(text) > limit:
+            return "(JSON, cut)\n" + _clip(text, limit)
+        return f"```json\n{text}\n```"
 
 
 def upstream_from_mapping(outputs: Mapping[str, str]) -> list[UpstreamOutput]:
@@ -83,9 +97,7 @@ def task_prompt(
     if task.success_criteria:
         parts.append("## Success criteria\n" + _bullets(task.success_criteria))
     if upstream:
-        context = [
-            f"### {u.task_id}: {u.title}\n{_clip(u.output, max_context_chars)}" for u in upstream
-        ]
+        context = [f"### {u.task_id}: {u.title}\n{u.context(max_context_chars)}" for u in upstream]
         parts.append(
             "## Context: output of the tasks this one depends on\n\n" + "\n\n".join(context)
         )

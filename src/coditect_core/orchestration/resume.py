@@ -81,6 +81,8 @@ class SuccessRecord:
     content_hash: str | None
     seq: int
     output: str | None = None
+    value: Any = None
+    """A typed task's validated output (JSON data), if it has one."""
 
 
 HELD = "held: cancelled by hand; it and its dependents wait for `task reset`"
@@ -180,7 +182,8 @@ def plan_resume(
 def agent_task_hash(task: AgentTask, registry: AgentRegistry, default_agent: str | None) -> str:
     """The content hash of ``task`` as it would run: its own prompt (without the upstream
     outputs), the agent it resolves to (:meth:`AgentRegistry.resolve`), that agent's model,
-    interface and system prompt, and its dependencies."""
+    interface and system prompt, its dependencies, and its typed output (schema, mode, retries:
+    only when it has one, so the hashes of other tasks stay as they were)."""
     agent: str | None = task.agent
     model = interface = system = None
     try:
@@ -196,4 +199,5 @@ def agent_task_hash(task: AgentTask, registry: AgentRegistry, default_agent: str
         dependencies=task.dependencies,
         interface=interface,
         system_prompt=system,
+        **({"typed_output": task.typed_output()} if task.output_schema is not None else {}),
     )

@@ -91,6 +91,9 @@ class AgentTask:
 
     ``agent`` names the agent to run it (``None``: the executor's default). ``dependencies`` are
     task ids that must complete first; their outputs reach this task's prompt as context.
+    ``output_schema`` (a JSON Schema) makes its output a validated JSON value
+    (:mod:`coditect_core.llm_abstractions.output`), asked for in ``output_mode`` (``None``:
+    auto) and re-asked up to ``output_retries`` times (``None``: the default, 2).
     """
 
     task_id: str
@@ -109,6 +112,20 @@ class AgentTask:
     completed_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
+    output_mode: str | None = None
+    output_retries: int | None = None
+
+    def typed_output(self) -> dict[str, Any]:
+        """The keyword arguments of a typed call for this task (none without a schema)."""
+        if self.output_schema is None:
+            return {}
+        options: dict[str, Any] = {"output_schema": self.output_schema}
+        if self.output_mode is not None:
+            options["output_mode"] = self.output_mode
+        if self.output_retries is not None:
+            options["output_retries"] = self.output_retries
+        return options
 
     def __post_init__(self) -> None:
         if not isinstance(self.task_id, str) or not self.task_id.strip():

@@ -78,6 +78,10 @@ The format (every key is optional unless marked *required*)::
         estimated_hours: 1.5
         timeout: 300                       # seconds, for this task
         metadata: {any: json}
+        output_schema: schemas/plan.json   # its output is JSON matching this JSON Schema
+                                           # (inline, or a .json file beside this file)
+        output_mode: auto                  # auto | native | tool | prompted
+        output_retries: 2                  # re-asks of an invalid reply (0 to 10)
 
 ``${VAR}`` and ``${VAR:-default}`` are expanded from the environment in the string settings of
 agents and MCP servers (``$${`` is a literal ``${``); task text is taken literally. An unset
@@ -87,7 +91,8 @@ variable is an error only for an agent the run uses (or an MCP server of one). E
 
 The package splits along its seams: :mod:`._yaml` (safe parsing with lines), :mod:`.schema`
 (types), :mod:`.checks` (cross-field rules), :mod:`.env` (``${VAR}``), :mod:`.diagnostics`
-(error text), :mod:`.loader` (the API).
+(error text), :mod:`.output_schemas` (a task's ``output_schema``: inline or a file, checked),
+:mod:`.loader` (the API).
 """
 
 from __future__ import annotations

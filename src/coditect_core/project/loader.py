@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -44,6 +45,7 @@ from ._yaml import MAX_FILE_BYTES, FieldPath, LineMap, format_path, paused_gc, r
 from .checks import agent_strings, check_project, mcp_strings
 from .diagnostics import Problem, from_validation_error, raise_problems
 from .env import expand, expand_value, references, secret_values
+from .output_schemas import read_output_schemas
 from .schema import AgentSpec, BudgetSpec, DefaultsSpec, PriceSpec, ProjectSpec, ResourcesSpec
 
 __all__ = [
@@ -189,6 +191,8 @@ class ProjectFile:
     path: str
     spec: ProjectSpec
     lines: LineMap
+    output_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    """Task id -> its ``output_schema`` (read from its file if it named one), checked."""
 
     @property
     def name(self) -> str:
@@ -393,6 +397,9 @@ class ProjectFile:
                 tags=list(task.tags),
                 estimated_hours=task.estimated_hours,
                 metadata=copy.deepcopy(task.metadata) if task.metadata else {},
+                output_schema=copy.deepcopy(self.output_schemas.get(task.id)),
+                output_mode=task.output_mode,
+                output_retries=task.output_retries,
             )
             for task in self.spec.tasks
         ]
@@ -630,4 +637,6 @@ def _check(data: object, lines: LineMap, name: str) -> ProjectFile:
         raise_problems(from_validation_error(error, data, lines), name)
         raise  # unreachable: pydantic always reports at least one error
     raise_problems(check_project(spec, lines), name)
-    return ProjectFile(path=name, spec=spec, lines=lines)
+    schemas, problems = read_output_schemas(spec, lines, name)
+    raise_problems(problems, name)
+    return ProjectFile(path=name, spec=spec, lines=lines, output_schemas=schemas)

@@ -191,6 +191,10 @@ class TaskSpec(_Spec):
     estimated_hours: NonNegative | None = None
     timeout: Positive | None = None
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    # A typed output: a JSON Schema inline, or a .json file's path (read by .output_schemas).
+    output_schema: dict[str, JsonValue] | NonEmptyStr | None = None
+    output_mode: Literal["auto", "native", "tool", "prompted"] | None = None
+    output_retries: Annotated[int, Field(ge=0, le=10)] | None = None
 
 
 class DefaultsSpec(_Spec):

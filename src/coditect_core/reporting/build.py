@@ -282,11 +282,14 @@ def report_from(
         attempts = attempt_rows.get(tid, [])
         status = status_now.get(tid, _NOT_RUN)
         final = attempts[-1] if attempts else None
+        value = None
         if run_id is None and record is not None:
-            output, error = record.output, record.error
+            output, error, value = record.output, record.error, record.value
         else:
             output = final.output if final and final.status == "succeeded" else None
             error = final.error if final else None
+            if record is not None and output is not None and output == record.output:
+                value = record.value  # (this run's success is the task's last)
         if error is None and status in ("blocked", "cancelled") and history.get(tid):
             error = history[tid][-1].note or None
         if error is not None and error.startswith(f"{status}: "):  # shown beside its status
@@ -309,6 +312,7 @@ def report_from(
                 prompt=task_prompt(task) if task else None,
                 history=history.get(tid, []),
                 updated_at=record.updated_at if record is not None else None,
+                value=value,
             )
         )
     rows.sort(key=lambda r: r.level)  # stable: file order within a level

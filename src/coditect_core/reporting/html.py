@@ -10,6 +10,7 @@ keep a 500-task report to a fraction of a second.
 
 from __future__ import annotations
 
+import json
 from html import escape
 
 from ..orchestration.spend import Tally
@@ -229,6 +230,11 @@ def _task(t: TaskRow, dependents: list[str], limit: int) -> str:
         body.append(f"<h4>Error</h4>{_pre(t.error, limit, 'err')}")
     if t.attempts:
         body.append(f"<h4>Attempts</h4>{_attempts_table(t.attempts, limit)}")
+    if t.value is not None:
+        body.append(
+            "<h4>Value (validated against its output_schema)</h4>"
+            + _pre(json.dumps(t.value, ensure_ascii=False, indent=2), limit)
+        )
     if t.output is not None:
         body.append(
             f'<details class="more" open><summary>Output ({len(t.output):,} characters)'

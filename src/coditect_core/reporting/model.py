@@ -256,6 +256,8 @@ class TaskRow(_Attempted):
     """The task's status changes in scope, oldest first."""
     updated_at: float | None = None
     """When the store last changed the task (``None``: never recorded)."""
+    value: Any = None
+    """A typed task's validated output (JSON data, its ``output_schema``'s); else ``None``."""
 
     @property
     def started_at(self) -> float | None:
@@ -295,6 +297,7 @@ class TaskRow(_Attempted):
             "error": self.error,
             "truncated": self.truncated,
             "output": self.output,
+            **({"value": self.value} if self.value is not None else {}),
             "attempts": [a.to_dict() for a in self.attempts],
             "history": [
                 {

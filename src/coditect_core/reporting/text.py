@@ -138,6 +138,18 @@ def render_markdown(report: ReportData) -> str:
             lines.append(f"- {_md_id(task.task_id)} **{task.status}**: {md_escape(error)}{more}")
         for group in groups:  # once per cause, not once per blocked task
             lines.append(f"- {blocked_line(group, _md_id)}")
+    typed = [task for task in report.tasks if task.value is not None]
+    if typed:
+        lines += [
+            "",
+            "## Values",
+            "",
+            "The validated outputs of the tasks with an output_schema.",
+            "",
+        ]
+        for task in typed:
+            text = json.dumps(task.value, ensure_ascii=False, indent=2).replace("```", "` ` `")
+            lines += [f"### {_md_id(task.task_id)}", "", "```json", text, "```", ""]
     return fmt.inert(fmt.masked("\n".join(lines) + "\n"))
 
 

@@ -71,6 +71,7 @@ def attempt_outcome(result: ExecutionResult) -> AttemptOutcome:
         cached=result.cached,
         turn=turn if isinstance(turn := result.metadata.get("turn"), int) else None,
         tool_calls=json.dumps(calls) if (calls := result.metadata.get("tool_calls")) else None,
+        value=None if result.value is None else json.dumps(result.value, ensure_ascii=False),
     )
 
 

@@ -202,13 +202,13 @@ def _end_attempt(
     cur = conn.execute(
         "UPDATE attempts SET status = ?, finished_at = ?, error = ?, prompt_tokens = ?, "
         "completion_tokens = ?, latency_s = ?, cost = ?, output = ?, finish_reason = ?, "
-        "cached = ?, turn = ?, tool_calls = ? "
+        "cached = ?, turn = ?, tool_calls = ?, value = ? "
         "WHERE id = ? AND status = 'running'",
         (
             status.value, at, scrub(outcome.error), outcome.prompt_tokens,
             outcome.completion_tokens, outcome.latency_s, outcome.cost, scrub(outcome.output),
             scrub(outcome.finish_reason), int(outcome.cached), outcome.turn,
-            scrub(outcome.tool_calls), attempt_id,
+            scrub(outcome.tool_calls), scrub(outcome.value), attempt_id,
         ),
     )  # fmt: skip
     if cur.rowcount != 1:
@@ -477,10 +477,12 @@ class Ops:
         """The task reaches ``status``, ending attempt ``attempt_id`` with ``attempt`` if given;
         ``held`` only with ``cancelled`` or ``completed`` (by hand)."""
         attempt_status = None
+        value: str | None = None  # a typed task's value: its successful attempt's
         if attempt is not None:
             if attempt_id is None:
                 raise ValueError("task_finished: an attempt outcome needs its attempt_id")
             attempt_status = _final_attempt_status(attempt)
+            value = attempt.value
             if output is None:
                 output = attempt.output
             if error is None:
@@ -502,13 +504,15 @@ class Ops:
             if status is TaskStatus.COMPLETED:
                 conn.execute(
                     "UPDATE tasks SET status = ?, updated_at = ?, output = ?, error = NULL, "
-                    "held = ?, succeeded_hash = content_hash, success_seq = ? WHERE id = ?",
-                    (status.value, now, s(output), int(kept), event_id, ref),
+                    "held = ?, succeeded_hash = content_hash, success_seq = ?, value = ? "
+                    "WHERE id = ?",
+                    (status.value, now, s(output), int(kept), event_id, s(value), ref),
                 )
             else:
                 conn.execute(
                     "UPDATE tasks SET status = ?, updated_at = ?, output = coalesce(?, output), "
-                    "error = ?, held = ?, succeeded_hash = NULL, success_seq = NULL WHERE id = ?",
+                    "error = ?, held = ?, succeeded_hash = NULL, success_seq = NULL, value = NULL "
+                    "WHERE id = ?",
                     (status.value, now, s(output), s(error), int(held), ref),
                 )
 

@@ -68,6 +68,8 @@ class AttemptOutcome:
     """An agent loop's model turn that asked for tool calls: its number in the loop."""
     tool_calls: str | None = None
     """The calls that turn asked for, as JSON."""
+    value: str | None = None
+    """A typed task's validated output, as JSON text; None for any other."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ class TaskRecord:
     held: bool = False
     """A person's decision: cancelled by hand, it stays cancelled, and its dependents blocked,
     until it is reset; completed by hand, runs keep it until it is rerun."""
+    value: Any = None
+    """A typed task's validated output (JSON data) from its last success; None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,13 +225,21 @@ def read_runs(conn: sqlite3.Connection, project: str) -> list[RunRecord]:
 def read_tasks(conn: sqlite3.Connection, project: str) -> list[TaskRecord]:
     rows = conn.execute(
         "SELECT t.task_id, t.status, t.content_hash, t.output, t.error, t.updated_at, "
-        "t.succeeded_hash, t.success_seq, t.held "
+        "t.succeeded_hash, t.success_seq, t.held, t.value "
         "FROM tasks t JOIN projects p ON p.id = t.project_id WHERE p.name = ? ORDER BY t.id",
         (project,),
     ).fetchall()
     return [
-        TaskRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], held=bool(r[8])) for r in rows
+        TaskRecord(
+            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], held=bool(r[8]), value=_json(r[9])
+        )
+        for r in rows
     ]
+
+
+def _json(text: str | None) -> Any:
+    """A stored value's JSON text as data (None stays None)."""
+    return None if text is None else json.loads(text)
 
 
 def read_task_history(conn: sqlite3.Connection, project: str, task_id: str) -> list[TaskEvent]:
@@ -337,11 +349,11 @@ def read_loop(conn: sqlite3.Connection, project: str, task_id: str) -> RecordedL
 
 def read_succeeded(conn: sqlite3.Connection, project: str) -> dict[str, SuccessRecord]:
     rows = conn.execute(
-        "SELECT t.task_id, t.succeeded_hash, t.success_seq, t.output FROM tasks t "
+        "SELECT t.task_id, t.succeeded_hash, t.success_seq, t.output, t.value FROM tasks t "
         "JOIN projects p ON p.id = t.project_id WHERE p.name = ? AND t.status = 'completed'",
         (project,),
     ).fetchall()
-    return {r[0]: SuccessRecord(r[1], int(r[2] or 0), r[3]) for r in rows}
+    return {r[0]: SuccessRecord(r[1], int(r[2] or 0), r[3], _json(r[4])) for r in rows}
 
 
 def read_snapshot(conn: sqlite3.Connection, project: str) -> ProjectSnapshot:

@@ -227,6 +227,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    (
+        7,
+        "tasks.value, attempts.value: a typed task's validated output",
+        # The JSON text of the value a task with an output_schema produced (its output is the
+        # same JSON, pretty); NULL for every other task and attempt. tasks.value is the value
+        # of the task's last success, cleared with it. (6 is another feature's number.)
+        """
+        ALTER TABLE tasks ADD COLUMN value TEXT;
+        ALTER TABLE attempts ADD COLUMN value TEXT;
+        """,
+    ),
 )
 
 #: The schema version this code writes (the number of the last migration).

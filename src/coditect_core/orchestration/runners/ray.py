@@ -68,8 +68,15 @@ from ...errors import (
     LlmWorkerLostError,
     RunnerError,
 )
-from ...llm_abstractions.base_llm import BaseLlm, CallParams, LlmResponse, StreamState
+from ...llm_abstractions.base_llm import (
+    BaseLlm,
+    CallParams,
+    LlmResponse,
+    StreamState,
+    output_modes_of,
+)
 from ...llm_abstractions.messages import Message, Messages, normalize_messages
+from ...llm_abstractions.output import OutputMode
 from ...llm_abstractions.spec import LlmSpec
 from ..agent_registry import AgentConfig, AgentInterface, AgentType
 from ._ray_cluster import (
@@ -206,6 +213,10 @@ class RayLlm(BaseLlm):
             raise LlmTimeoutError(
                 f"no answer within {timeout:g}s", provider=self.provider
             ) from None
+
+    def output_modes(self) -> tuple[OutputMode, ...]:
+        """The typed-output modes of the provider class the requests run on."""
+        return output_modes_of(self.spec.cls)
 
     def box(self) -> list[Any]:
         """``[ObjectRef of the spec]``: put in Ray's object store once, passed by reference."""
