@@ -274,6 +274,19 @@ def test_the_sandbox_lets_a_command_write_only_the_workspace_and_not_its_git(
     assert (workspace / "ok.txt").read_text() == "x"
 
 
+@pytest.mark.skipif(
+    not _files_confined(), reason="this machine cannot make a mount namespace for commands"
+)
+def test_the_sandbox_lets_a_command_write_a_relative_path_in_the_workspace(
+    tmp_path: Path,
+) -> None:
+    # The command's working folder was entered before the sandbox's bind mounts: a relative
+    # path went to the read-only mount underneath ("Read-only file system"; failed before).
+    result = call(python_tools(tmp_path), argv=[PY, "-c", WRITER, "rel.txt"])
+    assert "wrote rel.txt" in result.content
+    assert (tmp_path / "rel.txt").read_text() == "x"
+
+
 def test_without_a_sandbox_require_sandbox_refuses_and_otherwise_a_warning_is_logged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

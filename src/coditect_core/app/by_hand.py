@@ -37,15 +37,23 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProjectFileError, WorkAtRiskError
+from ..errors import ProjectFileError, StateError, WorkAtRiskError
 from ..orchestration.scheduler import descendants
 from ..orchestration.task import TaskStatus
+from ..orchestration.tool_loop import APPROVAL_SUFFIX, APPROVED, WAITING_APPROVAL
 from ..project import read_project_file
 from ..store import StateStore, state_path_for
-from ..store.records import TaskRecord
+from ..store.records import TaskRecord, ToolCallRow
 from .view import CANCELLED_BY_HAND, definition_hashes, resolve_offline
 
-__all__ = ["RUN_STATUS", "ByHand", "ByHandResult", "record_by_hand"]
+__all__ = [
+    "RUN_STATUS",
+    "ByHand",
+    "ByHandResult",
+    "DecisionResult",
+    "record_by_hand",
+    "record_decision",
+]
 
 RUN_STATUS = "by_hand"
 """The status of the short run that records a change made by hand."""
@@ -220,3 +228,94 @@ def _refuse_losing_output(task_id: str, row: TaskRecord | None) -> None:
         f"nothing and run its dependents again. Give --output FILE or --note TEXT, or --force "
         f"to replace it anyway"
     )
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    """A person's decision on the tool calls a task waited on (``task approve|reject``)."""
+
+    project: str
+    task_id: str
+    approved: bool
+    calls: tuple[str, ...]
+    """The calls decided, each ``name(arguments)``."""
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "task_id": self.task_id,
+            "decision": "approved" if self.approved else "rejected",
+            "calls": list(self.calls),
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+async def record_decision(
+    path: str | os.PathLike[str],
+    task_id: str,
+    *,
+    approved: bool,
+    note: str | None = None,
+    state: str | os.PathLike[str] | None = None,
+) -> DecisionResult:
+    """Approve or reject the tool calls ``task_id``'s agent loop waits on (its agent's
+    ``approve:``). The next ``coditect run`` resumes the loop: an approved call runs, a rejected
+    one is answered with an error result carrying ``note`` (the model sees it).
+
+    Raises :class:`ProjectFileError` for a bad file or an unknown task, :class:`StateError` when
+    the task waits on no tool call (nothing written).
+    """
+    project_file = read_project_file(path)
+    ids = project_file.task_ids
+    if task_id not in ids:
+        close = difflib.get_close_matches(task_id, ids, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ProjectFileError(f"task {task_id!r} is not in the file{hint}", path=project_file.path)
+    name = project_file.name
+    store = StateStore.open(state_path_for(path, state))
+    try:
+        records = {r.task_id: r for r in store.snapshot(name).tasks}
+        row = records.get(task_id)
+        waiting = [
+            call
+            for call in store.tool_calls(name, task_id=task_id)
+            if call.call_id.endswith(APPROVAL_SUFFIX) and call.result == WAITING_APPROVAL
+        ]
+        if row is None or row.status != TaskStatus.AWAITING_HUMAN.value or not waiting:
+            status = row.status if row is not None else "never run"
+            raise StateError(f"task {task_id!r} waits on no tool call to approve ({status})")
+        shown: list[str] = []
+        decision = "approve" if approved else "reject"
+        info = await store.begin_run(name, options={"by_hand": decision, "task": task_id})
+        ended = "error"
+        try:
+            await _decide(store, waiting, approved, note, shown)
+            what = "approved" if approved else "rejected"
+            why = f"{what} by hand: {', '.join(shown)}" + (f" ({note})" if note else "")
+            await store.set_task_status(info.run_id, task_id, TaskStatus.AWAITING_HUMAN, note=why)
+            ended = RUN_STATUS
+        finally:
+            await store.finish_run(info.run_id, ended)
+    finally:
+        await store.aclose()
+    return DecisionResult(name, task_id, approved, tuple(shown), note)
+
+
+async def _decide(
+    store: StateStore,
+    waiting: list[ToolCallRow],
+    approved: bool,
+    note: str | None,
+    shown: list[str],
+) -> None:
+    """Record the decision on each waiting call (``shown``: each as ``name(arguments)``)."""
+    for call in waiting:
+        call_id = call.call_id.removesuffix(APPROVAL_SUFFIX)
+        shown.append(f"{call.name}({call.arguments})")
+        if approved:
+            await store.tool_call_decided(call.attempt_id, call.call_id, APPROVED)
+            continue
+        text = f"rejected by a person: {note}" if note else "rejected by a person"
+        answer = ToolCallRow(call_id, call.name, call.arguments, text, is_error=True, toolset=None)
+        await store.tool_call_decided(call.attempt_id, call.call_id, text, answer)

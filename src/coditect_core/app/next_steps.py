@@ -47,10 +47,12 @@ class Failure:
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    """A task handed to a person (an interactive agent)."""
+    """A task handed to a person (an interactive agent, or tool calls waiting for approval)."""
 
     task_id: str
     agent: str | None
+    calls: tuple[str, ...] = ()
+    """The tool calls waiting for a person's approval, each ``name(arguments)``."""
 
 
 @dataclass
@@ -85,7 +87,14 @@ class NextSteps:
                 {"task_id": f.task_id, "agent": f.agent, "error": f.error} for f in self.failed
             ],
             "blocked": [g.to_dict() for g in self.blocked],
-            "awaiting_human": [{"task_id": w.task_id, "agent": w.agent} for w in self.waiting],
+            "awaiting_human": [
+                {
+                    "task_id": w.task_id,
+                    "agent": w.agent,
+                    **({"pending_approval": list(w.calls)} if w.calls else {}),
+                }
+                for w in self.waiting
+            ],
             "truncated": list(self.truncated),
             "not_started": list(self.not_started),
             "budget_stopped": self.budget_stopped,
@@ -115,7 +124,9 @@ def next_steps(
         elif status is TaskStatus.BLOCKED:
             groups.setdefault(culprits.get(tid, ()), []).append(tid)
         elif status is TaskStatus.AWAITING_HUMAN:
-            steps.waiting.append(Waiting(tid, agent))
+            pending = (result.metadata.get("pending_approval") if result else None) or []
+            calls = tuple(f"{c['name']}({c['arguments']})" for c in pending)
+            steps.waiting.append(Waiting(tid, agent, calls))
         elif status in (TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.CANCELLED):
             steps.not_started.append(tid)
         if status is TaskStatus.COMPLETED and is_truncated(result):

@@ -77,6 +77,11 @@ def next_steps_json(
     """The facts of :func:`print_next_steps` as data: the tasks by kind, and the commands."""
     data = steps.to_dict()
     for row in data["awaiting_human"]:
+        if row.get("pending_approval"):
+            row["approve_command"] = _command(["task", "approve", project, row["task_id"]])
+            row["reject_command"] = _command(
+                ["task", "reject", project, row["task_id"], "--note", "TEXT"]
+            )
         row["complete_command"] = complete_command(project, row["task_id"])
         row["prompt_command"] = prompt_command(project, row["task_id"])
     data["resume_command"] = resume_command(argv)
@@ -105,6 +110,14 @@ def print_next_steps(steps: NextSteps, project: str, argv: Sequence[str] | None 
         listed = ", ".join(named) + (f", ... ({more} more)" if more else "")
         lines.append(f"blocked   {count} blocked by {by}: {listed}")
     for waiting in steps.waiting:
+        if waiting.calls:
+            tid = waiting.task_id
+            lines.append(
+                f"waiting   {tid} waits for a person to approve {', '.join(waiting.calls)}: "
+                f"{_command(['task', 'approve', project, tid])}, or "
+                f"{_command(['task', 'reject', project, tid, '--note', 'TEXT'])}; then run again"
+            )
+            continue
         lines.append(
             f"waiting   {waiting.task_id} waits on a person. Its prompt: "
             f"{prompt_command(project, waiting.task_id)}; when done, record the result: "

@@ -92,6 +92,40 @@ def _record(
     )
 
 
+def _decide(
+    project_word: str | None,
+    task_id_word: str | None,
+    *,
+    approved: bool,
+    note: str | None,
+    state: Path | None,
+    as_json: bool,
+) -> None:
+    import asyncio
+
+    from ..app.by_hand import record_decision
+    from ..errors import ProjectFileError, RunLockedError, StateError
+
+    project, task_id = project_and_id(project_word, task_id_word, as_json=as_json)
+    try:
+        result = asyncio.run(
+            record_decision(project, task_id, approved=approved, note=note, state=state)
+        )
+    except RunLockedError as error:
+        fail(f"{error}; try again when the run has ended", ExitCode.BAD_INPUT, as_json=as_json)
+    except (ProjectFileError, StateError, OSError) as error:
+        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    esc = Shown().markup
+    what = "approved" if approved else "rejected"
+    console().print(
+        f"{esc(task_id)}: {what} {esc(', '.join(result.calls))}; "
+        "the next `coditect run` goes on with it"
+    )
+
+
 def _read_output(path: Path | None, as_json: bool) -> str | None:
     if path is None:
         return None
@@ -219,6 +253,37 @@ def register(app: typer.Typer) -> None:
           coditect task reset project.yaml TASK-005
         """
         _record("reset", project, task_id, output=None, note=note, state=state, as_json=as_json)
+
+    @task_app.command("approve")
+    def approve_command(
+        project: ProjectArg = None,
+        task_id: IdArg = None,
+        state: StateOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Approve the tool call a task waits on (its agent's approve:): the next run runs it.
+
+        Examples:
+
+          coditect task approve project.yaml TASK-003
+        """
+        _decide(project, task_id, approved=True, note=None, state=state, as_json=as_json)
+
+    @task_app.command("reject")
+    def reject_command(
+        project: ProjectArg = None,
+        task_id: IdArg = None,
+        note: NoteOpt = None,
+        state: StateOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Reject the tool call a task waits on: the next run tells the agent, with the note.
+
+        Examples:
+
+          coditect task reject project.yaml TASK-003 --note "do not delete the fixtures"
+        """
+        _decide(project, task_id, approved=False, note=note, state=state, as_json=as_json)
 
     @task_app.command("rerun")
     def rerun_command(

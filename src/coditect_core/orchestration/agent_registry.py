@@ -123,6 +123,8 @@ class AgentConfig:
     """The commands ``run_command`` may start: a string (``"python -m pytest"``) or an argv."""
     require_sandbox: bool = False
     """``run_command`` refuses to run where no network namespace can be made."""
+    approve: list[str] = field(default_factory=list)
+    """Tools whose calls wait for a person's approval (``coditect task approve|reject``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():

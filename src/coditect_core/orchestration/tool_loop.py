@@ -16,6 +16,12 @@ task: :func:`run_tool_loop`, called by :meth:`TaskExecutor._execute_api`.
   the run stops (``stop_reason == "budget"``).
 * The result's ``metadata["agent_loop"]``: the turns, the tool calls made, and each call (name,
   arguments, result excerpt, error, duration).
+* Approvals: a call of a tool the agent lists under ``approve:`` is not run until a person
+  decided (``coditect task approve|reject``). Without a decision the task hands off to a person
+  (``awaiting_human``, ``metadata["pending_approval"]``) and the call is recorded as a marker
+  row (call id + :data:`APPROVAL_SUFFIX`, toolset :data:`APPROVAL_TOOLSET`) under its turn; the
+  next run resumes the loop from its recorded turns: an approved call runs, a rejected one was
+  answered with the person's note as an error result when it was rejected.
 """
 
 from __future__ import annotations
@@ -44,12 +50,17 @@ from ..tools.loop import (
 from ..tools.toolset import ToolContext, resolve_toolsets
 from .agent_registry import AgentConfig
 from .estimate import ASSUMED_OUTPUT, CHARS_PER_TOKEN, call_cost, call_model, estimate_tokens
+from .execution_result import ExecutionStatus
 
 if TYPE_CHECKING:
     from .handlers import Execution
 
 __all__ = [
+    "APPROVAL_SUFFIX",
+    "APPROVAL_TOOLSET",
+    "APPROVED",
     "EXCERPT_CHARS",
+    "WAITING_APPROVAL",
     "RecordedLoop",
     "RecordedTurn",
     "loop_limits",
@@ -62,6 +73,20 @@ logger = logging.getLogger(__name__)
 EXCERPT_CHARS = 500
 """What a recorded tool result keeps of its text."""
 
+APPROVAL_SUFFIX = "#approval"
+"""A call's id with this suffix names its approval's row among the recorded tool calls."""
+APPROVAL_TOOLSET = "approval"
+WAITING_APPROVAL = "waiting for a person's approval (coditect task approve|reject)"
+APPROVED = "approved by a person"
+
+
+class _ApprovalNeeded(Exception):
+    """A call waits for a person's decision: the loop stops, the task hands off."""
+
+    def __init__(self, call: ToolCall) -> None:
+        super().__init__(f"tool call {call.name} waits for approval")
+        self.call = call
+
 
 @dataclass(frozen=True, slots=True)
 class RecordedTurn:
@@ -71,6 +96,8 @@ class RecordedTurn:
     text: str
     tool_calls: list[ToolCall]
     results: dict[str, ToolResult] = field(default_factory=dict)
+    approvals: dict[str, str] = field(default_factory=dict)
+    """A person's decision on a call (by call id): :data:`APPROVED`, or still waiting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +182,17 @@ async def run_tool_loop(
         import_root=workspace,
         allow_commands=agent.allow_commands,
         require_sandbox=agent.require_sandbox,
+        approve=tuple(agent.approve),
         mcp_servers=executor.mcp_servers.get(agent.name, {}),
     )
     recorded = executor.loop_resumes.pop(execution.task.task_id, None)
+    approved = {
+        call_id
+        for turn in (recorded.turns if recorded is not None else ())
+        for call_id, decision in turn.approvals.items()
+        if decision == APPROVED
+    }
+    approve = frozenset(agent.approve)
     state: dict[str, Any] = {"turns": 0, "tool_calls": 0, "calls": []}
     execution.result.metadata["agent_loop"] = state
 
@@ -175,6 +210,22 @@ async def run_tool_loop(
             state["tool_calls"] += 1
         await execution.attempts.tool_called(record, row)
 
+    async def before_tool(turn: int, call: ToolCall) -> None:
+        if call.name not in approve or call.id in approved:
+            return
+        marker = ToolCallRecord(
+            turn,
+            ToolCall(call.id + APPROVAL_SUFFIX, call.name, call.arguments),
+            ToolResult.error(WAITING_APPROVAL),
+            0.0,
+            APPROVAL_TOOLSET,
+        )
+        row = record_of(marker)
+        if recorded is not None and turn == len(recorded.turns):
+            row["attempt_id"] = recorded.last_attempt
+        await execution.attempts.tool_called(marker, row)
+        raise _ApprovalNeeded(call)
+
     async with AsyncExitStack() as stack:
         toolsets = resolve_toolsets(agent.tools, context)
         for toolset in toolsets:
@@ -186,8 +237,10 @@ async def run_tool_loop(
             after_turn=after_turn,
             after_tool=after_tool,
             on_answer=on_answer,
+            before_tool=before_tool if approve else None,
         )
         loop = AgentLoop(execution.llm(agent), toolbox, limits=loop_limits(agent), hooks=hooks)
+        resume: LoopResume | None = None
         if recorded is not None and recorded.turns:
             resume = recorded.resume(execution.messages(agent))
             state["resumed_turns"] = resume.turns
@@ -196,10 +249,30 @@ async def run_tool_loop(
                 execution.task.task_id,
                 resume.turns,
             )
-            result = await loop.run(resume=resume)
-        else:
-            result = await loop.run(execution.messages(agent))
+        waiting: list[ToolCall] = []
+        try:
+            if resume is not None:
+                result = await loop.run(resume=resume)
+            else:
+                result = await loop.run(execution.messages(agent))
+        except* _ApprovalNeeded as group:
+            waiting = [e.call for e in group.exceptions if isinstance(e, _ApprovalNeeded)]
+    if waiting:
+        _hand_off(execution, waiting)
+        return
     execution.answered(result.response)
+
+
+def _hand_off(execution: Execution, calls: list[ToolCall]) -> None:
+    """The task waits for a person to approve or reject ``calls``."""
+    execution.result.status = ExecutionStatus.AWAITING_HUMAN
+    pending = [{"id": c.id, "name": c.name, "arguments": c.arguments_json()} for c in calls]
+    execution.result.metadata["pending_approval"] = pending
+    shown = ", ".join(f"{c.name}({c.arguments_json()})" for c in calls)
+    execution.result.metadata["handoff_prompt"] = (
+        f"approve or reject the tool call(s) {shown}: coditect task approve|reject"
+    )
+    logger.info("task %s waits for a person to approve %s", execution.task.task_id, shown)
 
 
 def _budget_check(execution: Execution, agent: AgentConfig, schema_chars: int) -> Any:

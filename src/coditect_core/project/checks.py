@@ -172,11 +172,25 @@ class _Checker:
             )
         elif agent.allow_commands and "run_command" not in agent.tools:
             self.add(commands, "allow_commands is only used with the tool run_command")
+        for index, tool in enumerate(agent.approve):
+            mcp = any(tool.startswith(self._mcp_prefix(server)) for server in agent.mcp_servers)
+            if tool not in agent.tools and not mcp:
+                self.add(
+                    ("agents", name, "approve", index),
+                    f"tool {tool!r} is not one of the agent's tools "
+                    f"({', '.join(agent.tools) or 'none'}) or of its MCP servers",
+                )
         for index, command in enumerate(agent.allow_commands):
             try:
                 parse_allow_commands([command])
             except ToolError as error:
                 self.add((*commands, index), str(error))
+
+    def _mcp_prefix(self, server: str) -> str:
+        """What the names of MCP server ``server``'s tools start with."""
+        entry = self.spec.mcp_servers.get(server)
+        prefix = entry.prefix if entry is not None else None
+        return f"{server}__" if prefix is None else prefix
 
     def syntax(self, path: FieldPath, text: str) -> None:
         try:

@@ -624,6 +624,7 @@ class ProjectFile:
                     for entry in spec.allow_commands
                 ],
                 require_sandbox=spec.require_sandbox,
+                approve=list(spec.approve),
             )
         except AgentError as error:  # the checks should have caught it: say where anyway
             at = ("agents", name)

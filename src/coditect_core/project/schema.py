@@ -191,6 +191,8 @@ class AgentSpec(_Spec):
     """What ``run_command`` may start: ``"python -m pytest"`` or ``[python, -m, pytest]``."""
     require_sandbox: bool = False
     """``run_command`` refuses to run a command where it cannot cut the network off."""
+    approve: list[NonEmptyStr] = Field(default_factory=list)
+    """Tools (of ``tools:`` or its MCP servers') whose calls wait for a person's approval."""
 
 
 class McpServerEntry(_Spec):

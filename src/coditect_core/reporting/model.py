@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..llm_abstractions.datatypes import FinishReason, Usage
 from ..orchestration.scheduler import blocked_by
 from ..orchestration.spend import Tally
+from ..orchestration.tool_loop import APPROVAL_TOOLSET
 from ..store.records import CheckRunRecord, TaskChangeRecord, TaskEvent, ToolCallRow
 from .fmt import clip, iso
 
@@ -197,8 +198,8 @@ class _Attempted:
 
     @property
     def tool_calls(self) -> int:
-        """Tool calls its agent loops ran."""
-        return sum(len(a.tool_runs) for a in self.attempts)
+        """Tool calls its agent loops ran (a person's decision on a call is no run of it)."""
+        return sum(c.toolset != APPROVAL_TOOLSET for a in self.attempts for c in a.tool_runs)
 
     @property
     def busy_s(self) -> float:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..orchestration.tool_loop import APPROVAL_TOOLSET
 from . import fmt
 from .model import BlockedGroup, ReportData, TaskRow
 
@@ -161,7 +162,8 @@ def _loops_section(report: ReportData) -> list[str]:
     lines = ["", "## Agent loops", ""]
 
     def errors(row: Any) -> str:
-        return str(sum(c.is_error for a in row.attempts for c in a.tool_runs))
+        runs = [c for a in row.attempts for c in a.tool_runs if c.toolset != APPROVAL_TOOLSET]
+        return str(sum(c.is_error for c in runs))
 
     lines += _table(
         ["Agent", "Tool turns", "Tool calls", "Errors"],

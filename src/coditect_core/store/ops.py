@@ -510,6 +510,28 @@ class Ops:
 
         return op
 
+    def tool_call_decided(
+        self, attempt_id: int, marker: str, decision: str, answer: ToolCallRow | None, now: float
+    ) -> Op:
+        """A person decided on the call waiting for approval (its marker row ``marker`` under
+        the turn ``attempt_id``): the marker says ``decision``; ``answer`` (a rejection) is the
+        call's result, which the resumed loop sends the model instead of running it."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE tool_calls SET result = ?, at = ? WHERE attempt_id = ? AND call_id = ?",
+                (self._scrub.text(decision) or "", now, attempt_id, marker),
+            )
+
+        inner = self.tool_called(attempt_id, answer, now) if answer is not None else None
+
+        def both(conn: sqlite3.Connection) -> None:
+            op(conn)
+            if inner is not None:
+                inner(conn)
+
+        return both
+
     def task_finished(
         self,
         run_id: int,

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..llm_abstractions.tool_types import ToolCall
 from ..orchestration.resume import SuccessRecord
-from ..orchestration.tool_loop import RecordedLoop, RecordedTurn
+from ..orchestration.tool_loop import APPROVAL_SUFFIX, RecordedLoop, RecordedTurn
 from ..tools.base import ToolResult
 
 __all__ = [
@@ -402,7 +402,8 @@ def read_tool_calls(
     return [ToolCallRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8]) for r in rows]
 
 
-_UNFINISHED = frozenset({"running", "interrupted", "cancelled"})
+_UNFINISHED = frozenset({"running", "interrupted", "cancelled", "awaiting_human"})
+"""A loop whose last attempt ended so goes on (``awaiting_human``: a call waited for approval)."""
 
 
 def read_loop(conn: sqlite3.Connection, project: str, task_id: str) -> RecordedLoop | None:
@@ -436,11 +437,18 @@ def read_loop(conn: sqlite3.Connection, project: str, task_id: str) -> RecordedL
     turns = []
     for attempt in reversed(chain):
         asked = [ToolCall.from_dict(c) for c in json.loads(attempt.tool_calls or "[]")]
+        rows = by_attempt.get(attempt.attempt_id, ())
         results = {
             row.call_id: ToolResult(row.result, is_error=row.is_error)
-            for row in by_attempt.get(attempt.attempt_id, ())
+            for row in rows
+            if not row.call_id.endswith(APPROVAL_SUFFIX)
         }
-        turns.append(RecordedTurn(attempt.output or "", asked, results))
+        approvals = {
+            row.call_id.removesuffix(APPROVAL_SUFFIX): row.result
+            for row in rows
+            if row.call_id.endswith(APPROVAL_SUFFIX)
+        }
+        turns.append(RecordedTurn(attempt.output or "", asked, results, approvals))
     return RecordedLoop(turns, last_attempt=chain[0].attempt_id)
 
 

@@ -353,6 +353,14 @@ class StateStore:
         is committed (a resumed loop does not run it again)."""
         await self._call(self._ops.tool_called(attempt_id, call, time.time()))
 
+    async def tool_call_decided(
+        self, attempt_id: int, marker: str, decision: str, answer: ToolCallRow | None = None
+    ) -> None:
+        """Record a person's decision on a tool call that waited for approval."""
+        await self._call(
+            self._ops.tool_call_decided(attempt_id, marker, decision, answer, time.time())
+        )
+
     async def task_finished(
         self,
         run_id: int,

@@ -116,6 +116,9 @@ def main(args: list[str]) -> None:
         loopback_up()
         if writable:
             confine_files(writable, [p for p in read_only if os.path.lexists(p)])
+            # The working folder was entered before the bind mounts: enter it again through
+            # them, or relative paths stay on the (now read-only) mount underneath.
+            os.chdir(os.getcwd())
     except OSError as error:
         sys.stderr.write(f"sandbox: cannot be set up: {error}\n")
         sys.exit(126)
