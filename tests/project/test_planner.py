@@ -28,7 +28,6 @@ from coditect_core.project.planner import (
     default_agents,
     graph_schema,
     make_plan,
-    parse_answer,
     read_agents_file,
     read_plan_document,
     unnamed_headings,
@@ -146,18 +145,34 @@ def test_the_schema_is_the_task_schema_subset_plus_source_step() -> None:
     assert "agent" not in graph_schema(None)["properties"]["tasks"]["items"]["properties"]
 
 
+def task(tid: str, **fields: Any) -> dict[str, Any]:
+    return {"id": tid, "title": f"do {tid}", "dependencies": [], "source_step": tid, **fields}
+
+
+def tasks(*items: dict[str, Any], **extra: Any) -> str:
+    return json.dumps({"tasks": list(items), "unplaced": [], **extra})
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        ("no JSON here", "the answer is not a JSON object"),
-        ("[1, 2]", "the answer is JSON but not an object (list)"),
-        ('{"tasks": []}', "'tasks' must be a non-empty list of task objects"),
-        ('{"tasks": [{"id": "A", "title": "a"}], "notes": 1}', "unknown keys ['notes']"),
-        ('{"tasks": [{"id": "A", "title": "a", "owner": "x"}], "unplaced": []}', "owner"),
-        ('{"tasks": [{"id": "A", "title": "a", "priority": "urgent"}]}', "unknown priority"),
+        # the JSON Schema's (typed outputs: the reply checked against graph_schema)
+        ("no JSON here", "the reply is not JSON"),
+        ("[1, 2]", "$: [1, 2] is not of type 'object'"),
+        (tasks(), "$.tasks: [] should be non-empty"),
+        (tasks(task("A"), notes=1), "('notes' was unexpected)"),
+        (tasks(task("A", owner="x")), "('owner' was unexpected)"),
+        (tasks(task("A", priority="urgent")), "$.tasks[0].priority: 'urgent' is not one of"),
+        ('{"tasks": [{"id": "A", "title": "a"}]}', "$.tasks[0]: 'source_step' is a required"),
+        # the loader's (the same checks as `coditect run`)
+        (tasks(task("A"), task("A")), "tasks[1].id: duplicate task id 'A'"),
+        (tasks(task("A B")), "task id 'A B' must start with a letter or digit"),
+        (tasks(task("A", title=" ")), "tasks[0].title: must not be empty"),
+        (tasks(task("A", dependencies=["Z"])), "depends on unknown task 'Z'"),
+        (tasks(task("A", dependencies=["A"])), "task 'A' depends on itself"),
         (
-            '{"tasks": [{"id": "A", "title": "a"}, {"id": "A", "title": "b"}]}',
-            "duplicate task id 'A'",
+            tasks(task("A", dependencies=["B"]), task("B", dependencies=["A"])),
+            "dependency cycle: A -> B -> A",
         ),
     ],
 )
@@ -167,12 +182,7 @@ async def test_a_bad_answer_is_sent_back_with_what_is_wrong(answer: str, message
     assert plan.answers == 2
     assert message in plan.errors[0]
     assert message in llm.calls[1].messages[-1]["content"]
-
-
-def test_parse_answer_takes_the_fenced_object_or_the_braces() -> None:
-    assert parse_answer('```json\n{"a": 1}\n```') == {"a": 1}
-    assert parse_answer('Sure! {"a": {"b": 2}} Done.') == {"a": {"b": 2}}
-    assert parse_answer(' {"a": 1}\n') == {"a": 1}
+    assert llm.calls[1].messages[-2] == {"role": "assistant", "content": answer}
 
 
 async def test_a_model_that_never_complies_fails_after_the_bound_with_the_last_errors(
@@ -221,7 +231,10 @@ async def test_agents_file_agents_are_offered_assigned_and_written_unexpanded(
     first = llm.calls[0].messages[1]["content"]
     assert "Agents a task may name (default: writer):" in first
     assert "- tester: openai-gpt; model gpt-4o-mini; capabilities: testing" in first
-    assert "unknown agent 'qa'" in llm.calls[1].messages[-1]["content"]
+    assert (
+        "$.tasks[1].agent: 'qa' is not one of ['writer', 'tester']"
+        in (llm.calls[1].messages[-1]["content"])
+    )
     loaded = read_project_file(out)
     assert loaded.agents_of_tasks() == {"STEP-4.1": "writer", "STEP-4.7": "tester"}
     assert loaded.spec.agents["tester"].api_key == "${PLANNER_TEST_KEY}"  # never expanded

@@ -32,7 +32,12 @@ from typing import Any
 
 import yaml
 
-from ..errors import PlanDocumentError, PlanRejectedError, ProjectFileError
+from ..errors import (
+    LlmOutputValidationError,
+    PlanDocumentError,
+    PlanRejectedError,
+    ProjectFileError,
+)
 from ..llm_abstractions.base_llm import BaseLlm
 from ..llm_abstractions.messages import Message
 from ..orchestration.task import TaskPriority
@@ -52,7 +57,6 @@ __all__ = [
     "find_steps",
     "graph_schema",
     "make_plan",
-    "parse_answer",
     "plan_messages",
     "read_agents_file",
     "read_plan_document",
@@ -351,31 +355,6 @@ def plan_messages(document: PlanDocument, agents: PlanAgents | None) -> list[Mes
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}]
 
 
-_FENCED = re.compile(r"```(?:json|JSON)?\s*\n(.*?)\n?```", re.DOTALL)
-
-
-def parse_answer(text: str) -> dict[str, Any]:
-    """The JSON object of a model's answer (in a ```json fence or around prose tolerated);
-    ``ValueError`` saying what is wrong with it."""
-    candidates = [m.group(1) for m in _FENCED.finditer(text)]
-    start, end = text.find("{"), text.rfind("}")
-    if start >= 0 and end > start:
-        candidates.append(text[start : end + 1])
-    candidates.append(text.strip())
-    error: json.JSONDecodeError | None = None
-    for candidate in candidates:
-        try:
-            value = json.loads(candidate)
-        except json.JSONDecodeError as exc:
-            error = error or exc
-            continue
-        if not isinstance(value, dict):
-            raise ValueError(f"the answer is JSON but not an object ({type(value).__name__})")
-        return value
-    where = f": {error.msg} at line {error.lineno} column {error.colno}" if error else ""
-    raise ValueError(f"the answer is not a JSON object{where}")
-
-
 def _graph(value: object) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """The tasks and unplaced steps of an answer, each task's source step taken out; or
     ``ValueError`` naming what is missing."""
@@ -520,14 +499,18 @@ async def _answer(
     llm: BaseLlm, messages: list[Message], schema: dict[str, Any], max_tokens: int | None
 ) -> tuple[str, object, str]:
     """The model's reply to ``messages``, its JSON value, and what is wrong with it ("" when
-    nothing is); the one place the model is called. (Typed outputs will ask with
-    ``output_schema=schema`` here; for now the JSON is asked for in the prompt and parsed.)"""
+    nothing is); the one place the model is called. It is asked as a typed output
+    (``output_schema=schema``, the best mode the provider has: llama.cpp's grammar for the
+    embedded model, a vendor's JSON Schema response format...); a reply that does not fit the
+    schema comes back with the schema's errors, which the planner sends back with the loader's."""
     per_call: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens is not None else {}
-    response = await llm.generate_async(messages, **per_call)
     try:
-        return response.text, parse_answer(response.text), ""
-    except ValueError as error:
-        return response.text, None, str(error)
+        response = await llm.generate_async(
+            messages, output_schema=schema, output_mode="auto", output_retries=0, **per_call
+        )
+    except LlmOutputValidationError as error:
+        return error.reply, None, "\n".join(error.errors)
+    return response.text, response.value, ""
 
 
 def _check_plan(
@@ -624,7 +607,7 @@ async def make_plan(
             {"role": "assistant", "content": answer},
             {
                 "role": "user",
-                "content": "The project-file loader refused that graph:\n"
+                "content": "That graph was refused:\n"
                 f"{problems}\n\nFix these problems and answer with the whole corrected JSON "
                 "object, nothing else.",
             },
