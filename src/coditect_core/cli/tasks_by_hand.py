@@ -9,14 +9,17 @@ is reset, a rerun one (and with ``--with-dependents`` its dependents) runs again
 from __future__ import annotations
 
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from .options import StateOpt
 from .output import ExitCode, Shown, console, fail, fail_for, print_json
 from .project_path import ProjectWordArg, TaskIdArg, project_and_id
+
+_T = TypeVar("_T")
 
 __all__ = ["register"]
 
@@ -37,6 +40,21 @@ _DONE = {
 }
 
 
+def _recorded(work: Coroutine[Any, Any, _T], as_json: bool) -> _T:
+    """Run ``work`` (recording what a person did); a live run holding the lock, a bad project
+    file or state, or work at risk exits 2 with the reason."""
+    import asyncio
+
+    from ..errors import ProjectFileError, RunLockedError, StateError, WorkAtRiskError
+
+    try:
+        return asyncio.run(work)
+    except RunLockedError as error:
+        fail(f"{error}; try again when the run has ended", ExitCode.BAD_INPUT, as_json=as_json)
+    except (ProjectFileError, StateError, WorkAtRiskError, OSError) as error:
+        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
+
+
 def _record(
     action: str,
     project_word: str | None,
@@ -49,29 +67,22 @@ def _record(
     force: bool = False,
     with_dependents: bool = False,
 ) -> None:
-    import asyncio
-
     from ..app.by_hand import record_by_hand
-    from ..errors import ProjectFileError, RunLockedError, StateError, WorkAtRiskError
 
     project, task_id = project_and_id(project_word, task_id_word, as_json=as_json)
-    try:
-        result = asyncio.run(
-            record_by_hand(
-                project,
-                task_id,
-                action,
-                output=output,
-                note=note,
-                state=state,
-                force=force,
-                with_dependents=with_dependents,
-            )
-        )
-    except RunLockedError as error:
-        fail(f"{error}; try again when the run has ended", ExitCode.BAD_INPUT, as_json=as_json)
-    except (ProjectFileError, StateError, WorkAtRiskError, OSError) as error:
-        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
+    result = _recorded(
+        record_by_hand(
+            project,
+            task_id,
+            action,
+            output=output,
+            note=note,
+            state=state,
+            force=force,
+            with_dependents=with_dependents,
+        ),
+        as_json,
+    )
     if as_json:
         print_json(result.to_dict())
         return
@@ -101,20 +112,12 @@ def _decide(
     state: Path | None,
     as_json: bool,
 ) -> None:
-    import asyncio
-
     from ..app.by_hand import record_decision
-    from ..errors import ProjectFileError, RunLockedError, StateError
 
     project, task_id = project_and_id(project_word, task_id_word, as_json=as_json)
-    try:
-        result = asyncio.run(
-            record_decision(project, task_id, approved=approved, note=note, state=state)
-        )
-    except RunLockedError as error:
-        fail(f"{error}; try again when the run has ended", ExitCode.BAD_INPUT, as_json=as_json)
-    except (ProjectFileError, StateError, OSError) as error:
-        fail_for(error, ExitCode.BAD_INPUT, as_json=as_json)
+    result = _recorded(
+        record_decision(project, task_id, approved=approved, note=note, state=state), as_json
+    )
     if as_json:
         print_json(result.to_dict())
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -301,20 +302,37 @@ def read_task_history(conn: sqlite3.Connection, project: str, task_id: str) -> l
     return [TaskEvent(*r) for r in rows]
 
 
+def _project_rows(
+    conn: sqlite3.Connection,
+    select: str,
+    project: str,
+    order_by: str,
+    filters: Iterable[tuple[str, object]] = (),
+) -> list[Any]:
+    """The rows of ``select`` (a ``SELECT ... FROM ...`` that joins the tasks as ``t``) of
+    ``project``, narrowed by ``filters`` (``(column, value)``; a ``None`` value: any), ordered
+    by ``order_by``."""
+    sql = select + " JOIN projects p ON p.id = t.project_id WHERE p.name = ?"
+    args: list[Any] = [project]
+    for column, value in filters:
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    return conn.execute(f"{sql} ORDER BY {order_by}", args).fetchall()
+
+
 def read_check_runs(
     conn: sqlite3.Connection, project: str, task_id: str | None = None
 ) -> list[CheckRunRecord]:
     """Check runs of ``project`` (of one task), oldest first."""
-    sql = (
+    rows = _project_rows(
+        conn,
         "SELECT c.id, t.task_id, c.run_id, c.attempt, c.command, c.exit_code, c.timed_out, "
-        "c.output, c.duration_s, c.at FROM check_runs c JOIN tasks t ON t.id = c.task_ref "
-        "JOIN projects p ON p.id = t.project_id WHERE p.name = ?"
+        "c.output, c.duration_s, c.at FROM check_runs c JOIN tasks t ON t.id = c.task_ref",
+        project,
+        "c.id",
+        [("t.task_id", task_id)],
     )
-    args: list[Any] = [project]
-    if task_id is not None:
-        sql += " AND t.task_id = ?"
-        args.append(task_id)
-    rows = conn.execute(sql + " ORDER BY c.id", args).fetchall()
     return [
         CheckRunRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9])
         for r in rows
@@ -325,18 +343,15 @@ def read_task_changes(
     conn: sqlite3.Connection, project: str, task_id: str | None = None
 ) -> list[TaskChangeRecord]:
     """Task changes of ``project`` (of one task), oldest first."""
-    sql = (
+    rows = _project_rows(
+        conn,
         "SELECT c.id, t.task_id, c.run_id, c.branch, c.start_commit, c.commit_sha, c.files, "
         "c.lines_added, c.lines_removed, c.merge_commit, c.merged_at, c.at, c.diff "
-        "FROM task_changes c "
-        "JOIN tasks t ON t.id = c.task_ref JOIN projects p ON p.id = t.project_id "
-        "WHERE p.name = ?"
+        "FROM task_changes c JOIN tasks t ON t.id = c.task_ref",
+        project,
+        "c.id",
+        [("t.task_id", task_id)],
     )
-    args: list[Any] = [project]
-    if task_id is not None:
-        sql += " AND t.task_id = ?"
-        args.append(task_id)
-    rows = conn.execute(sql + " ORDER BY c.id", args).fetchall()
     return [
         TaskChangeRecord(
             r[0],
@@ -365,16 +380,13 @@ def read_attempts(
     run_id: int | None = None,
     status: str | None = None,
 ) -> list[AttemptRecord]:
-    sql = (
-        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts a JOIN tasks t ON t.id = a.task_ref "
-        "JOIN projects p ON p.id = t.project_id WHERE p.name = ?"
+    rows = _project_rows(
+        conn,
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts a JOIN tasks t ON t.id = a.task_ref",
+        project,
+        "a.id",
+        [("t.task_id", task_id), ("a.run_id", run_id), ("a.status", status)],
     )
-    args: list[Any] = [project]
-    for column, value in (("t.task_id", task_id), ("a.run_id", run_id), ("a.status", status)):
-        if value is not None:
-            sql += f" AND {column} = ?"
-            args.append(value)
-    rows = conn.execute(sql + " ORDER BY a.id", args).fetchall()
     return [_attempt(r) for r in rows]
 
 
@@ -388,17 +400,15 @@ def read_tool_calls(
     conn: sqlite3.Connection, project: str, *, task_id: str | None = None
 ) -> list[ToolCallRow]:
     """The tool calls of ``project``'s agent loops (of one task), in the order they ran."""
-    sql = (
+    rows = _project_rows(
+        conn,
         "SELECT c.call_id, c.name, c.arguments, c.result, c.is_error, c.duration_s, c.toolset, "
         "c.attempt_id, t.task_id FROM tool_calls c JOIN attempts a ON a.id = c.attempt_id "
-        "JOIN tasks t ON t.id = a.task_ref JOIN projects p ON p.id = t.project_id "
-        "WHERE p.name = ?"
+        "JOIN tasks t ON t.id = a.task_ref",
+        project,
+        "c.id",
+        [("t.task_id", task_id)],
     )
-    args: list[Any] = [project]
-    if task_id is not None:
-        sql += " AND t.task_id = ?"
-        args.append(task_id)
-    rows = conn.execute(sql + " ORDER BY c.id", args).fetchall()
     return [ToolCallRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8]) for r in rows]
 
 
