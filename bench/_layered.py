@@ -14,12 +14,19 @@ a graph on ``FakeLlm`` agents, one agent per latency.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from typing import NamedTuple
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from coditect_core.orchestration import AgentConfig, AgentRegistry, AgentTask, ProjectOrchestrator
 
-__all__ = ["LayeredTask", "ideal_makespan", "layered_graph", "layered_orchestrator"]
+__all__ = [
+    "LayeredTask",
+    "ideal_makespan",
+    "layered_graph",
+    "layered_orchestrator",
+    "makespan_figures",
+]
 
 
 class LayeredTask(NamedTuple):
@@ -96,3 +103,29 @@ def layered_orchestrator(
         for task in graph
     )
     return orchestrator
+
+
+def makespan_figures(
+    graph: Sequence[LayeredTask], times: Mapping[str, list[float]], over: str, under: str
+) -> list[dict[str, Any]]:
+    """The figures of a benchmark that ran ``graph`` several ways (``times``: each way's
+    makespans, one per repetition, paired): the median ratio of ``over``'s makespan to
+    ``under``'s (target >= 0.95), then each way's median makespan beside the ideal one."""
+    ratios = [a / b for a, b in zip(times[over], times[under], strict=True)]
+    return [
+        {
+            "figure": "ratio",
+            "value": round(statistics.median(ratios), 4),
+            "target": ">= 0.95",
+            "ratios": [round(r, 4) for r in ratios],
+        },
+        *(
+            {
+                "figure": f"{kind}_makespan_s",
+                "value": round(statistics.median(runs), 3),
+                "runs": [round(t, 3) for t in runs],
+                "ideal_makespan_s": round(ideal_makespan(graph), 3),
+            }
+            for kind, runs in times.items()
+        ),
+    ]

@@ -32,13 +32,12 @@ import asyncio
 import gc
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _layered import LayeredTask, ideal_makespan, layered_graph, layered_orchestrator
+from _layered import LayeredTask, layered_graph, layered_orchestrator, makespan_figures
 from coditect_core.orchestration import TaskStatus
 from coditect_core.store import StateStore
 from coditect_core.store.observer import StoreObserver, run_status
@@ -114,23 +113,8 @@ def main() -> None:
         "reps": args.reps,
         "load_1m": round(os.getloadavg()[0], 2),
     }
-    ratios = [p / j for p, j in zip(times["plain"], times["journal"], strict=True)]
     lines: list[dict[str, Any]] = [
-        {
-            "figure": "ratio",
-            "value": round(statistics.median(ratios), 4),
-            "target": ">= 0.95",
-            "ratios": [round(r, 4) for r in ratios],
-        },
-        *(
-            {
-                "figure": f"{kind}_makespan_s",
-                "value": round(statistics.median(times[kind]), 3),
-                "runs": [round(t, 3) for t in times[kind]],
-                "ideal_makespan_s": round(ideal_makespan(graph), 3),
-            }
-            for kind in KINDS
-        ),
+        *makespan_figures(graph, times, "plain", "journal"),
         {"figure": "journal_bytes", "value": sizes["journal"], "plain_bytes": sizes["plain"]},
     ]
     for line in lines:
